@@ -1,0 +1,237 @@
+# Growable output buffer, JSON string escaping, number/date/instant formatting.
+from cpython.buffer cimport PyBuffer_FillInfo
+from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t
+from libc.string cimport memcpy
+
+cdef extern from *:
+    """
+    /* Escape class per byte: 0 = copy, otherwise the second char of a short
+       escape, or 'u' for \\u00XX. */
+    static const char FH_ESC[256] = {
+      'u','u','u','u','u','u','u','u','b','t','n','u','f','r','u','u',
+      'u','u','u','u','u','u','u','u','u','u','u','u','u','u','u','u',
+      0,0,'"',0,0,0,0,0,0,0,0,0,0,0,0,0, 0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+      0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0, 0,0,0,0,0,0,0,0,0,0,0,0,'\\\\',0,0,0,
+    };
+    static const char FH_HEX[] = "0123456789abcdef";
+    """
+    const char FH_ESC[256]
+    const char FH_HEX[]
+
+
+cdef class OutBuffer:
+    """Growable output buffer, reused across batches (supports the buffer protocol)."""
+    cdef char* data
+    cdef Py_ssize_t size
+    cdef Py_ssize_t cap
+    cdef int exports
+
+    def __cinit__(self, Py_ssize_t capacity=1 << 20):
+        if capacity < 64:
+            capacity = 64
+        self.data = <char*>PyMem_Malloc(capacity)
+        if self.data == NULL:
+            raise MemoryError()
+        self.cap = capacity
+        self.size = 0
+        self.exports = 0
+
+    def __dealloc__(self):
+        PyMem_Free(self.data)
+
+    def clear(self):
+        if self.exports:
+            raise BufferError("OutBuffer is exported; release its views first")
+        self.size = 0
+
+    def __len__(self):
+        return self.size
+
+    def __getbuffer__(self, Py_buffer* view, int flags):
+        PyBuffer_FillInfo(view, self, self.data, self.size, 1, flags)
+        self.exports += 1
+
+    def __releasebuffer__(self, Py_buffer* view):
+        self.exports -= 1
+
+    def getvalue(self):
+        return self.data[:self.size]
+
+    def view(self):
+        return memoryview(self)
+
+    cdef int grow(self, Py_ssize_t need) except -1:
+        # Make room for `need` more bytes; the only place that may reallocate.
+        cdef Py_ssize_t want = self.size + need
+        cdef Py_ssize_t cap = self.cap
+        cdef char* p
+        if want <= cap:
+            return 0
+        if self.exports:
+            raise BufferError("OutBuffer is exported; release its views first")
+        while cap < want:
+            cap *= 2
+        p = <char*>PyMem_Realloc(self.data, cap)
+        if p == NULL:
+            raise MemoryError()
+        self.data = p
+        self.cap = cap
+        return 0
+
+
+cdef inline Py_ssize_t escape_into(char* dst, const unsigned char* src, Py_ssize_t n) noexcept nogil:
+    # JSON string content; room for 6*n bytes must exist. Non-ASCII UTF-8 is copied.
+    cdef Py_ssize_t i = 0, o = 0, run
+    cdef unsigned char ch
+    cdef char e
+    while i < n:
+        run = i
+        while i < n and FH_ESC[src[i]] == 0:
+            i += 1
+        if i > run:
+            memcpy(dst + o, src + run, i - run)
+            o += i - run
+        if i >= n:
+            break
+        ch = src[i]
+        e = FH_ESC[ch]
+        dst[o] = 92  # backslash
+        if e == 117:  # 'u'
+            dst[o + 1] = 117
+            dst[o + 2] = 48
+            dst[o + 3] = 48
+            dst[o + 4] = FH_HEX[ch >> 4]
+            dst[o + 5] = FH_HEX[ch & 15]
+            o += 6
+        else:
+            dst[o + 1] = e
+            o += 2
+        i += 1
+    return o
+
+
+cdef inline void civil_from_days(int64_t z, int64_t* y, int* m, int* d) noexcept nogil:
+    # H. Hinnant's civil_from_days, floor division made explicit.
+    cdef int64_t era, doe, yoe, doy, mp
+    z += 719468
+    era = (z if z >= 0 else z - 146096) // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d[0] = <int>(doy - (153 * mp + 2) // 5 + 1)
+    m[0] = <int>(mp + 3 if mp < 10 else mp - 9)
+    y[0] = yoe + era * 400 + (1 if m[0] <= 2 else 0)
+
+
+cdef inline void put2(char* p, int v) noexcept nogil:
+    p[0] = 48 + v // 10
+    p[1] = 48 + v % 10
+
+
+cdef inline Py_ssize_t date_into(char* p, int64_t days) noexcept nogil:
+    cdef int64_t y
+    cdef int m, d
+    civil_from_days(days, &y, &m, &d)
+    p[0] = 48 + <int>(y // 1000) % 10
+    p[1] = 48 + <int>(y // 100) % 10
+    p[2] = 48 + <int>(y // 10) % 10
+    p[3] = 48 + <int>y % 10
+    p[4] = 45
+    put2(p + 5, m)
+    p[7] = 45
+    put2(p + 8, d)
+    return 10
+
+
+cdef inline Py_ssize_t time_into(char* p, int64_t ms) noexcept nogil:
+    # YYYY-MM-DDThh:mm:ss.sss+00:00 (29 bytes), floor division for pre-1970.
+    cdef int64_t days = ms // 86400000
+    cdef int64_t rem = ms - days * 86400000
+    if rem < 0:
+        days -= 1
+        rem += 86400000
+    cdef int secs = <int>(rem // 1000)
+    cdef int milli = <int>(rem % 1000)
+    date_into(p, days)
+    p[10] = 84  # T
+    put2(p + 11, secs // 3600)
+    p[13] = 58
+    put2(p + 14, (secs // 60) % 60)
+    p[16] = 58
+    put2(p + 17, secs % 60)
+    p[19] = 46
+    p[20] = 48 + milli // 100
+    p[21] = 48 + (milli // 10) % 10
+    p[22] = 48 + milli % 10
+    memcpy(p + 23, b"+00:00", 6)
+    return 29
+
+
+cdef inline Py_ssize_t num_into(char* p, int64_t v, int scale, bint trim) noexcept nogil:
+    # Exact decimal of a scaled int64; at most 21 bytes. `trim` drops
+    # trailing fractional zeros (and the point when nothing is left).
+    cdef char tmp[24]
+    cdef int n = 0, k
+    cdef Py_ssize_t o = 0
+    cdef uint64_t mag
+    if v < 0:
+        p[0] = 45
+        o = 1
+        mag = <uint64_t>(-(v + 1)) + 1
+    else:
+        mag = <uint64_t>v
+    while True:
+        tmp[n] = 48 + <int>(mag % 10)
+        mag //= 10
+        n += 1
+        if mag == 0 and n > scale:
+            break
+    k = n - 1
+    while k >= 0:
+        if k == scale - 1 and scale > 0:
+            p[o] = 46
+            o += 1
+        p[o] = tmp[k]
+        o += 1
+        k -= 1
+    if trim and scale > 0:
+        while p[o - 1] == 48:
+            o -= 1
+        if p[o - 1] == 46:
+            o -= 1
+    return o
+
+
+def format_date(int64_t days):
+    """YYYY-MM-DD for days since the epoch."""
+    cdef char p[16]
+    cdef Py_ssize_t n = date_into(p, days)
+    return p[:n]
+
+
+def format_time(int64_t ms):
+    """FHIR instant, UTC, millisecond precision: YYYY-MM-DDThh:mm:ss.sss+00:00."""
+    cdef char p[32]
+    cdef Py_ssize_t n = time_into(p, ms)
+    return p[:n]
+
+
+def format_num(int64_t v, int scale, bint trim=False):
+    """An exact decimal from a scaled int64: (12345, 2) → b'123.45';
+    with `trim`, trailing fractional zeros go: (12500, 3, True) → b'12.5'."""
+    cdef char p[48]
+    cdef Py_ssize_t n = num_into(p, v, scale, trim)
+    return p[:n]
+
+
+def escape_utf8(const unsigned char[::1] raw):
+    """JSON string content for UTF-8 bytes: escape '"', '\\' and controls; keep the rest."""
+    cdef Py_ssize_t n = raw.shape[0]
+    cdef bytearray out = bytearray(n * 6 + 1)
+    cdef char* dst = out
+    cdef Py_ssize_t m = 0
+    if n:
+        m = escape_into(dst, &raw[0], n)
+    return bytes(out[:m])

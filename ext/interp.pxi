@@ -1,0 +1,386 @@
+# The template interpreter: executes a bound Plan (fhirhose.template) over
+# raw column pointers. No Python object is touched per row.
+cimport cython
+import numpy as np
+from cpython.bytes cimport PyBytes_AS_STRING
+
+from fhirhose.errors import TemplateError
+
+cdef enum:
+    MAX_COUNTERS = 8
+    MAX_DEPTH = 64
+    MAX_SLOTS = 32
+
+cdef enum:
+    OP_END = 0
+    OP_RAW = 1
+    OP_CONST = 2
+    OP_STR = 3
+    OP_CAT = 4
+    OP_DATE = 5
+    OP_NUM = 6
+    OP_TIME = 7
+    OP_MAP = 8
+    OP_OPEN = 9
+    OP_CLOSE = 10
+    OP_IFCAT = 11
+    OP_IFHAS = 12
+    OP_EACH = 13
+    OP_NEXT = 14
+    OP_SEQ = 15
+
+cdef enum:
+    K_STR = 1
+    K_CAT = 2
+    K_DATE = 3
+    K_NUM = 4
+    K_TIME = 5
+
+cdef int32_t NO_DATE_C = -2147483648
+cdef int64_t NO_NUM_C = -9223372036854775807 - 1
+
+
+cdef struct ColC:
+    int kind
+    int slot
+    int scale
+    bint trim
+    int label_base
+    const int64_t* offsets   # str
+    const uint8_t* data      # str
+    const uint16_t* codes    # cat
+    const int32_t* days      # date
+    const int64_t* i64       # num, time
+
+
+cdef struct LinkC:
+    int parent_slot
+    int child_slot
+    const int64_t* offsets
+
+
+cdef struct Frame:
+    Py_ssize_t pos
+    int64_t strong
+    int saved
+
+
+@cython.final
+cdef class Writer:
+    """Runs a bound `Plan`: `write(rows, out)` appends one NDJSON line per root row."""
+    cdef readonly object plan
+    cdef list _keep          # numpy arrays / bytes whose memory the pointers use
+    cdef const int32_t* ops
+    cdef Py_ssize_t nops
+    cdef const char* blob
+    cdef const int64_t* foff
+    cdef const int32_t* maps
+    cdef const uint8_t* sets
+    cdef ColC* cols
+    cdef LinkC* links
+    cdef int nslots
+    cdef int64_t root_n
+    cdef Py_ssize_t max_frag
+
+    def __cinit__(self):
+        self.cols = NULL
+        self.links = NULL
+
+    def __dealloc__(self):
+        PyMem_Free(self.cols)
+        PyMem_Free(self.links)
+
+    def __init__(self, plan):
+        cdef Py_ssize_t i
+        cdef ColC* c
+        cdef const int32_t[::1] ops_v
+        cdef const int64_t[::1] foff_v
+        cdef const int32_t[::1] maps_v
+        cdef const uint8_t[::1] sets_v
+        cdef const int64_t[::1] i64_v
+        cdef const int32_t[::1] i32_v
+        cdef const uint16_t[::1] u16_v
+        cdef const uint8_t[::1] u8_v
+        if len(plan.ops) % 4:
+            raise TemplateError(f"{plan.name}: op array length {len(plan.ops)} is not a multiple of 4")
+        if len(plan.tables) > MAX_SLOTS:
+            raise TemplateError(f"{plan.name}: more than {MAX_SLOTS} tables")
+        self.plan = plan
+        self._keep = []
+        ops = np.ascontiguousarray(plan.ops, dtype=np.int32)
+        foff = np.ascontiguousarray(plan.frag_offsets, dtype=np.int64)
+        maps = np.ascontiguousarray(plan.maps, dtype=np.int32)
+        sets = np.ascontiguousarray(plan.sets, dtype=np.uint8)
+        blob = bytes(plan.frag_blob) + b"\0"
+        self._keep += [ops, foff, maps, sets, blob]
+        ops_v = ops
+        foff_v = foff
+        maps_v = maps
+        sets_v = sets
+        self.ops = &ops_v[0]
+        self.nops = ops.shape[0] // 4
+        self.foff = &foff_v[0]
+        self.maps = &maps_v[0]
+        self.sets = &sets_v[0]
+        self.blob = PyBytes_AS_STRING(blob)
+        self.max_frag = int(np.max(np.diff(foff))) if len(foff) > 1 else 0
+        self.nslots = len(plan.tables)
+        self.root_n = plan.tables[0].n
+
+        self.cols = <ColC*>PyMem_Malloc(max(1, len(plan.columns)) * sizeof(ColC))
+        if self.cols == NULL:
+            raise MemoryError()
+        for i, ref in enumerate(plan.columns):
+            c = &self.cols[i]
+            c.kind = ref.kind
+            c.slot = ref.slot
+            c.scale = 0
+            c.trim = 0
+            c.label_base = ref.label_base
+            c.offsets = NULL
+            c.data = NULL
+            c.codes = NULL
+            c.days = NULL
+            c.i64 = NULL
+            col = ref.column
+            if ref.kind == K_STR:
+                off = np.ascontiguousarray(col.offsets, dtype=np.int64)
+                dat = np.ascontiguousarray(col.data, dtype=np.uint8)
+                if dat.shape[0] == 0:
+                    dat = np.zeros(1, dtype=np.uint8)
+                self._keep += [off, dat]
+                i64_v = off
+                u8_v = dat
+                c.offsets = &i64_v[0]
+                c.data = &u8_v[0]
+            elif ref.kind == K_CAT:
+                cod = np.ascontiguousarray(col.codes, dtype=np.uint16)
+                if cod.shape[0] == 0:
+                    cod = np.zeros(1, dtype=np.uint16)
+                self._keep.append(cod)
+                u16_v = cod
+                c.codes = &u16_v[0]
+            elif ref.kind == K_DATE:
+                val = np.ascontiguousarray(col.values, dtype=np.int32)
+                if val.shape[0] == 0:
+                    val = np.zeros(1, dtype=np.int32)
+                self._keep.append(val)
+                i32_v = val
+                c.days = &i32_v[0]
+            else:
+                val = np.ascontiguousarray(col.values, dtype=np.int64)
+                if val.shape[0] == 0:
+                    val = np.zeros(1, dtype=np.int64)
+                self._keep.append(val)
+                i64_v = val
+                c.i64 = &i64_v[0]
+                if ref.kind == K_NUM:
+                    c.scale = col.scale
+                    c.trim = col.trim
+
+        self.links = <LinkC*>PyMem_Malloc(max(1, len(plan.links)) * sizeof(LinkC))
+        if self.links == NULL:
+            raise MemoryError()
+        for i, lk in enumerate(plan.links):
+            off = np.ascontiguousarray(lk.offsets, dtype=np.int64)
+            self._keep.append(off)
+            i64_v = off
+            self.links[i].parent_slot = lk.parent_slot
+            self.links[i].child_slot = lk.child_slot
+            self.links[i].offsets = &i64_v[0]
+
+    @property
+    def name(self):
+        return self.plan.name
+
+    def write(self, rows, OutBuffer out):
+        """Append the resources of root `rows` (int64 row numbers) to `out`; returns the count."""
+        cdef const int64_t[::1] rv = np.ascontiguousarray(rows, dtype=np.int64)
+        cdef Py_ssize_t n = rv.shape[0], i
+        cdef int rc
+        if n == 0:
+            return 0
+        if out.exports:
+            raise BufferError("OutBuffer is exported; release its views first")
+        for i in range(n):
+            if rv[i] < 0 or rv[i] >= self.root_n:
+                raise IndexError(f"{self.plan.name}: row numbers must be within 0..{self.root_n - 1}")
+        for i in range(n):
+            rc = self._one(rv[i], out)
+            if rc == -2:
+                raise TemplateError(f"{self.plan.name}: nesting deeper than {MAX_DEPTH}")
+            if rc == -3:
+                raise TemplateError(f"{self.plan.name}: bad op")
+        return n
+
+    def write_range(self, Py_ssize_t start, Py_ssize_t stop, OutBuffer out):
+        """Append root rows start..stop-1."""
+        return self.write(np.arange(start, stop, dtype=np.int64), out)
+
+    cdef inline bint missing(self, const ColC* c, const int64_t* row) noexcept nogil:
+        cdef int64_t r = row[c.slot]
+        if c.kind == K_STR:
+            return c.offsets[r] == c.offsets[r + 1]
+        if c.kind == K_CAT:
+            return c.codes[r] == 0
+        if c.kind == K_DATE:
+            return c.days[r] == NO_DATE_C
+        return c.i64[r] == NO_NUM_C
+
+    cdef int _one(self, int64_t root_row, OutBuffer out) except -1:
+        cdef int64_t row[MAX_SLOTS]
+        cdef int64_t end[MAX_SLOTS]
+        cdef int64_t counters[MAX_COUNTERS]
+        cdef int64_t saved[MAX_DEPTH][MAX_COUNTERS]
+        cdef Frame stack[MAX_DEPTH]
+        cdef int sp = 0, k
+        cdef int64_t strong = 0
+        cdef Py_ssize_t pc = 0, need, flen, hlen, tlen, slen
+        cdef int32_t op, a, b, cc
+        cdef const ColC* col
+        cdef const LinkC* lk
+        cdef int64_t r, lo, hi
+        cdef int32_t fid
+        cdef char* w
+        cdef char last
+        for k in range(MAX_COUNTERS):
+            counters[k] = 0
+        row[0] = root_row
+        while True:
+            op = self.ops[pc * 4]
+            a = self.ops[pc * 4 + 1]
+            b = self.ops[pc * 4 + 2]
+            cc = self.ops[pc * 4 + 3]
+            pc += 1
+            if op == OP_RAW:
+                flen = self.foff[a + 1] - self.foff[a]
+                out.grow(flen)
+                memcpy(out.data + out.size, self.blob + self.foff[a], flen)
+                out.size += flen
+            elif op == OP_CONST or op == OP_OPEN:
+                if op == OP_OPEN:
+                    if sp >= MAX_DEPTH:
+                        return -2
+                    stack[sp].pos = out.size
+                    stack[sp].strong = strong
+                    stack[sp].saved = b
+                    if b:
+                        memcpy(&saved[sp][0], &counters[0], sizeof(counters))
+                    sp += 1
+                elif b:
+                    strong += 1
+                flen = self.foff[a + 1] - self.foff[a]
+                out.grow(flen + 1)
+                w = out.data + out.size
+                last = out.data[out.size - 1] if out.size else 123
+                if last != 123 and last != 91:
+                    w[0] = 44
+                    w += 1
+                memcpy(w, self.blob + self.foff[a], flen)
+                out.size = (w - out.data) + flen
+            elif op >= OP_STR and op <= OP_TIME:
+                col = &self.cols[a]
+                if self.missing(col, row):
+                    continue
+                r = row[col.slot]
+                hlen = self.foff[b + 1] - self.foff[b]
+                tlen = self.foff[cc + 1] - self.foff[cc]
+                if op == OP_STR:
+                    slen = col.offsets[r + 1] - col.offsets[r]
+                    need = slen * 6
+                elif op == OP_CAT:
+                    fid = col.label_base + col.codes[r]
+                    slen = self.foff[fid + 1] - self.foff[fid]
+                    need = slen
+                else:
+                    need = 32
+                out.grow(need + hlen + tlen + 1)
+                w = out.data + out.size
+                last = out.data[out.size - 1] if out.size else 123
+                if last != 123 and last != 91:
+                    w[0] = 44
+                    w += 1
+                memcpy(w, self.blob + self.foff[b], hlen)
+                w += hlen
+                if op == OP_STR:
+                    w += escape_into(w, col.data + col.offsets[r], slen)
+                elif op == OP_CAT:
+                    memcpy(w, self.blob + self.foff[fid], slen)
+                    w += slen
+                elif op == OP_DATE:
+                    w += date_into(w, col.days[r])
+                elif op == OP_NUM:
+                    w += num_into(w, col.i64[r], col.scale, col.trim)
+                else:
+                    w += time_into(w, col.i64[r])
+                memcpy(w, self.blob + self.foff[cc], tlen)
+                w += tlen
+                out.size = w - out.data
+                strong += 1
+            elif op == OP_MAP:
+                col = &self.cols[a]
+                fid = self.maps[b + col.codes[row[col.slot]]]
+                if fid >= 0:
+                    flen = self.foff[fid + 1] - self.foff[fid]
+                    out.grow(flen + 1)
+                    w = out.data + out.size
+                    last = out.data[out.size - 1] if out.size else 123
+                    if last != 123 and last != 91:
+                        w[0] = 44
+                        w += 1
+                    memcpy(w, self.blob + self.foff[fid], flen)
+                    out.size = (w - out.data) + flen
+                    strong += 1
+            elif op == OP_CLOSE:
+                sp -= 1
+                if strong == stack[sp].strong:
+                    out.size = stack[sp].pos
+                    if stack[sp].saved:
+                        memcpy(&counters[0], &saved[sp][0], sizeof(counters))
+                else:
+                    flen = self.foff[a + 1] - self.foff[a]
+                    out.grow(flen)
+                    memcpy(out.data + out.size, self.blob + self.foff[a], flen)
+                    out.size += flen
+            elif op == OP_IFCAT:
+                col = &self.cols[a]
+                if not self.sets[b + col.codes[row[col.slot]]]:
+                    pc = cc
+            elif op == OP_IFHAS:
+                if self.missing(&self.cols[a], row):
+                    pc = b
+            elif op == OP_EACH:
+                lk = &self.links[a]
+                r = row[lk.parent_slot]
+                lo = lk.offsets[r]
+                hi = lk.offsets[r + 1]
+                if lo >= hi:
+                    pc = b
+                else:
+                    row[lk.child_slot] = lo
+                    end[lk.child_slot] = hi
+            elif op == OP_NEXT:
+                lk = &self.links[a]
+                row[lk.child_slot] += 1
+                if row[lk.child_slot] < end[lk.child_slot]:
+                    pc = b
+            elif op == OP_SEQ:
+                counters[a] += 1
+                hlen = self.foff[b + 1] - self.foff[b]
+                tlen = self.foff[cc + 1] - self.foff[cc]
+                out.grow(hlen + tlen + 24)
+                w = out.data + out.size
+                last = out.data[out.size - 1] if out.size else 123
+                if last != 123 and last != 91:
+                    w[0] = 44
+                    w += 1
+                memcpy(w, self.blob + self.foff[b], hlen)
+                w += hlen
+                w += num_into(w, counters[a], 0, 0)
+                memcpy(w, self.blob + self.foff[cc], tlen)
+                w += tlen
+                out.size = w - out.data
+            elif op == OP_END:
+                return 0
+            else:
+                return -3

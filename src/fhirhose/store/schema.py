@@ -1,0 +1,249 @@
+"""The store's tables and their columns: the contract between ingest, synth and templates.
+
+Column names are the CCLF field names in lower case (CCLF Information Packet
+v36), so a template reads like the data dictionary it implements. Kinds:
+
+  str    Str (UTF-8, empty = missing)        date   Date (int32 days)
+  cat    Cat (small code domain, uint16)     money  Num scale 2 (cents)
+  int    Num scale 0                         qty    Num scale 4, trimmed
+  time   Time (ms since epoch, UTC)
+
+Every claim table also carries the columns the store derives (`CLAIM_STORE`):
+the FHIR id part, the beneficiary's FHIR id, the load time of the version
+(`meta.lastUpdated`, what `_since` filters on) and whether it is the final
+version. Producers that do not know a column leave it missing:
+`empty_table()` / `complete()` fill absent columns with missing values.
+
+Tables are sorted by beneficiary; `bene` links to each claim table and claim
+headers link to their child tables (see LINKS).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from ..columns import NO_DATE, NO_NUM, Cat, Column, Date, Num, Str, Table, Time
+from ..errors import BatchError
+
+__all__ = ["ColSpec", "TABLES", "LINKS", "CLAIM_TABLES", "column_for", "empty_column", "complete", "kinds"]
+
+
+@dataclass(frozen=True)
+class ColSpec:
+    name: str
+    kind: str  # str | cat | date | money | int | qty | time
+
+
+def _parse(spec: str) -> tuple[ColSpec, ...]:
+    out = []
+    for item in spec.split():
+        name, kind = item.split(":")
+        out.append(ColSpec(name, kind))
+    return tuple(out)
+
+
+# Columns the store derives for every claim table.
+CLAIM_STORE = (
+    "clm_id:str bene_id:str bene_mbi_id:str cur_clm_uniq_id:str last_updated:time "
+    "final_action:cat clm_grp_id:str sud_ind:cat"
+)
+
+TABLES: dict[str, tuple[ColSpec, ...]] = {
+    # CCLF8 (+ Part C/D contracts for Coverage and the load time).
+    "bene": _parse(
+        "bene_id:str bene_mbi_id:str bene_hic_num:str bene_fips_state_cd:cat bene_fips_cnty_cd:cat "
+        "bene_zip_cd:str bene_dob:date bene_sex_cd:cat bene_race_cd:cat bene_age:int "
+        "bene_mdcr_stus_cd:cat bene_dual_stus_cd:cat bene_death_dt:date bene_rng_bgn_dt:date "
+        "bene_rng_end_dt:date bene_1st_name:str bene_midl_name:str bene_last_name:str "
+        "bene_orgnl_entlmt_rsn_cd:cat bene_entlmt_buyin_ind:cat bene_part_a_enrlmt_bgn_dt:date "
+        "bene_part_b_enrlmt_bgn_dt:date bene_line_1_adr:str bene_line_2_adr:str bene_line_3_adr:str "
+        "bene_line_4_adr:str bene_line_5_adr:str bene_line_6_adr:str geo_zip_plc_name:str "
+        "geo_usps_state_cd:cat geo_zip5_cd:str geo_zip4_cd:str "
+        "ptc_cntrct_id:str ptc_pbp_id:str ptd_cntrct_id:str ptd_pbp_id:str "
+        "bene_crec_cd:cat bene_esrd_ind:cat last_updated:time"
+    ),
+    # CCLF9: historic MBIs of a beneficiary.
+    "bene_mbi": _parse("crnt_num:str prvs_num:str prvs_id_efctv_dt:date prvs_id_obslt_dt:date"),
+    # CCLF1 header with the CCLFA fields (1:1 per claim) folded in.
+    "parta": _parse(
+        CLAIM_STORE + " prvdr_oscar_num:str bene_hic_num:str clm_type_cd:cat clm_from_dt:date "
+        "clm_thru_dt:date clm_bill_fac_type_cd:cat clm_bill_clsfctn_cd:cat prncpl_dgns_cd:str "
+        "admtg_dgns_cd:str clm_mdcr_npmt_rsn_cd:cat clm_pmt_amt:money clm_nch_prmry_pyr_cd:cat "
+        "prvdr_fac_fips_st_cd:cat bene_ptnt_stus_cd:cat dgns_drg_cd:cat clm_op_srvc_type_cd:cat "
+        "fac_prvdr_npi_num:str oprtg_prvdr_npi_num:str atndg_prvdr_npi_num:str othr_prvdr_npi_num:str "
+        "clm_adjsmt_type_cd:cat clm_efctv_dt:date clm_idr_ld_dt:date bene_eqtbl_bic_hicn_num:str "
+        "clm_admsn_type_cd:cat clm_admsn_src_cd:cat clm_bill_freq_cd:cat clm_query_cd:cat "
+        "dgns_prcdr_icd_ind:cat clm_mdcr_instnl_tot_chrg_amt:money clm_mdcr_ip_pps_cptl_ime_amt:money "
+        "clm_oprtnl_ime_amt:money clm_mdcr_ip_pps_dsprprtnt_amt:money clm_hipps_uncompd_care_amt:money "
+        "clm_oprtnl_dsprprtnt_amt:money clm_blg_prvdr_oscar_num:str clm_blg_prvdr_npi_num:str "
+        "clm_oprtg_prvdr_npi_num:str clm_atndg_prvdr_npi_num:str clm_othr_prvdr_npi_num:str "
+        "clm_cntl_num:str clm_org_cntl_num:str clm_cntrctr_num:str "
+        # CCLFA
+        "clm_actv_care_from_dt:date clm_ngaco_pbpmt_sw:cat clm_ngaco_pdschrg_hcbs_sw:cat "
+        "clm_ngaco_snf_wvr_sw:cat clm_ngaco_tlhlth_sw:cat clm_ngaco_cptatn_sw:cat "
+        "clm_demo_1st_num:str clm_demo_2nd_num:str clm_demo_3rd_num:str clm_demo_4th_num:str "
+        "clm_demo_5th_num:str clm_pbp_inclsn_amt:money clm_pbp_rdctn_amt:money clm_ngaco_cmg_wvr_sw:cat "
+        "clm_instnl_per_diem_amt:money clm_mdcr_ip_bene_ddctbl_amt:money clm_mdcr_coinsrnc_amt:money "
+        "clm_blood_lblty_amt:money clm_instnl_prfnl_amt:money clm_ncvrd_chrg_amt:money "
+        "clm_mdcr_ddctbl_amt:money clm_rlt_cond_cd:cat clm_oprtnl_outlr_amt:money "
+        "clm_mdcr_new_tech_amt:money clm_islet_isoln_amt:money clm_sqstrtn_rdctn_amt:money "
+        "clm_1_rev_cntr_ansi_rsn_cd:cat clm_1_rev_cntr_ansi_grp_cd:cat clm_mips_pmt_amt:money"
+    ),
+    # CCLF2 revenue center lines.
+    "parta_rev": _parse(
+        "clm_line_num:int clm_line_from_dt:date clm_line_thru_dt:date clm_line_prod_rev_ctr_cd:cat "
+        "clm_line_instnl_rev_ctr_dt:date clm_line_hcpcs_cd:str clm_line_srvc_unit_qty:qty "
+        "clm_line_cvrd_pd_amt:money hcpcs_1_mdfr_cd:cat hcpcs_2_mdfr_cd:cat hcpcs_3_mdfr_cd:cat "
+        "hcpcs_4_mdfr_cd:cat hcpcs_5_mdfr_cd:cat clm_rev_apc_hipps_cd:str clm_fac_prvdr_oscar_num:str"
+    ),
+    # CCLF3 procedures.
+    "parta_px": _parse(
+        "clm_val_sqnc_num:int clm_prcdr_cd:str clm_prcdr_prfrm_dt:date dgns_prcdr_icd_ind:cat"
+    ),
+    # CCLF4 diagnoses.
+    "parta_dx": _parse(
+        "clm_prod_type_cd:cat clm_val_sqnc_num:int clm_dgns_cd:str clm_poa_ind:str dgns_prcdr_icd_ind:cat"
+    ),
+    # CCLF5 header fields (repeated on every line in the file, once here).
+    "partb": _parse(
+        CLAIM_STORE + " bene_hic_num:str clm_type_cd:cat clm_from_dt:date clm_thru_dt:date "
+        "clm_carr_pmt_dnl_cd:cat clm_adjsmt_type_cd:cat clm_efctv_dt:date clm_idr_ld_dt:date "
+        "clm_cntl_num:str bene_eqtbl_bic_hicn_num:str clm_disp_cd:cat clm_dgns_1_cd:str "
+        "clm_dgns_2_cd:str clm_dgns_3_cd:str clm_dgns_4_cd:str clm_dgns_5_cd:str clm_dgns_6_cd:str "
+        "clm_dgns_7_cd:str clm_dgns_8_cd:str clm_dgns_9_cd:str clm_dgns_10_cd:str clm_dgns_11_cd:str "
+        "clm_dgns_12_cd:str dgns_prcdr_icd_ind:cat clm_rfrg_prvdr_npi_num:str clm_cntrctr_num:str "
+        # Derived at load: sums over the lines (CCLF5 has no header amounts).
+        "clm_pmt_amt:money clm_alowd_chrg_amt:money"
+    ),
+    # CCLF5 line fields.
+    "partb_line": _parse(
+        "clm_line_num:int rndrg_prvdr_type_cd:cat rndrg_prvdr_fips_st_cd:cat clm_prvdr_spclty_cd:cat "
+        "clm_fed_type_srvc_cd:cat clm_pos_cd:cat clm_line_from_dt:date clm_line_thru_dt:date "
+        "clm_line_hcpcs_cd:str clm_line_cvrd_pd_amt:money clm_line_prmry_pyr_cd:cat "
+        "clm_line_dgns_cd:str clm_rndrg_prvdr_tax_num:str rndrg_prvdr_npi_num:str clm_prcsg_ind_cd:cat "
+        "clm_line_alowd_chrg_amt:money clm_line_srvc_unit_qty:qty hcpcs_1_mdfr_cd:cat "
+        "hcpcs_2_mdfr_cd:cat hcpcs_3_mdfr_cd:cat hcpcs_4_mdfr_cd:cat hcpcs_5_mdfr_cd:cat "
+        "hcpcs_betos_cd:cat clm_rndrg_prvdr_npi_num:str"
+    ),
+    # CCLF6 header fields.
+    "dme": _parse(
+        CLAIM_STORE + " bene_hic_num:str clm_type_cd:cat clm_from_dt:date clm_thru_dt:date "
+        "clm_carr_pmt_dnl_cd:cat clm_adjsmt_type_cd:cat clm_efctv_dt:date clm_idr_ld_dt:date "
+        "clm_cntl_num:str bene_eqtbl_bic_hicn_num:str clm_disp_cd:cat clm_blg_prvdr_npi_num:str "
+        "clm_rfrg_prvdr_npi_num:str clm_pmt_amt:money clm_alowd_chrg_amt:money"
+    ),
+    # CCLF6 line fields.
+    "dme_line": _parse(
+        "clm_line_num:int clm_fed_type_srvc_cd:cat clm_pos_cd:cat clm_line_from_dt:date "
+        "clm_line_thru_dt:date clm_line_hcpcs_cd:str clm_line_cvrd_pd_amt:money clm_prmry_pyr_cd:cat "
+        "payto_prvdr_npi_num:str ordrg_prvdr_npi_num:str clm_prcsg_ind_cd:cat "
+        "clm_line_alowd_chrg_amt:money clm_line_srvc_unit_qty:qty hcpcs_1_mdfr_cd:cat "
+        "hcpcs_2_mdfr_cd:cat hcpcs_3_mdfr_cd:cat hcpcs_4_mdfr_cd:cat hcpcs_betos_cd:cat"
+    ),
+    # CCLF7 Part D events.
+    "pde": _parse(
+        CLAIM_STORE + " bene_hic_num:str clm_line_ndc_cd:str clm_type_cd:cat clm_line_from_dt:date "
+        "prvdr_srvc_id_qlfyr_cd:cat clm_srvc_prvdr_gnrc_id_num:str clm_dspnsng_stus_cd:cat "
+        "clm_daw_prod_slctn_cd:cat clm_line_srvc_unit_qty:qty clm_line_days_suply_qty:qty "
+        "prvdr_prsbng_id_qlfyr_cd:cat clm_prsbng_prvdr_gnrc_id_num:str clm_line_bene_pmt_amt:money "
+        "clm_adjsmt_type_cd:cat clm_efctv_dt:date clm_idr_ld_dt:date clm_line_rx_srvc_rfrnc_num:str "
+        "clm_line_rx_fill_num:str clm_phrmcy_srvc_type_cd:cat ptd_cntrct_id:str"
+    ),
+}
+
+# parent table → child tables it links to (offsets per parent row).
+LINKS: dict[str, tuple[str, ...]] = {
+    "bene": ("bene_mbi", "parta", "partb", "dme", "pde"),
+    "parta": ("parta_rev", "parta_px", "parta_dx"),
+    "partb": ("partb_line",),
+    "dme": ("dme_line",),
+}
+
+CLAIM_TABLES = ("parta", "partb", "dme", "pde")
+
+_MONEY_SCALE = 2
+_QTY_SCALE = 4
+
+
+def kinds(table: str) -> dict[str, str]:
+    """Column name → kind for a table."""
+    return {c.name: c.kind for c in TABLES[table]}
+
+
+def empty_column(kind: str, n: int, labels=("",)) -> Column:
+    """A column of n missing values."""
+    if kind == "str":
+        return Str(np.zeros(n + 1, np.int64), np.zeros(0, np.uint8))
+    if kind == "cat":
+        return Cat(np.zeros(n, np.uint16), labels)
+    if kind == "date":
+        return Date(np.full(n, NO_DATE, np.int32))
+    if kind == "money":
+        return Num(np.full(n, NO_NUM, np.int64), _MONEY_SCALE)
+    if kind == "int":
+        return Num(np.full(n, NO_NUM, np.int64), 0)
+    if kind == "qty":
+        return Num(np.full(n, NO_NUM, np.int64), _QTY_SCALE, trim=True)
+    if kind == "time":
+        return Time(np.full(n, NO_NUM, np.int64))
+    raise BatchError(f"unknown column kind {kind!r}")
+
+
+def column_for(kind: str, values) -> Column:
+    """Build a column of `kind` from Python values (tests, small fixtures)."""
+    if kind == "str":
+        return Str.from_list(values)
+    if kind == "cat":
+        return Cat.from_list(values)
+    if kind == "date":
+        return Date.from_list(values)
+    if kind == "money":
+        return Num.from_list(values, _MONEY_SCALE)
+    if kind == "int":
+        return Num.from_list(values, 0)
+    if kind == "qty":
+        return Num.from_list(values, _QTY_SCALE, trim=True)
+    if kind == "time":
+        return Time.from_list(values)
+    raise BatchError(f"unknown column kind {kind!r}")
+
+
+def _check_kind(table: str, name: str, kind: str, col: Column) -> None:
+    want = {"money": "num", "int": "num", "qty": "num"}.get(kind, kind)
+    if col.kind != want:
+        raise BatchError(f"{table}.{name}: schema says {kind}, column is {col.kind}")
+    if kind == "money" and col.scale != _MONEY_SCALE:
+        raise BatchError(f"{table}.{name}: money needs scale {_MONEY_SCALE}, got {col.scale}")
+
+
+def complete(
+    table: str,
+    columns: Mapping[str, Column],
+    n: int,
+    links: Mapping[str, np.ndarray] | None = None,
+    *,
+    check: bool = True,
+) -> Table:
+    """A schema table from the columns a producer has; the rest are missing.
+    Unknown column names are an error (a typo would otherwise vanish)."""
+    spec = kinds(table)
+    extra = set(columns) - set(spec)
+    if extra:
+        raise BatchError(f"{table}: columns not in the schema: {sorted(extra)}")
+    cols: dict[str, Column] = {}
+    for name, kind in spec.items():
+        if name in columns:
+            _check_kind(table, name, kind, columns[name])
+            cols[name] = columns[name]
+        else:
+            cols[name] = empty_column(kind, n)
+    want_links = set(LINKS.get(table, ()))
+    got = dict(links or {})
+    if set(got) - want_links:
+        raise BatchError(f"{table}: links not in the schema: {sorted(set(got) - want_links)}")
+    for child in want_links - set(got):
+        got[child] = np.zeros(n + 1, np.int64)
+    return Table(table, cols, got, n, check=check)
