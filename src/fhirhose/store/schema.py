@@ -152,6 +152,15 @@ TABLES: dict[str, tuple[ColSpec, ...]] = {
         "clm_adjsmt_type_cd:cat clm_efctv_dt:date clm_idr_ld_dt:date clm_line_rx_srvc_rfrnc_num:str "
         "clm_line_rx_fill_num:str clm_phrmcy_srvc_type_cd:cat ptd_cntrct_id:str"
     ),
+    # Organization-level tables (not sorted by beneficiary).
+    # Attribution rosters: CCLF8 per ACO and performance year; `roster_kind` Y (current) or R (runout).
+    "roster": _parse(
+        "org_id:str bene_mbi_id:str bene_row:int roster_kind:cat performance_year:int file_date:date"
+    ),
+    # 1-800-MEDICARE data-sharing preferences (latest per MBI wins); `pref_ind` Y share, N opt out.
+    "optout": _parse("bene_mbi_id:str bene_row:int pref_ind:cat effective_dt:date source_file:str"),
+    # Part D / Part C enrollment per contract and month (AB2D): bit m-1 of `month_mask` = month m.
+    "enroll": _parse("bene_row:int cntrct_id:str year:int month_mask:int"),
 }
 
 # parent table → child tables it links to (offsets per parent row).
