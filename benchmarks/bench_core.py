@@ -6,7 +6,7 @@
 import pytest
 
 from fhirhose import _core_py
-from workloads import compress_alone, pipeline, record
+from fhirhose.bench.workloads import compress_alone, pipeline, record
 
 
 def _keep(benchmark, name, records, nbytes):
@@ -26,7 +26,7 @@ def test_pure_python_twin(benchmark, carrier):
 
 
 def test_dict_orjson_baseline(benchmark, carrier):
-    from dict_baseline import DictBuilder
+    from fhirhose.bench.baseline import DictBuilder
 
     base = DictBuilder(carrier.template, carrier.tables)
     rows = carrier.rows[:1500].tolist()

@@ -8,13 +8,10 @@ noisy); absolute figures are medians on one core.
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-
-from workloads import RESULTS, carrier_workload  # noqa: E402
+from fhirhose.bench.workloads import RESULTS, carrier_workload
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +22,7 @@ def carrier():
 def pytest_terminal_summary(terminalreporter):
     if not RESULTS:
         return
-    from workloads import ratio_table
+    from fhirhose.bench.workloads import ratio_table
 
     terminalreporter.write_sep("=", "fhirhose throughput (medians, one core)")
     for line in ratio_table():

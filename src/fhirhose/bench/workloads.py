@@ -98,7 +98,7 @@ def compress_alone(data: bytes, compression: str, batch_bytes: int = 1 << 22) ->
 
 def measure_all(workload: Workload, twin_rows: int = 400, baseline_rows: int = 1500) -> dict[str, float]:
     """Every figure of the table in one run; returns the ratios (used by the CI guard)."""
-    from dict_baseline import DictBuilder
+    from .baseline import DictBuilder
 
     n = len(workload.rows)
     size = len(workload.sample)
