@@ -30,6 +30,7 @@ cdef enum:
     OP_SEQ = 15
     OP_SEQ_STRONG = 16
     OP_TICK = 17
+    OP_IFMISSING = 18
 
 cdef enum:
     K_STR = 1
@@ -350,6 +351,9 @@ cdef class Writer:
                     pc = cc
             elif op == OP_IFHAS:
                 if self.missing(&self.cols[a], row):
+                    pc = b
+            elif op == OP_IFMISSING:
+                if not self.missing(&self.cols[a], row):
                     pc = b
             elif op == OP_EACH:
                 lk = &self.links[a]

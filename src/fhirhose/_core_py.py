@@ -23,6 +23,7 @@ from .template import (
     OP_END,
     OP_IFCAT,
     OP_IFHAS,
+    OP_IFMISSING,
     OP_MAP,
     OP_NEXT,
     OP_NUM,
@@ -235,6 +236,9 @@ class Writer:
                     pc = c * 4
             elif op == OP_IFHAS:
                 if self._value_missing(a, row):
+                    pc = b * 4
+            elif op == OP_IFMISSING:
+                if not self._value_missing(a, row):
                     pc = b * 4
             elif op == OP_EACH:
                 pslot, cslot, offsets = self._links[a]

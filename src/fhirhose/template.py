@@ -1,8 +1,9 @@
 """Resource templates: a resource's JSON shape declared once, run by two interpreters.
 
 A template is a tree of nodes (`K`, `Val`, `Map`, `Obj`, `Arr`, `Each`, `If`,
-`IfHas`, `Seq`). `Template.bind(tables)` flattens it into a `Plan`: an int32
-op array, one blob of pre-escaped JSON fragments, and column descriptors. The
+`IfHas`, `IfMissing`, `Seq`, `Tick`). `Template.bind(tables)` flattens it
+into a `Plan`: an int32 op array, one blob of pre-escaped JSON fragments, and
+column descriptors. The
 compiled core (`fhirhose._core.Writer`) and its pure-Python twin
 (`fhirhose._core_py.Writer`) both execute a Plan; the shape of every resource
 lives only here, in `fhirhose.fhir.*`, so the two can never drift apart.
@@ -43,6 +44,7 @@ __all__ = [
     "Each",
     "If",
     "IfHas",
+    "IfMissing",
     "Seq",
     "Tick",
     "Raw",
@@ -71,6 +73,7 @@ OP_NEXT = 14  # link, back          : next child row or leave
 OP_SEQ = 15  # counter, head, tail : ++counter (weak)
 OP_SEQ_STRONG = 16  # counter, head, tail : ++counter, counted as a value
 OP_TICK = 17  # counter             : ++counter, nothing written
+OP_IFMISSING = 18  # col, jump        : skip to jump if value present
 
 KIND_CODES = {"str": 1, "cat": 2, "date": 3, "num": 4, "time": 5}
 MAX_COUNTERS = 8
@@ -209,6 +212,19 @@ class If(Node):
 @dataclass(frozen=True)
 class IfHas(Node):
     """`children` only when the column has a value at the current row."""
+
+    col: str
+    children: tuple
+
+    def __init__(self, col: str, *children: Node):
+        object.__setattr__(self, "col", col)
+        object.__setattr__(self, "children", tuple(children))
+
+
+@dataclass(frozen=True)
+class IfMissing(Node):
+    """`children` only when the column has no value at the current row: the fallback
+    beside an `IfHas` (e.g. a data-absent-reason for a required element)."""
 
     col: str
     children: tuple
@@ -365,9 +381,9 @@ class _Compiler:
             for c in n.children:
                 self.node(c)
             self.ops[at][3] = len(self.ops)
-        elif isinstance(n, IfHas):
+        elif isinstance(n, (IfHas, IfMissing)):
             cid, _ = self.col_id(n.col)
-            at = self.emit(OP_IFHAS, cid, 0)
+            at = self.emit(OP_IFHAS if isinstance(n, IfHas) else OP_IFMISSING, cid, 0)
             for c in n.children:
                 self.node(c)
             self.ops[at][2] = len(self.ops)

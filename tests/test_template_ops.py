@@ -1,4 +1,4 @@
-"""Strong `Seq` and `Tick`: numbered cross-references kept in step, identically in both backends."""
+"""Strong `Seq`, `Tick` and `IfMissing`: cross-references and fallbacks, identical in both backends."""
 
 import json
 
@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fhirhose import Str, Table, TemplateError
-from fhirhose.template import Arr, Each, IfHas, Obj, Seq, Template, Tick, Val
+from fhirhose.template import Arr, Each, IfHas, IfMissing, K, Obj, Seq, Template, Tick, Val
 
 from .conftest import BACKENDS
 
@@ -86,3 +86,20 @@ def test_item_references_match_entries(lines, header):
         i = int(item["line"])
         assert want == [v for v in lines[i] if v]
         assert all(entries[r]["line"] == item["line"] for r in item.get("ref", []))
+
+
+@given(st.lists(st.sampled_from(["", "x", "💡\""]), max_size=5), st.lists(st.sampled_from(["", "d"]), max_size=5))
+def test_if_missing_is_the_complement_of_if_has(values, other):
+    n = min(len(values), len(other))
+    t = Table("c", {"v": Str.from_list(values[:n]), "o": Str.from_list(other[:n])})
+    tpl = Template(
+        "t",
+        "c",
+        Obj("ref", IfHas("v", Val("id", "v")), IfMissing("v", K("absent", True))),
+        IfMissing("o", Arr("gone", Val(None, "o"))),
+    )
+    docs = both(tpl, {"c": t})
+    assert len(docs) == n
+    for v, doc in zip(values, docs):
+        assert doc["ref"] == ({"id": v} if v else {"absent": True})
+        assert "gone" not in doc
