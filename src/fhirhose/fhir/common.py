@@ -15,7 +15,7 @@ the families from colliding (`Seq(..., counter=SEQ_CARE_TEAM)`).
 
 from __future__ import annotations
 
-from ..template import Arr, E, If, IfHas, K, Map, Node, Obj, Seq, Val
+from ..template import Arr, E, If, IfHas, IfMissing, K, Map, Node, Obj, Seq, Val
 from .c4bb import (
     CS_ADJUDICATION,
     CS_ADJUDICATION_DISCRIMINATOR,
@@ -82,6 +82,7 @@ CS_PAYER_ADJUDICATION_STATUS = f"{C4BB}/CodeSystem/C4BBPayerAdjudicationStatus"
 CS_SUBSCRIBER_RELATIONSHIP = "http://terminology.hl7.org/CodeSystem/subscriber-relationship"
 CS_COVERAGE_CLASS = "http://terminology.hl7.org/CodeSystem/coverage-class"
 CS_DATA_ABSENT = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
+EXT_DATA_ABSENT = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 # Re-exported from the checker so templates and checks share one spelling.
 CS_C4BB_ADJUDICATION = CS_ADJUDICATION
 CS_C4BB_ADJUDICATION_DISCRIMINATOR = CS_ADJUDICATION_DISCRIMINATOR
@@ -100,9 +101,11 @@ SEQ_CARE_TEAM = 1
 SEQ_INFO = 2
 SEQ_PROCEDURE = 3
 SEQ_ITEM = 4
-SEQ_SPARE_1 = 5
-SEQ_SPARE_2 = 6
-SEQ_SPARE_3 = 7
+# Items number their careTeamSequence / diagnosisSequence with these, replaying the
+# conditions under which the referenced entries were emitted (see fhirhose.template).
+SEQ_ITEM_CARE_TEAM = 5
+SEQ_ITEM_DIAGNOSIS = 6
+SEQ_SPARE = 7
 
 
 def bb_var(var: str) -> str:
@@ -344,6 +347,17 @@ def total(col: str, var: str, c4bb: tuple[str, str, str]) -> Node:
     return IfHas(col, Obj(None, _category(c4bb, var), money("amount", col)))
 
 
+def data_absent(key: str, reason: str = "unknown") -> Node:
+    """`{key: {"extension": [data-absent-reason]}}`: a required complex element whose source
+    value is missing (pair with `IfMissing`)."""
+    return Obj(key, Arr("extension", Obj(None, K("url", EXT_DATA_ABSENT), K("valueCode", reason))))
+
+
+def created(col: str, fallback: str = "last_updated") -> tuple[Node, ...]:
+    """Members: `created` from a date column, else the load time (C4BB requires created)."""
+    return (IfHas(col, Val("created", col)), IfMissing(col, Val("created", fallback)))
+
+
 def payment(col: str) -> Node:
     """`payment.amount` from a money column."""
     return Obj("payment", money("amount", col))
@@ -422,10 +436,15 @@ def diagnosis_slot(
 
 
 def npi_identifier(col: str, key: str | None = "identifier") -> Node:
-    """An NPI Identifier (type NPI, system us-npi) from a column."""
+    """An NPI Identifier from a column: system us-npi, typed both as idr-out does
+    (v2-0203 NPI) and as BFD v2 does (C4BBIdentifierType npi)."""
     return IfHas(col, Obj(
         key,
-        codeable("type", const_coding(CS_V2_0203, "NPI", "National provider identifier")),
+        codeable(
+            "type",
+            const_coding(CS_V2_0203, "NPI", "National provider identifier"),
+            const_coding(CS_IDENTIFIER_TYPE, "npi", "National Provider Identifier"),
+        ),
         K("system", SYS_NPI),
         Val("value", col),
     ))
@@ -516,6 +535,7 @@ __all__ = [
     "CS_SUBSCRIBER_RELATIONSHIP",
     "CS_COVERAGE_CLASS",
     "CS_DATA_ABSENT",
+    "EXT_DATA_ABSENT",
     "CS_C4BB_ADJUDICATION",
     "CS_C4BB_ADJUDICATION_DISCRIMINATOR",
     "CS_C4BB_IDENTIFIER_TYPE",
@@ -529,9 +549,9 @@ __all__ = [
     "SEQ_INFO",
     "SEQ_PROCEDURE",
     "SEQ_ITEM",
-    "SEQ_SPARE_1",
-    "SEQ_SPARE_2",
-    "SEQ_SPARE_3",
+    "SEQ_ITEM_CARE_TEAM",
+    "SEQ_ITEM_DIAGNOSIS",
+    "SEQ_SPARE",
     "ADJ_SUBMITTED",
     "ADJ_ELIGIBLE",
     "ADJ_DEDUCTIBLE",
@@ -588,10 +608,11 @@ __all__ = [
     "eob_type",
     "period",
     "money",
-    "_category",
     "adjudication",
     "adjudication_reason",
     "total",
+    "data_absent",
+    "created",
     "payment",
     "info_category",
     "info_date",
