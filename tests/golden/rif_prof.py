@@ -140,7 +140,8 @@ def dme_tables(path: Path) -> dict:
 
 
 def bene_tables(bene_path: Path, history_path: Path) -> dict:
-    """`bene` + `bene_mbi` (historic MBIs: the history's MBIs other than the current one)."""
+    """`bene` + `bene_mbi` (historic MBIs: the history's MBIs other than the current one),
+    with empty claim tables for `bene`'s other links."""
     benes = read_rif(bene_path)
     history = read_rif(history_path)
     mbi_rows, counts = [], []
@@ -157,4 +158,6 @@ def bene_tables(bene_path: Path, history_path: Path) -> dict:
     mbi = _table("bene_mbi", mbi_rows, {"crnt_num": "CRNT_NUM", "prvs_num": "MBI_NUM",
                                          "prvs_id_efctv_dt": "EFCTV_BGN_DT", "prvs_id_obslt_dt": "EFCTV_END_DT"})
     bene = _table("bene", benes, _BENE, {"bene_mbi": offsets}, _stamp(len(benes)))
-    return {"bene": bene, "bene_mbi": mbi}
+    # Binding checks every link of `bene`, so its claim tables are present (empty).
+    claims = {name: schema.complete(name, {}, 0) for name in schema.LINKS["bene"] if name != "bene_mbi"}
+    return {"bene": bene, "bene_mbi": mbi, **claims}
