@@ -416,6 +416,11 @@ def _org_rows(t: Table, resolve: Resolver, index: BeneIndex) -> np.ndarray:
     return np.where(rows < 0, NO_NUM, rows)
 
 
+def _unknown_last(rows: np.ndarray) -> np.ndarray:
+    """Sort key putting people the store does not have (NO_NUM) after the others."""
+    return np.where(rows == NO_NUM, np.iinfo(np.int64).max, rows)
+
+
 def _merge_roster(old: Table, new: Table, resolve: Resolver, index: BeneIndex) -> Table:
     """A delivered roster replaces the stored one of the same ACO, kind and year."""
 
@@ -431,7 +436,7 @@ def _merge_roster(old: Table, new: Table, resolve: Resolver, index: BeneIndex) -
     tri = triple(t)
     last = _last_of_each(_ops.rowkey(tri, resolve(mbi)))
     rows = _org_rows(t, resolve, index)
-    order = last[np.lexsort((mbi[last], rows[last], tri[last]))]
+    order = last[np.lexsort((mbi[last], _unknown_last(rows[last]), tri[last]))]
     return _replace(_take_table(t, order), bene_row=Num(rows[order]))
 
 
@@ -450,7 +455,7 @@ def _merge_optout(old: Table, new: Table, resolve: Resolver, index: BeneIndex) -
         is_last[:-1] = k[1:] != k[:-1]
     sel = order[is_last]
     rows = _org_rows(t, resolve, index)[sel]
-    sel = sel[np.lexsort((mbi[sel], rows))]
+    sel = sel[np.lexsort((mbi[sel], _unknown_last(rows)))]
     t = _take_table(t, sel)
     return _replace(t, bene_row=Num(_org_rows(t, resolve, index)))
 
