@@ -81,6 +81,12 @@ def concat(cols: Sequence[Column]) -> Column:
     return type(first)(values)
 
 
+def const_str(value: str, n: int) -> Str:
+    """A Str of n copies of one value."""
+    b = np.frombuffer(value.encode("utf-8"), np.uint8)
+    return Str(np.arange(n + 1, dtype=np.int64) * len(b), np.tile(b, n))
+
+
 def str_from_matrix(m: np.ndarray) -> Str:
     """Fixed-width text fields (an n × w uint8 matrix, blank padded) as a Str,
     stripped of leading and trailing blanks."""
