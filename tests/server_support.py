@@ -10,6 +10,7 @@ a chunk mid-flight without timing.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import copy
 import functools
@@ -39,6 +40,11 @@ CLIENTS = (
     ("sponsor", "S1234", "pdp", 20, 3),
     ("narrow", "A0003", "aco", 4, 0),  # scope: Patient only
 )
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    """HTTP Basic header (aiohttp's BasicAuth helper is deprecated)."""
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 def async_test(fn):
@@ -208,8 +214,7 @@ class Harness:
     async def token(self, client_id: str, *, fresh: bool = False) -> str:
         if fresh or client_id not in self._tokens:
             async with self.session.post(
-                f"{self.base}/auth/token", data={"grant_type": "client_credentials"},
-                auth=aiohttp.BasicAuth(client_id, SECRET),
+                f"{self.base}/auth/token", data={"grant_type": "client_credentials"}, headers=basic(client_id, SECRET),
             ) as r:
                 assert r.status == 200, await r.text()
                 self._tokens[client_id] = (await r.json())["access_token"]

@@ -71,12 +71,11 @@ def parse_range(header: str | None, length: int) -> tuple[int, int] | None | boo
             return False
         return max(length - n, 0), length - 1
     start = int(m[1])
-    end = int(m[2]) if m[2] else length - 1
-    if end < start:
+    if m[2] and int(m[2]) < start:
         return None
     if start >= length:
         return False
-    return start, min(end, length - 1)
+    return start, min(int(m[2]) if m[2] else length - 1, length - 1)
 
 
 def etag_for(row: FileRow, encoded: bool) -> str:
@@ -145,9 +144,8 @@ async def serve_file(request: web.Request, row: FileRow, path: Path, headers: di
         rng = None  # the client's partial copy is of another representation: send it whole
     if rng is False:
         h["Content-Range"] = f"bytes */{length}"
-        h["Content-Type"] = "text/plain"
-        return web.Response(status=416, text=f"range not satisfiable: representation is {length} bytes",
-                            headers={k: v for k, v in h.items() if k != "Content-Type"})
+        del h["Content-Type"]
+        return web.Response(status=416, text=f"range not satisfiable: representation is {length} bytes", headers=h)
     status, start, end = 200, 0, length - 1
     if rng:
         status, (start, end) = 206, rng

@@ -68,9 +68,8 @@ class OperationOutcomeIssue(_Doc):
     expression: list[str] | None = None
 
 
-class OperationOutcome(_Doc):
+class OperationOutcome(_Doc, tag_field="resourceType", tag="OperationOutcome"):
     issue: list[OperationOutcomeIssue]
-    resourceType: Literal["OperationOutcome"] = "OperationOutcome"
     id: str | None = None
 
 
@@ -209,7 +208,7 @@ class CapImplementation(_Doc):
     url: str
 
 
-class CapabilityStatement(_Doc):
+class CapabilityStatement(_Doc, tag_field="resourceType", tag="CapabilityStatement"):
     status: str
     date: str
     kind: str
@@ -219,7 +218,6 @@ class CapabilityStatement(_Doc):
     software: CapSoftware
     implementation: CapImplementation
     rest: list[CapRest]
-    resourceType: Literal["CapabilityStatement"] = "CapabilityStatement"
 
 
 class SmartConfiguration(_Doc):

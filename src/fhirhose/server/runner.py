@@ -143,7 +143,11 @@ class JobRunner:
         benes = await self.db.call(JobDB.benes, job.id)
         params = msgspec.json.decode(job.params, type=ExportParams)
         self._active[job.id] = _Active(job, params, benes, pending)
-        self._orgs.setdefault(job.org_id, collections.deque()).append(job.id)
+        # Newcomers go to the front: they have had no turn yet, the others have.
+        if job.org_id not in self._orgs:
+            self._orgs[job.org_id] = collections.deque()
+            self._orgs.move_to_end(job.org_id, last=False)
+        self._orgs[job.org_id].appendleft(job.id)
         self._wake.set()
 
     def _unlist(self, job: Job) -> None:
