@@ -402,7 +402,7 @@ async def test_lenient_and_type_filters_reach_the_exporter(tmp_path):
         task = json.loads((data / f"task-{job_id_of(url)}-0.json").read_text())
         assert task["types"] == ["ExplanationOfBenefit"] and task["elements"] == ["id", "meta"]
         assert task["since"] == "2024-01-01T00:00:00Z"
-        assert task["until"] == manifest["transactionTime"]  # capped at the transaction time
+        assert task["transaction_time"] == manifest["transactionTime"] and task["until"] is None
         assert task["type_filters"] == [
             {"type": "ExplanationOfBenefit", "service_date": [["ge", "2024-01-01"]], "final_action": ["FinalAction"]},
             {"type": "ExplanationOfBenefit", "final_action": ["NotFinalAction"]},

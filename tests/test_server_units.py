@@ -189,12 +189,17 @@ def test_accept_encoding_and_ranges():
 
 def test_groups_from_roster_and_enrollment():
     pop = TablePopulation(tables)
-    assert pop.members(identity("A0001"), "all").tolist() == group_rows("A0001")  # not the 2024 roster row
-    assert pop.members(identity("A0001"), "runout").tolist() == group_rows("A0001", "runout")
-    assert pop.members(identity("S1234", "pdp"), "all").tolist() == group_rows("S1234")
-    assert pop.members(identity("S1234", "pdp"), "runout").tolist() == group_rows("S1234", "runout")
+    def rows(org, group="all", kind="aco"):
+        return pop.members(identity(org, kind), group).rows.tolist()
+
+    assert rows("A0001") == group_rows("A0001")  # not the 2024 roster row
+    assert rows("A0001", "runout") == group_rows("A0001", "runout")
+    assert rows("S1234", kind="pdp") == group_rows("S1234")
+    assert rows("S1234", "runout", "pdp") == group_rows("S1234", "runout")
     assert pop.members(identity("A0001"), "everyone") is None
-    assert pop.members(identity("A9999"), "all").size == 0
-    sys_rows = pop.members(identity("CMS", "system"), "all")
-    assert np.array_equal(sys_rows, np.arange(tables()["bene"].n))
-    assert pop.patient_rows(["b3", "nope"]) == {"b3": 3}
+    assert rows("A9999") == []
+    everyone = pop.members(identity("CMS", "system"), "all")
+    assert np.array_equal(everyone.rows, np.arange(tables()["bene"].n)) and everyone.generation is None
+    a = group_rows("A0001")
+    m = pop.members(identity("A0001"), "all", [f"b{a[3]}", "nope", f"b{a[1]}", f"b{group_rows('A0002')[0]}"])
+    assert m.rows.tolist() == [a[1], a[3]] and m.unknown == ["nope", f"b{group_rows('A0002')[0]}"]

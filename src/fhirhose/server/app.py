@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Callable
 
 import msgspec
-import numpy as np
 from aiohttp import web
 
 from .. import __version__
@@ -41,7 +40,7 @@ from .config import ServerConfig
 from .db import FileRow, Job, JobDB
 from .files import serve_file
 from .params import ExportParams, parse_body, parse_query
-from .population import Population, TablePopulation, store_tables
+from .population import Members, Population, StorePopulation
 from .runner import JobRunner, RunnerSettings, iso_instant
 from .worker import STORED_SUFFIX, write_ndjson
 
@@ -138,7 +137,7 @@ class BulkApi:
             load_clients(config.clients), _signing_key(config.data / "server.key"),
             token_ttl=config.token_ttl, clock=clock,
         )
-        self.population = population or TablePopulation(lambda: store_tables(str(config.store)))
+        self.population = population or StorePopulation(str(config.store))
         self.runner = JobRunner(
             self.db,
             RunnerSettings(
@@ -241,12 +240,16 @@ class BulkApi:
         if kind == "system" and who.kind != "system":
             raise AuthError(f"organization {who.org_id} may not run a system-level export; "
                             f"use Group/all/$export", status=403)
-        benes = await asyncio.to_thread(self.population.members, who, group)
-        if benes is None:
+        members = await asyncio.to_thread(self.population.members, who, group, params.patients)
+        if members is None:
             raise RequestError(f"Group/{group} is not a group of organization {who.org_id}", status=404,
                                param="group")
-        benes, params = await self._only_patients(benes, params, lenient)
-        return await self._create(request, who, kind, group, params, benes, now)
+        if members.unknown:
+            msg = f"patient {', '.join('Patient/' + p for p in members.unknown)}: not in Group/{group}"
+            if not lenient:
+                raise RequestError(msg, param="patient")
+            params = msgspec.structs.replace(params, warnings=[*params.warnings, ["patient", msg]])
+        return await self._create(request, who, kind, group, params, members, now)
 
     def _authorize_types(self, who: ClientIdentity, params: ExportParams) -> ExportParams:
         """Types named in `_type` must all be allowed (403); without `_type`, the allowed subset."""
@@ -258,26 +261,10 @@ class BulkApi:
             raise AuthError("the token's scopes allow no exported resource type", status=403)
         return msgspec.structs.replace(params, types=allowed)
 
-    async def _only_patients(self, benes: np.ndarray, params: ExportParams, lenient: bool):
-        if not params.patients:
-            return benes, params
-        rows = await asyncio.to_thread(self.population.patient_rows, params.patients)
-        members = set(benes.tolist())
-        keep, warnings = [], list(params.warnings)
-        for pid in params.patients:
-            row = rows.get(pid)
-            if row is None or row not in members:
-                msg = f"patient Patient/{pid} is not a member of the requested group"
-                if not lenient:
-                    raise RequestError(msg, param="patient")
-                warnings.append(["patient", msg])
-            else:
-                keep.append(row)
-        return np.unique(np.array(keep, np.int64)), msgspec.structs.replace(params, warnings=warnings)
-
     async def _create(self, request: web.Request, who: ClientIdentity, kind: str, group: str,
-                      params: ExportParams, benes: np.ndarray, now: float) -> web.Response:
+                      params: ExportParams, members: Members, now: float) -> web.Response:
         job_id = secrets.token_hex(16)
+        benes = members.rows
         size = max(1, self.config.chunk_size)
         chunks = [(lo, min(lo + size, len(benes))) for lo in range(0, len(benes), size)]
         scope_key = f"{kind}:{group}:{','.join(sorted(params.types))}"
@@ -286,7 +273,7 @@ class BulkApi:
             id=job_id, client_id=who.client_id, org_id=who.org_id, kind=kind, group_id=group,
             scope_key=scope_key, request_url=request_url, params=msgspec.json.encode(params),
             status="queued", error=None, chunks_total=len(chunks), chunks_done=0, created=now,
-            transaction_time=now, completed=None, expires=None,
+            transaction_time=now, completed=None, expires=None, generation=members.generation,
         )
         job_dir = self.jobs_dir / job_id
         files = await asyncio.to_thread(self._kickoff_files, job_dir, params, now)

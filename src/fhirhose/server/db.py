@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     transaction_time REAL NOT NULL,
     completed REAL,
     expires REAL,
+    generation INTEGER,            -- store generation the rows index (NULL: not a store)
     benes BLOB NOT NULL            -- int64 store rows of the job's beneficiaries
 );
 CREATE INDEX IF NOT EXISTS jobs_client ON jobs(client_id, status);
@@ -93,6 +94,7 @@ class Job:
     transaction_time: float
     completed: float | None
     expires: float | None
+    generation: int | None
 
     @property
     def active(self) -> bool:

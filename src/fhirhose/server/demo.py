@@ -13,13 +13,13 @@ import secrets
 from pathlib import Path
 
 import msgspec
-import numpy as np
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..columns import Str
 from .auth import ClientIdentity, hash_secret
 from .models import ClientRecord, ClientsFile, DemoClient, DemoCredentials
-from .population import TablePopulation, store_tables
+from ..store import Store
+from .population import StorePopulation
 
 __all__ = ["es384_jwk", "ensure_demo", "sandbox_orgs", "SANDBOX"]
 
@@ -51,7 +51,8 @@ def _distinct(col: Str) -> list[str]:
 
 def sandbox_orgs(store: Path) -> list[tuple[str, str]]:
     """(kind, organization id) of every ACO in the roster and every contract in the enrollment."""
-    tables = store_tables(str(store))
+    with Store.open(store) as snap:
+        tables = snap.tables
     return [("aco", o) for o in _distinct(tables["roster"]["org_id"])] + [
         ("pdp", c) for c in _distinct(tables["enroll"]["cntrct_id"])
     ]
@@ -80,14 +81,14 @@ def ensure_demo(data: Path, fhir_base: str) -> DemoCredentials:
         creds = msgspec.json.decode(creds_path.read_bytes(), type=DemoCredentials)
         creds.fhir_base = fhir_base
     else:
-        population = TablePopulation(lambda: store_tables(str(store)))
+        population = StorePopulation(str(store))
         clients, records = [], []
         for kind, org in sandbox_orgs(store):
             client_id, secret = secrets.token_hex(16), secrets.token_urlsafe(32)
             private, public = es384_jwk()
             who = ClientIdentity(client_id, org, kind)
-            benes = population.members(who, "all")
-            n = 0 if benes is None else int(np.asarray(benes).size)
+            members = population.members(who, "all")
+            n = 0 if members is None else int(members.rows.size)
             clients.append(DemoClient(org, kind, client_id, secret, private, population.groups(who), n))
             records.append(ClientRecord(client_id=client_id, organization=org, kind=kind,
                                         secret_hash=hash_secret(secret), jwks={"keys": [public]}))

@@ -16,37 +16,35 @@ access rules are applied by a later layer on top of these rows.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Mapping, Protocol
+from typing import Callable, Mapping, NamedTuple, Protocol, Sequence
 
 import numpy as np
 
 from ..columns import Cat, Str, Table
 from .auth import ClientIdentity
 
-__all__ = ["Population", "TablePopulation", "store_tables"]
+__all__ = ["Members", "Population", "TablePopulation", "StorePopulation"]
 
 GROUPS = ("all", "runout")
 
 
+class Members(NamedTuple):
+    """A resolved export scope: sorted store rows and the store generation they index."""
+
+    rows: np.ndarray
+    generation: int | None
+    unknown: list[str]  # requested Patient ids that are not members of the group
+
+
 class Population(Protocol):
-    """Resolves an identity's export scope to sorted int64 beneficiary rows (sync; run in a thread)."""
+    """Resolves an identity's export scope to beneficiary rows (sync; run in a thread)."""
 
     def groups(self, who: ClientIdentity) -> list[str]: ...
 
-    def members(self, who: ClientIdentity, group_id: str) -> np.ndarray | None:
-        """Rows of the group, or None when the identity has no such group."""
+    def members(self, who: ClientIdentity, group_id: str, patients: Sequence[str] = ()) -> Members | None:
+        """Rows of the group (only `patients`, by Patient id, when given), or None when the
+        identity has no such group. Rows and generation come from one snapshot."""
         ...
-
-    def patient_rows(self, ids: list[str]) -> dict[str, int]:
-        """Store rows of the given Patient ids (ids not in the store are absent)."""
-        ...
-
-
-def store_tables(store_path: str) -> Mapping[str, Table]:
-    """The tables of the store at `store_path` (the store branch's `Store.open(path).tables`)."""
-    from ..store import Store  # imported late: the server runs without a store until asked
-
-    return Store.open(store_path).tables
 
 
 def _str_equals(col: Str, value: str) -> np.ndarray:
@@ -65,7 +63,8 @@ def _cat_equals(col: Cat, label: str) -> np.ndarray:
 
 
 class TablePopulation:
-    """`Population` over the store's roster / enroll / bene tables (see module doc)."""
+    """`Population` over roster / enroll / bene tables (see module doc); `tables()` is
+    called once, on first use."""
 
     def __init__(self, tables: Callable[[], Mapping[str, Table]]):
         self._load = tables
@@ -73,27 +72,43 @@ class TablePopulation:
         self._ids: dict[str, int] | None = None
         self._lock = threading.RLock()
 
-    @property
-    def tables(self) -> Mapping[str, Table]:
-        with self._lock:
-            if self._tables is None:
-                self._tables = self._load()
-            return self._tables
+    def _snapshot(self) -> tuple[Mapping[str, Table], int | None]:
+        """The tables to resolve against and their generation (None: not a store)."""
+        if self._tables is None:
+            self._tables = self._load()
+        return self._tables, None
 
     def groups(self, who: ClientIdentity) -> list[str]:
         return ["all"] if who.kind == "system" else list(GROUPS)
 
-    def members(self, who: ClientIdentity, group_id: str) -> np.ndarray | None:
+    def members(self, who: ClientIdentity, group_id: str, patients: Sequence[str] = ()) -> Members | None:
         if group_id not in self.groups(who):
             return None
-        if who.kind == "system":
-            return np.arange(self.tables["bene"].n, dtype=np.int64)
-        if who.kind == "aco":
-            return self._roster(who.org_id, "Y" if group_id == "all" else "R")
-        return self._enrolled(who.org_id, latest=group_id == "all")
+        with self._lock:
+            tables, generation = self._snapshot()
+            if who.kind == "system":
+                rows = np.arange(tables["bene"].n, dtype=np.int64)
+            elif who.kind == "aco":
+                rows = self._roster(tables, who.org_id, "Y" if group_id == "all" else "R")
+            else:
+                rows = self._enrolled(tables, who.org_id, latest=group_id == "all")
+            unknown: list[str] = []
+            if patients:
+                found = self._patient_rows(tables, patients)
+                asked = np.array([found.get(p, -1) for p in patients], np.int64)
+                member = np.isin(asked, rows)
+                unknown = [p for p, ok in zip(patients, member.tolist()) if not ok]
+                rows = np.unique(asked[member])
+            return Members(rows, generation, unknown)
 
-    def _roster(self, org: str, kind: str) -> np.ndarray:
-        t = self.tables["roster"]
+    def _patient_rows(self, tables: Mapping[str, Table], ids: Sequence[str]) -> dict[str, int]:
+        if self._ids is None:
+            self._ids = {v: i for i, v in enumerate(tables["bene"]["bene_id"].to_list())}
+        return {i: self._ids[i] for i in ids if i in self._ids}
+
+    @staticmethod
+    def _roster(tables: Mapping[str, Table], org: str, kind: str) -> np.ndarray:
+        t = tables["roster"]
         mask = _str_equals(t["org_id"], org) & _cat_equals(t["roster_kind"], kind)
         if not mask.any():
             return np.zeros(0, np.int64)
@@ -101,8 +116,9 @@ class TablePopulation:
         rows = t["bene_row"].values[mask]
         return np.unique(rows[years == years.max()])
 
-    def _enrolled(self, contract: str, *, latest: bool) -> np.ndarray:
-        t = self.tables["enroll"]
+    @staticmethod
+    def _enrolled(tables: Mapping[str, Table], contract: str, *, latest: bool) -> np.ndarray:
+        t = tables["enroll"]
         mask = _str_equals(t["cntrct_id"], contract) & (t["month_mask"].values > 0)
         if not mask.any():
             return np.zeros(0, np.int64)
@@ -110,8 +126,34 @@ class TablePopulation:
         year = years.max() if latest else years.max() - 1
         return np.unique(t["bene_row"].values[mask][years == year])
 
-    def patient_rows(self, ids: list[str]) -> dict[str, int]:
-        with self._lock:
-            if self._ids is None:
-                self._ids = {v: i for i, v in enumerate(self.tables["bene"]["bene_id"].to_list())}
-        return {i: self._ids[i] for i in ids if i in self._ids}
+
+
+class StorePopulation(TablePopulation):
+    """`TablePopulation` over a store directory, following its current generation: each
+    kick-off resolves against the newest snapshot, and the job records that generation
+    so its chunks export exactly the rows it resolved."""
+
+    def __init__(self, store_path: str):
+        super().__init__(lambda: {})
+        self.store_path = store_path
+        self._snap = None
+
+    def _snapshot(self) -> tuple[Mapping[str, Table], int | None]:
+        from ..store import Store  # late: the server starts without a store until asked
+
+        store = Store(self.store_path)
+        if self._snap is None or self._snap.generation != store.current():
+            if self._snap is not None:
+                self._snap.close()
+            self._snap = store.snapshot()
+            self._ids = None
+        return self._snap.tables, self._snap.generation
+
+    def _patient_rows(self, tables: Mapping[str, Table], ids: Sequence[str]) -> dict[str, int]:
+        found = {}
+        for i in ids:
+            try:
+                found[i] = self._snap.bene_index(i)
+            except KeyError:
+                pass
+        return found

@@ -200,7 +200,9 @@ class JobRunner:
             benes=a.benes[lo:hi].tobytes(),
             types=p.types,
             since=p.since,
-            until=min(p.until, tx, key=_instant_key) if p.until else tx,
+            until=p.until,
+            transaction_time=tx,
+            generation=job.generation,
             type_filters=p.type_filters,
             elements=p.elements,
             compression=s.compression,
@@ -254,10 +256,6 @@ class JobRunner:
         self._unlist(a.job)
         a.pending.clear()
         a.cancelled = True  # its files go once the last in-flight chunk ends
-
-
-def _instant_key(s: str) -> _dt.datetime:
-    return _dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
 
 
 def _remove_unlisted(job_dir: Path, known: set[str]) -> None:

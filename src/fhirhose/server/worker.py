@@ -10,6 +10,7 @@ redone after a crash overwrites the same names instead of adding duplicates.
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import importlib
 import os
@@ -24,7 +25,7 @@ from ..errors import ExportError
 from .params import TypeFilter
 
 __all__ = ["ChunkTask", "ChunkFile", "ChunkExporter", "run_chunk", "load_exporter", "STORED_SUFFIX", "fsync_dir",
-           "write_ndjson"]
+           "write_ndjson", "export_from_store", "store_exporter", "claim_filters"]
 
 STORED_SUFFIX = {"gzip": ".gz", "zstd": ".zst", "identity": ""}
 
@@ -39,7 +40,9 @@ class ChunkTask(msgspec.Struct, frozen=True):
     benes: bytes  # int64 store rows of this chunk's beneficiaries
     types: list[str]
     since: str | None
-    until: str | None  # already capped at the job's transaction time
+    until: str | None  # the client's _until (exclusive)
+    transaction_time: str  # resources changed after it are left out
+    generation: int | None  # store generation the rows index
     type_filters: list[TypeFilter]
     elements: list[str]
     compression: str  # gzip | zstd
@@ -140,6 +143,64 @@ def run_chunk(task: ChunkTask) -> list[dict]:
     return placed
 
 
+_EXPORTERS: dict[tuple, object] = {}
+
+
+def _ms(instant: str) -> int:
+    return int(_dt.datetime.fromisoformat(instant.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def _days(date: str) -> int:
+    return (_dt.date.fromisoformat(date) - _dt.date(1970, 1, 1)).days
+
+
+def claim_filters(filters: list[TypeFilter]):
+    """`_typeFilter`s as the exporter's ClaimFilters (OR-ed): each service-date bound becomes an
+    inclusive day bound, each accepted final-action code its own filter."""
+    from ..export.exporter import ClaimFilter
+
+    out = []
+    for tf in filters:
+        ge = le = None
+        for b in tf.service_date:
+            d = _days(b.date)
+            lo, hi = {"ge": (d, None), "gt": (d + 1, None), "le": (None, d), "lt": (None, d - 1),
+                      "eq": (d, d)}[b.op]
+            ge = lo if lo is not None and (ge is None or lo > ge) else ge
+            le = hi if hi is not None and (le is None or hi < le) else le
+        for code in tf.final_action or [None]:
+            fa = None if code is None else ("F" if code == "FinalAction" else "N")
+            out.append(ClaimFilter(service_ge=ge, service_le=le, final_action=fa))
+    return tuple(out)
+
+
+def export_from_store(task: ChunkTask, out_dir: Path, sources=None) -> list[ChunkFile]:
+    """`fhirhose.export.Exporter` over the job's store generation (opened once per process).
+
+    `_until` is exclusive; the transaction time is inclusive (IG: resources changed up to
+    and including it are in), so the cut-off is the earlier of `_until` and tx + 1 ms.
+    """
+    from ..export.exporter import Exporter, ExportSpec
+    from ..store import Store
+
+    key = (task.store_path, task.generation, id(sources))
+    if key not in _EXPORTERS:
+        # The snapshot (and its lease on the generation) is kept for the process' life.
+        snap = Store(task.store_path).snapshot(task.generation)
+        _EXPORTERS[key] = (snap, Exporter(snap.tables, sources))
+    ex = _EXPORTERS[key][1]
+    until = _ms(task.transaction_time) + 1
+    if task.until:
+        until = min(until, _ms(task.until))
+    spec = ExportSpec(
+        types=tuple(task.types), since_ms=_ms(task.since) if task.since else None, until_ms=until,
+        claim_filters=claim_filters(task.type_filters), compression=task.compression, level=task.level,
+    )
+    infos = ex.export_chunk(task.rows, spec, out_dir, tag=f"-{task.seq:05d}")
+    return [ChunkFile(name=i.name, type=i.type, count=i.count, sha256=i.sha256, length=i.length,
+                      compression="identity" if i.compression == "none" else i.compression) for i in infos]
+
+
 def store_exporter(task: ChunkTask, out_dir: Path) -> list[ChunkFile]:
-    """The production `ChunkExporter`: the store at `task.store_path` through `fhirhose.export`."""
-    raise ExportError("fhirhose.export is not part of this build yet: no exporter for the store")
+    """The production `ChunkExporter`: the store's resources through the template registry."""
+    return export_from_store(task, out_dir)
