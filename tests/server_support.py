@@ -286,3 +286,112 @@ def serve_main(data: str, port: int) -> None:
 
 def identity(org: str, kind: str = "aco") -> ClientIdentity:
     return ClientIdentity("x", org, kind, frozenset({"system/*.read"}))
+
+
+# --- a real store, exported by the real exporter ----------------------------------------
+
+# Store-backed sandbox: (organization, kind, beneficiaries); each beneficiary gets
+# `CLAIMS` carrier claims, the last of which is an earlier (not final) version.
+STORE_ORGS = (("A0001", "aco", 12), ("S1234", "pdp", 7))
+CLAIMS = 3
+
+
+def store_sources():
+    """The template registry when the templates are part of the build; else small R4 shapes."""
+    try:
+        from fhirhose.fhir.registry import SOURCES
+
+        return SOURCES
+    except ImportError:
+        pass
+    from fhirhose.export.exporter import Source
+    from fhirhose.template import Arr, K, Obj, Template, Val
+
+    return [
+        Source("Patient", Template("pat", "bene", K("resourceType", "Patient"), Val("id", "bene_id"),
+                                   Obj("meta", Val("lastUpdated", "last_updated")),
+                                   K("identifier", [{"system": "http://hl7.org/fhir/sid/us-mbi", "value": "x"}]),
+                                   Arr("name", Obj(None, Val("family", "bene_last_name"))), K("gender", "unknown")), "bene"),
+        Source("Coverage", Template("cov", "bene", K("resourceType", "Coverage"), Val("id", "bene_id", prefix="part-a-"),
+                                    K("status", "active"), Obj("beneficiary", Val("reference", "bene_id", prefix="Patient/")),
+                                    K("payor", [{"identifier": {"value": "CMS"}}])), "bene"),
+        Source("ExplanationOfBenefit", Template(
+            "eob", "partb", K("resourceType", "ExplanationOfBenefit"), Val("id", "clm_id", prefix="carrier-"),
+            Obj("meta", Val("lastUpdated", "last_updated")), K("status", "active"),
+            K("type", {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]}),
+            K("use", "claim"), Obj("patient", Val("reference", "bene_id", prefix="Patient/")),
+            Obj("billablePeriod", Val("start", "clm_from_dt"), Val("end", "clm_thru_dt")),
+            K("created", "2024-06-01"), K("insurer", {"display": "CMS"}), K("provider", {"display": "unknown"}),
+            K("outcome", "complete"), K("insurance", [{"focal": True, "coverage": {"reference": "Coverage/x"}}]),
+        ), "partb", service_dates=("clm_from_dt", "clm_thru_dt")),
+    ]
+
+
+_SOURCES = None
+
+
+def store_test_exporter(task: ChunkTask, out_dir: Path) -> list[ChunkFile]:
+    global _SOURCES
+    from fhirhose.server.worker import export_from_store
+
+    data = _data_dir(task)
+    with open(data / "exports.log", "a") as log:
+        log.write(f"{task.job_id} {task.seq}\n")
+    if _SOURCES is None:
+        _SOURCES = store_sources()
+    files = export_from_store(task, out_dir, _SOURCES)
+    if _held(data, task.seq):
+        (out_dir / "Patient.partial").write_bytes(b'{"resourceType":')
+        while _held(data, task.seq):
+            time.sleep(0.02)
+    return files
+
+
+def build_store(path: Path) -> None:
+    """A real store: beneficiaries, an ACO roster, Part D enrollment, carrier claims with versions."""
+    import datetime as dt
+
+    from fhirhose.store import Store
+
+    c = column_for
+    mbis, orgs = [], []
+    for org, kind, n in STORE_ORGS:
+        for i in range(n):
+            mbis.append(f"{len(mbis) + 1}EG4TE5MK{len(mbis):02d}")
+            orgs.append((org, kind))
+    n = len(mbis)
+    bene = complete("bene", {"bene_mbi_id": c("str", mbis),
+                             "bene_last_name": c("str", [f"Doe{i}" for i in range(n)])}, n)
+    aco = [i for i, (_, k) in enumerate(orgs) if k == "aco"]
+    pdp = [i for i, (_, k) in enumerate(orgs) if k == "pdp"]
+    roster = complete("roster", {
+        "org_id": c("str", [orgs[i][0] for i in aco]), "bene_mbi_id": c("str", [mbis[i] for i in aco]),
+        "roster_kind": c("cat", ["Y"] * len(aco)), "performance_year": c("int", [2025] * len(aco)),
+    }, len(aco))
+    enroll = complete("enroll", {
+        "bene_row": c("int", pdp), "cntrct_id": c("str", [orgs[i][0] for i in pdp]),
+        "year": c("int", [2025] * len(pdp)), "month_mask": c("int", [0xFFF] * len(pdp)),
+    }, len(pdp))
+    claims = {k: [] for k in ("bene_mbi_id", "cur_clm_uniq_id", "clm_cntl_num", "clm_from_dt", "clm_thru_dt",
+                              "clm_efctv_dt", "clm_type_cd")}
+    for i, mbi in enumerate(mbis):
+        for k in range(CLAIMS):
+            claims["bene_mbi_id"].append(mbi)
+            claims["cur_clm_uniq_id"].append(f"{i * 10 + k + 1000}")
+            # The last claim re-delivers the first one's control number: an older version of it.
+            claims["clm_cntl_num"].append(f"cn{i}-{0 if k == CLAIMS - 1 else k}")
+            claims["clm_from_dt"].append(dt.date(2024, 1 + 3 * k, 5))
+            claims["clm_thru_dt"].append(dt.date(2024, 1 + 3 * k, 6))
+            claims["clm_efctv_dt"].append(dt.date(2024, 1 + 3 * k, 10) if k < CLAIMS - 1 else dt.date(2023, 12, 1))
+            claims["clm_type_cd"].append("71")
+    kinds = {"clm_from_dt": "date", "clm_thru_dt": "date", "clm_efctv_dt": "date", "clm_type_cd": "cat"}
+    partb = complete("partb", {k: c(kinds.get(k, "str"), v) for k, v in claims.items()}, len(mbis) * CLAIMS)
+    store = Store.create(path)
+    store.load({"bene": bene, "roster": roster, "enroll": enroll, "partb": partb}, "test",
+               now=dt.datetime(2025, 1, 2, tzinfo=dt.timezone.utc))
+
+
+def write_store_clients(path: Path) -> None:
+    records = [ClientRecord(client_id=f"client-{org}", organization=org, kind=kind, secret_hash=hash_secret(SECRET))
+               for org, kind, _ in STORE_ORGS]
+    path.write_bytes(msgspec.json.encode(ClientsFile(records)))

@@ -114,7 +114,8 @@ class TablePopulation:
             return np.zeros(0, np.int64)
         years = t["performance_year"].values[mask]
         rows = t["bene_row"].values[mask]
-        return np.unique(rows[years == years.max()])
+        rows = rows[years == years.max()]
+        return np.unique(rows[rows >= 0])  # roster MBIs the store does not know have no row
 
     @staticmethod
     def _enrolled(tables: Mapping[str, Table], contract: str, *, latest: bool) -> np.ndarray:
