@@ -16,6 +16,7 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..columns import Str
+from ..errors import StoreError
 from .auth import ClientIdentity, hash_secret
 from .models import ClientRecord, ClientsFile, DemoClient, DemoCredentials
 from ..store import Store
@@ -60,8 +61,10 @@ def sandbox_orgs(store: Path) -> list[tuple[str, str]]:
 
 def generate_store(store: Path) -> None:
     """Write the synthetic sandbox store (the synth branch's generator)."""
-    from ..store import synth  # late: only the demo needs the generator
-
+    try:
+        from ..store import synth  # late: only the demo needs the generator
+    except ImportError:
+        raise StoreError(f"{store}: no store, and the synthetic generator is not part of this build") from None
     synth.write(store, synth.generate(orgs=[{"kind": k, "beneficiaries": n} for k, n in SANDBOX]))
 
 
