@@ -146,7 +146,7 @@ async def test_export_flow_every_line_valid(tmp_path):
                 assert r.status == 200 and r.headers["Content-Type"] == "application/fhir+ndjson"
                 assert r.headers["Content-Encoding"] == "gzip"
                 ndjson = gzip.decompress(await r.read())
-                assert hashlib.sha256(ndjson).hexdigest() == o["extension"][EXT_SHA256]
+                assert "sha256:" + hashlib.sha256(ndjson).hexdigest() == o["extension"][EXT_SHA256]
                 assert len(ndjson) == o["extension"][EXT_LENGTH]
                 lines = ndjson.splitlines()
                 assert len(lines) == o["count"]
@@ -242,7 +242,7 @@ async def test_zstd_storage(tmp_path):
         ndjson = decoded(await z.read(), "zstd")
         g = await h.fetch("sponsor", url, **{"Accept-Encoding": "gzip"})  # not stored as gzip: identity
         assert "Content-Encoding" not in g.headers and await g.read() == ndjson
-        assert hashlib.sha256(ndjson).hexdigest() == manifest["output"][0]["extension"][EXT_SHA256]
+        assert "sha256:" + hashlib.sha256(ndjson).hexdigest() == manifest["output"][0]["extension"][EXT_SHA256]
         assert len(ndjson.splitlines()) == manifest["output"][0]["count"] == len(group_rows("S1234"))
 
 

@@ -375,7 +375,7 @@ class BulkApi:
         def item(f: FileRow) -> m.ManifestItem:
             return m.ManifestItem(
                 type=f.type, url=self.url(request, "data", job=job.id, file=f.name), count=f.count,
-                extension={m.EXT_SHA256: f.sha256, m.EXT_LENGTH: f.length},
+                extension={m.EXT_SHA256: f"sha256:{f.sha256}", m.EXT_LENGTH: f.length},
             )
 
         link = None

@@ -12,6 +12,8 @@ from typing import Literal
 import msgspec
 from msgspec import Struct, field
 
+from ..export.manifest import CHECKSUM_EXT, FILESIZE_EXT
+
 __all__ = [
     "Coding",
     "CodeableConcept",
@@ -39,10 +41,10 @@ __all__ = [
     "encode",
 ]
 
-# Manifest output-item extension keys (the IG reserves `extension` as a JSON object).
-# Both describe the NDJSON bytes the client ends up with (after Content-Encoding is undone).
-EXT_SHA256 = "https://fhirhose.dev/fhir/StructureDefinition/sha256"
-EXT_LENGTH = "https://fhirhose.dev/fhir/StructureDefinition/length"
+# Manifest output-item extension keys, shared with the exporter's manifest.json ("sha256:<hex>"
+# and byte length of the NDJSON the client ends up with, after Content-Encoding is undone).
+EXT_SHA256 = CHECKSUM_EXT
+EXT_LENGTH = FILESIZE_EXT
 
 
 class _Doc(Struct, omit_defaults=True):
