@@ -347,7 +347,8 @@ cdef class Writer:
                 if not self.sets[b + col.codes[row[col.slot]]]:
                     pc = cc
             elif op == OP_IFHAS:
-                if self.missing(&self.cols[a], row):
+                # cc = 1 negates the test (IfMissing).
+                if self.missing(&self.cols[a], row) != (cc != 0):
                     pc = b
             elif op == OP_EACH:
                 lk = &self.links[a]

@@ -232,7 +232,8 @@ class Writer:
                 if not self._sets[b + int(arr[row[slot]])]:
                     pc = c * 4
             elif op == OP_IFHAS:
-                if self._value_missing(a, row):
+                # c = 1 negates the test (IfMissing).
+                if self._value_missing(a, row) != bool(c):
                     pc = b * 4
             elif op == OP_EACH:
                 pslot, cslot, offsets = self._links[a]

@@ -1,7 +1,7 @@
 """Resource templates: a resource's JSON shape declared once, run by two interpreters.
 
 A template is a tree of nodes (`K`, `Val`, `Map`, `Obj`, `Arr`, `Each`, `If`,
-`IfHas`, `Seq`). `Template.bind(tables)` flattens it into a `Plan`: an int32
+`IfHas`, `IfMissing`, `Seq`). `Template.bind(tables)` flattens it into a `Plan`: an int32
 op array, one blob of pre-escaped JSON fragments, and column descriptors. The
 compiled core (`fhirhose._core.Writer`) and its pure-Python twin
 (`fhirhose._core_py.Writer`) both execute a Plan; the shape of every resource
@@ -37,6 +37,7 @@ __all__ = [
     "Each",
     "If",
     "IfHas",
+    "IfMissing",
     "Seq",
     "Raw",
     "Template",
@@ -58,7 +59,7 @@ OP_MAP = 8  # col, map base         : sep + fragment chosen by code
 OP_OPEN = 9  # frag, seqsave        : push group, sep + frag
 OP_CLOSE = 10  # frag               : pop; drop group if nothing strong inside
 OP_IFCAT = 11  # col, set base, jump : skip to jump unless code in set
-OP_IFHAS = 12  # col, jump           : skip to jump if value missing
+OP_IFHAS = 12  # col, jump, negate   : skip to jump if value missing (present, when negate)
 OP_EACH = 13  # link, jump          : enter child rows; jump past NEXT if none
 OP_NEXT = 14  # link, back          : next child row or leave
 OP_SEQ = 15  # counter, head, tail : ++counter (weak)
@@ -210,6 +211,19 @@ class IfHas(Node):
 
 
 @dataclass(frozen=True)
+class IfMissing(Node):
+    """`children` only when the column is missing at the current row (the other
+    branch of `IfHas`: e.g. a data-absent-reason code where a required code is absent)."""
+
+    col: str
+    children: tuple
+
+    def __init__(self, col: str, *children: Node):
+        object.__setattr__(self, "col", col)
+        object.__setattr__(self, "children", tuple(children))
+
+
+@dataclass(frozen=True)
 class Seq(Node):
     """The next number (1, 2, ...) of a per-resource counter, as `"key": n`."""
 
@@ -344,9 +358,9 @@ class _Compiler:
             for c in n.children:
                 self.node(c)
             self.ops[at][3] = len(self.ops)
-        elif isinstance(n, IfHas):
+        elif isinstance(n, (IfHas, IfMissing)):
             cid, _ = self.col_id(n.col)
-            at = self.emit(OP_IFHAS, cid, 0)
+            at = self.emit(OP_IFHAS, cid, 0, 1 if isinstance(n, IfMissing) else 0)
             for c in n.children:
                 self.node(c)
             self.ops[at][2] = len(self.ops)
