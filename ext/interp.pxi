@@ -28,6 +28,8 @@ cdef enum:
     OP_EACH = 13
     OP_NEXT = 14
     OP_SEQ = 15
+    OP_SEQ_STRONG = 16
+    OP_TICK = 17
 
 cdef enum:
     K_STR = 1
@@ -365,8 +367,10 @@ cdef class Writer:
                 row[lk.child_slot] += 1
                 if row[lk.child_slot] < end[lk.child_slot]:
                     pc = b
-            elif op == OP_SEQ:
+            elif op == OP_SEQ or op == OP_SEQ_STRONG:
                 counters[a] += 1
+                if op == OP_SEQ_STRONG:
+                    strong += 1
                 hlen = self.foff[b + 1] - self.foff[b]
                 tlen = self.foff[cc + 1] - self.foff[cc]
                 out.grow(hlen + tlen + 24)
@@ -381,6 +385,8 @@ cdef class Writer:
                 memcpy(w, self.blob + self.foff[cc], tlen)
                 w += tlen
                 out.size = w - out.data
+            elif op == OP_TICK:
+                counters[a] += 1
             elif op == OP_END:
                 return 0
             else:

@@ -29,7 +29,9 @@ from .template import (
     OP_OPEN,
     OP_RAW,
     OP_SEQ,
+    OP_SEQ_STRONG,
     OP_STR,
+    OP_TICK,
     OP_TIME,
     Plan,
 )
@@ -247,12 +249,16 @@ class Writer:
                 row[cslot] += 1
                 if row[cslot] < end[cslot]:
                     pc = b * 4
-            elif op == OP_SEQ:
+            elif op == OP_SEQ or op == OP_SEQ_STRONG:
                 counters[a] += 1
                 sep()
                 buf += frags[b]
                 buf += b"%d" % counters[a]
                 buf += frags[c]
+                if op == OP_SEQ_STRONG:
+                    strong += 1
+            elif op == OP_TICK:
+                counters[a] += 1
             elif op == OP_END:
                 return
             else:

@@ -13,7 +13,13 @@ Emission rules, shared by both interpreters:
 - `Obj`/`Arr` groups are dropped whole (key included) when nothing *strong*
   was emitted inside them. Values are strong; constants are strong unless
   declared `weak` (a coding's "system" is decoration of its "code").
-- `Seq` numbers (weak) are rolled back with a dropped group.
+- `Seq` numbers (weak unless `strong`) and `Tick`s are rolled back with a
+  dropped group.
+
+Cross-references (item.careTeamSequence → careTeam.sequence) are kept in step
+by running a second counter over the same conditions: strong `Seq`s keep the
+referring array alive, `Tick`s advance a counter past entries emitted
+elsewhere (e.g. header diagnoses before the line ones).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ __all__ = [
     "IfHas",
     "IfMissing",
     "Seq",
+    "Tick",
     "Raw",
     "Template",
     "Plan",
@@ -63,6 +70,8 @@ OP_IFHAS = 12  # col, jump, negate   : skip to jump if value missing (present, w
 OP_EACH = 13  # link, jump          : enter child rows; jump past NEXT if none
 OP_NEXT = 14  # link, back          : next child row or leave
 OP_SEQ = 15  # counter, head, tail : ++counter (weak)
+OP_SEQ_STRONG = 16  # counter, head, tail : ++counter, counted as a value
+OP_TICK = 17  # counter             : ++counter, nothing written
 
 KIND_CODES = {"str": 1, "cat": 2, "date": 3, "num": 4, "time": 5}
 MAX_COUNTERS = 8
@@ -225,9 +234,21 @@ class IfMissing(Node):
 
 @dataclass(frozen=True)
 class Seq(Node):
-    """The next number (1, 2, ...) of a per-resource counter, as `"key": n`."""
+    """The next number (1, 2, ...) of a per-resource counter, as `"key": n`.
+
+    Weak by default (a sequence alone does not keep its group); `strong=True`
+    makes it count as a value, for a number that *is* the content (an element
+    of `careTeamSequence`)."""
 
     key: str | None
+    counter: int = 0
+    strong: bool = False
+
+
+@dataclass(frozen=True)
+class Tick(Node):
+    """Advance a per-resource counter by one without writing anything."""
+
     counter: int = 0
 
 
@@ -364,10 +385,14 @@ class _Compiler:
             for c in n.children:
                 self.node(c)
             self.ops[at][2] = len(self.ops)
-        elif isinstance(n, Seq):
+        elif isinstance(n, (Seq, Tick)):
             if not 0 <= n.counter < MAX_COUNTERS:
-                raise TemplateError(f"Seq counter {n.counter} is outside 0..{MAX_COUNTERS - 1}")
-            self.emit(OP_SEQ, n.counter, self.frag(_key(n.key)), self.frag(""))
+                raise TemplateError(f"{type(n).__name__} counter {n.counter} is outside 0..{MAX_COUNTERS - 1}")
+            if isinstance(n, Tick):
+                self.emit(OP_TICK, n.counter)
+            else:
+                op = OP_SEQ_STRONG if n.strong else OP_SEQ
+                self.emit(op, n.counter, self.frag(_key(n.key)), self.frag(""))
         else:
             raise TemplateError(f"unknown template node {n!r}")
 
@@ -431,7 +456,7 @@ class _Compiler:
 
 
 def _has_seq(n: Node) -> bool:
-    if isinstance(n, Seq):
+    if isinstance(n, (Seq, Tick)):
         return True
     return any(_has_seq(c) for c in getattr(n, "children", ()))
 
