@@ -30,6 +30,7 @@ __all__ = [
     "EOB_SNF",
     "EOB_HHA",
     "EOB_HOSPICE",
+    "TEMPLATES",
     "TEMPLATES_BY_CLM_TYPE",
     "institutional_rows",
     "type_of_bill",
@@ -73,7 +74,7 @@ def _with_fallback(col: str, fallback: str, make) -> tuple[Node, Node]:
 
 
 def _oscar_identifier(col: str) -> Node:
-    return Obj(None, c.codeable("type", c.const_coding(c.CS_V2_0203, "PRN", weak=True)), Val("value", col))
+    return Obj(None, c.codeable("type", c.const_coding(c.CS_V2_0203, "PRN")), Val("value", col))
 
 
 def _provider_org() -> Node:
@@ -206,11 +207,15 @@ def _type_of_bill() -> Node:
         (c.bb_var("clm_srvc_clsfctn_type_cd"), "clm_bill_clsfctn_cd"),
         (c.bb_var("clm_freq_cd"), "clm_bill_freq_cd"),
     )
-    return Obj(
-        None,
-        Seq("sequence", c.SEQ_INFO),
-        c.codeable("category", c.const_coding(c.CS_C4BB_SUPPORTING_INFO, "typeofbill", "Type of Bill", weak=True)),
-        c.codeable("code", *(c.coding(system, col) for system, col in parts)),
+    # Keyed on the frequency code, the part BFD v2 reports.
+    return IfHas(
+        "clm_bill_freq_cd",
+        Obj(
+            None,
+            Seq("sequence", c.SEQ_INFO),
+            c.codeable("category", c.const_coding(c.CS_C4BB_SUPPORTING_INFO, "typeofbill", "Type of Bill")),
+            c.codeable("code", *(c.coding(system, col) for system, col in parts)),
+        ),
     )
 
 
@@ -281,7 +286,8 @@ def _diagnoses() -> Node:
 
 
 def _procedures() -> Node:
-    system = Map("dgns_prcdr_icd_ind", {"9": K("system", c.SYS_ICD9PCS)}, default=K("system", c.SYS_ICD10PCS))
+    # ICD-9-CM volume 3 procedures share the ICD-9-CM system (as BFD writes them).
+    system = Map("dgns_prcdr_icd_ind", {"9": K("system", c.SYS_ICD9CM)}, default=K("system", c.SYS_ICD10PCS))
     return Arr(
         "procedure",
         Each(
@@ -394,7 +400,7 @@ _COUNTS = frozenset(col for col, _ in _BALANCES if col.endswith("_cnt"))
 
 def _financial(col: str, var: str) -> Node:
     used = Val("usedUnsignedInt", col) if col in _COUNTS else c.money("usedMoney", col)
-    return Obj(None, c.codeable("type", c.const_coding(c.BB_CS_BENEFIT_BALANCE, c.bb_var(var), weak=True)), used)
+    return Obj(None, K("type", {"coding": [{"system": c.BB_CS_BENEFIT_BALANCE, "code": c.bb_var(var)}]}, weak=True), used)
 
 
 def _money(kind: InstKind) -> list[Node]:
@@ -406,7 +412,8 @@ def _money(kind: InstKind) -> list[Node]:
             "benefitBalance",
             Obj(
                 None,
-                c.codeable("category", c.const_coding(_BENEFIT_CATEGORY, "1", "Medical Care", weak=True)),
+                # One weak constant (a weak sub-object would be dropped at its own close).
+                K("category", {"coding": [{"system": _BENEFIT_CATEGORY, "code": "1", "display": "Medical Care"}]}, weak=True),
                 Arr("financial", *(_financial(col, var) for col, var in _BALANCES + _BALANCES_PART[kind.part])),
             ),
         ),
@@ -434,10 +441,15 @@ EOB_SNF = _institutional(SNF)
 EOB_HHA = _institutional(HHA)
 EOB_HOSPICE = _institutional(HOSPICE)
 
-_TEMPLATES = {"inpatient": EOB_INPATIENT, "outpatient": EOB_OUTPATIENT, "snf": EOB_SNF, "hha": EOB_HHA, "hospice": EOB_HOSPICE}
-TEMPLATES_BY_CLM_TYPE: dict[str, Template] = {
-    code: _TEMPLATES[k.name] for k in KINDS.values() for code in k.clm_type_cds
+TEMPLATES: dict[str, Template] = {
+    "inpatient": EOB_INPATIENT,
+    "outpatient": EOB_OUTPATIENT,
+    "snf": EOB_SNF,
+    "hha": EOB_HHA,
+    "hospice": EOB_HOSPICE,
 }
+# NCH claim type code → template (what an exporter dispatches on).
+TEMPLATES_BY_CLM_TYPE: dict[str, Template] = {code: TEMPLATES[k.name] for k in KINDS.values() for code in k.clm_type_cds}
 
 
 def institutional_rows(parta: Table, kind: str) -> np.ndarray:

@@ -48,7 +48,6 @@ def _info_quantity(c4bb_code: str, col: str, unit: str) -> Node:
 # Item amounts: (column, Blue Button variable, C4BB category).
 _AMOUNTS = (
     ("cvrd_d_plan_pd_amt", "cvrd_d_plan_pd_amt", c.ADJ_BENEFIT),
-    ("ncvrd_plan_pd_amt", "ncvrd_plan_pd_amt", c.ADJ_NONCOVERED),
     ("gdc_blw_oopt_amt", "gdc_blw_oopt_amt", c.ADJ_COINSURANCE),
     ("gdc_abv_oopt_amt", "gdc_abv_oopt_amt", c.ADJ_COINSURANCE),
     ("clm_line_bene_pmt_amt", "ptnt_pay_amt", c.ADJ_PAID_BY_PATIENT),
@@ -146,7 +145,6 @@ EOB_PDE = Template(
         _info_code("brandgenericindicator", "brnd_gnrc_cd", "brnd_gnrc_cd", _NCPDP + "NCPDPBrandGenericIndicator"),
         _info_code(None, "ptnt_rsdnc_cd", "ptnt_rsdnc_cd"),
         _info_code(None, "submsn_clr_cd", "submsn_clr_cd"),
-        _info_code(None, "phrmcy_srvc_type_cd", "clm_phrmcy_srvc_type_cd"),
     ),
     Arr(
         "insurance",

@@ -176,7 +176,7 @@ TABLES: dict[str, tuple[ColSpec, ...]] = {
         "fill_num:int plan_pbp_rec_num:str pd_dt:date cmpnd_cd:cat drug_cvrg_stus_cd:cat "
         "adjstmt_dltn_cd:cat nstd_frmt_cd:cat prcng_excptn_cd:cat ctstrphc_cvrg_cd:cat rx_orgn_cd:cat "
         "brnd_gnrc_cd:cat ptnt_rsdnc_cd:cat submsn_clr_cd:cat cvrd_d_plan_pd_amt:money "
-        "ncvrd_plan_pd_amt:money gdc_blw_oopt_amt:money gdc_abv_oopt_amt:money othr_troop_amt:money "
+        "gdc_blw_oopt_amt:money gdc_abv_oopt_amt:money othr_troop_amt:money "
         "lics_amt:money plro_amt:money tot_rx_cst_amt:money rptd_gap_dscnt_num:money"
     ),
     # Organization-level tables (not sorted by beneficiary).
