@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fhirhose.columns import Cat, Table
@@ -246,6 +246,7 @@ _DOMAINS = {
 
 
 @pytest.mark.parametrize("kind", list(inst.KINDS))
+@settings(max_examples=8)  # each example validates up to 3 full EOBs with pydantic
 @given(data=st.data())
 def test_hostile_tables_validate_in_both_backends(kind, data):
     codes = inst.KINDS[kind].clm_type_cds

@@ -253,12 +253,15 @@ def _poa(var: str) -> Node:
     url = c.BB_VARIABLES + var
     return IfHas(
         "clm_poa_ind",
-        Arr(
-            "extension",
+        IfHas(
+            "clm_val_sqnc_num",
+            Arr(
+                "extension",
             Obj(
                 None,
                 Val("url", "clm_val_sqnc_num", prefix=url),
-                Obj("valueCoding", Val("system", "clm_val_sqnc_num", prefix=url), Val("code", "clm_poa_ind")),
+                    Obj("valueCoding", Val("system", "clm_val_sqnc_num", prefix=url), Val("code", "clm_poa_ind")),
+                ),
             ),
         ),
         c.codeable("onAdmission", c.coding(_POA, "clm_poa_ind")),
