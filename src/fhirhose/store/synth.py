@@ -37,18 +37,23 @@ output does not depend on how the work is split.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, NamedTuple, Sequence
+from pathlib import Path
+from typing import Iterator, NamedTuple, Sequence
 
 import msgspec
 import numpy as np
 
 from ..columns import EPOCH, NO_DATE, NO_NUM, Cat, Column, Date, Num, Str, Table, Time
 from ..errors import InputError
+from . import _merge, _ops, layout, schema
 from . import _synth_vocab as V
-from . import schema
+from .layout import FORMAT_VERSION, LoadEntry, Manifest
+from .store import SourceInfo, Store
 from ._synth_kit import (
     Pools,
     hashed_uniform,
@@ -77,7 +82,8 @@ from ._synth_kit import (
     year_of,
 )
 
-__all__ = ["SynthOrg", "SynthData", "Preset", "PRESETS", "AS_OF", "CHUNK", "RATES", "generate", "chunks", "write_orgs"]
+__all__ = ["SynthOrg", "SynthData", "Preset", "PRESETS", "AS_OF", "CHUNK", "RATES", "generate", "chunks", "write",
+           "write_orgs"]
 
 AS_OF = dt.date(2025, 6, 30)
 CHUNK = 10_000
@@ -976,6 +982,23 @@ def _parta(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
     for k, kind in enumerate(_FAC_KINDS):  # per facility kind
         sel = fkind == k
         fidx[sel] = prov.local(kind, loc[sel], u_stay[sel])
+    # The natural key of Part A versions is (beneficiary, facility, from, thru):
+    # two distinct claims must not share it (e.g. two visits to one hospital a day).
+    order = np.lexsort((fidx, fkind, thru, frm, bene))
+    same = np.zeros(m, bool)
+    if m > 1:
+        a, z = order[1:], order[:-1]
+        same[a] = (bene[a] == bene[z]) & (frm[a] == frm[z]) & (thru[a] == thru[z]) & (fkind[a] == fkind[z]) & (fidx[a] == fidx[z])
+    if same.any():
+        keep = ~same
+        c = {k: v[keep] for k, v in c.items()}
+        load0, fkind, fidx, u_stay, loc = load0[keep], fkind[keep], fidx[keep], u_stay[keep], loc[keep]
+        typ, bene, frm, thru, prof, seg, stay, drg = (
+            c[k] for k in ("typ", "bene", "frm", "thru", "prof", "seg", "stay", "drg")
+        )
+        m = len(typ)
+        ip, op, snf, hha, hos = (typ == t for t in range(5))
+        days = np.where(ip, np.maximum(thru - frm, 1), np.where(op, 1, thru - frm + 1))
     fac_npi = _pick_txt([prov.facility[k] for k in _FAC_KINDS], fkind, fidx)
     ccn = _pick_txt([prov.ccn[k] for k in _FAC_KINDS], fkind, fidx)
     er = prof == _OP0  # outpatient emergency profile
@@ -1227,6 +1250,7 @@ def _pde(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
     units = np.rint(supply * _DRUG_PER_DAY[drug] * 100) / 100
     cost = np.rint(_DRUG_COST[drug] * supply / 30 * rng.lognormal(0, 0.05, m)).astype(np.int64)
     copay = np.where(_DRUG_BRAND[drug], cost // 4, np.minimum(cost, rng.integers(0, 11, m) * 100))
+    dispensing = np.where(rng.random(m) < 0.02, (rng.random(m) * 2).astype(np.int64), -1)  # part of the natural key
 
     # Refills of one prescription share its number and count up in date order.
     key = np.where(acute, -1 - np.arange(m), local * (_SLOTS + 1) + slot)
@@ -1259,7 +1283,7 @@ def _pde(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
         clm_line_from_dt=date(day[b]),
         prvdr_srvc_id_qlfyr_cd=cat(("01",), np.zeros(nv, np.int64)),
         clm_srvc_prvdr_gnrc_id_num=to_str(take(ph_npi, b)),
-        clm_dspnsng_stus_cd=cat(V.DISPENSING, (rng.random(nv) * 2).astype(np.int64), rng.random(nv) > 0.02),
+        clm_dspnsng_stus_cd=cat(V.DISPENSING, np.maximum(dispensing[b], 0), dispensing[b] < 0),
         clm_daw_prod_slctn_cd=cat(V.DAW, choose(rng, V.DAW_W, nv)),
         clm_line_srvc_unit_qty=qty(units[b]),
         clm_line_days_suply_qty=qty(supply[b]),
@@ -1527,3 +1551,156 @@ def write_orgs(path, orgs: Sequence[SynthOrg]) -> None:
     """`orgs.json`: the organizations as a JSON array."""
     with open(path, "wb") as f:
         f.write(msgspec.json.format(msgspec.json.encode(list(orgs)), indent=2))
+
+
+# ---- writing a store -------------------------------------------------------------------------
+
+
+class _Spool:
+    """Column files appended chunk by chunk (offsets kept absolute), read back
+    memory-mapped: a whole store's worth of claims never sits in memory."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        root.mkdir(parents=True)
+        self.meta: dict[tuple[str, str, str], tuple[np.dtype, int]] = {}
+        self.labels: dict[tuple[str, str], tuple[str, ...]] = {}
+        self.scale: dict[tuple[str, str], tuple[int, bool]] = {}
+        self.kind: dict[tuple[str, str], type] = {}
+        self.rows: dict[str, int] = {}
+        self.base: dict[tuple[str, str, str], int] = {}  # running end of each offsets array
+
+    def _append(self, key: tuple[str, str, str], arr: np.ndarray) -> None:
+        dtype, n = self.meta.get(key, (arr.dtype, 0))
+        with open(self.root / ".".join(key), "ab") as f:
+            np.ascontiguousarray(arr, dtype).tofile(f)
+        self.meta[key] = (dtype, n + len(arr))
+
+    def _offsets(self, key: tuple[str, str, str], off: np.ndarray) -> None:
+        """Append offsets (n+1, absolute within their part) continuing the previous part's."""
+        rel = off - off[0] + self.base.get(key, 0)
+        self._append(key, rel if key not in self.meta else rel[1:])
+        self.base[key] = int(rel[-1])
+
+    def add(self, t: Table) -> None:
+        self.rows[t.name] = self.rows.get(t.name, 0) + t.n
+        for cname, col in t.columns.items():
+            k = (t.name, cname)
+            self.kind.setdefault(k, type(col))
+            if isinstance(col, Str):
+                self._offsets((t.name, cname, "offsets"), col.offsets)
+                self._append((t.name, cname, "data"), col.data[col.offsets[0] : col.offsets[-1]])
+            elif isinstance(col, Cat):
+                if self.labels.setdefault(k, col.labels) != col.labels:
+                    raise AssertionError(f"{t.name}.{cname}: labels differ between chunks")
+                self._append((t.name, cname, "codes"), col.codes)
+            else:
+                if isinstance(col, Num):
+                    self.scale[k] = (col.scale, col.trim)
+                self._append((t.name, cname, "values"), col.values)
+        for child, off in t.links.items():
+            self._offsets((t.name, child, "link"), off)
+
+    def _map(self, key: tuple[str, str, str]) -> np.ndarray:
+        dtype, n = self.meta[key]
+        if n == 0:
+            return np.zeros(0, dtype)
+        return np.memmap(self.root / ".".join(key), dtype=dtype, mode="r", shape=(n,))
+
+    def table(self, name: str) -> Table:
+        cols: dict[str, Column] = {}
+        for cname in schema.kinds(name):
+            k, kind = (name, cname), self.kind[(name, cname)]
+            if kind is Str:
+                cols[cname] = Str(self._map(k + ("offsets",)), self._map(k + ("data",)))
+            elif kind is Cat:
+                cols[cname] = Cat(self._map(k + ("codes",)), self.labels[k])
+            elif kind is Num:
+                cols[cname] = Num(self._map(k + ("values",)), *self.scale[k])
+            else:
+                cols[cname] = kind(self._map(k + ("values",)))
+        links = {c: self._map((name, c, "link")) for c in schema.LINKS.get(name, ())}
+        return Table(name, cols, links, self.rows[name], check=False)
+
+
+def _commit(store: Store, tables: dict[str, Table], source: SourceInfo, added: dict[str, int],
+            next_seq: int, now_ms: int) -> int:
+    """Write already-merged tables as the store's next generation and make it
+    current: the tail of `Store.load` without its merge (the chunks were
+    merged one by one)."""
+    with store._lock():
+        with store.snapshot() as snap:
+            gen = max(store.generations()) + 1
+            entry = LoadEntry(gen, now_ms, source, added, {})
+            manifest = Manifest(FORMAT_VERSION, gen, time.time_ns() // 1_000_000, {}, {},
+                                [*snap.manifest.history, entry], next_seq)
+            store._write_generation(store.path, gen, tables, manifest, store._gen_dir(snap.generation), snap.manifest)
+        layout.write_atomic(store.path / "CURRENT", f"{gen}\n".encode())
+        store._collect()
+    return gen
+
+
+def _slice_rows(t: Table, lo: int, hi: int) -> Table:
+    """Rows lo..hi of a table whose links cover all its children, with links rebased."""
+    idx = np.arange(lo, hi)
+    cols = {c: _ops.take(col, idx) for c, col in t.columns.items()}
+    links = {c: off[lo : hi + 1] - off[lo] for c, off in t.links.items()}
+    return Table(t.name, cols, links, hi - lo, check=False)
+
+
+def write(
+    path: str | os.PathLike,
+    n: int | None = None,
+    seed: int = 0,
+    *,
+    preset: str = "default",
+    as_of: dt.date = AS_OF,
+    progress: bool = False,
+) -> list[SynthOrg]:
+    """Generate a dataset into a new store at `path` (and `orgs.json` beside its
+    generations). Chunks are merged by the store's own rules (`_merge.merge`)
+    and spooled to disk, so memory stays bounded for any `n`; the generation
+    is what `Store.load` of the whole dataset would write."""
+    pop, prov = _setup(n, seed, preset, as_of)
+    root = Path(path)
+    store = Store.create(root)
+    now_ms = time.time_ns() // 1_000_000
+    empty = {name: schema.complete(name, {}, 0) for name in schema.TABLES}
+    spool = _Spool(root / f".synth-{os.getpid()}")
+    try:
+        bene_raw = _bene_table(pop, {t: np.zeros(pop.n + 1, np.int64) for t in schema.CLAIM_TABLES}
+                               | {"bene_mbi": _offsets(_bene_mbi(pop)[1])})
+        mbi_table, mbi_counts = _bene_mbi(pop)
+        mbi_off = _offsets(mbi_counts)
+        org_tables, orgs = _org_tables(pop)
+        people = _merge.merge(empty, {"bene": bene_raw, "bene_mbi": mbi_table, **org_tables}, now_ms, 1)
+        counts: dict[str, list[np.ndarray]] = {t: [] for t in schema.CLAIM_TABLES}
+        source_rows = {name: t.n for name, t in people.tables.items() if name not in schema.LINKS.get("bene", ())}
+        for rows, tables, _ in chunks((pop, prov), progress):
+            lo, hi = rows.start, rows.stop
+            delta = dict(tables)
+            delta["bene"] = _slice_rows(bene_raw, lo, hi)
+            delta["bene_mbi"] = _slice_rows(mbi_table, int(mbi_off[lo]), int(mbi_off[hi]))
+            merged = _merge.merge(empty, delta, now_ms, 1)
+            for name in schema.CLAIM_TABLES + tuple(c for t in schema.CLAIM_TABLES for c in schema.LINKS.get(t, ())):
+                spool.add(merged.tables[name])
+                source_rows[name] = source_rows.get(name, 0) + tables[name].n
+            for t in schema.CLAIM_TABLES:
+                counts[t].append(np.diff(merged.tables["bene"].links[t]))
+        final = {name: spool.table(name) for name in spool.rows}
+        bene = people.tables["bene"]
+        links = dict(bene.links)
+        links.update({t: _offsets(np.concatenate(counts[t])) for t in schema.CLAIM_TABLES})
+        final["bene"] = Table("bene", bene.columns, links, bene.n, check=False)
+        for name in ("bene_mbi", "roster", "optout", "enroll"):
+            final[name] = people.tables[name]
+        for t in final.values():
+            t.validate()
+            t.check_links(final)
+        added = {name: t.n for name, t in final.items()}
+        source = SourceInfo("synth", rows=source_rows, note=f"seed={seed} preset={preset} benes={pop.n}")
+        _commit(store, final, source, added, people.next_bene_seq, now_ms)
+    finally:
+        shutil.rmtree(spool.root, ignore_errors=True)
+    write_orgs(root / "orgs.json", orgs)
+    return orgs
