@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import secrets
 import sqlite3
@@ -68,8 +69,14 @@ _SCHEMA_VERSION = b"1"
 
 
 def now_s(now: float | None = None) -> float:
-    """Seconds since the epoch; `now` lets tests and callers pin the clock."""
-    return time.time() if now is None else float(now)
+    """Seconds since the epoch; `now` lets tests and callers pin the clock.
+
+    A non-finite clock would make every expiry comparison false (and so pass):
+    it falls back to the real clock instead."""
+    if now is None:
+        return time.time()
+    t = float(now)
+    return t if math.isfinite(t) else time.time()
 
 
 @dataclass(frozen=True)

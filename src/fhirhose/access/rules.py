@@ -22,9 +22,10 @@ claims always excluded (42 CFR Part 2).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Mapping
 
+import msgspec
 import numpy as np
 
 from ..columns import NO_DATE, NO_NUM, Cat, Str, Table, date_to_days, days_to_date
@@ -89,7 +90,7 @@ class Scope:
 
     def narrow(self, spec: ExportSpec) -> ExportSpec:
         """`spec` tightened to this scope (types ∩, latest since, narrowest claim window, SUD excluded)."""
-        return replace(
+        return msgspec.structs.replace(
             spec,
             types=tuple(t for t in spec.types if t in self.types),
             since_ms=_latest(spec.since_ms, self.since_ms),
@@ -473,10 +474,11 @@ class _Plan:
             )
         self.benes = np.unique(np.concatenate(populations)).astype(np.int64)
         self.enrollment_filter = EnrollmentFilter(tuple(parts))
-        first_day = min(p[3] for p in parts)
-        self.claims_from = first_day
-        floor_day = max(first_day, date_to_days(self.rules.since_floor) if self.rules.since_floor else first_day)
-        floor_s = floor_day * 86400.0
+        self.claims_from = min(p[3] for p in parts)
+        floor_s = min(starts.values())
+        if self.rules.since_floor:
+            floor_s = max(floor_s, date_to_days(self.rules.since_floor) * 86400.0)
         if self.since_s is None or self.since_s < floor_s:
-            self.notes.append(f"_since: raised to {_day(floor_day)} (no data updated before attestation or 2020-01-01)")
+            when = dt.datetime.fromtimestamp(floor_s, dt.timezone.utc).isoformat(timespec="seconds")
+            self.notes.append(f"_since: raised to {when} (nothing updated before the attestation or 2020-01-01)")
             self.since_s = floor_s

@@ -197,7 +197,15 @@ class Principal:
 
 
 def _is_num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A JSON number usable as a NumericDate (finite, within ±2^53)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return abs(v) < 2**53 if isinstance(v, int) else math.isfinite(v) and abs(v) < 2**53
+
+
+def _ident(v, limit: int = 256) -> bool:
+    """A client id, kid or jti: printable ASCII of bounded length (safe to look up and store)."""
+    return isinstance(v, str) and 0 < len(v) <= limit and v.isascii() and v.isprintable()
 
 
 def _denied(message: str, status: int = 401) -> AuthError:
@@ -280,7 +288,7 @@ class TokenService:
             )
 
     def _basic(self, req: TokenRequest, t: float) -> Credential:
-        cred = self.db.credentials.by_client_id(req.basic_id) if len(req.basic_id) <= 256 else None
+        cred = self.db.credentials.by_client_id(req.basic_id) if _ident(req.basic_id) else None
         if cred is None or not self.db.credentials.verify_secret(cred, req.basic_secret or ""):
             if cred is None:
                 self.db.credentials.verify_secret(_NO_CRED, req.basic_secret or "")
@@ -299,16 +307,16 @@ class TokenService:
         alg, kid = header.get("alg"), header.get("kid")
         if alg not in self.cfg.assertion_algs:
             raise _fail("invalid_client", f"client assertion alg {str(alg)[:20]!r}: only {', '.join(self.cfg.assertion_algs)}")
-        if not isinstance(kid, str) or not kid:
-            raise _fail("invalid_client", "client assertion header needs a kid")
+        if not _ident(kid, 128):
+            raise _fail("invalid_client", "client assertion header needs a kid (printable, 1-128 characters)")
         if header.get("typ") not in (None, "JWT") or "crit" in header:
             raise _fail("invalid_client", "client assertion header has an unsupported typ or crit")
         iss, sub = claims.get("iss"), claims.get("sub")
-        if not isinstance(iss, str) or iss != sub or not iss:
+        if not _ident(iss) or iss != sub:
             raise _fail("invalid_client", "client assertion iss and sub must both be the client id")
         if req.client_id is not None and req.client_id != iss:
             raise _fail("invalid_client", "client_id does not match the assertion issuer")
-        cred = self.db.credentials.by_client_id(iss) if len(iss) <= 256 else None
+        cred = self.db.credentials.by_client_id(iss)
         if cred is None:
             raise _fail("invalid_client", "client assertion issuer is not a registered client")
         key_alg, key = self._key(cred, kid)
@@ -355,9 +363,8 @@ class TokenService:
             v = claims.get(name)
             if v is not None and (not _is_num(v) or v > t + skew):
                 raise _fail("invalid_client", f"client assertion {name} is not a past time")
-        jti = claims.get("jti")
-        if not isinstance(jti, str) or not 0 < len(jti) <= 256:
-            raise _fail("invalid_client", "client assertion needs a jti (1-256 characters)")
+        if not _ident(claims.get("jti")):
+            raise _fail("invalid_client", "client assertion needs a jti (printable, 1-256 characters)")
 
     def _spend_jti(self, client_id: str, jti: str, exp: float, t: float) -> None:
         """Record the jti until the assertion expires; a second use is a replay."""
@@ -406,7 +413,7 @@ class TokenService:
         ):
             raise _denied("bearer token signature is not valid")
         fields = ("sub", "org", "cid", "env", "scope", "jti", "amr")
-        if c.get("iss") != self.cfg.issuer or not all(isinstance(c.get(k), str) for k in fields):
+        if c.get("iss") != self.cfg.issuer or not all(_ident(c.get(k), 4096) for k in fields):
             raise _denied("bearer token claims are not valid")
         if not _is_num(c.get("exp")) or not _is_num(c.get("iat")):
             raise _denied("bearer token claims are not valid")
@@ -422,7 +429,7 @@ class TokenService:
                 raise _denied("client secret was rotated; request a new token")
         elif c["amr"] == "jwt":
             kid = c.get("kid")
-            if not isinstance(kid, str) or (self.db.credentials.key(cred.id, kid) is None and not cred.jwks_url):
+            if not _ident(kid, 128) or (self.db.credentials.key(cred.id, kid) is None and not cred.jwks_url):
                 raise _denied("the key that signed the client assertion was removed")
         else:
             raise _denied("bearer token claims are not valid")
