@@ -7,7 +7,7 @@ import json
 import aiohttp
 from aiohttp import web
 
-from fhirhose.access import AccessConfig, AccessDB, TokenService
+from fhirhose.access import AccessConfig, AccessDB
 from fhirhose.access.http import add_routes
 from fhirhose.cli import main
 
@@ -97,4 +97,3 @@ def test_http_token_and_admin_endpoints(tmp_path):
             await runner.cleanup()
 
     asyncio.run(scenario())
-    assert isinstance(TokenService(db).verify_access_token.__doc__, str)

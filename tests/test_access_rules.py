@@ -68,6 +68,9 @@ def eob_ids(got):
 def test_ssp_group_all_gets_latest_roster_minus_optouts_all_history(db, tables, tmp_path):
     p = principal(db, "A0001")
     scope = plan_scope(db, tables, p, "all", None, NOW)
+    TokenService(db).audit_request(p, "export.kickoff", "127.0.0.1", now=NOW, group="all", benes=len(scope.bene_rows))
+    last = db.audit.recent(p.credential_id, 1)[0]
+    assert (last.action, last.ip, last.org_id, last.detail) == ("export.kickoff", "127.0.0.1", "A0001", {"group": "all", "benes": 4})
     assert scope.bene_rows.tolist() == [0, 1, 2, 4]  # 3 opted out; 1's opt-out is not in effect yet
     got = exported(tables, scope, tmp_path)
     assert got["Patient"] == ["-0", "-1", "-2", "-4"]

@@ -4,6 +4,8 @@ Assertions are signed with PyJWT (an independent JWS implementation); hostile
 ones (alg none, HS256 with the public key, wrong kid ...) are built by hand."""
 
 import base64
+import hashlib
+import hmac
 import json
 import uuid
 
@@ -131,8 +133,6 @@ def test_algorithm_confusion_refused(world, rsa_key):
     db, _, cred = world
     payload = claims(cred.client_id)
     pem = rsa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    import hashlib
-    import hmac
 
     def hand_signed(alg, key):
         head = b64({"alg": alg, "kid": "rsa-1", "typ": "JWT"})

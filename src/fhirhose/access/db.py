@@ -8,7 +8,6 @@ rotation or IP change takes effect on the very next request, in every process.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import secrets
@@ -24,8 +23,6 @@ from ..errors import StoreError
 from .config import AccessConfig
 
 __all__ = ["AccessDB", "Actor", "Audit", "AuditEntry", "now_s"]
-
-log = logging.getLogger("fhirhose.access")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);
