@@ -97,3 +97,55 @@ def test_http_token_and_admin_endpoints(tmp_path):
             await runner.cleanup()
 
     asyncio.run(scenario())
+
+
+def test_access_authenticator_plugs_into_the_server_interface(tmp_path):
+    from fhirhose.access import Actor
+    from fhirhose import AuthError
+    from fhirhose.access.http import PRINCIPAL, AccessAuthenticator
+
+    db = AccessDB(tmp_path / "access.db", AccessConfig(scrypt_n=2**12))
+    db.orgs.create(Actor.system(), "Z0001", "sponsor", "Sponsor")
+    ops, _ = db.orgs.add_user(Actor.system(), "Z0001", "O", "o@z.example", "data_ops")
+    cred, secret = db.credentials.issue(Actor.user(ops.id), "Z0001", ips=["127.0.0.1"])
+    auth = AccessAuthenticator(db)
+    assert auth.smart_configuration("http://h/fhir").token_endpoint == "http://h/fhir/auth/token"
+
+    async def whoami(request):
+        who = await auth.authenticate(request)
+        return web.json_response({"org": who.org_id, "kind": who.kind, "types": list(request[PRINCIPAL].types)})
+
+    async def scenario():
+        app = web.Application()
+        auth.setup(app, "/fhir")
+        app.router.add_get("/fhir/whoami", whoami)
+
+        @web.middleware
+        async def auth_errors(request, handler):
+            try:
+                return await handler(request)
+            except AuthError as e:  # as the server maps it
+                return web.json_response({"error": str(e)}, status=e.status)
+
+        app.middlewares.append(auth_errors)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/fhir"
+        try:
+            async with aiohttp.ClientSession() as http:
+                basic = "Basic " + base64.b64encode(f"{cred.client_id}:{secret}".encode()).decode()
+                async with http.post(f"{base}/auth/token", data="grant_type=client_credentials",
+                                     headers={"Authorization": basic, "Content-Type": "application/x-www-form-urlencoded"}) as r:
+                    tok = (await r.json())["access_token"]
+                async with http.get(f"{base}/whoami", headers={"Authorization": f"Bearer {tok}"}) as r:
+                    assert await r.json() == {"org": "Z0001", "kind": "pdp", "types": ["ExplanationOfBenefit"]}
+                async with http.get(f"{base}/whoami", headers={"Authorization": f"Bearer {tok}x"}) as r:
+                    assert r.status == 401
+                async with http.get(f"{base}/whoami") as r:
+                    assert r.status == 401
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(scenario())

@@ -25,9 +25,9 @@ from aiohttp import web
 from ..errors import AuthError, InputError, RequestError
 from .db import AccessDB, Actor
 from .orgs import ROLES
-from .tokens import TokenError, TokenRequest, TokenService
+from .tokens import Principal, TokenError, TokenRequest, TokenService
 
-__all__ = ["add_routes", "token_handler"]
+__all__ = ["add_routes", "token_handler", "AccessAuthenticator", "PRINCIPAL"]
 
 _MAX_BODY = 65536
 
@@ -216,3 +216,48 @@ def add_routes(
     app.router.add_post(f"{p}/credentials/{{cred}}/keys", a.route(a.add_keys))
     app.router.add_get(f"{p}/credentials/{{cred}}/audit", a.route(a.cred_audit))
     return svc
+
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+
+# The server's organization kinds (ClientIdentity.kind) for ours.
+_SERVER_KIND = {"ssp": "aco", "reach": "aco", "kcc": "aco", "sponsor": "pdp", "provider": "provider"}
+
+
+class AccessAuthenticator:
+    """The server's `Authenticator` backed by this library: SMART or Basic tokens from
+    `TokenService`, every request re-checked (revocation, IPs, suspension).
+
+    `authenticate` also leaves the verified `Principal` in `request[PRINCIPAL]`
+    for `plan_scope`. Configure `AccessConfig.token_url` as `<base URL>/auth/token`
+    (the audience client assertions must carry)."""
+
+    def __init__(self, db: AccessDB, service: TokenService | None = None):
+        self.db = db
+        self.service = service or TokenService(db)
+
+    async def authenticate(self, request: web.Request):
+        from ..server.auth import ClientIdentity
+
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else ""
+        p: Principal = await _off_loop(self.service.verify_access_token, token, request.remote)
+        request[PRINCIPAL] = p
+        return ClientIdentity(p.client_id, p.org_id, _SERVER_KIND.get(p.org_kind, p.org_kind), frozenset(p.scopes))
+
+    def setup(self, app: web.Application, base: str) -> None:
+        app.router.add_post(f"{base}/auth/token", token_handler(self.service))
+
+    def smart_configuration(self, base_url: str):
+        from ..server.models import SmartConfiguration
+
+        types = ("Patient", "Coverage", "ExplanationOfBenefit")
+        return SmartConfiguration(
+            issuer=base_url,
+            token_endpoint=f"{base_url}/auth/token",
+            grant_types_supported=["client_credentials"],
+            token_endpoint_auth_methods_supported=["client_secret_basic", "private_key_jwt"],
+            token_endpoint_auth_signing_alg_values_supported=list(self.db.config.assertion_algs),
+            scopes_supported=[f"system/{t}.{p}" for p in ("read", "rs") for t in ("*", *types)],
+            capabilities=["client-confidential-symmetric", "client-confidential-asymmetric", "permission-v1", "permission-v2"],
+        )
