@@ -1,0 +1,54 @@
+"""`fhirhose ingest cclf|prefs PATH...`: load CCLF deliveries or 1-800-MEDICARE
+preference files into a store as one new generation."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from ..errors import StoreError
+from .store import Store
+
+log = logging.getLogger("fhirhose.ingest")
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("ingest", help="load CCLF or preference files into a store")
+    sub = p.add_subparsers(dest="source", required=True)
+    for name, what in (("cclf", "CCLF files, directories or zip archives"),
+                       ("prefs", "1-800-MEDICARE data-sharing preference files")):
+        s = sub.add_parser(name, help=f"load {what}")
+        s.add_argument("paths", nargs="+", help=what)
+        s.add_argument("--store", required=True, help="store directory")
+        s.add_argument("--create", action="store_true", help="create the store if it does not exist")
+        s.add_argument("--keep", type=int, default=3, help="generations to keep (default 3)")
+        if name == "cclf":
+            s.add_argument("--org-id", help="ACO id for files whose names carry none (e.g. ZC8)")
+            s.add_argument("--year", type=int, help="performance year for such files")
+            s.add_argument("--kind", choices=("Y", "R"), help="Y performance year or R runout (default from the name)")
+        s.set_defaults(func=_run)
+
+
+def _open(args) -> Store:
+    try:
+        return Store(args.store, keep=args.keep)
+    except StoreError:
+        if not args.create:
+            raise
+        return Store.create(args.store, keep=args.keep)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from . import cclf
+
+    store = _open(args)
+    if args.source == "cclf":
+        gen = cclf.ingest_cclf(store, args.paths, org_id=args.org_id, year=args.year, kind=args.kind)
+    else:
+        gen = cclf.ingest_prefs(store, args.paths)
+    with store.snapshot(gen) as snap:
+        entry = snap.manifest.history[-1]
+    added = ", ".join(f"{t} +{n}" for t, n in entry.added.items() if n)
+    skipped = ", ".join(f"{t} {n}" for t, n in entry.skipped.items())
+    print(f"{args.store}: generation {gen}: {added or 'no new rows'}" + (f" (already stored: {skipped})" if skipped else ""))
+    return 0

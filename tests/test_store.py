@@ -1,0 +1,310 @@
+"""The claims store: generations, atomic loads, merge rules, zero-copy snapshots."""
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fhirhose import BatchError, StoreError
+from fhirhose.store import SourceInfo, Store
+from fhirhose.store import layout
+from fhirhose.store.schema import column_for, complete, kinds
+
+T0 = dt.datetime(2024, 1, 15, 12, tzinfo=dt.timezone.utc)
+T1 = dt.datetime(2024, 1, 22, 12, tzinfo=dt.timezone.utc)
+MS0 = int(T0.timestamp() * 1000)
+MS1 = int(T1.timestamp() * 1000)
+A, B, C = "1AA0AA0AA00", "1AA0AA0AA01", "1AA0AA0AA02"
+
+
+def tab(name, n, links=None, **vals):
+    k = kinds(name)
+    return complete(name, {c: column_for(k[c], v) for c, v in vals.items()}, n, links)
+
+
+def benes(*mbis, names=None):
+    return tab("bene", len(mbis), bene_mbi_id=list(mbis), bene_1st_name=names or [m[-2:] for m in mbis])
+
+
+def carrier(rows):
+    """Part B claims from (uid, mbi, control number, effective date, dx1) with one line each."""
+    n = len(rows)
+    t = tab(
+        "partb", n, links={"partb_line": np.arange(n + 1)},
+        cur_clm_uniq_id=[r[0] for r in rows], bene_mbi_id=[r[1] for r in rows],
+        clm_cntl_num=[r[2] for r in rows], clm_efctv_dt=[r[3] for r in rows],
+        clm_dgns_1_cd=[r[4] for r in rows], clm_adjsmt_type_cd=["0"] * n,
+    )
+    lines = tab("partb_line", n, clm_line_num=[1] * n, clm_line_hcpcs_cd=[f"H{r[0]}" for r in rows])
+    return {"partb": t, "partb_line": lines}
+
+
+def listing(root):
+    out = []
+    for d, _, files in os.walk(root):
+        for f in files:
+            p = os.path.join(d, f)
+            out.append((os.path.relpath(p, root), os.path.getsize(p)))
+    return sorted(out)
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store.create(tmp_path / "s", keep=2)
+
+
+def claims_of(snap, table, mbi):
+    row = snap.bene_index(mbi)
+    lo, hi = snap.claim_rows(table, row, row + 1)
+    t = snap.tables[table]
+    return [
+        {c: t[c].to_list()[i] for c in ("clm_id", "final_action", "clm_grp_id", "sud_ind", "bene_id")}
+        for i in range(lo, hi)
+    ]
+
+
+def test_new_store_is_empty_generation_zero(store):
+    with Store.open(store.path) as snap:
+        assert snap.generation == 0
+        assert all(t.n == 0 for t in snap.tables.values())
+        assert snap.manifest.history == []
+    store.verify()
+
+
+def test_snapshot_columns_are_views_of_the_memory_maps(store):
+    store.load({"bene": benes(A, B), **carrier([("100", A, "C1", "2024-01-01", "E119"),
+                                                ("101", B, "C2", "2024-01-02", "I10")])}, "t", now=T0)
+    with Store.open(store.path) as snap:
+        pay = snap.tables["partb"]["clm_efctv_dt"].values
+        mm = snap.mmap("partb.clm_efctv_dt.values.npy")
+        assert isinstance(mm, np.memmap) and not mm.flags.writeable
+        lo, hi = snap.claim_rows("partb", 1, 2)
+        assert np.shares_memory(pay[lo:hi], mm)
+        names = snap.tables["partb"]["clm_id"]
+        assert np.shares_memory(names.data, snap.mmap("partb.clm_id.data.npy"))
+        assert snap.tables["partb"]["clm_id"].to_list()[lo:hi] == ["101"]
+
+
+def test_versions_grouped_and_final_action(store):
+    # Original, adjustment and cancel of one carrier claim (same control number), one other claim.
+    rows = [
+        ("100", A, "C1", "2024-01-01", "E119"),
+        ("102", A, "C1", "2024-03-01", "E119"),
+        ("101", A, "C1", "2024-02-01", "E119"),
+        ("200", A, "C9", "2024-01-05", "F1020"),  # alcohol abuse → SUD
+        ("300", B, "C1", "2024-01-01", "F17210"),  # nicotine: not withheld
+    ]
+    store.load({"bene": benes(A, B), **carrier(rows)}, "t", now=T0)
+    with Store.open(store.path) as snap:
+        a = claims_of(snap, "partb", A)
+        by_id = {c["clm_id"]: c for c in a}
+        assert [by_id[i]["final_action"] for i in ("100", "101", "102")] == ["N", "N", "F"]
+        assert len({by_id[i]["clm_grp_id"] for i in ("100", "101", "102")}) == 1
+        assert by_id["200"]["clm_grp_id"] != by_id["100"]["clm_grp_id"]
+        assert by_id["200"]["final_action"] == "F" and by_id["200"]["sud_ind"] == "Y"
+        assert {c["sud_ind"] for c in a if c["clm_id"] != "200"} == {"N"}
+        b = claims_of(snap, "partb", B)
+        assert [(c["clm_id"], c["final_action"], c["sud_ind"]) for c in b] == [("300", "F", "N")]
+        # Same control number, other beneficiary: another group.
+        assert b[0]["clm_grp_id"] != by_id["100"]["clm_grp_id"]
+        assert {c["bene_id"] for c in a} == {snap.tables["bene"]["bene_id"].get(snap.bene_index(A))}
+        # Lines follow their headers.
+        lines = snap.tables["partb_line"]["clm_line_hcpcs_cd"].to_list()
+        off = snap.tables["partb"].links["partb_line"]
+        ids = snap.tables["partb"]["clm_id"].to_list()
+        assert [lines[off[i]] for i in range(len(ids))] == [f"H{i}" for i in ids]
+        assert set(snap.tables["partb"]["last_updated"].values.tolist()) == {MS0}
+
+
+def test_incremental_load_adds_versions_and_updates_benes(store):
+    store.load({"bene": benes(A, B), **carrier([("100", A, "C1", "2024-01-01", "E119")])}, "week1", now=T0)
+    with Store.open(store.path) as first:
+        bene_ids = first.tables["bene"]["bene_id"].to_list()
+    # Week 2: an adjustment of claim C1, a re-delivery of version 100, a new beneficiary, a new name for B.
+    week2 = carrier([("100", A, "C1", "2024-01-01", "E119"), ("110", A, "C1", "2024-02-01", "E119"),
+                     ("400", C, "X4", "2024-02-03", "I10")])
+    gen = store.load({"bene": benes(B, C, names=["Robert", "Cy"]), **week2},
+                     SourceInfo("cclf", note="week 2"), now=T1)
+    assert gen == 2
+    with Store.open(store.path) as snap:
+        assert snap.generation == 2
+        a = {c["clm_id"]: c for c in claims_of(snap, "partb", A)}
+        assert (a["100"]["final_action"], a["110"]["final_action"]) == ("N", "F")
+        t = snap.tables["partb"]
+        upd = dict(zip(t["clm_id"].to_list(), t["last_updated"].values.tolist()))
+        assert upd == {"100": MS0, "110": MS1, "400": MS1}  # version 100 keeps its first load time
+        bene = snap.tables["bene"]
+        assert bene["bene_id"].to_list()[:2] == bene_ids  # ids carried; the new one appended
+        assert bene["bene_1st_name"].to_list() == ["00", "Robert", "Cy"]
+        hist = snap.manifest.history
+        assert [h.generation for h in hist] == [1, 2]
+        assert hist[1].source.note == "week 2" and hist[1].skipped == {"partb": 1}
+        assert hist[1].added["partb"] == 2 and hist[1].added["bene"] == 1
+        assert snap.manifest.rows()["partb_line"] == 3
+    # Unchanged arrays are hard links to the previous generation's files.
+    g1, g2 = store.path / "generations/1", store.path / "generations/2"
+    same = g2 / "dme.clm_pmt_amt.values.npy"
+    assert same.stat().st_ino == (g1 / same.name).stat().st_ino
+    assert (g2 / "partb.clm_id.data.npy").stat().st_ino != (g1 / "partb.clm_id.data.npy").stat().st_ino
+
+
+def test_mbi_change_keeps_bene_id_and_claims(store):
+    new_mbi = "9ZZ9ZZ9ZZ99"
+    store.load({"bene": benes(A), **carrier([("100", A, "C1", "2024-01-01", "E119")])}, "t", now=T0)
+    xref = tab("bene_mbi", 1, crnt_num=[new_mbi], prvs_num=[A], prvs_id_efctv_dt=["2020-01-01"],
+               prvs_id_obslt_dt=["2024-01-20"])
+    store.load({"bene": benes(new_mbi), "bene_mbi": xref,
+                **carrier([("101", new_mbi, "C1", "2024-02-01", "E119")])}, "t", now=T1)
+    with Store.open(store.path) as snap:
+        bene = snap.tables["bene"]
+        assert bene.n == 1 and bene["bene_id"].to_list() == ["1"]
+        assert bene["bene_mbi_id"].to_list() == [new_mbi]
+        assert snap.bene_index(A) == snap.bene_index(new_mbi) == snap.bene_index("1") == 0
+        c = claims_of(snap, "partb", A)
+        assert [(x["clm_id"], x["final_action"]) for x in c] == [("100", "N"), ("101", "F")]
+        assert bene.links["bene_mbi"].tolist() == [0, 1]
+        with pytest.raises(KeyError, match="no beneficiary"):
+            snap.bene_index("nobody")
+
+
+def test_producer_bene_ids_and_links(store):
+    # A generator may name its own bene_ids and attach claims through bene.links only.
+    bene = tab("bene", 2, links={"pde": np.array([0, 2, 3])}, bene_id=["-100", "-101"], bene_mbi_id=[A, B])
+    pde = tab("pde", 3, clm_id=["p1", "p2", "p3"], clm_line_from_dt=["2024-01-01", "2024-01-02", "2024-01-01"])
+    store.load({"bene": bene, "pde": pde}, "synth", now=T0)
+    with Store.open(store.path) as snap:
+        t = snap.tables["pde"]
+        assert t["bene_id"].to_list() == ["-100", "-100", "-101"]
+        assert t["bene_mbi_id"].to_list() == [A, A, B]
+        assert t["cur_clm_uniq_id"].to_list() == t["clm_id"].to_list()
+        assert t["final_action"].to_list() == ["F", "F", "F"]
+        assert snap.manifest.next_bene_seq == 1
+
+
+def test_org_tables(store):
+    roster = tab("roster", 2, org_id=["A0001"] * 2, bene_mbi_id=[A, C], roster_kind=["Y", "Y"],
+                 performance_year=[2024, 2024], file_date=["2024-01-15"] * 2)
+    optout = tab("optout", 3, bene_mbi_id=[A, A, B], pref_ind=["N", "Y", "N"],
+                 effective_dt=["2024-01-02", "2023-05-01", "2024-01-01"])
+    enroll = tab("enroll", 2, bene_row=[1, 0], cntrct_id=["S0001", "S0001"], year=[2024, 2024],
+                 month_mask=[3, 1])
+    store.load({"bene": benes(B, A), "roster": roster, "optout": optout, "enroll": enroll}, "t", now=T0)
+    with Store.open(store.path) as snap:
+        ra, rb = snap.bene_index(A), snap.bene_index(B)
+        r = snap.tables["roster"]
+        assert r["bene_mbi_id"].to_list() == [A, C]
+        assert r["bene_row"].values.tolist()[0] == ra and r["bene_row"].to_list()[1] is None
+        o = snap.tables["optout"]
+        assert dict(zip(o["bene_mbi_id"].to_list(), o["pref_ind"].to_list())) == {A: "N", B: "N"}
+        e = snap.tables["enroll"]
+        assert dict(zip(e["bene_row"].values.tolist(), e["month_mask"].values.tolist())) == {ra: 3, rb: 1}
+    # A new roster of the same ACO and year replaces the old one; another year is kept.
+    roster2 = tab("roster", 2, org_id=["A0001"] * 2, bene_mbi_id=[B, A], roster_kind=["Y", "R"],
+                  performance_year=[2024, 2023], file_date=["2024-02-15"] * 2)
+    store.load({"roster": roster2, "bene": benes(C)}, "t", now=T1)
+    with Store.open(store.path) as snap:
+        r = snap.tables["roster"]
+        got = sorted(zip(r["bene_mbi_id"].to_list(), r["roster_kind"].to_list(), r["performance_year"].values.tolist()))
+        assert got == [(A, "R", 2023), (B, "Y", 2024)]
+        assert snap.tables["enroll"].n == 2
+
+
+def _bad_claim_delta():
+    return {"bene": benes(B), **carrier([("500", B, "Q", "2024-01-01", "E11"), ("501", "NOBODY", "Q", "2024-01-01", "")])}
+
+
+def test_bad_input_leaves_store_unchanged(store):
+    store.load({"bene": benes(A), **carrier([("100", A, "C1", "2024-01-01", "E119")])}, "t", now=T0)
+    before, current = listing(store.path), store.current()
+    with pytest.raises(BatchError, match="partb claim '501': beneficiary 'NOBODY' is in neither"):
+        store.load(_bad_claim_delta(), "t")
+    assert listing(store.path) == before and store.current() == current
+    with pytest.raises(BatchError, match=r"partb.links\[partb_line\] covers 2 rows, partb_line has 0"):
+        store.load({"partb": carrier([("1", A, "", "", ""), ("2", A, "", "", "")])["partb"]}, "t")
+    with pytest.raises(BatchError, match="unknown table 'claims'"):
+        store.load({"claims": benes(A)}, "t")
+    assert listing(store.path) == before and store.current() == current
+
+
+def test_failure_while_writing_leaves_store_unchanged(store, monkeypatch):
+    store.load({"bene": benes(A), **carrier([("100", A, "C1", "2024-01-01", "E119")])}, "t", now=T0)
+    before, current = listing(store.path), store.current()
+    real, calls = layout.GenerationWriter.array, []
+
+    def failing(self, name, arr):
+        calls.append(name)
+        if len(calls) == 200:  # mid-way through the generation's files
+            raise OSError(28, "No space left on device")
+        return real(self, name, arr)
+
+    monkeypatch.setattr(layout.GenerationWriter, "array", failing)
+    with pytest.raises(OSError, match="No space left"):
+        store.load({"bene": benes(B), **carrier([("101", B, "C2", "2024-01-01", "E119")])}, "t")
+    assert len(calls) == 200
+    assert listing(store.path) == before and store.current() == current
+    monkeypatch.undo()
+    assert store.load({"bene": benes(B)}, "t") == 2
+
+
+def test_readers_keep_their_generation(store):
+    store.load({"bene": benes(A)}, "t", now=T0)
+    old = Store.open(store.path)
+    names = old.tables["bene"]["bene_mbi_id"]
+    for mbi in (B, C, "1AA0AA0AA03"):
+        store.load({"bene": benes(mbi)}, "t")
+    assert store.current() == 4
+    assert 1 in store.generations()  # held by `old` although older than keep=2
+    assert names.to_list() == [A] and old.generation == 1
+    old.close()
+    store.load({"bene": benes("1AA0AA0AA04")}, "t")
+    assert store.generations() == [4, 5]
+
+
+def test_stale_lease_of_dead_process_is_ignored(store):
+    store.load({"bene": benes(A)}, "t")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lease = store.path / "readers" / f"g1.p{int(dead.stdout)}.0000"
+    lease.touch()
+    for mbi in (B, C):
+        store.load({"bene": benes(mbi)}, "t")
+    assert store.generations() == [2, 3] and not lease.exists()
+
+
+def test_verify_finds_corruption(store):
+    store.load({"bene": benes(A, B)}, "t")
+    store.verify()
+    f = store.path / "generations/1/bene.bene_mbi_id.data.npy"
+    os.chmod(f, 0o644)
+    data = bytearray(f.read_bytes())
+    data[-1] ^= 1
+    # A hard-linked file would change in both generations: write a new inode.
+    f.unlink()
+    f.write_bytes(bytes(data))
+    Store.open(store.path).close()  # opening checks structure only
+    with pytest.raises(StoreError, match=r"1 file\(s\) differ from the manifest: bene.bene_mbi_id.data.npy"):
+        store.verify()
+
+
+def test_open_errors(tmp_path, store):
+    with pytest.raises(StoreError, match="not a store"):
+        Store.open(tmp_path / "nowhere")
+    with pytest.raises(StoreError, match="already a store"):
+        Store.create(store.path)
+    m = store.path / "generations/0/manifest.json"
+    doc = json.loads(m.read_bytes())
+    doc["format_version"] = 99
+    m.write_text(json.dumps(doc))
+    with pytest.raises(StoreError, match="store format 99, this fhirhose reads format 1"):
+        Store.open(store.path)
+    doc["format_version"] = 1
+    doc["tables"]["bene"]["n"] = 5
+    m.write_text(json.dumps(doc))
+    with pytest.raises(StoreError, match="offsets do not span its data for 5 rows"):
+        Store.open(store.path)
+    (store.path / "CURRENT").write_text("x\n")
+    with pytest.raises(StoreError, match="'x' is not a generation number"):
+        Store.open(store.path)
