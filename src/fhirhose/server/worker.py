@@ -48,6 +48,9 @@ class ChunkTask(msgspec.Struct, frozen=True):
     compression: str  # gzip | zstd
     level: int
     exporter: str  # "module:function" of a ChunkExporter
+    # fhirhose.access.Scope.to_bytes() of the job's scope narrowed to this chunk: the
+    # access rules (opt-outs, lookback, runout cut-off, enrolled months, since exemptions)
+    scope: bytes
 
     @property
     def rows(self) -> np.ndarray:
@@ -175,13 +178,18 @@ def claim_filters(filters: list[TypeFilter]):
 
 
 def export_from_store(task: ChunkTask, out_dir: Path, sources=None) -> list[ChunkFile]:
-    """`fhirhose.export.Exporter` over the job's store generation (opened once per process).
+    """`fhirhose.export.Exporter` over the job's store generation (opened once per process),
+    within the job's access scope (`task.scope`; a task without one is refused).
 
     `_until` is exclusive; the transaction time is inclusive (IG: resources changed up to
     and including it are in), so the cut-off is the earlier of `_until` and tx + 1 ms.
     """
+    from ..access import Scope
     from ..export.exporter import Exporter, ExportSpec
     from ..store import Store
+
+    if not task.scope:
+        raise ExportError(f"job {task.job_id} chunk {task.seq}: no access scope; refusing to export unscoped")
 
     key = (task.store_path, task.generation, id(sources))
     if key not in _EXPORTERS:
@@ -196,7 +204,7 @@ def export_from_store(task: ChunkTask, out_dir: Path, sources=None) -> list[Chun
         types=tuple(task.types), since_ms=_ms(task.since) if task.since else None, until_ms=until,
         claim_filters=claim_filters(task.type_filters), compression=task.compression, level=task.level,
     )
-    infos = ex.export_chunk(task.rows, spec, out_dir, tag=f"-{task.seq:05d}")
+    infos = Scope.from_bytes(task.scope).export_chunk(ex, task.rows, spec, out_dir, tag=f"-{task.seq:05d}")
     return [ChunkFile(name=i.name, type=i.type, count=i.count, sha256=i.sha256, length=i.length,
                       compression="identity" if i.compression == "none" else i.compression) for i in infos]
 
