@@ -164,6 +164,7 @@ class BulkApi:
         self.base = config.base.rstrip("/")
         self.jobs_dir = config.data / "jobs"
         config.data.mkdir(parents=True, exist_ok=True)
+        config.access_db.parent.mkdir(parents=True, exist_ok=True)
         self.db = JobDB(config.data / "jobs.sqlite")
         self.access = access if isinstance(access, AccessDB) else AccessDB(config.access_db, access)
         self.tokens = TokenService(self.access)

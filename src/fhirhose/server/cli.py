@@ -97,6 +97,7 @@ def serve(args: argparse.Namespace) -> int:
         from .demo import ensure_demo, sandbox_access_config
 
         access_config = sandbox_access_config()
+        config.access_db.parent.mkdir(parents=True, exist_ok=True)
         db = AccessDB(config.access_db, access_config)
         creds = ensure_demo(config.data, config.public_url.rstrip("/") + config.base.rstrip("/"), db)
         db.close()

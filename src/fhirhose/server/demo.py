@@ -83,10 +83,12 @@ def sandbox_orgs(store: Path) -> list[SynthOrg]:
 
 
 def generate_store(store: Path, today: dt.date) -> None:
-    """Write the synthetic sandbox store (preset "demo", history up to today)."""
+    """Write the synthetic sandbox store (preset "demo", history through yesterday: the
+    generator stamps loads with times of day, and a resource stamped later than an
+    export's transaction time would be left out of it)."""
     from ..store import synth  # late: only the demo needs the generator
 
-    synth.write(store, preset="demo", as_of=today)
+    synth.write(store, preset="demo", as_of=today - dt.timedelta(days=1))
 
 
 def _timestamp(day: dt.date) -> float:
