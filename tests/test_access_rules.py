@@ -13,7 +13,7 @@ from fhirhose import AuthError, RequestError
 from fhirhose.access import Actor, ScopedExporter, TokenRequest, TokenService, attribution_status, plan_scope
 from fhirhose.export.exporter import Exporter, ExportSpec
 
-from .access_world import CARRIER_DATES, DAY, NOW, PDE_DATES, SUD_CLAIM, UTC, add_user, build_store, claim_id, make_db, sources
+from .access_world import DAY, NOW, SUD_CLAIM, UTC, add_user, build_store, carrier, make_db, pde, sources
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +48,6 @@ def exported(tables, scope, tmp_path, spec=None):
         for line in gzip.decompress((out / f.name).read_bytes()).splitlines():
             got.setdefault(f.type, []).append(json.loads(line)["id"])
     return {k: sorted(v) for k, v in got.items()}
-
-
-def carrier(benes, pred=lambda d: True):
-    return {claim_id(b, d) for b in benes for d in CARRIER_DATES if pred(d)} - {SUD_CLAIM}
-
-
-def pde(benes, pred=lambda d: True):
-    return {claim_id(b, d) for b in benes for d in PDE_DATES if pred(d)}
 
 
 def eob_ids(got):

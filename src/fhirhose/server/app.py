@@ -297,9 +297,9 @@ class BulkApi:
                                    param=next(iter(request.query)))
         else:
             params = parse_query(request.query.items(), now_dt, kind=kind, lenient=lenient)
-        params = self._authorize_types(who, params)
         group = request.match_info.get("group", "all")
         try:
+            params = self._authorize_types(who, params)
             planned: Planned = await asyncio.to_thread(
                 plan, self.access, self.population, who, kind, group, params.since, params.types, params.patients, now)
         except (AuthError, RequestError) as e:

@@ -25,7 +25,7 @@ from ..errors import ExportError
 from .params import TypeFilter
 
 __all__ = ["ChunkTask", "ChunkFile", "ChunkExporter", "run_chunk", "load_exporter", "STORED_SUFFIX", "fsync_dir",
-           "write_ndjson", "export_from_store", "store_exporter", "claim_filters"]
+           "write_ndjson", "export_scoped", "export_from_store", "store_exporter", "claim_filters"]
 
 STORED_SUFFIX = {"gzip": ".gz", "zstd": ".zst", "identity": ""}
 
@@ -177,26 +177,18 @@ def claim_filters(filters: list[TypeFilter]):
     return tuple(out)
 
 
-def export_from_store(task: ChunkTask, out_dir: Path, sources=None) -> list[ChunkFile]:
-    """`fhirhose.export.Exporter` over the job's store generation (opened once per process),
-    within the job's access scope (`task.scope`; a task without one is refused).
+def export_scoped(task: ChunkTask, out_dir: Path, exporter) -> list[ChunkFile]:
+    """One chunk through `exporter` (a `fhirhose.export.Exporter`) within the job's access
+    scope (`task.scope`; a task without one is refused).
 
     `_until` is exclusive; the transaction time is inclusive (IG: resources changed up to
     and including it are in), so the cut-off is the earlier of `_until` and tx + 1 ms.
     """
     from ..access import Scope
-    from ..export.exporter import Exporter, ExportSpec
-    from ..store import Store
+    from ..export.exporter import ExportSpec
 
     if not task.scope:
         raise ExportError(f"job {task.job_id} chunk {task.seq}: no access scope; refusing to export unscoped")
-
-    key = (task.store_path, task.generation, id(sources))
-    if key not in _EXPORTERS:
-        # The snapshot (and its lease on the generation) is kept for the process' life.
-        snap = Store(task.store_path).snapshot(task.generation)
-        _EXPORTERS[key] = (snap, Exporter(snap.tables, sources))
-    ex = _EXPORTERS[key][1]
     until = _ms(task.transaction_time) + 1
     if task.until:
         until = min(until, _ms(task.until))
@@ -204,9 +196,22 @@ def export_from_store(task: ChunkTask, out_dir: Path, sources=None) -> list[Chun
         types=tuple(task.types), since_ms=_ms(task.since) if task.since else None, until_ms=until,
         claim_filters=claim_filters(task.type_filters), compression=task.compression, level=task.level,
     )
-    infos = Scope.from_bytes(task.scope).export_chunk(ex, task.rows, spec, out_dir, tag=f"-{task.seq:05d}")
+    infos = Scope.from_bytes(task.scope).export_chunk(exporter, task.rows, spec, out_dir, tag=f"-{task.seq:05d}")
     return [ChunkFile(name=i.name, type=i.type, count=i.count, sha256=i.sha256, length=i.length,
                       compression="identity" if i.compression == "none" else i.compression) for i in infos]
+
+
+def export_from_store(task: ChunkTask, out_dir: Path, sources=None) -> list[ChunkFile]:
+    """`export_scoped` with an Exporter over the job's store generation (opened once per process)."""
+    from ..export.exporter import Exporter
+    from ..store import Store
+
+    key = (task.store_path, task.generation, id(sources))
+    if key not in _EXPORTERS:
+        # The snapshot (and its lease on the generation) is kept for the process' life.
+        snap = Store(task.store_path).snapshot(task.generation)
+        _EXPORTERS[key] = (snap, Exporter(snap.tables, sources))
+    return export_scoped(task, out_dir, _EXPORTERS[key][1])
 
 
 def store_exporter(task: ChunkTask, out_dir: Path) -> list[ChunkFile]:
