@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 import msgspec
-from msgspec import Struct, field
+from msgspec import Struct
 
 from ..export.manifest import CHECKSUM_EXT, FILESIZE_EXT
 
