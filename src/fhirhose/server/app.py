@@ -215,7 +215,7 @@ class BulkApi:
         """Whether `job_id` is a completed sandbox export of `org_id` (production onboarding).
 
         Called from the admin API's worker threads: its own short-lived connection."""
-        conn = sqlite3.connect(f"file:{self.config.data / 'jobs.sqlite'}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"{(self.config.data / 'jobs.sqlite').resolve().as_uri()}?mode=ro", uri=True)
         try:
             return JobDB.completed_in(conn, job_id, org_id, "sandbox")
         except sqlite3.OperationalError:  # no job DB yet
