@@ -181,14 +181,12 @@ def export_from_store(task: ChunkTask, out_dir: Path, sources=None) -> list[Chun
     and including it are in), so the cut-off is the earlier of `_until` and tx + 1 ms.
     """
     from ..export.exporter import Exporter, ExportSpec
-    from ..store import Store
+    from ..store.opener import shared_snapshot
 
     key = (task.store_path, task.generation, id(sources))
-    if key not in _EXPORTERS:
-        # The snapshot (and its lease on the generation) is kept for the process' life.
-        snap = Store(task.store_path).snapshot(task.generation)
-        _EXPORTERS[key] = (snap, Exporter(snap.tables, sources))
-    ex = _EXPORTERS[key][1]
+    ex = _EXPORTERS.get(key)
+    if ex is None:
+        ex = _EXPORTERS[key] = Exporter(shared_snapshot(task.store_path, task.generation).tables, sources)
     until = _ms(task.transaction_time) + 1
     if task.until:
         until = min(until, _ms(task.until))
