@@ -279,3 +279,21 @@ def test_sponsor_with_several_contracts(tables, tmp_path):
     year = synth.AS_OF.year
     assert sorted(bene_ids[r] for r in both) == sorted(set(_enrolled_ids(tables, "S1001", year))
                                                        | set(_enrolled_ids(tables, "S1002", year)))
+
+
+def test_benchmark_passes_write_what_the_export_writes(store, tmp_path):
+    """bench_export's core passes cover exactly the export's records: same bytes, same sha256."""
+    from fhirhose.bench.workloads import MemorySink, store_workload
+
+    w = store_workload(store, BENES)
+    sinks: list[MemorySink] = []
+
+    def sink() -> MemorySink:
+        sinks.append(MemorySink("gzip", sha=True))
+        return sinks[-1]
+
+    assert w.core_pass(sink, overlap=True) == w.ndjson_bytes
+    files = {f.type: f for f in w.exporter.export_chunk(w.benes, w.spec, tmp_path)}  # one file per type
+    assert [s.sha.hexdigest() for s in sinks] == [files[t].sha256 for t in w.spec.types]
+    assert sum(f.length for f in files.values()) == w.ndjson_bytes
+    assert [s.total for s in sinks] == [f.stored for f in (files[t] for t in w.spec.types)]
