@@ -41,7 +41,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, NamedTuple, Sequence
 
@@ -82,7 +82,7 @@ from ._synth_kit import (
     year_of,
 )
 
-__all__ = ["SynthOrg", "SynthData", "Preset", "PRESETS", "AS_OF", "CHUNK", "RATES", "generate", "chunks", "write",
+__all__ = ["SynthOrg", "SynthData", "Preset", "PRESETS", "AS_OF", "CHUNK", "RATES", "generate", "organizations", "chunks", "write",
            "write_orgs"]
 
 AS_OF = dt.date(2025, 6, 30)
@@ -125,6 +125,8 @@ class SynthData:
 
     tables: dict[str, Table]
     orgs: list[SynthOrg]
+    # Beneficiary-years of history: "all", "ffs" (not in Medicare Advantage), "partd".
+    exposure: dict[str, float] = field(default_factory=dict)
 
     @property
     def claims(self) -> int:
@@ -1544,7 +1546,21 @@ def generate(
     for t in tables.values():
         t.validate()
         t.check_links(tables)
-    return SynthData({name: tables[name] for name in schema.TABLES}, orgs)
+    return SynthData({name: tables[name] for name in schema.TABLES}, orgs, _exposure(pop))
+
+
+def _exposure(pop: _Pop) -> dict[str, float]:
+    years = pop.years
+    return {"all": float(years.sum()), "ffs": float(years[pop.ffs].sum()), "partd": float(years[pop.ptd >= 0].sum())}
+
+
+def organizations(
+    n: int | None = None, seed: int = 0, *, preset: str = "default", as_of: dt.date = AS_OF
+) -> tuple[dict[str, Table], list[SynthOrg]]:
+    """Only the organizations and their tables (roster, optout, enroll) of the
+    dataset `generate` would build with the same arguments: cheap, no claims."""
+    pop, _ = _setup(n, seed, preset, as_of)
+    return _org_tables(pop)
 
 
 def write_orgs(path, orgs: Sequence[SynthOrg]) -> None:
