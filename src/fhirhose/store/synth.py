@@ -1449,6 +1449,8 @@ def _concat_columns(cols: Sequence[Column]) -> Column:
 
 def _concat_tables(name: str, parts: Sequence[Table]) -> Table:
     """Tables of consecutive chunks as one; links are shifted to stay absolute."""
+    if len(parts) == 1:
+        return parts[0]
     links = {}
     for child in schema.LINKS.get(name, ()):
         base = 0
@@ -1505,16 +1507,24 @@ def _setup(n: int | None, seed: int, preset: str, as_of: dt.date) -> tuple[_Pop,
     return _population(n, seed, p, as_of), _Providers(seed)
 
 
-def chunks(pop_prov: tuple[_Pop, _Providers], progress: bool = False) -> Iterator[tuple[range, dict[str, Table], dict[str, np.ndarray]]]:
-    """Claim tables chunk by chunk: (beneficiary rows, tables with chunk-local
-    links, claim rows per beneficiary for each claim table)."""
-    pop, prov = pop_prov
+def _chunks(pop: _Pop, prov: _Providers, progress: bool) -> Iterator[tuple[range, dict[str, Table], dict[str, np.ndarray]]]:
     bar = _Progress(progress, pop.n)
     for c in range(-(-pop.n // CHUNK)):
         res = _chunk(pop, prov, c)
         rows = range(c * CHUNK, min(pop.n, (c + 1) * CHUNK))
         bar.step(rows.stop, sum(res[t][0].n for t in schema.CLAIM_TABLES))
         yield rows, {k: v[0] for k, v in res.items()}, {t: res[t][1] for t in schema.CLAIM_TABLES}
+
+
+def chunks(
+    n: int | None = None, seed: int = 0, *, preset: str = "default", as_of: dt.date = AS_OF, progress: bool = False
+) -> Iterator[tuple[range, dict[str, Table]]]:
+    """The claim tables of `generate`'s dataset, `CHUNK` beneficiaries at a
+    time: (beneficiary rows, claim and child tables linked among themselves;
+    `bene_mbi_id` names each claim's beneficiary)."""
+    pop, prov = _setup(n, seed, preset, as_of)
+    for rows, tables, _ in _chunks(pop, prov, progress):
+        yield rows, tables
 
 
 def generate(
@@ -1530,7 +1540,7 @@ def generate(
     pop, prov = _setup(n, seed, preset, as_of)
     parts: dict[str, list[Table]] = {}
     counts: dict[str, list[np.ndarray]] = {t: [] for t in schema.CLAIM_TABLES}
-    for _, tables, cnt in chunks((pop, prov), progress):
+    for _, tables, cnt in _chunks(pop, prov, progress):
         for name, t in tables.items():
             parts.setdefault(name, []).append(t)
         for name, c in cnt.items():
@@ -1692,7 +1702,7 @@ def write(
         people = _merge.merge(empty, {"bene": bene_raw, "bene_mbi": mbi_table, **org_tables}, now_ms, 1)
         counts: dict[str, list[np.ndarray]] = {t: [] for t in schema.CLAIM_TABLES}
         source_rows = {name: t.n for name, t in people.tables.items() if name not in schema.LINKS.get("bene", ())}
-        for rows, tables, _ in chunks((pop, prov), progress):
+        for rows, tables, _ in _chunks(pop, prov, progress):
             lo, hi = rows.start, rows.stop
             delta = dict(tables)
             delta["bene"] = _slice_rows(bene_raw, lo, hi)
