@@ -225,7 +225,11 @@ class _Providers:
         stride = 90_000_000 // n_ind
         base = 100_000_000 + np.arange(n_ind) * stride + rng.integers(0, stride, n_ind)
         self.individual = digits(npi(base), 10)
-        self.tin = digits(100_000_000 + (np.arange(n_ind) // 6) * 7_919 + rng.integers(0, 7_919, n_ind), 9)
+        # Practices of six: one tax number and one organization NPI each.
+        groups = -(-n_ind // 6)
+        practice = np.arange(n_ind) // 6
+        self.tin = digits(100_000_000 + practice * 7_919 + rng.integers(0, 7_919, groups)[practice], 9)
+        self.group = digits(npi(300_000_000 + np.arange(groups) * 97_001 + rng.integers(0, 97_001, groups)), 10)
         nloc = len(V.LOCATIONS)
         self.facility: dict[str, Txt] = {}
         self.ccn: dict[str, Txt] = {}
@@ -480,6 +484,7 @@ def _bene_table(pop: _Pop, links: dict[str, np.ndarray]) -> Table:
     ptd = blank(take(ptd_txt, np.maximum(pop.ptd, 0)), ~has_d)
     pbp_d = take(pbp, (rc.random(n) * 3).astype(np.int64))
 
+    dead = pop.death != NO_DATE
     ru = r("updated")
     upd_day = pop.start + np.floor(ru.random(n) * (pop.as_of - pop.start + 1)).astype(np.int64)
     upd_day = np.where(pop.mbi_change != NO_DATE, np.maximum(upd_day, pop.mbi_change), upd_day)
@@ -521,6 +526,17 @@ def _bene_table(pop: _Pop, links: dict[str, np.ndarray]) -> Table:
         "bene_crec_cd": cat(V.ENTLMT_RSN, crec),
         "bene_esrd_ind": cat(V.ESRD, esrd.astype(np.int64)),
         "last_updated": Time(updated),
+        # CCW (RIF) beneficiary fields: entitlement ends at death; Part D from the history start.
+        "bene_pta_trmntn_cd": cat(("0", "1"), dead.astype(np.int64)),
+        "bene_ptb_trmntn_cd": cat(("0", "1"), dead.astype(np.int64)),
+        "pta_cvrg_end_dt": date(pop.death),
+        "ptb_cvrg_end_dt": date(pop.death),
+        "ptd_cvrg_strt_dt": date(pop.start, ~has_d),
+        "ptd_cvrg_end_dt": date(pop.death, ~has_d),
+        "ptd_sgmt_id": to_str(blank(const("000", n), ~has_d)),
+        "rfrnc_yr": integer(year_of(pop.end)),
+        "mbi_efctv_bgn_dt": date(np.where(pop.mbi_change != NO_DATE, pop.mbi_change,
+                                          np.maximum(part_a, _days(dt.date(2018, 4, 1)) + rs.integers(0, 630, n)))),
     }
     return schema.complete("bene", cols, n, links)
 
@@ -714,7 +730,7 @@ _HC_BETOS = np.array([_BETOS.index(h.betos) if h.betos else -1 for h in V.HCPCS]
 _TOS = tuple(sorted({h.tos for h in V.HCPCS}))
 _HC_TOS = np.array([_TOS.index(h.tos) for h in V.HCPCS])
 _APC = vocab([h.apc for h in V.HCPCS])
-_MAC_A, _MAC_B = vocab(V.MAC_A), vocab(V.MAC_B)
+_MAC_A, _MAC_B, _MAC_DME = vocab(V.MAC_A), vocab(V.MAC_B), vocab(V.MAC_DME)
 
 
 def _hcpcs_txt(idx: np.ndarray) -> Txt:
@@ -782,13 +798,28 @@ def _professional(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int, tab
     dxm = _dx_matrix(rng, pop, bene, acute, 1 + rng.binomial(4, 0.35, m))
     refer = np.where(P.referred[prof], pop.pcp[bene], -1)
 
+    submitted = np.rint(allowed * rng.uniform(1.2, 3.0, nlines)).astype(np.int64)
+    ded_amt = np.where(deductible, allowed, 0)
+    coins = np.maximum(allowed - paid - ded_amt, 0)
+    lab = np.isin(_HC_BETOS[hcpcs], [_BETOS.index(x) for x in _BETOS if x.startswith("T1")])
+    assigned = rng.random(m) < 0.96
+
     v = _versions(rng, load0, pop.as_of)
     b = v.base
     L = _child_rows(loff, v)
+    ls, lrow = L.src, lg[L.src]
     vb = bene[b]
-    line_paid = _scaled(paid[L.src], L.factor)
-    line_allowed = _scaled(allowed[L.src], L.factor)
-    head = _claim_cols(pop, table, chunk, vb, day[b], v, (_has_sud(dxm) & ~dme)[b])
+
+    def line_amt(cents: np.ndarray) -> Num:
+        return money(_scaled(cents[ls], L.factor))
+
+    def head_sum(cents: np.ndarray) -> Num:
+        scaled = _scaled(cents[ls], L.factor)
+        return money(np.add.reduceat(scaled, L.offsets[:-1]) if len(b) else scaled[:0])
+
+    pay_sum = np.add.reduceat(_scaled(paid[ls], L.factor), L.offsets[:-1]) if len(b) else np.zeros(0, np.int64)
+    asg = assigned[b]
+    head = _claim_cols(pop, table, chunk, vb, day[b], v, _has_sud(dxm)[b])
     head.update(
         clm_type_cd=cat(("71", "72", "81", "82"), (np.where(rng.random(m) < 0.9, 3, 2) if dme else
                                                    np.where(rng.random(m) < 0.98, 0, 1))[b]),
@@ -798,58 +829,97 @@ def _professional(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int, tab
         # Carrier versions share the claim control number: it is their natural key.
         clm_cntl_num=to_str(_icn(day[b], chunk * 10**7 + b)),
         clm_disp_cd=cat(("01", "02", "03"), np.where(v.kind == 1, 2, np.where(v.kind == 2, 1, 0))),
-        clm_pmt_amt=money(np.add.reduceat(line_paid, L.offsets[:-1]) if len(b) else line_paid[:0]),
-        clm_alowd_chrg_amt=money(np.add.reduceat(line_allowed, L.offsets[:-1]) if len(b) else line_allowed[:0]),
+        clm_pmt_amt=money(pay_sum),
+        clm_alowd_chrg_amt=head_sum(allowed),
+        **{f"clm_dgns_{k + 1}_cd": to_str(_dx_txt(dxm[b, k])) for k in range(min(12, dxm.shape[1]))},
+        dgns_prcdr_icd_ind=cat(("0", "9"), np.zeros(len(b), np.int64)),
+        clm_rfrg_prvdr_npi_num=to_str(blank(take(prov.individual, np.maximum(refer[b], 0)), refer[b] < 0)),
+        clm_cntrctr_num=to_str(take(_MAC_DME if dme else _MAC_B, pop.loc[vb] % (len(V.MAC_DME) if dme else len(V.MAC_B)))),
+        # CCW (RIF) header fields
+        nch_near_line_rec_ident_cd=cat(("M", "O"), np.full(len(b), 0 if dme else 1)),
+        carr_clm_entry_cd=cat(("1", "3", "5"), v.kind),
+        carr_clm_prvdr_asgnmt_ind_sw=cat(("A", "N"), np.where(asg, 0, 1)),
+        carr_clm_hcpcs_yr_cd=cat(tuple("0123456789"), year_of(day[b]) % 10),
+        carr_clm_prmry_pyr_pd_amt=money(np.zeros(len(b), np.int64)),
+        nch_clm_prvdr_pmt_amt=money(np.where(asg, pay_sum, 0)),
+        nch_clm_bene_pmt_amt=money(np.where(asg, 0, pay_sum)),
+        nch_carr_clm_sbmtd_chrg_amt=head_sum(submitted),
+        carr_clm_cash_ddctbl_apld_amt=head_sum(ded_amt),
     )
+    line_bene = bene[lrow]
+    line_paid = _scaled(paid[ls], L.factor)
+    line_asg = assigned[lrow]
     lines: dict[str, Column] = {
-        "clm_line_num": integer(ln[L.src] + 1),
-        "clm_pos_cd": cat(V.PLACE, place[lg][L.src]),
-        "clm_line_from_dt": date(line_from[L.src]),
-        "clm_line_thru_dt": date(line_from[L.src]),
-        "clm_line_hcpcs_cd": to_str(_hcpcs_txt(hcpcs[L.src])),
+        "clm_line_num": integer(ln[ls] + 1),
+        "clm_pos_cd": cat(V.PLACE, place[lrow]),
+        "clm_line_from_dt": date(line_from[ls]),
+        "clm_line_thru_dt": date(line_from[ls]),
+        "clm_line_hcpcs_cd": to_str(_hcpcs_txt(hcpcs[ls])),
         "clm_line_cvrd_pd_amt": money(line_paid),
-        "clm_line_alowd_chrg_amt": money(line_allowed),
-        "clm_line_srvc_unit_qty": qty(units[L.src]),
-        "hcpcs_1_mdfr_cd": _modifier(mod1[L.src]),
-        "hcpcs_2_mdfr_cd": _modifier(mod2[L.src]),
-        "hcpcs_betos_cd": cat(_BETOS, np.maximum(_HC_BETOS[hcpcs[L.src]], 0), _HC_BETOS[hcpcs[L.src]] < 0),
-        "clm_fed_type_srvc_cd": cat(_TOS, _HC_TOS[hcpcs[L.src]]),
-        "clm_prcsg_ind_cd": cat(("A", "R", "D", "S"), np.where(line_denied, 2, choose(rng, (96, 2, 0, 2), nlines))[L.src]),
+        "clm_line_alowd_chrg_amt": line_amt(allowed),
+        "clm_line_srvc_unit_qty": qty(units[ls]),
+        "hcpcs_1_mdfr_cd": _modifier(mod1[ls]),
+        "hcpcs_2_mdfr_cd": _modifier(mod2[ls]),
+        "hcpcs_betos_cd": cat(_BETOS, np.maximum(_HC_BETOS[hcpcs[ls]], 0), _HC_BETOS[hcpcs[ls]] < 0),
+        "clm_fed_type_srvc_cd": cat(_TOS, _HC_TOS[hcpcs[ls]]),
+        "clm_prcsg_ind_cd": cat(("A", "R", "D", "S"), np.where(line_denied, 2, choose(rng, (96, 2, 0, 2), nlines))[ls]),
+        "clm_line_dgns_cd": to_str(_dx_txt(dxm[lrow, 0])),
+        "clm_prvdr_spclty_cd": cat(tuple(V.SPECIALTY), spec[lrow]),
+        "clm_rndrg_prvdr_tax_num": to_str(take(prov.tin, prvdr[lrow])),
+        # CCW (RIF) line fields
+        "prtcptng_ind_cd": cat(("1", "4"), (rng.random(len(ls)) < 0.04).astype(np.int64)),
+        "line_pmt_80_100_cd": cat(("0", "1"), lab[ls].astype(np.int64)),
+        "line_service_deductible": cat(("0", "1"), lab[ls].astype(np.int64)),
+        "line_bene_pmt_amt": money(np.where(line_asg, 0, line_paid)),
+        "line_prvdr_pmt_amt": money(np.where(line_asg, line_paid, 0)),
+        "line_bene_ptb_ddctbl_amt": line_amt(ded_amt),
+        "line_bene_prmry_pyr_pd_amt": money(np.zeros(len(ls), np.int64)),
+        "line_coinsrnc_amt": line_amt(coins),
+        "line_sbmtd_chrg_amt": line_amt(submitted),
     }
-    line_bene = bene[lg][L.src]
+    state = _LOC_STATE[pop.loc[line_bene]]
     if dme:
         supplier = (rng.random(m) ** 1.5 * _NATIONAL["dme"]).astype(np.int64)
         head.update(
             clm_blg_prvdr_npi_num=to_str(take(prov.facility["dme"], supplier[b])),
             clm_rfrg_prvdr_npi_num=to_str(take(prov.individual, pop.pcp[vb])),
         )
+        purchase = np.isin(_HC_TOS[hcpcs], [_TOS.index("P")])
         lines.update(
-            clm_prmry_pyr_cd=cat(("A", "B", "E"), np.zeros(len(L.src), np.int64), rng.random(len(L.src)) > 0.02),
-            payto_prvdr_npi_num=to_str(take(prov.facility["dme"], supplier[lg][L.src])),
+            clm_prmry_pyr_cd=cat(("A", "B", "E"), np.zeros(len(ls), np.int64), rng.random(len(ls)) > 0.02),
+            payto_prvdr_npi_num=to_str(take(prov.facility["dme"], supplier[lrow])),
             ordrg_prvdr_npi_num=to_str(take(prov.individual, pop.pcp[line_bene])),
+            prvdr_state_cd=cat(_STATE_FIPS, state),
+            line_prmry_alowd_chrg_amt=money(np.zeros(len(ls), np.int64)),
+            line_dme_prchs_price_amt=line_amt(np.where(purchase, allowed, 0)),
+            prvdr_num=to_str(digits(10**9 + supplier[lrow] * 7_919, 10)),
+            dmerc_line_prcng_state_cd=cat(_USPS, _LOC_USPS[pop.loc[line_bene]]),
+            dmerc_line_supplr_type_cd=cat(("0", "1", "3"), np.zeros(len(ls), np.int64)),
+            dmerc_line_scrn_svgs_amt=money(np.zeros(len(ls), np.int64)),
+            dmerc_line_mtus_cnt=qty(units[ls]),
+            dmerc_line_mtus_cd=cat(("3",), np.zeros(len(ls), np.int64)),
         )
         return head, {"dme_line": (lines, L.offsets)}, vb
-    dx_cols = {f"clm_dgns_{k + 1}_cd": to_str(_dx_txt(dxm[b, k])) for k in range(min(12, dxm.shape[1]))}
-    head.update(dx_cols)
-    head.update(
-        dgns_prcdr_icd_ind=cat(("0", "9"), np.zeros(len(b), np.int64)),
-        clm_rfrg_prvdr_npi_num=to_str(blank(take(prov.individual, np.maximum(refer[b], 0)), refer[b] < 0)),
-        clm_cntrctr_num=to_str(take(_MAC_B, pop.loc[vb] % len(V.MAC_B))),
-    )
-    line_prvdr = prvdr[lg][L.src]
-    state = _LOC_STATE[pop.loc[line_bene]]
+    line_prvdr = prvdr[lrow]
     npi_col = to_str(take(prov.individual, line_prvdr))
+    head["clm_blg_prvdr_npi_num"] = to_str(take(prov.individual, prvdr[b]))
+    spec_l = spec[lrow]
+    miles = hcpcs[ls] == V.HCPCS_INDEX["A0425"]
     lines.update(
-        rndrg_prvdr_type_cd=cat(("0", "1", "2", "4"), np.where(spec[lg][L.src] == V.SPECIALTY.index("69"), 3,
-                                                                np.where(spec[lg][L.src] == V.SPECIALTY.index("59"), 2,
-                                                                         (rng.random(len(L.src)) < 0.7).astype(np.int64)))),
+        rndrg_prvdr_type_cd=cat(("0", "1", "2", "4"), np.where(spec_l == V.SPECIALTY.index("69"), 3,
+                                                                np.where(spec_l == V.SPECIALTY.index("59"), 2,
+                                                                         (rng.random(len(ls)) < 0.7).astype(np.int64)))),
         rndrg_prvdr_fips_st_cd=cat(_STATE_FIPS, state),
-        clm_prvdr_spclty_cd=cat(tuple(V.SPECIALTY), spec[lg][L.src]),
-        clm_line_prmry_pyr_cd=cat(("A", "B", "E"), np.zeros(len(L.src), np.int64), rng.random(len(L.src)) > 0.02),
-        clm_line_dgns_cd=to_str(_dx_txt(dxm[lg, 0][L.src])),
-        clm_rndrg_prvdr_tax_num=to_str(take(prov.tin, line_prvdr)),
+        clm_line_prmry_pyr_cd=cat(("A", "B", "E"), np.zeros(len(ls), np.int64), rng.random(len(ls)) > 0.02),
         rndrg_prvdr_npi_num=npi_col,
         clm_rndrg_prvdr_npi_num=npi_col,
+        org_npi_num=to_str(take(prov.group, line_prvdr // 6)),
+        carr_line_rdcd_pmt_phys_astn_c=cat(("0",), np.zeros(len(ls), np.int64)),
+        carr_line_prcng_lclty_cd=cat(tuple(f"{k:02d}" for k in range(len(V.LOCATIONS))), pop.loc[line_bene]),
+        prvdr_zip=to_str(concat(take(_LOC_TXT["zip3"], pop.loc[line_bene]), digits(line_prvdr % 10**6, 6))),
+        carr_line_clia_lab_num=to_str(blank(concat(digits(state % 100, 2), "D", digits(line_prvdr % 10**7, 7)), ~lab[ls])),
+        carr_line_mtus_cnt=qty(units[ls]),
+        carr_line_mtus_cd=cat(("1", "3"), np.where(miles, 0, 1)),
     )
     return head, {"partb_line": (lines, L.offsets)}, vb
 
