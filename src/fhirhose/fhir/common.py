@@ -16,19 +16,7 @@ the families from colliding (`Seq(..., counter=SEQ_CARE_TEAM)`).
 from __future__ import annotations
 
 from ..template import Arr, E, If, IfHas, IfMissing, K, Map, Node, Obj, Seq, Val
-from .c4bb import (
-    CS_ADJUDICATION,
-    CS_ADJUDICATION_DISCRIMINATOR,
-    CS_HL7_ADJUDICATION,
-    CS_IDENTIFIER_TYPE,
-    CS_SUPPORTING_INFO,
-    CS_V2_0203,
-    NS_MBI,
-    PROFILE_INPATIENT,
-    PROFILE_OUTPATIENT,
-    PROFILE_PHARMACY,
-    PROFILE_PROFESSIONAL,
-)
+from . import c4bb as _c4bb
 
 # ---------------------------------------------------------------- profiles
 
@@ -37,10 +25,10 @@ C4BB_VERSION = "2.2.0"
 PROFILE_PATIENT = f"{C4BB}/StructureDefinition/C4BB-Patient"
 PROFILE_COVERAGE = f"{C4BB}/StructureDefinition/C4BB-Coverage"
 PROFILE_ORGANIZATION = f"{C4BB}/StructureDefinition/C4BB-Organization"
-PROFILE_EOB_INPATIENT = PROFILE_INPATIENT
-PROFILE_EOB_OUTPATIENT = PROFILE_OUTPATIENT
-PROFILE_EOB_PROFESSIONAL = PROFILE_PROFESSIONAL
-PROFILE_EOB_PHARMACY = PROFILE_PHARMACY
+PROFILE_EOB_INPATIENT = _c4bb.PROFILE_INPATIENT
+PROFILE_EOB_OUTPATIENT = _c4bb.PROFILE_OUTPATIENT
+PROFILE_EOB_PROFESSIONAL = _c4bb.PROFILE_PROFESSIONAL
+PROFILE_EOB_PHARMACY = _c4bb.PROFILE_PHARMACY
 
 # ---------------------------------------------------------------- code systems and naming systems
 
@@ -56,7 +44,7 @@ BB_ID_CLAIM_GROUP = f"{BB}/identifier/claim-group"
 # idr-out (C4BB 2.2.0) tags final and non-final claim versions in meta.tag.
 BB_CS_FINAL_ACTION = "https://bluebutton.cms.gov/fhir/CodeSystem/Final-Action"
 
-SYS_MBI = NS_MBI
+SYS_MBI = _c4bb.NS_MBI
 SYS_NPI = "http://hl7.org/fhir/sid/us-npi"
 SYS_ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 SYS_ICD9CM = "http://hl7.org/fhir/sid/icd-9-cm"
@@ -83,13 +71,17 @@ CS_SUBSCRIBER_RELATIONSHIP = "http://terminology.hl7.org/CodeSystem/subscriber-r
 CS_COVERAGE_CLASS = "http://terminology.hl7.org/CodeSystem/coverage-class"
 CS_DATA_ABSENT = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
 EXT_DATA_ABSENT = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
-# Re-exported from the checker so templates and checks share one spelling.
+# The checker's spellings, so templates and checks share one.
+CS_ADJUDICATION = _c4bb.CS_ADJUDICATION
+CS_ADJUDICATION_DISCRIMINATOR = _c4bb.CS_ADJUDICATION_DISCRIMINATOR
+CS_IDENTIFIER_TYPE = _c4bb.CS_IDENTIFIER_TYPE
+CS_SUPPORTING_INFO = _c4bb.CS_SUPPORTING_INFO
 CS_C4BB_ADJUDICATION = CS_ADJUDICATION
 CS_C4BB_ADJUDICATION_DISCRIMINATOR = CS_ADJUDICATION_DISCRIMINATOR
 CS_C4BB_IDENTIFIER_TYPE = CS_IDENTIFIER_TYPE
 CS_C4BB_SUPPORTING_INFO = CS_SUPPORTING_INFO
-CS_HL7_ADJUDICATION = CS_HL7_ADJUDICATION
-CS_V2_0203 = CS_V2_0203
+CS_HL7_ADJUDICATION = _c4bb.CS_HL7_ADJUDICATION
+CS_V2_0203 = _c4bb.CS_V2_0203
 
 CMS_ORG_ID = "insurer-org"
 CMS_NAME = "Centers for Medicare & Medicaid Services"
@@ -536,6 +528,10 @@ __all__ = [
     "CS_COVERAGE_CLASS",
     "CS_DATA_ABSENT",
     "EXT_DATA_ABSENT",
+    "CS_ADJUDICATION",
+    "CS_ADJUDICATION_DISCRIMINATOR",
+    "CS_IDENTIFIER_TYPE",
+    "CS_SUPPORTING_INFO",
     "CS_C4BB_ADJUDICATION",
     "CS_C4BB_ADJUDICATION_DISCRIMINATOR",
     "CS_C4BB_IDENTIFIER_TYPE",
@@ -623,3 +619,34 @@ __all__ = [
     "npi_ref",
     "care_team_member",
 ]
+
+
+# ---------------------------------------------------------------- additions (institutional / pharmacy)
+
+
+def bb_ext_money(var: str, col: str) -> Node:
+    """Blue Button variable extension with a valueMoney."""
+    return Obj(None, K("url", bb_var(var), weak=True), money("valueMoney", col))
+
+
+def created(col: str = "clm_idr_ld_dt", fallback: str = "last_updated") -> tuple[Node, ...]:
+    """Members: `created` (required by C4BB) from the IDR load date as idr-out does, else the
+    store's load time (RIF and synthetic inputs carry no IDR load date)."""
+    return IfHas(col, Val("created", col)), IfMissing(col, Val("created", fallback))
+
+
+def benefit_payment_status(code: str = "other", display: str = "Other") -> Node:
+    """Header adjudication slice C4BB requires on institutional and pharmacy EOBs: category
+    benefitpaymentstatus, reason from C4BBPayerAdjudicationStatus. Medicare claims do not say
+    whether the provider was in network, hence "other" as idr-out writes."""
+    return Obj(
+        None,
+        codeable("category", const_coding(CS_ADJUDICATION_DISCRIMINATOR, "benefitpaymentstatus", "Benefit Payment Status")),
+        codeable("reason", const_coding(CS_PAYER_ADJUDICATION_STATUS, code, display)),
+    )
+
+
+# productOrService is 1..1: lines without a procedure code say so (idr-out does the same).
+DATA_ABSENT_NOT_APPLICABLE = const_coding(CS_DATA_ABSENT, "not-applicable", "Not Applicable")
+
+__all__ += ["bb_ext_money", "created", "benefit_payment_status", "DATA_ABSENT_NOT_APPLICABLE"]
