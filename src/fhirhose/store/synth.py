@@ -89,12 +89,9 @@ AS_OF = dt.date(2025, 6, 30)
 CHUNK = 10_000
 DAY_MS = 86_400_000
 
-# Share of beneficiaries in Medicare Advantage (no FFS claims) and with Part D.
-MA_SHARE = 0.30
-MAPD_SHARE = 0.90  # of MA enrollees
-PDP_SHARE = 0.70  # of FFS enrollees
-FFS_SHARE = 1 - MA_SHARE
-PARTD_SHARE = MA_SHARE * MAPD_SHARE + FFS_SHARE * PDP_SHARE
+# Part D coverage: MA enrollees with drug coverage (MA-PD), FFS enrollees with a PDP.
+MAPD_SHARE = 0.90
+PDP_SHARE = 0.70
 
 # Claims per beneficiary-year over all beneficiaries (DE-SynPUF), and per
 # FFS beneficiary-year for the post-acute and DME lines (see module doc).
@@ -149,12 +146,22 @@ class _Contract(NamedTuple):
 
 
 class Preset(NamedTuple):
-    """Default population size and the organizations of a dataset."""
+    """Default population size, the organizations of a dataset and the share
+    of beneficiaries in Medicare Advantage (who have no FFS claims)."""
 
     benes: int
     acos: tuple[_Aco, ...]
     pdp: tuple[_Contract, ...]
     ma: tuple[_Contract, ...]
+    ma_share: float = 0.30
+
+    @property
+    def ffs_share(self) -> float:
+        return 1 - self.ma_share
+
+    @property
+    def partd_share(self) -> float:
+        return self.ma_share * MAPD_SHARE + self.ffs_share * PDP_SHARE
 
 
 PRESETS: dict[str, Preset] = {
@@ -176,18 +183,17 @@ PRESETS: dict[str, Preset] = {
             _Contract("H2001", "Coastal Health Advantage", 0.4, False),
         ),
     ),
-    # `fhirhose serve --demo`: a small and a large ACO and a Part D sponsor.
+    # `fhirhose serve --demo`: a small and a large ACO and one Part D sponsor,
+    # everyone in FFS (so the ACOs can attribute most of the population).
     "demo": Preset(
-        16_000,
+        12_000,
         (
             _Aco("A0001", "Demo Small ACO", "Shared Savings", 100),
             _Aco("A0002", "Demo Large ACO", "Shared Savings", 10_000),
         ),
-        (
-            _Contract("S0001", "Demo Part D Sponsor", 0.7, True),
-            _Contract("S0002", "Other PDP", 0.3, False),
-        ),
+        (_Contract("S0001", "Demo Part D Sponsor", 1.0, True),),
         (_Contract("H0001", "Demo Medicare Advantage", 1.0, False),),
+        ma_share=0.0,
     ),
 }
 
@@ -345,7 +351,7 @@ def _population(n: int, seed: int, preset: Preset, as_of: dt.date) -> _Pop:
 
     rc = r("coverage")
     ma_all = list(preset.ma)
-    is_ma = rc.random(n) < MA_SHARE
+    is_ma = rc.random(n) < preset.ma_share
     npdp = len(preset.pdp)
     ma = np.where(is_ma, choose(rc, [c.weight for c in ma_all], n), -1)
     has_pdp = ~is_ma & (rc.random(n) < PDP_SHARE)
@@ -760,7 +766,7 @@ def _professional(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int, tab
     rng = rng_for(pop.seed, table, chunk)
     dme = table == "dme"
     P = _DME if dme else _CARRIER
-    rate = FFS_RATES["dme"] if dme else RATES["carrier"] / FFS_SHARE
+    rate = FFS_RATES["dme"] if dme else RATES["carrier"] / pop.preset.ffs_share
     bene, day = _events(rng, pop, rows, rate, pop.ffs)
     m = len(bene)
     prof = choose(rng, P.weights, m)
@@ -1001,12 +1007,12 @@ def _inst_stays(rng: np.random.Generator, pop: _Pop, rows: np.ndarray) -> dict[s
             drg=np.full(m, -1) if drg is None else drg,
         ))
 
-    bene, day = _events(rng, pop, rows, RATES["inpatient"] / FFS_SHARE, ffs)
+    bene, day = _events(rng, pop, rows, RATES["inpatient"] / pop.preset.ffs_share, ffs)
     drg = choose(rng, V.DRG_W, len(bene))
     los = np.maximum(1, np.rint(rng.gamma(2.0, _DRG_LOS[drg] / 2))).astype(np.int64)
     add(0, bene, day, np.minimum(day + los, pop.end[bene]), _DRG_SURG[drg].astype(np.int64), drg=drg)
 
-    bene, day = _events(rng, pop, rows, RATES["outpatient"] / FFS_SHARE, ffs)
+    bene, day = _events(rng, pop, rows, RATES["outpatient"] / pop.preset.ffs_share, ffs)
     add(1, bene, day, day, _OP0 + choose(rng, [p.weight for p in V.OUTPATIENT], len(bene)))
 
     bene, day = _events(rng, pop, rows, FFS_RATES["snf_stays"], ffs)
@@ -1302,7 +1308,7 @@ def _regimens(pop: _Pop, rows: np.ndarray, chunk: int) -> tuple[np.ndarray, np.n
 
 def _pde(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
     rng = rng_for(pop.seed, "pde", chunk)
-    bene, day = _events(rng, pop, rows, RATES["pde"] / PARTD_SHARE, pop.ptd >= 0)
+    bene, day = _events(rng, pop, rows, RATES["pde"] / pop.preset.partd_share, pop.ptd >= 0)
     m = len(bene)
     regimen, nslots, ninety = _regimens(pop, rows, chunk)
     local = bene - rows[0]
