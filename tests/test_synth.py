@@ -12,8 +12,7 @@ from fhirhose import NO_DATE, NO_NUM, Cat, Str
 from fhirhose._backend import core
 from fhirhose.cli import main as cli_main
 from fhirhose.fhir.c4bb import check
-from fhirhose.fhir.eob_professional import EOB_CARRIER, EOB_DME
-from fhirhose.fhir.patient import PATIENT
+from fhirhose.fhir.registry import SOURCES
 from fhirhose.fhir.validate import validate_r4
 from fhirhose.store import schema, synth
 from fhirhose.store.store import SourceInfo, Store
@@ -296,17 +295,25 @@ def test_preset_errors():
         synth.organizations(500, preset="demo")
 
 
-def test_resources_from_synthetic_data_pass_c4bb_and_r4(data):
-    for template, root in ((PATIENT, "bene"), (EOB_CARRIER, "partb"), (EOB_DME, "dme")):
-        plan = template.bind(data.tables)
+def test_every_resource_from_synthetic_data_passes_c4bb_and_r4(data):
+    """Patient, Coverage A-D and all eight EOB types, through the export registry."""
+    seen = set()
+    for src in SOURCES:
+        table = data.tables[src.table]
+        rows = np.arange(table.n, dtype=np.int64)
+        if src.select is not None:
+            rows = src.select(table, rows)
+        rows = rows[:: max(1, len(rows) // 40)]
         out = core.OutBuffer()
-        core.Writer(plan).write(np.arange(0, data.tables[root].n, max(1, data.tables[root].n // 60)), out)
+        core.Writer(src.template.bind(data.tables)).write(rows, out)
         lines = out.getvalue().splitlines()
-        assert len(lines) >= 50
+        assert len(lines) >= 30, src.template.name
         for line in lines:
             res = json.loads(line)
-            assert check(res) == [], (root, check(res))
+            assert check(res) == [], (src.template.name, check(res))
             validate_r4(res)
+        seen.add(src.template.name)
+    assert len(seen) == 13
 
 
 def test_write_equals_store_load_of_the_whole_dataset(tmp_path, monkeypatch):

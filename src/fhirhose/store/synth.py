@@ -287,6 +287,7 @@ class _Pop:
     ptd: np.ndarray  # Part D contract index into preset.pdp + preset.ma, or -1
     ptd_prev: np.ndarray
     switch_year: np.ndarray
+    pbp: np.ndarray  # plan benefit package index
     frail: np.ndarray
     sud: np.ndarray
     dx: np.ndarray  # (n, 6) chronic diagnosis indices
@@ -411,6 +412,7 @@ def _population(n: int, seed: int, preset: Preset, as_of: dt.date) -> _Pop:
         ptd=ptd,
         ptd_prev=ptd_prev,
         switch_year=switch_year,
+        pbp=(rc.random(n) * 3).astype(np.int64),
         frail=frail,
         sud=sud,
         dx=dxm,
@@ -437,7 +439,7 @@ _USPS = tuple(sorted({loc[0] for loc in V.LOCATIONS}))
 _LOC_STATE = np.array([_STATE_FIPS.index(loc[1]) for loc in V.LOCATIONS])
 _LOC_CNTY = np.array([_CNTY_FIPS.index(loc[2]) for loc in V.LOCATIONS])
 _LOC_USPS = np.array([_USPS.index(loc[0]) for loc in V.LOCATIONS])
-_PBP = ("001", "002", "003")
+_PBP_TXT = vocab(("001", "002", "003"))
 
 
 def _bene_table(pop: _Pop, links: dict[str, np.ndarray]) -> Table:
@@ -484,11 +486,9 @@ def _bene_table(pop: _Pop, links: dict[str, np.ndarray]) -> Table:
     ptd_txt = vocab(contracts)
     has_c, has_d = pop.ma >= 0, pop.ptd >= 0
     npdp = len(pop.preset.pdp)
-    pbp = vocab(_PBP)
-    rc = r("contracts")
     ptc = blank(take(ptd_txt, np.where(has_c, npdp + pop.ma, 0)), ~has_c)
     ptd = blank(take(ptd_txt, np.maximum(pop.ptd, 0)), ~has_d)
-    pbp_d = take(pbp, (rc.random(n) * 3).astype(np.int64))
+    pbp_d = take(_PBP_TXT, pop.pbp)
 
     dead = pop.death != NO_DATE
     ru = r("updated")
@@ -618,6 +618,10 @@ def _icn(day: np.ndarray, seq: np.ndarray) -> Txt:
     return digits(((y % 100) * 1_000 + julian) * 10**11 + seq, 16)
 
 
+def _zero_money(n: int) -> Num:
+    return money(np.zeros(n, np.int64))
+
+
 def _scaled(cents: np.ndarray, factor: np.ndarray) -> np.ndarray:
     return np.rint(cents * factor).astype(np.int64)
 
@@ -736,6 +740,7 @@ _HC_BETOS = np.array([_BETOS.index(h.betos) if h.betos else -1 for h in V.HCPCS]
 _TOS = tuple(sorted({h.tos for h in V.HCPCS}))
 _HC_TOS = np.array([_TOS.index(h.tos) for h in V.HCPCS])
 _APC = vocab([h.apc for h in V.HCPCS])
+_HC_NDC = vocab([V.HCPCS_NDC.get(h.code, "") for h in V.HCPCS])
 _MAC_A, _MAC_B, _MAC_DME = vocab(V.MAC_A), vocab(V.MAC_B), vocab(V.MAC_DME)
 
 
@@ -801,7 +806,8 @@ def _professional(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int, tab
     acute = np.where(rng.random(m) < 0.55, P.acute.draw(rng, prof), -1)
     if not dme:
         acute = np.where(prof == _CARRIER_SUD, pop.dx[bene, pop.ndx[bene] - 1], acute)
-    dxm = _dx_matrix(rng, pop, bene, acute, 1 + rng.binomial(4, 0.35, m))
+    ndx = 1 + rng.binomial(4, 0.35, m) + np.where(rng.random(m) < 0.03, rng.integers(3, 8, m), 0)
+    dxm = _dx_matrix(rng, pop, bene, acute, ndx)
     refer = np.where(P.referred[prof], pop.pcp[bene], -1)
 
     submitted = np.rint(allowed * rng.uniform(1.2, 3.0, nlines)).astype(np.int64)
@@ -846,7 +852,7 @@ def _professional(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int, tab
         carr_clm_entry_cd=cat(("1", "3", "5"), v.kind),
         carr_clm_prvdr_asgnmt_ind_sw=cat(("A", "N"), np.where(asg, 0, 1)),
         carr_clm_hcpcs_yr_cd=cat(tuple("0123456789"), year_of(day[b]) % 10),
-        carr_clm_prmry_pyr_pd_amt=money(np.zeros(len(b), np.int64)),
+        carr_clm_prmry_pyr_pd_amt=_zero_money(len(b)),
         nch_clm_prvdr_pmt_amt=money(np.where(asg, pay_sum, 0)),
         nch_clm_bene_pmt_amt=money(np.where(asg, 0, pay_sum)),
         nch_carr_clm_sbmtd_chrg_amt=head_sum(submitted),
@@ -879,9 +885,10 @@ def _professional(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int, tab
         "line_bene_pmt_amt": money(np.where(line_asg, 0, line_paid)),
         "line_prvdr_pmt_amt": money(np.where(line_asg, line_paid, 0)),
         "line_bene_ptb_ddctbl_amt": line_amt(ded_amt),
-        "line_bene_prmry_pyr_pd_amt": money(np.zeros(len(ls), np.int64)),
+        "line_bene_prmry_pyr_pd_amt": _zero_money(len(ls)),
         "line_coinsrnc_amt": line_amt(coins),
         "line_sbmtd_chrg_amt": line_amt(submitted),
+        "line_ndc_cd": to_str(take(_HC_NDC, hcpcs[ls])),
     }
     state = _LOC_STATE[pop.loc[line_bene]]
     if dme:
@@ -896,12 +903,12 @@ def _professional(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int, tab
             payto_prvdr_npi_num=to_str(take(prov.facility["dme"], supplier[lrow])),
             ordrg_prvdr_npi_num=to_str(take(prov.individual, pop.pcp[line_bene])),
             prvdr_state_cd=cat(_STATE_FIPS, state),
-            line_prmry_alowd_chrg_amt=money(np.zeros(len(ls), np.int64)),
+            line_prmry_alowd_chrg_amt=_zero_money(len(ls)),
             line_dme_prchs_price_amt=line_amt(np.where(purchase, allowed, 0)),
             prvdr_num=to_str(digits(10**9 + supplier[lrow] * 7_919, 10)),
             dmerc_line_prcng_state_cd=cat(_USPS, _LOC_USPS[pop.loc[line_bene]]),
             dmerc_line_supplr_type_cd=cat(("0", "1", "3"), np.zeros(len(ls), np.int64)),
-            dmerc_line_scrn_svgs_amt=money(np.zeros(len(ls), np.int64)),
+            dmerc_line_scrn_svgs_amt=_zero_money(len(ls)),
             dmerc_line_mtus_cnt=qty(units[ls]),
             dmerc_line_mtus_cd=cat(("3",), np.zeros(len(ls), np.int64)),
         )
@@ -969,6 +976,12 @@ _T_BILL_FAC = np.array([0, 0, 1, 2, 3])  # bill types 11x, 13x, 21x, 32x, 81x
 _T_BILL_CLS = np.array([0, 2, 0, 1, 0])
 _T_LAG = np.array([20.0, 14.0, 20.0, 20.0, 15.0])  # mean days from thru date to first load
 _BILL_FREQ = ("1", "2", "3", "4", "7", "8", "9")
+# NUBC type of bill ("0" + facility + classification + frequency) of each kind and frequency.
+_BILL_TYPES = tuple(
+    f"0{_BILL_FAC[f]}{_BILL_CLS[c]}{q}" for f, c in zip(_T_BILL_FAC, _T_BILL_CLS) for q in _BILL_FREQ
+)
+_T_NEAR_LINE = np.array([1, 2, 1, 0, 1])  # RIF record: V Part A, W Part B, U both (home health)
+_OPPS_STATUS = ("N", "A", "S", "V")  # packaged, lab fee schedule, procedure, visit
 
 
 def _monthly(bene: np.ndarray, s: np.ndarray, e: np.ndarray):
@@ -1159,6 +1172,13 @@ def _parta(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
     ).astype(np.int64)
     npmt = rng.random(m) < 0.01
     pay = np.where(npmt, 0, pay)
+    # Line charges: the header's total charges shared out over its lines.
+    share = rng.random(nlines) + 0.2
+    line_chrg = np.rint(charges[lg] * share / np.add.reduceat(share, loff[:-1])[lg]).astype(np.int64) if m else share.astype(np.int64)
+    visits = np.add.reduceat(np.where(ln > 0, units, 0), loff[:-1]) if m else np.zeros(0, np.int64)
+    lab_line = np.isin(_HC_BETOS[hc0], [_BETOS.index(x) for x in _BETOS if x.startswith("T1")]) & has_hc
+    visit_line = np.isin(_HC_BETOS[hc0], [_BETOS.index(x) for x in _BETOS if x.startswith("M")]) & has_hc
+    opps_status = np.where(~has_hc, 0, np.where(lab_line, 1, np.where(visit_line, 3, 2)))  # N, A, S, V
 
     # codes
     died = (pop.death[bene] >= frm) & (pop.death[bene] <= thru)
@@ -1177,6 +1197,7 @@ def _parta(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
     first_seg = seg <= 1
 
     v = _versions(rng, load0, pop.as_of)
+    freq_v = np.where(v.kind == 1, 5, np.where(v.kind == 2, 4, freq[v.base]))
     b = v.base
     vb = bene[b]
     nv = len(b)
@@ -1197,7 +1218,7 @@ def _parta(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
         clm_thru_dt=date(thru[b]),
         clm_bill_fac_type_cd=cat(_BILL_FAC, _T_BILL_FAC[typ[b]]),
         clm_bill_clsfctn_cd=cat(_BILL_CLS, _T_BILL_CLS[typ[b]]),
-        clm_bill_freq_cd=cat(_BILL_FREQ, np.where(v.kind == 1, 5, np.where(v.kind == 2, 4, freq[b]))),
+        clm_bill_freq_cd=cat(_BILL_FREQ, freq_v),
         prncpl_dgns_cd=to_str(_dx_txt(dxm[b, 0])),
         admtg_dgns_cd=to_str(_dx_txt(admit[b])),
         clm_mdcr_npmt_rsn_cd=cat(V.NPMT_RSN, (rng.random(nv) * 4).astype(np.int64), ~npmt[b]),
@@ -1234,6 +1255,37 @@ def _parta(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
         clm_sqstrtn_rdctn_amt=amt(pay * 2 // 100),
         clm_1_rev_cntr_ansi_grp_cd=cat(V.ANSI_GRP, np.where((coins > 0) | (ded_ip > 0) | (b_ded > 0), 1, 0)[b]),
         clm_1_rev_cntr_ansi_rsn_cd=cat(V.ANSI_RSN, np.where((ded_ip > 0) | (b_ded > 0), 0, np.where(coins > 0, 1, 2))[b]),
+        clm_bill_type_cd=cat(_BILL_TYPES, typ[b] * len(_BILL_FREQ) + freq_v),
+        # CCW (RIF) institutional fields
+        nch_near_line_rec_ident_cd=cat(("U", "V", "W"), _T_NEAR_LINE[typ[b]]),
+        fi_num=cat(tuple(V.MAC_A), loc[b] % len(V.MAC_A)),
+        fi_clm_proc_dt=date(v.efctv),
+        fi_clm_actn_cd=cat(("1", "5", "8"), v.kind),
+        clm_mco_pd_sw=cat(("0",), np.zeros(nv, np.int64)),
+        nch_ptnt_status_ind_cd=cat(("A", "B", "C"), np.where(died, 1, np.where(last_seg, 0, 2))[b], ~ipb),
+        clm_pps_ind_cd=cat(("2",), np.zeros(nv, np.int64), ~(ip | snf)[b]),
+        nch_blood_pnts_frnshd_qty=Num(np.where(ipb, 0, NO_NUM), 0),
+        nch_bene_dschrg_dt=date(thru[b], ~((ip | snf) & last_seg)[b]),
+        nch_qlfyd_stay_from_dt=date(stay[b] - 4, ~(snf & first_seg)[b]),
+        nch_qlfyd_stay_thru_dt=date(stay[b] - 1, ~(snf & first_seg)[b]),
+        clm_hha_lupa_ind_cd=cat(("L",), np.zeros(nv, np.int64), ~(hha & (nl <= 2))[b]),
+        clm_hha_rfrl_cd=cat(("1", "2"), np.zeros(nv, np.int64), ~hha[b]),
+        clm_hha_tot_visit_cnt=Num(np.where(hha, visits, NO_NUM)[b], 0),
+        bene_hospc_prd_cnt=Num(np.where(hos, 1, NO_NUM)[b], 0),
+        nch_prmry_pyr_clm_pd_amt=_zero_money(nv),
+        clm_utlztn_day_cnt=Num(np.where(ip | snf, days, NO_NUM)[b], 0),
+        bene_tot_coinsrnc_days_cnt=Num(np.where(ip | snf, np.where(snf, coins_days, 0), NO_NUM)[b], 0),
+        clm_non_utlztn_days_cnt=Num(np.where(ip | snf, 0, NO_NUM)[b], 0),
+        bene_lrd_used_cnt=Num(np.where(ip, 0, NO_NUM)[b], 0),
+        clm_tot_pps_cptl_amt=amt(gross_ip * 7 // 100, ip),
+        clm_pps_cptl_fsp_amt=amt(gross_ip * 7 // 100, ip),
+        clm_pps_cptl_outlier_amt=amt(np.zeros(m, np.int64), ip),
+        clm_pps_cptl_excptn_amt=amt(np.zeros(m, np.int64), ip),
+        clm_pps_old_cptl_hld_hrmls_amt=amt(np.zeros(m, np.int64), ip),
+        nch_drg_outlier_aprvd_pmt_amt=amt(outlier, ip),
+        nch_ip_tot_ddctn_amt=amt(ded_ip, ip),
+        clm_op_prvdr_pmt_amt=amt(pay, op),
+        clm_op_bene_pmt_amt=amt(np.zeros(m, np.int64), op),
     )
     for col, who in (("atndg", attending), ("oprtg", operating), ("othr", other)):
         t = to_str(blank(take(prov.individual, np.maximum(who[b], 0)), who[b] < 0))
@@ -1255,6 +1307,21 @@ def _parta(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
         "hcpcs_1_mdfr_cd": _modifier(mod1[ls]),
         "clm_rev_apc_hipps_cd": to_str(take(apc, ls)),
         "clm_fac_prvdr_oscar_num": to_str(take(ccn, lrow)),
+        # CCW (RIF) revenue center fields
+        "rev_cntr_tot_chrg_amt": money(_scaled(line_chrg[ls], L.factor)),
+        "rev_cntr_rate_amt": money(_scaled(line_chrg[ls] // np.maximum(units[ls], 1), L.factor)),
+        "rev_cntr_ncvrd_chrg_amt": _zero_money(len(ls)),
+        "rev_cntr_pmt_amt_amt": money(_scaled(line_pay[ls], L.factor)),
+        "rev_cntr_bene_pmt_amt": _zero_money(len(ls)),
+        "rev_cntr_ptnt_rspnsblty_pmt": money(_scaled(np.where(op[lg], line_pay // 4, 0)[ls], L.factor)),
+        "rev_cntr_cash_ddctbl_amt": _zero_money(len(ls)),
+        "rev_cntr_blood_ddctbl_amt": _zero_money(len(ls)),
+        "rev_cntr_coinsrnc_wge_adjstd_c": money(_scaled(np.where(op[lg], line_pay // 4, 0)[ls], L.factor)),
+        "rev_cntr_rdcd_coinsrnc_amt": _zero_money(len(ls)),
+        "rev_cntr_1st_msp_pd_amt": _zero_money(len(ls)),
+        "rev_cntr_2nd_msp_pd_amt": _zero_money(len(ls)),
+        "rev_cntr_ddctbl_coinsrnc_cd": cat(("0", "3"), (~has_hc).astype(np.int64)[ls]),
+        "rev_cntr_stus_ind_cd": cat(_OPPS_STATUS, opps_status[ls], ~op[lrow]),
     }
     D = _child_rows(dx_off, v)
     poa = np.where(ip[dx_g] & (dx_type != 1), choose(rng, (90, 5, 3, 2, 0), len(dx_g)), -1)
@@ -1371,6 +1438,28 @@ def _pde(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
         clm_line_rx_srvc_rfrnc_num=to_str(digits(rx[b], 12)),
         clm_line_rx_fill_num=to_str(number(fill[b], 3)),
         clm_phrmcy_srvc_type_cd=cat(V.PHARMACY_TYPE, ph_type[b]),
+        # CCW (RIF) PDE fields
+        fill_num=integer(fill[b]),
+        plan_pbp_rec_num=to_str(take(_PBP_TXT, pop.pbp[vb])),
+        pd_dt=date(np.minimum(day + rng.integers(1, 15, m), load0)[b]),
+        cmpnd_cd=cat(("1", "2"), np.zeros(nv, np.int64)),
+        drug_cvrg_stus_cd=cat(("C", "E", "O"), np.zeros(nv, np.int64)),
+        adjstmt_dltn_cd=cat(("A", "D"), (v.kind == 1).astype(np.int64), v.kind == 0),
+        rx_orgn_cd=cat(("1", "2", "3", "4"), choose(rng, (10, 8, 75, 7), nv)),
+        brnd_gnrc_cd=cat(("B", "G"), np.where(_DRUG_BRAND[drug[b]], 0, 1)),
+        ptnt_rsdnc_cd=cat(("01", "03"), (ph_type[b] == 1).astype(np.int64)),
+        submsn_clr_cd=cat(("05",), np.zeros(nv, np.int64), ph_type[b] != 1),
+        ctstrphc_cvrg_cd=cat(("A", "C"), np.ones(nv, np.int64), ~(_DRUG_BRAND[drug[b]] & (rng.random(nv) < 0.05))),
+        nstd_frmt_cd=cat(("B", "X"), np.ones(nv, np.int64), rng.random(nv) > 0.02),
+        prcng_excptn_cd=cat(("M", "O"), np.ones(nv, np.int64), rng.random(nv) > 0.01),
+        cvrd_d_plan_pd_amt=money(_scaled((cost - copay)[b], v.factor)),
+        gdc_blw_oopt_amt=money(_scaled(cost[b], v.factor)),
+        gdc_abv_oopt_amt=_zero_money(nv),
+        othr_troop_amt=_zero_money(nv),
+        lics_amt=_zero_money(nv),
+        plro_amt=_zero_money(nv),
+        tot_rx_cst_amt=money(_scaled(cost[b], v.factor)),
+        rptd_gap_dscnt_num=_zero_money(nv),
         ptd_cntrct_id=to_str(take(contracts, pop.contract_at(vb, day[b]))),
     )
     return head, {}, vb
