@@ -48,7 +48,7 @@ from typing import Iterator, NamedTuple, Sequence
 import msgspec
 import numpy as np
 
-from ..columns import EPOCH, NO_DATE, NO_NUM, Cat, Column, Date, Num, Str, Table, Time
+from ..columns import EPOCH, NO_DATE, NO_NUM, Cat, Column, Num, Str, Table, Time
 from ..errors import InputError
 from . import _merge, _ops, layout, schema
 from . import _synth_vocab as V
@@ -82,8 +82,10 @@ from ._synth_kit import (
     year_of,
 )
 
-__all__ = ["SynthOrg", "SynthData", "Preset", "PRESETS", "AS_OF", "CHUNK", "RATES", "generate", "organizations", "chunks", "write",
-           "write_orgs"]
+__all__ = [
+    "SynthOrg", "SynthData", "Preset", "PRESETS", "AS_OF", "CHUNK", "RATES", "FFS_RATES",
+    "generate", "organizations", "chunks", "write", "write_orgs",
+]
 
 AS_OF = dt.date(2025, 6, 30)
 CHUNK = 10_000
@@ -477,7 +479,8 @@ def _bene_table(pop: _Pop, links: dict[str, np.ndarray]) -> Table:
     dual = np.where(rs.random(n) < dual_p, 1 + choose(rs, V.DUAL_W[1:], n), 0)
     full_dual = np.isin(np.array(V.DUAL)[dual], list(V.DUAL_FULL))
     buyin = np.where(dual == 0, 3, np.where(full_dual, 6, 5))
-    part_a = np.where(aged & ~was_disabled, month_start(month_of(pop.dob) + 65 * 12), pop.start - rs.integers(0, 2000, n))
+    at65 = month_start(month_of(pop.dob) + 65 * 12)
+    part_a = np.where(aged & ~was_disabled, at65, pop.start - rs.integers(0, 2000, n))
     part_a = np.minimum(part_a, pop.start)
     part_b = np.where(rs.random(n) < 0.9, part_a, month_start(month_of(part_a) + rs.integers(1, 36, n)))
     part_b = np.minimum(part_b, pop.start)
@@ -616,6 +619,11 @@ def _icn(day: np.ndarray, seq: np.ndarray) -> Txt:
     y, _, _ = _ymd(day)
     julian = day - _jan1(y) + 1
     return digits(((y % 100) * 1_000 + julian) * 10**11 + seq, 16)
+
+
+def _const_cat(labels: Sequence[str], n: int, index: int = 0, missing: np.ndarray | None = None) -> Cat:
+    """One label on every row (missing where `missing`)."""
+    return cat(labels, np.full(n, index, np.int64), missing)
 
 
 def _zero_money(n: int) -> Num:
@@ -815,6 +823,7 @@ def _professional(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int, tab
     coins = np.maximum(allowed - paid - ded_amt, 0)
     lab = np.isin(_HC_BETOS[hcpcs], [_BETOS.index(x) for x in _BETOS if x.startswith("T1")])
     assigned = rng.random(m) < 0.96
+    processing = np.where(line_denied, 2, choose(rng, (96, 2, 0, 2), nlines))  # allowed, reprocessed, denied, ...
 
     v = _versions(rng, load0, pop.as_of)
     b = v.base
@@ -829,6 +838,7 @@ def _professional(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int, tab
         scaled = _scaled(cents[ls], L.factor)
         return money(np.add.reduceat(scaled, L.offsets[:-1]) if len(b) else scaled[:0])
 
+    macs = _MAC_DME if dme else _MAC_B
     pay_sum = np.add.reduceat(_scaled(paid[ls], L.factor), L.offsets[:-1]) if len(b) else np.zeros(0, np.int64)
     asg = assigned[b]
     head = _claim_cols(pop, table, chunk, vb, day[b], v, _has_sud(dxm)[b])
@@ -844,9 +854,9 @@ def _professional(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int, tab
         clm_pmt_amt=money(pay_sum),
         clm_alowd_chrg_amt=head_sum(allowed),
         **{f"clm_dgns_{k + 1}_cd": to_str(_dx_txt(dxm[b, k])) for k in range(min(12, dxm.shape[1]))},
-        dgns_prcdr_icd_ind=cat(("0", "9"), np.zeros(len(b), np.int64)),
+        dgns_prcdr_icd_ind=_const_cat(("0", "9"), len(b)),
         clm_rfrg_prvdr_npi_num=to_str(blank(take(prov.individual, np.maximum(refer[b], 0)), refer[b] < 0)),
-        clm_cntrctr_num=to_str(take(_MAC_DME if dme else _MAC_B, pop.loc[vb] % (len(V.MAC_DME) if dme else len(V.MAC_B)))),
+        clm_cntrctr_num=to_str(take(macs, pop.loc[vb] % len(macs))),
         # CCW (RIF) header fields
         nch_near_line_rec_ident_cd=cat(("M", "O"), np.full(len(b), 0 if dme else 1)),
         carr_clm_entry_cd=cat(("1", "3", "5"), v.kind),
@@ -874,7 +884,7 @@ def _professional(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int, tab
         "hcpcs_2_mdfr_cd": _modifier(mod2[ls]),
         "hcpcs_betos_cd": cat(_BETOS, np.maximum(_HC_BETOS[hcpcs[ls]], 0), _HC_BETOS[hcpcs[ls]] < 0),
         "clm_fed_type_srvc_cd": cat(_TOS, _HC_TOS[hcpcs[ls]]),
-        "clm_prcsg_ind_cd": cat(("A", "R", "D", "S"), np.where(line_denied, 2, choose(rng, (96, 2, 0, 2), nlines))[ls]),
+        "clm_prcsg_ind_cd": cat(("A", "R", "D", "S"), processing[ls]),
         "clm_line_dgns_cd": to_str(_dx_txt(dxm[lrow, 0])),
         "clm_prvdr_spclty_cd": cat(tuple(V.SPECIALTY), spec[lrow]),
         "clm_rndrg_prvdr_tax_num": to_str(take(prov.tin, prvdr[lrow])),
@@ -899,7 +909,7 @@ def _professional(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int, tab
         )
         purchase = np.isin(_HC_TOS[hcpcs], [_TOS.index("P")])
         lines.update(
-            clm_prmry_pyr_cd=cat(("A", "B", "E"), np.zeros(len(ls), np.int64), rng.random(len(ls)) > 0.02),
+            clm_prmry_pyr_cd=_const_cat(("A", "B", "E"), len(ls), missing=rng.random(len(ls)) > 0.02),
             payto_prvdr_npi_num=to_str(take(prov.facility["dme"], supplier[lrow])),
             ordrg_prvdr_npi_num=to_str(take(prov.individual, pop.pcp[line_bene])),
             prvdr_state_cd=cat(_STATE_FIPS, state),
@@ -907,10 +917,10 @@ def _professional(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int, tab
             line_dme_prchs_price_amt=line_amt(np.where(purchase, allowed, 0)),
             prvdr_num=to_str(digits(10**9 + supplier[lrow] * 7_919, 10)),
             dmerc_line_prcng_state_cd=cat(_USPS, _LOC_USPS[pop.loc[line_bene]]),
-            dmerc_line_supplr_type_cd=cat(("0", "1", "3"), np.zeros(len(ls), np.int64)),
+            dmerc_line_supplr_type_cd=_const_cat(("0", "1", "3"), len(ls)),
             dmerc_line_scrn_svgs_amt=_zero_money(len(ls)),
             dmerc_line_mtus_cnt=qty(units[ls]),
-            dmerc_line_mtus_cd=cat(("3",), np.zeros(len(ls), np.int64)),
+            dmerc_line_mtus_cd=_const_cat(("3",), len(ls)),
         )
         return head, {"dme_line": (lines, L.offsets)}, vb
     line_prvdr = prvdr[lrow]
@@ -918,19 +928,21 @@ def _professional(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int, tab
     head["clm_blg_prvdr_npi_num"] = to_str(take(prov.individual, prvdr[b]))
     spec_l = spec[lrow]
     miles = hcpcs[ls] == V.HCPCS_INDEX["A0425"]
+    # group (0) or solo physician (1); ambulance supplier (2); independent lab (4)
+    solo = (rng.random(len(ls)) < 0.7).astype(np.int64)
+    prvdr_type = np.where(spec_l == V.SPECIALTY.index("69"), 3, np.where(spec_l == V.SPECIALTY.index("59"), 2, solo))
+    clia = concat(digits(state % 100, 2), "D", digits(line_prvdr % 10**7, 7))
     lines.update(
-        rndrg_prvdr_type_cd=cat(("0", "1", "2", "4"), np.where(spec_l == V.SPECIALTY.index("69"), 3,
-                                                                np.where(spec_l == V.SPECIALTY.index("59"), 2,
-                                                                         (rng.random(len(ls)) < 0.7).astype(np.int64)))),
+        rndrg_prvdr_type_cd=cat(("0", "1", "2", "4"), prvdr_type),
         rndrg_prvdr_fips_st_cd=cat(_STATE_FIPS, state),
-        clm_line_prmry_pyr_cd=cat(("A", "B", "E"), np.zeros(len(ls), np.int64), rng.random(len(ls)) > 0.02),
+        clm_line_prmry_pyr_cd=_const_cat(("A", "B", "E"), len(ls), missing=rng.random(len(ls)) > 0.02),
         rndrg_prvdr_npi_num=npi_col,
         clm_rndrg_prvdr_npi_num=npi_col,
         org_npi_num=to_str(take(prov.group, line_prvdr // 6)),
-        carr_line_rdcd_pmt_phys_astn_c=cat(("0",), np.zeros(len(ls), np.int64)),
+        carr_line_rdcd_pmt_phys_astn_c=_const_cat(("0",), len(ls)),
         carr_line_prcng_lclty_cd=cat(tuple(f"{k:02d}" for k in range(len(V.LOCATIONS))), pop.loc[line_bene]),
         prvdr_zip=to_str(concat(take(_LOC_TXT["zip3"], pop.loc[line_bene]), digits(line_prvdr % 10**6, 6))),
-        carr_line_clia_lab_num=to_str(blank(concat(digits(state % 100, 2), "D", digits(line_prvdr % 10**7, 7)), ~lab[ls])),
+        carr_line_clia_lab_num=to_str(blank(clia, ~lab[ls])),
         carr_line_mtus_cnt=qty(units[ls]),
         carr_line_mtus_cd=cat(("1", "3"), np.where(miles, 0, 1)),
     )
@@ -1006,8 +1018,9 @@ def _pick_txt(txts: Sequence[Txt], which: np.ndarray, idx: np.ndarray) -> Txt:
     return Txt(mat, np.full(len(which), w, np.int64))
 
 
-def _inst_stays(rng: np.random.Generator, pop: _Pop, rows: np.ndarray) -> dict[str, np.ndarray]:
-    """Base institutional claims of all five kinds, sorted by (beneficiary, from)."""
+def _inst_stays(rng: np.random.Generator, pop: _Pop, prov: _Providers, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Base institutional claims of all five kinds with their facility, sorted by
+    (beneficiary, from)."""
     ffs = pop.ffs
     out = []
 
@@ -1046,50 +1059,43 @@ def _inst_stays(rng: np.random.Generator, pop: _Pop, rows: np.ndarray) -> dict[s
     b, frm, thru, seg, stay = _monthly(rows[has], h0[has], h1[has])
     add(4, b, frm, thru, np.full(len(b), _HOSPICE_P), seg, stay)
 
-    cols = {k: np.concatenate([o[k] for o in out]) for k in out[0]}
-    order = np.lexsort((cols["typ"], cols["frm"], cols["bene"]))
-    return {k: v[order] for k, v in cols.items()}
+    c = {k: np.concatenate([o[k] for o in out]) for k in out[0]}
+    # The facility: the same for every monthly claim of a stay.
+    c["fkind"] = _T_FAC[c["typ"]]
+    c["fidx"] = np.zeros(len(c["typ"]), np.int64)
+    u_stay = hashed_uniform(c["bene"], c["stay"], c["typ"])
+    loc = pop.loc[c["bene"]]
+    for k, kind in enumerate(_FAC_KINDS):  # per facility kind
+        sel = c["fkind"] == k
+        c["fidx"][sel] = prov.local(kind, loc[sel], u_stay[sel])
+    # (beneficiary, facility, from, thru) is the natural key of Part A versions:
+    # distinct claims must not share it (two visits to one hospital on one day).
+    key = ("bene", "frm", "thru", "fkind", "fidx")
+    order = np.lexsort(tuple(c[k] for k in reversed(key)))
+    s = {k: v[order] for k, v in c.items()}
+    dup = np.zeros(len(order), bool)
+    if len(order) > 1:
+        dup[1:] = np.logical_and.reduce([s[k][1:] == s[k][:-1] for k in key])
+    s = {k: v[~dup] for k, v in s.items()}
+    order = np.lexsort((s["typ"], s["frm"], s["bene"]))
+    return {k: v[order] for k, v in s.items()}
 
 
 def _parta(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
     rng = rng_for(pop.seed, "parta", chunk)
-    c = _inst_stays(rng, pop, rows)
+    c = _inst_stays(rng, pop, prov, rows)
     load0 = _first_load(rng, c["thru"], pop.as_of, _T_LAG[c["typ"]])
     keep = load0 <= pop.as_of
-    c = {k: v[keep] for k, v in c.items()}
     load0 = load0[keep]
-    typ, bene, frm, thru, prof, seg, stay, drg = (
-        c[k] for k in ("typ", "bene", "frm", "thru", "prof", "seg", "stay", "drg")
+    typ, bene, frm, thru, prof, seg, stay, drg, fkind, fidx = (
+        c[k][keep] for k in ("typ", "bene", "frm", "thru", "prof", "seg", "stay", "drg", "fkind", "fidx")
     )
     m = len(typ)
     ip, op, snf, hha, hos = (typ == t for t in range(5))
     days = np.where(ip, np.maximum(thru - frm, 1), np.where(op, 1, thru - frm + 1))
-    u_stay = hashed_uniform(bene, stay, typ)
     loc = pop.loc[bene]
 
     # providers
-    fkind = _T_FAC[typ]
-    fidx = np.zeros(m, np.int64)
-    for k, kind in enumerate(_FAC_KINDS):  # per facility kind
-        sel = fkind == k
-        fidx[sel] = prov.local(kind, loc[sel], u_stay[sel])
-    # The natural key of Part A versions is (beneficiary, facility, from, thru):
-    # two distinct claims must not share it (e.g. two visits to one hospital a day).
-    order = np.lexsort((fidx, fkind, thru, frm, bene))
-    same = np.zeros(m, bool)
-    if m > 1:
-        a, z = order[1:], order[:-1]
-        same[a] = (bene[a] == bene[z]) & (frm[a] == frm[z]) & (thru[a] == thru[z]) & (fkind[a] == fkind[z]) & (fidx[a] == fidx[z])
-    if same.any():
-        keep = ~same
-        c = {k: v[keep] for k, v in c.items()}
-        load0, fkind, fidx, u_stay, loc = load0[keep], fkind[keep], fidx[keep], u_stay[keep], loc[keep]
-        typ, bene, frm, thru, prof, seg, stay, drg = (
-            c[k] for k in ("typ", "bene", "frm", "thru", "prof", "seg", "stay", "drg")
-        )
-        m = len(typ)
-        ip, op, snf, hha, hos = (typ == t for t in range(5))
-        days = np.where(ip, np.maximum(thru - frm, 1), np.where(op, 1, thru - frm + 1))
     fac_npi = _pick_txt([prov.facility[k] for k in _FAC_KINDS], fkind, fidx)
     ccn = _pick_txt([prov.ccn[k] for k in _FAC_KINDS], fkind, fidx)
     er = prof == _OP0  # outpatient emergency profile
@@ -1124,14 +1130,12 @@ def _parta(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
     rev, hcpcs = _LK_REV[kind], _LK_HCPCS[kind]
     has_hc = hcpcs >= 0
     hc0 = np.maximum(hcpcs, 0)
-    units = np.where(
-        _REV_DAYS[rev], days[lg],
-        np.where(has_hc, np.maximum(1, np.rint(_HC_UNITS[hc0] * rng.uniform(0.6, 1.4, nlines))), rng.integers(1, 6, nlines)),
-    ).astype(np.int64)
-    line_pay = np.where(
-        op[lg] & has_hc, np.rint(_HC_FEE[hc0] * np.where(_HC_UNITS[hc0] > 1, units, 1) * rng.lognormal(0, 0.1, nlines)),
-        np.where(rev == V.REV.index("0651"), units * 21_800, 0),
-    ).astype(np.int64)
+    hc_units = np.maximum(1, np.rint(_HC_UNITS[hc0] * rng.uniform(0.6, 1.4, nlines)))
+    units = np.where(_REV_DAYS[rev], days[lg], np.where(has_hc, hc_units, rng.integers(1, 6, nlines))).astype(np.int64)
+    opps = np.rint(_HC_FEE[hc0] * np.where(_HC_UNITS[hc0] > 1, units, 1) * rng.lognormal(0, 0.1, nlines))
+    hospice_day = 21_800  # routine home care per diem, cents
+    line_pay = np.where(op[lg] & has_hc, opps, np.where(rev == V.REV.index("0651"), units * hospice_day, 0))
+    line_pay = line_pay.astype(np.int64)
     rev_day = np.where(op[lg], frm[lg], frm[lg] + (rng.random(nlines) * days[lg]).astype(np.int64))
     hipps = np.where(rev == V.REV.index("0022"), 1, np.where(rev == V.REV.index("0023"), 2, 0))
     hipps_i = (hashed_uniform(bene[lg], stay[lg]) * 8).astype(np.int64)
@@ -1159,7 +1163,12 @@ def _parta(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
     gross_hha = np.rint(200_000 * rng.lognormal(0, 0.25, m)).astype(np.int64)
     pay = np.select(
         [ip, op, snf, hha],
-        [np.maximum(gross_ip - ded_ip, 0) + ime + dsh + outlier, line_sum, np.maximum(gross_snf - snf_coins, 0), gross_hha],
+        [
+            np.maximum(gross_ip - ded_ip, 0) + ime + dsh + outlier,
+            line_sum,
+            np.maximum(gross_snf - snf_coins, 0),
+            gross_hha,
+        ],
         line_sum,
     )
     op_allowed = np.rint(line_sum / 0.8).astype(np.int64)
@@ -1174,7 +1183,8 @@ def _parta(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
     pay = np.where(npmt, 0, pay)
     # Line charges: the header's total charges shared out over its lines.
     share = rng.random(nlines) + 0.2
-    line_chrg = np.rint(charges[lg] * share / np.add.reduceat(share, loff[:-1])[lg]).astype(np.int64) if m else share.astype(np.int64)
+    share_sum = np.add.reduceat(share, loff[:-1])[lg] if m else share
+    line_chrg = np.rint(charges[lg] * share / share_sum).astype(np.int64)
     visits = np.add.reduceat(np.where(ln > 0, units, 0), loff[:-1]) if m else np.zeros(0, np.int64)
     lab_line = np.isin(_HC_BETOS[hc0], [_BETOS.index(x) for x in _BETOS if x.startswith("T1")]) & has_hc
     visit_line = np.isin(_HC_BETOS[hc0], [_BETOS.index(x) for x in _BETOS if x.startswith("M")]) & has_hc
@@ -1195,6 +1205,7 @@ def _parta(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
     admsn_type = np.where(rng.random(m) < elective, 2, np.where(rng.random(m) < 0.8, 0, 1))
     admsn_src = np.where(snf, 2, choose(rng, (75, 8, 8, 2, 2, 2, 1, 2), m))
     first_seg = seg <= 1
+    ded_any = (ded_ip > 0) | (b_ded > 0)
 
     v = _versions(rng, load0, pop.as_of)
     freq_v = np.where(v.kind == 1, 5, np.where(v.kind == 2, 4, freq[v.base]))
@@ -1234,7 +1245,7 @@ def _parta(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
         clm_admsn_type_cd=cat(V.ADMSN_TYPE, admsn_type[b], ~adm),
         clm_admsn_src_cd=cat(V.ADMSN_SRC, admsn_src[b], ~adm),
         clm_query_cd=cat(("0", "3", "5"), np.where(v.kind == 1, 0, np.where(v.kind == 2, 2, 1))),
-        dgns_prcdr_icd_ind=cat(("0", "9"), np.zeros(nv, np.int64)),
+        dgns_prcdr_icd_ind=_const_cat(("0", "9"), nv),
         clm_mdcr_instnl_tot_chrg_amt=amt(charges),
         clm_mdcr_ip_pps_cptl_ime_amt=amt(ime * 6 // 80, ip),
         clm_oprtnl_ime_amt=amt(ime, ip),
@@ -1253,23 +1264,23 @@ def _parta(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
         clm_mdcr_ddctbl_amt=amt(b_ded, op),
         clm_oprtnl_outlr_amt=amt(outlier, ip),
         clm_sqstrtn_rdctn_amt=amt(pay * 2 // 100),
-        clm_1_rev_cntr_ansi_grp_cd=cat(V.ANSI_GRP, np.where((coins > 0) | (ded_ip > 0) | (b_ded > 0), 1, 0)[b]),
-        clm_1_rev_cntr_ansi_rsn_cd=cat(V.ANSI_RSN, np.where((ded_ip > 0) | (b_ded > 0), 0, np.where(coins > 0, 1, 2))[b]),
+        clm_1_rev_cntr_ansi_grp_cd=cat(V.ANSI_GRP, np.where((coins > 0) | ded_any, 1, 0)[b]),
+        clm_1_rev_cntr_ansi_rsn_cd=cat(V.ANSI_RSN, np.where(ded_any, 0, np.where(coins > 0, 1, 2))[b]),
         clm_bill_type_cd=cat(_BILL_TYPES, typ[b] * len(_BILL_FREQ) + freq_v),
         # CCW (RIF) institutional fields
         nch_near_line_rec_ident_cd=cat(("U", "V", "W"), _T_NEAR_LINE[typ[b]]),
         fi_num=cat(tuple(V.MAC_A), loc[b] % len(V.MAC_A)),
         fi_clm_proc_dt=date(v.efctv),
         fi_clm_actn_cd=cat(("1", "5", "8"), v.kind),
-        clm_mco_pd_sw=cat(("0",), np.zeros(nv, np.int64)),
+        clm_mco_pd_sw=_const_cat(("0",), nv),
         nch_ptnt_status_ind_cd=cat(("A", "B", "C"), np.where(died, 1, np.where(last_seg, 0, 2))[b], ~ipb),
-        clm_pps_ind_cd=cat(("2",), np.zeros(nv, np.int64), ~(ip | snf)[b]),
+        clm_pps_ind_cd=_const_cat(("2",), nv, missing=~(ip | snf)[b]),
         nch_blood_pnts_frnshd_qty=Num(np.where(ipb, 0, NO_NUM), 0),
         nch_bene_dschrg_dt=date(thru[b], ~((ip | snf) & last_seg)[b]),
         nch_qlfyd_stay_from_dt=date(stay[b] - 4, ~(snf & first_seg)[b]),
         nch_qlfyd_stay_thru_dt=date(stay[b] - 1, ~(snf & first_seg)[b]),
-        clm_hha_lupa_ind_cd=cat(("L",), np.zeros(nv, np.int64), ~(hha & (nl <= 2))[b]),
-        clm_hha_rfrl_cd=cat(("1", "2"), np.zeros(nv, np.int64), ~hha[b]),
+        clm_hha_lupa_ind_cd=_const_cat(("L",), nv, missing=~(hha & (nl <= 2))[b]),
+        clm_hha_rfrl_cd=_const_cat(("1", "2"), nv, missing=~hha[b]),
         clm_hha_tot_visit_cnt=Num(np.where(hha, visits, NO_NUM)[b], 0),
         bene_hospc_prd_cnt=Num(np.where(hos, 1, NO_NUM)[b], 0),
         nch_prmry_pyr_clm_pd_amt=_zero_money(nv),
@@ -1330,16 +1341,20 @@ def _parta(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
         "clm_val_sqnc_num": integer(dx_j[D.src] + 1),
         "clm_dgns_cd": to_str(_dx_txt(dx_code[D.src])),
         "clm_poa_ind": to_str(blank(take(vocab(V.POA), np.maximum(poa[D.src], 0)), poa[D.src] < 0)),
-        "dgns_prcdr_icd_ind": cat(("0", "9"), np.zeros(len(D.src), np.int64)),
+        "dgns_prcdr_icd_ind": _const_cat(("0", "9"), len(D.src)),
     }
     X = _child_rows(px_off, v)
     px_cols = {
         "clm_val_sqnc_num": integer(px_j[X.src] + 1),
         "clm_prcdr_cd": to_str(take(_PCS_TXT, px_code[X.src])),
         "clm_prcdr_prfrm_dt": date(px_day[X.src]),
-        "dgns_prcdr_icd_ind": cat(("0", "9"), np.zeros(len(X.src), np.int64)),
+        "dgns_prcdr_icd_ind": _const_cat(("0", "9"), len(X.src)),
     }
-    children = {"parta_rev": (rev_cols, L.offsets), "parta_px": (px_cols, X.offsets), "parta_dx": (dx_cols, D.offsets)}
+    children = {
+        "parta_rev": (rev_cols, L.offsets),
+        "parta_px": (px_cols, X.offsets),
+        "parta_dx": (dx_cols, D.offsets),
+    }
     return head, children, vb
 
 
@@ -1424,15 +1439,15 @@ def _pde(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
     head = _claim_cols(pop, "pde", chunk, vb, day[b], v, _DRUG_SUD[drug[b]])
     head.update(
         clm_line_ndc_cd=to_str(take(_DRUG_TXT, drug[b])),
-        clm_type_cd=cat(("01",), np.zeros(nv, np.int64)),
+        clm_type_cd=_const_cat(("01",), nv),
         clm_line_from_dt=date(day[b]),
-        prvdr_srvc_id_qlfyr_cd=cat(("01",), np.zeros(nv, np.int64)),
+        prvdr_srvc_id_qlfyr_cd=_const_cat(("01",), nv),
         clm_srvc_prvdr_gnrc_id_num=to_str(take(ph_npi, b)),
         clm_dspnsng_stus_cd=cat(V.DISPENSING, np.maximum(dispensing[b], 0), dispensing[b] < 0),
         clm_daw_prod_slctn_cd=cat(V.DAW, choose(rng, V.DAW_W, nv)),
         clm_line_srvc_unit_qty=qty(units[b]),
         clm_line_days_suply_qty=qty(supply[b]),
-        prvdr_prsbng_id_qlfyr_cd=cat(("01",), np.zeros(nv, np.int64)),
+        prvdr_prsbng_id_qlfyr_cd=_const_cat(("01",), nv),
         clm_prsbng_prvdr_gnrc_id_num=to_str(take(prov.individual, prescriber[b])),
         clm_line_bene_pmt_amt=money(_scaled(copay[b], v.factor)),
         clm_line_rx_srvc_rfrnc_num=to_str(digits(rx[b], 12)),
@@ -1442,16 +1457,16 @@ def _pde(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
         fill_num=integer(fill[b]),
         plan_pbp_rec_num=to_str(take(_PBP_TXT, pop.pbp[vb])),
         pd_dt=date(np.minimum(day + rng.integers(1, 15, m), load0)[b]),
-        cmpnd_cd=cat(("1", "2"), np.zeros(nv, np.int64)),
-        drug_cvrg_stus_cd=cat(("C", "E", "O"), np.zeros(nv, np.int64)),
+        cmpnd_cd=_const_cat(("1", "2"), nv),
+        drug_cvrg_stus_cd=_const_cat(("C", "E", "O"), nv),
         adjstmt_dltn_cd=cat(("A", "D"), (v.kind == 1).astype(np.int64), v.kind == 0),
         rx_orgn_cd=cat(("1", "2", "3", "4"), choose(rng, (10, 8, 75, 7), nv)),
         brnd_gnrc_cd=cat(("B", "G"), np.where(_DRUG_BRAND[drug[b]], 0, 1)),
         ptnt_rsdnc_cd=cat(("01", "03"), (ph_type[b] == 1).astype(np.int64)),
-        submsn_clr_cd=cat(("05",), np.zeros(nv, np.int64), ph_type[b] != 1),
-        ctstrphc_cvrg_cd=cat(("A", "C"), np.ones(nv, np.int64), ~(_DRUG_BRAND[drug[b]] & (rng.random(nv) < 0.05))),
-        nstd_frmt_cd=cat(("B", "X"), np.ones(nv, np.int64), rng.random(nv) > 0.02),
-        prcng_excptn_cd=cat(("M", "O"), np.ones(nv, np.int64), rng.random(nv) > 0.01),
+        submsn_clr_cd=_const_cat(("05",), nv, missing=ph_type[b] != 1),
+        ctstrphc_cvrg_cd=_const_cat(("A", "C"), nv, 1, missing=~(_DRUG_BRAND[drug[b]] & (rng.random(nv) < 0.05))),
+        nstd_frmt_cd=_const_cat(("B", "X"), nv, 1, missing=rng.random(nv) > 0.02),
+        prcng_excptn_cd=_const_cat(("M", "O"), nv, 1, missing=rng.random(nv) > 0.01),
         cvrd_d_plan_pd_amt=money(_scaled((cost - copay)[b], v.factor)),
         gdc_blw_oopt_amt=money(_scaled(cost[b], v.factor)),
         gdc_abv_oopt_amt=_zero_money(nv),
@@ -1595,15 +1610,17 @@ def _chunk(pop: _Pop, prov: _Providers, chunk: int) -> dict[str, tuple[Table, np
         for child, (cols, off) in children.items():  # per child table
             links[child] = off
             out[child] = (schema.complete(child, cols, int(off[-1]), check=False), None)
-        out[table] = (schema.complete(table, head, len(vb), links, check=False), np.bincount(vb - lo, minlength=hi - lo))
+        header = schema.complete(table, head, len(vb), links, check=False)
+        out[table] = (header, np.bincount(vb - lo, minlength=hi - lo))
     return out
 
 
 def _concat_columns(cols: Sequence[Column]) -> Column:
     first = cols[0]
     if isinstance(first, Str):
-        shifts = np.cumsum([0] + [len(c.data) for c in cols[:-1]])
-        offsets = np.concatenate([cols[0].offsets[:1]] + [c.offsets[1:] - c.offsets[0] + s for c, s in zip(cols, shifts)])
+        shifts = np.cumsum([0] + [int(c.offsets[-1] - c.offsets[0]) for c in cols[:-1]])
+        tails = [c.offsets[1:] - c.offsets[0] + s for c, s in zip(cols, shifts)]
+        offsets = np.concatenate([cols[0].offsets[:1]] + tails)
         return Str(offsets - offsets[0], np.concatenate([c.data[c.offsets[0] : c.offsets[-1]] for c in cols]))
     if isinstance(first, Cat):
         return Cat(np.concatenate([c.codes for c in cols]), first.labels)
@@ -1672,7 +1689,9 @@ def _setup(n: int | None, seed: int, preset: str, as_of: dt.date) -> tuple[_Pop,
     return _population(n, seed, p, as_of), _Providers(seed)
 
 
-def _chunks(pop: _Pop, prov: _Providers, progress: bool) -> Iterator[tuple[range, dict[str, Table], dict[str, np.ndarray]]]:
+def _chunks(
+    pop: _Pop, prov: _Providers, progress: bool
+) -> Iterator[tuple[range, dict[str, Table], dict[str, np.ndarray]]]:
     bar = _Progress(progress, pop.n)
     for c in range(-(-pop.n // CHUNK)):
         res = _chunk(pop, prov, c)
