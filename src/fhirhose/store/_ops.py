@@ -155,14 +155,16 @@ def set_cat(labels: Sequence[str], values: np.ndarray) -> Cat:
     return Cat(order[pos].astype(np.uint16), labels)
 
 
-def fnv64(m: np.ndarray) -> np.ndarray:
-    """FNV-1a 64-bit hash of each row of an n × w uint8 matrix (stable across runs)."""
+def fnv64(m: np.ndarray, skip_nul: np.ndarray | None = None) -> np.ndarray:
+    """FNV-1a 64-bit hash of each row of an n × w uint8 matrix (stable across runs).
+    Columns flagged in `skip_nul` do not hash their NUL bytes (padding)."""
     h = np.full(m.shape[0], 0xCBF29CE484222325, np.uint64)
     prime = np.uint64(0x100000001B3)
     with np.errstate(over="ignore"):
         for j in range(m.shape[1]):
-            h ^= m[:, j].astype(np.uint64)
-            h *= prime
+            col = m[:, j].astype(np.uint64)
+            nxt = (h ^ col) * prime
+            h = np.where(col != 0, nxt, h) if skip_nul is not None and skip_nul[j] else nxt
     return h
 
 
