@@ -294,7 +294,8 @@ def test_open_errors(tmp_path, store):
         Store.open(tmp_path / "nowhere")
     with pytest.raises(StoreError, match="already a store"):
         Store.create(store.path)
-    m = store.path / "generations/0/manifest.json"
+    store.load({"bene": benes(A)}, "t")
+    m = store.path / "generations/1/manifest.json"
     doc = json.loads(m.read_bytes())
     doc["format_version"] = 99
     m.write_text(json.dumps(doc))
@@ -303,8 +304,17 @@ def test_open_errors(tmp_path, store):
     doc["format_version"] = 1
     doc["tables"]["bene"]["n"] = 5
     m.write_text(json.dumps(doc))
-    with pytest.raises(StoreError, match="offsets do not span its data for 5 rows"):
+    with pytest.raises(StoreError, match="bene_id: offsets do not span its data for 5 rows"):
         Store.open(store.path)
     (store.path / "CURRENT").write_text("x\n")
     with pytest.raises(StoreError, match="'x' is not a generation number"):
         Store.open(store.path)
+
+
+def test_row_under_an_obsolete_mbi_does_not_replace_the_current_one(store):
+    xref = tab("bene_mbi", 1, crnt_num=[B], prvs_num=[A])
+    store.load({"bene": benes(B, names=["Current"]), "bene_mbi": xref}, "t", now=T0)
+    store.load({"bene": benes(A, names=["Stale"])}, "t", now=T1)
+    with Store.open(store.path) as snap:
+        assert snap.tables["bene"]["bene_1st_name"].to_list() == ["Current"]
+        assert snap.bene_index(A) == snap.bene_index(B) == 0

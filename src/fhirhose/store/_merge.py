@@ -181,7 +181,7 @@ def merge(old: Mapping[str, Table], delta_in: Mapping[str, Table], now_ms: int, 
     resolve = Resolver(x_crnt, x_prvs)
 
     ob, db = old["bene"], d("bene")
-    o_key, d_key, bene, index, res.next_bene_seq = _merge_bene(ob, db, resolve, now_ms, next_seq)
+    o_key, d_key, bene, index, res.next_bene_seq = _merge_bene(ob, db, resolve, x_prvs, now_ms, next_seq)
     res.added["bene"] = int(bene.n - ob.n)
     nb = bene.n
     bene_links: dict[str, np.ndarray] = {}
@@ -220,16 +220,20 @@ def merge(old: Mapping[str, Table], delta_in: Mapping[str, Table], now_ms: int, 
     return res
 
 
-def _merge_bene(ob: Table, db: Table, resolve: Resolver, now_ms: int, next_seq: int):
+def _merge_bene(ob: Table, db: Table, resolve: Resolver, obsolete: np.ndarray, now_ms: int, next_seq: int):
     d_mbi = _s(db, "bene_mbi_id")
     if db.n and (d_mbi == b"").any():
         raise BatchError(f"load: bene row {int(np.argmax(d_mbi == b''))} has no bene_mbi_id")
-    o_key, d_key = resolve(_s(ob, "bene_mbi_id")), resolve(d_mbi)
+    o_mbi = _s(ob, "bene_mbi_id")
+    o_key, d_key = resolve(o_mbi), resolve(d_mbi)
     width = max(o_key.dtype.itemsize, d_key.dtype.itemsize, 1)
     all_key = np.concatenate([o_key.astype(f"S{width}"), d_key.astype(f"S{width}")])
     n_all, n_old = len(all_key), ob.n
     uk, first = np.unique(all_key, return_index=True)
-    winner = n_all - 1 - np.unique(all_key[::-1], return_index=True)[1]  # the last row of each person
+    # A person's row: the last one under a current MBI (one no CCLF9 names as previous), else the last.
+    current = ~np.isin(np.concatenate([o_mbi.astype(f"S{width}"), d_mbi.astype(f"S{width}")]), obsolete)
+    by_rank = np.lexsort((np.arange(n_all), current, all_key))
+    winner = by_rank[_last_of_each(all_key[by_rank])]
 
     combined = _concat_tables("bene", [ob, db])
     ids = _ops.fixed(combined.columns["bene_id"])

@@ -48,7 +48,7 @@ import numpy as np
 
 from ..columns import Table
 from ..errors import StoreError
-from . import _merge, _ops, layout, schema
+from . import _merge, _ops, layout
 from .layout import FORMAT_VERSION, LoadEntry, Manifest, SourceInfo
 
 __all__ = ["Store", "Snapshot", "SourceInfo"]
@@ -166,9 +166,9 @@ class Store:
         (root / _GEN).mkdir(parents=True, exist_ok=True)
         (root / _READERS).mkdir(exist_ok=True)
         (root / "LOCK").touch()
-        empty = {name: schema.complete(name, {}, 0) for name in schema.TABLES}
+        # Generation 0 lists no tables: every schema table opens empty.
         manifest = Manifest(FORMAT_VERSION, 0, _now_ms(), {}, {}, [])
-        cls._write_generation(root, 0, empty, manifest, None, None)
+        cls._write_generation(root, 0, {}, manifest, None, None)
         layout.write_atomic(root / _CURRENT, b"0\n")
         return cls(root, keep=keep)
 
