@@ -28,6 +28,9 @@ cdef enum:
     OP_EACH = 13
     OP_NEXT = 14
     OP_SEQ = 15
+    OP_SEQ_STRONG = 16
+    OP_TICK = 17
+    OP_IFMISSING = 18
 
 cdef enum:
     K_STR = 1
@@ -349,6 +352,9 @@ cdef class Writer:
             elif op == OP_IFHAS:
                 if self.missing(&self.cols[a], row):
                     pc = b
+            elif op == OP_IFMISSING:
+                if not self.missing(&self.cols[a], row):
+                    pc = b
             elif op == OP_EACH:
                 lk = &self.links[a]
                 r = row[lk.parent_slot]
@@ -364,8 +370,10 @@ cdef class Writer:
                 row[lk.child_slot] += 1
                 if row[lk.child_slot] < end[lk.child_slot]:
                     pc = b
-            elif op == OP_SEQ:
+            elif op == OP_SEQ or op == OP_SEQ_STRONG:
                 counters[a] += 1
+                if op == OP_SEQ_STRONG:
+                    strong += 1
                 hlen = self.foff[b + 1] - self.foff[b]
                 tlen = self.foff[cc + 1] - self.foff[cc]
                 out.grow(hlen + tlen + 24)
@@ -380,6 +388,8 @@ cdef class Writer:
                 memcpy(w, self.blob + self.foff[cc], tlen)
                 w += tlen
                 out.size = w - out.data
+            elif op == OP_TICK:
+                counters[a] += 1
             elif op == OP_END:
                 return 0
             else:

@@ -23,13 +23,16 @@ from .template import (
     OP_END,
     OP_IFCAT,
     OP_IFHAS,
+    OP_IFMISSING,
     OP_MAP,
     OP_NEXT,
     OP_NUM,
     OP_OPEN,
     OP_RAW,
     OP_SEQ,
+    OP_SEQ_STRONG,
     OP_STR,
+    OP_TICK,
     OP_TIME,
     Plan,
 )
@@ -234,6 +237,9 @@ class Writer:
             elif op == OP_IFHAS:
                 if self._value_missing(a, row):
                     pc = b * 4
+            elif op == OP_IFMISSING:
+                if not self._value_missing(a, row):
+                    pc = b * 4
             elif op == OP_EACH:
                 pslot, cslot, offsets = self._links[a]
                 lo, hi = int(offsets[row[pslot]]), int(offsets[row[pslot] + 1])
@@ -246,12 +252,16 @@ class Writer:
                 row[cslot] += 1
                 if row[cslot] < end[cslot]:
                     pc = b * 4
-            elif op == OP_SEQ:
+            elif op == OP_SEQ or op == OP_SEQ_STRONG:
                 counters[a] += 1
                 sep()
                 buf += frags[b]
                 buf += b"%d" % counters[a]
                 buf += frags[c]
+                if op == OP_SEQ_STRONG:
+                    strong += 1
+            elif op == OP_TICK:
+                counters[a] += 1
             elif op == OP_END:
                 return
             else:

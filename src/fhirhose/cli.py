@@ -21,7 +21,7 @@ COMMANDS = {
     "ingest": "fhirhose.store.ingest_cli",
     "export": "fhirhose.export.cli",
     "pull": "fhirhose.client.cli",
-    "bench": "fhirhose.bench_cli",
+    "bench": "fhirhose.bench.cli",
     "admin": "fhirhose.server.admin_cli",
 }
 

@@ -1,8 +1,9 @@
 """Resource templates: a resource's JSON shape declared once, run by two interpreters.
 
 A template is a tree of nodes (`K`, `Val`, `Map`, `Obj`, `Arr`, `Each`, `If`,
-`IfHas`, `Seq`). `Template.bind(tables)` flattens it into a `Plan`: an int32
-op array, one blob of pre-escaped JSON fragments, and column descriptors. The
+`IfHas`, `IfMissing`, `Seq`, `Tick`). `Template.bind(tables)` flattens it
+into a `Plan`: an int32 op array, one blob of pre-escaped JSON fragments, and
+column descriptors. The
 compiled core (`fhirhose._core.Writer`) and its pure-Python twin
 (`fhirhose._core_py.Writer`) both execute a Plan; the shape of every resource
 lives only here, in `fhirhose.fhir.*`, so the two can never drift apart.
@@ -13,7 +14,13 @@ Emission rules, shared by both interpreters:
 - `Obj`/`Arr` groups are dropped whole (key included) when nothing *strong*
   was emitted inside them. Values are strong; constants are strong unless
   declared `weak` (a coding's "system" is decoration of its "code").
-- `Seq` numbers (weak) are rolled back with a dropped group.
+- `Seq` numbers (weak unless `strong`) and `Tick`s are rolled back with a
+  dropped group.
+
+Cross-references (item.careTeamSequence → careTeam.sequence) are kept in step
+by running a second counter over the same conditions: strong `Seq`s keep the
+referring array alive, `Tick`s advance a counter past entries emitted
+elsewhere (e.g. header diagnoses before the line ones).
 """
 
 from __future__ import annotations
@@ -37,7 +44,9 @@ __all__ = [
     "Each",
     "If",
     "IfHas",
+    "IfMissing",
     "Seq",
+    "Tick",
     "Raw",
     "Template",
     "Plan",
@@ -62,6 +71,9 @@ OP_IFHAS = 12  # col, jump           : skip to jump if value missing
 OP_EACH = 13  # link, jump          : enter child rows; jump past NEXT if none
 OP_NEXT = 14  # link, back          : next child row or leave
 OP_SEQ = 15  # counter, head, tail : ++counter (weak)
+OP_SEQ_STRONG = 16  # counter, head, tail : ++counter, counted as a value
+OP_TICK = 17  # counter             : ++counter, nothing written
+OP_IFMISSING = 18  # col, jump        : skip to jump if value present
 
 KIND_CODES = {"str": 1, "cat": 2, "date": 3, "num": 4, "time": 5}
 MAX_COUNTERS = 8
@@ -210,10 +222,35 @@ class IfHas(Node):
 
 
 @dataclass(frozen=True)
+class IfMissing(Node):
+    """`children` only when the column has no value at the current row: the fallback
+    beside an `IfHas` (e.g. a data-absent-reason for a required element)."""
+
+    col: str
+    children: tuple
+
+    def __init__(self, col: str, *children: Node):
+        object.__setattr__(self, "col", col)
+        object.__setattr__(self, "children", tuple(children))
+
+
+@dataclass(frozen=True)
 class Seq(Node):
-    """The next number (1, 2, ...) of a per-resource counter, as `"key": n`."""
+    """The next number (1, 2, ...) of a per-resource counter, as `"key": n`.
+
+    Weak by default (a sequence alone does not keep its group); `strong=True`
+    makes it count as a value, for a number that *is* the content (an element
+    of `careTeamSequence`)."""
 
     key: str | None
+    counter: int = 0
+    strong: bool = False
+
+
+@dataclass(frozen=True)
+class Tick(Node):
+    """Advance a per-resource counter by one without writing anything."""
+
     counter: int = 0
 
 
@@ -344,16 +381,20 @@ class _Compiler:
             for c in n.children:
                 self.node(c)
             self.ops[at][3] = len(self.ops)
-        elif isinstance(n, IfHas):
+        elif isinstance(n, (IfHas, IfMissing)):
             cid, _ = self.col_id(n.col)
-            at = self.emit(OP_IFHAS, cid, 0)
+            at = self.emit(OP_IFHAS if isinstance(n, IfHas) else OP_IFMISSING, cid, 0)
             for c in n.children:
                 self.node(c)
             self.ops[at][2] = len(self.ops)
-        elif isinstance(n, Seq):
+        elif isinstance(n, (Seq, Tick)):
             if not 0 <= n.counter < MAX_COUNTERS:
-                raise TemplateError(f"Seq counter {n.counter} is outside 0..{MAX_COUNTERS - 1}")
-            self.emit(OP_SEQ, n.counter, self.frag(_key(n.key)), self.frag(""))
+                raise TemplateError(f"{type(n).__name__} counter {n.counter} is outside 0..{MAX_COUNTERS - 1}")
+            if isinstance(n, Tick):
+                self.emit(OP_TICK, n.counter)
+            else:
+                op = OP_SEQ_STRONG if n.strong else OP_SEQ
+                self.emit(op, n.counter, self.frag(_key(n.key)), self.frag(""))
         else:
             raise TemplateError(f"unknown template node {n!r}")
 
@@ -417,7 +458,7 @@ class _Compiler:
 
 
 def _has_seq(n: Node) -> bool:
-    if isinstance(n, Seq):
+    if isinstance(n, (Seq, Tick)):
         return True
     return any(_has_seq(c) for c in getattr(n, "children", ()))
 

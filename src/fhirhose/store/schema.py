@@ -63,7 +63,11 @@ TABLES: dict[str, tuple[ColSpec, ...]] = {
         "bene_line_4_adr:str bene_line_5_adr:str bene_line_6_adr:str geo_zip_plc_name:str "
         "geo_usps_state_cd:cat geo_zip5_cd:str geo_zip4_cd:str "
         "ptc_cntrct_id:str ptc_pbp_id:str ptd_cntrct_id:str ptd_pbp_id:str "
-        "bene_crec_cd:cat bene_esrd_ind:cat last_updated:time"
+        "bene_crec_cd:cat bene_esrd_ind:cat last_updated:time "
+        # RIF-only (CCW beneficiary file), so BFD's Patient/Coverage can be compared: entitlement
+        # end (termination code, coverage end), Part D coverage, reference year, MBI start.
+        "bene_pta_trmntn_cd:cat bene_ptb_trmntn_cd:cat pta_cvrg_end_dt:date ptb_cvrg_end_dt:date "
+        "ptd_cvrg_strt_dt:date ptd_cvrg_end_dt:date ptd_sgmt_id:str rfrnc_yr:int mbi_efctv_bgn_dt:date"
     ),
     # CCLF9: historic MBIs of a beneficiary.
     "bene_mbi": _parse("crnt_num:str prvs_num:str prvs_id_efctv_dt:date prvs_id_obslt_dt:date"),
@@ -116,7 +120,14 @@ TABLES: dict[str, tuple[ColSpec, ...]] = {
         "clm_dgns_7_cd:str clm_dgns_8_cd:str clm_dgns_9_cd:str clm_dgns_10_cd:str clm_dgns_11_cd:str "
         "clm_dgns_12_cd:str dgns_prcdr_icd_ind:cat clm_rfrg_prvdr_npi_num:str clm_cntrctr_num:str "
         # Derived at load: sums over the lines (CCLF5 has no header amounts).
-        "clm_pmt_amt:money clm_alowd_chrg_amt:money"
+        "clm_pmt_amt:money clm_alowd_chrg_amt:money "
+        # RIF-only: the billing NPI (CCLF6's name; CCLF5 lacks it).
+        "clm_blg_prvdr_npi_num:str "
+        # RIF-only carrier/DME header fields BFD maps (CCW claim file).
+        "nch_near_line_rec_ident_cd:cat carr_clm_entry_cd:cat carr_clm_prvdr_asgnmt_ind_sw:cat "
+        "clm_clncl_tril_num:str carr_clm_hcpcs_yr_cd:cat carr_clm_prmry_pyr_pd_amt:money "
+        "nch_clm_prvdr_pmt_amt:money nch_clm_bene_pmt_amt:money nch_carr_clm_sbmtd_chrg_amt:money "
+        "carr_clm_cash_ddctbl_apld_amt:money"
     ),
     # CCLF5 line fields.
     "partb_line": _parse(
@@ -126,14 +137,29 @@ TABLES: dict[str, tuple[ColSpec, ...]] = {
         "clm_line_dgns_cd:str clm_rndrg_prvdr_tax_num:str rndrg_prvdr_npi_num:str clm_prcsg_ind_cd:cat "
         "clm_line_alowd_chrg_amt:money clm_line_srvc_unit_qty:qty hcpcs_1_mdfr_cd:cat "
         "hcpcs_2_mdfr_cd:cat hcpcs_3_mdfr_cd:cat hcpcs_4_mdfr_cd:cat hcpcs_5_mdfr_cd:cat "
-        "hcpcs_betos_cd:cat clm_rndrg_prvdr_npi_num:str"
+        "hcpcs_betos_cd:cat clm_rndrg_prvdr_npi_num:str "
+        # RIF-only line fields BFD maps (CCW claim file).
+        "prtcptng_ind_cd:cat line_pmt_80_100_cd:cat line_service_deductible:cat line_ndc_cd:str "
+        "line_bene_pmt_amt:money line_prvdr_pmt_amt:money line_bene_ptb_ddctbl_amt:money "
+        "line_bene_prmry_pyr_pd_amt:money line_coinsrnc_amt:money line_sbmtd_chrg_amt:money "
+        "org_npi_num:str carr_line_rdcd_pmt_phys_astn_c:cat carr_line_prcng_lclty_cd:cat prvdr_zip:str "
+        "carr_line_clia_lab_num:str carr_line_mtus_cnt:qty carr_line_mtus_cd:cat"
     ),
     # CCLF6 header fields.
     "dme": _parse(
         CLAIM_STORE + " bene_hic_num:str clm_type_cd:cat clm_from_dt:date clm_thru_dt:date "
         "clm_carr_pmt_dnl_cd:cat clm_adjsmt_type_cd:cat clm_efctv_dt:date clm_idr_ld_dt:date "
         "clm_cntl_num:str bene_eqtbl_bic_hicn_num:str clm_disp_cd:cat clm_blg_prvdr_npi_num:str "
-        "clm_rfrg_prvdr_npi_num:str clm_pmt_amt:money clm_alowd_chrg_amt:money"
+        "clm_rfrg_prvdr_npi_num:str clm_pmt_amt:money clm_alowd_chrg_amt:money "
+        # RIF-only: the DME claim's diagnoses and carrier number (CCLF5 names), header fields.
+        "clm_dgns_1_cd:str clm_dgns_2_cd:str clm_dgns_3_cd:str clm_dgns_4_cd:str clm_dgns_5_cd:str "
+        "clm_dgns_6_cd:str clm_dgns_7_cd:str clm_dgns_8_cd:str clm_dgns_9_cd:str clm_dgns_10_cd:str "
+        "clm_dgns_11_cd:str clm_dgns_12_cd:str dgns_prcdr_icd_ind:cat clm_cntrctr_num:str "
+        # RIF-only carrier/DME header fields BFD maps (CCW claim file).
+        "nch_near_line_rec_ident_cd:cat carr_clm_entry_cd:cat carr_clm_prvdr_asgnmt_ind_sw:cat "
+        "clm_clncl_tril_num:str carr_clm_hcpcs_yr_cd:cat carr_clm_prmry_pyr_pd_amt:money "
+        "nch_clm_prvdr_pmt_amt:money nch_clm_bene_pmt_amt:money nch_carr_clm_sbmtd_chrg_amt:money "
+        "carr_clm_cash_ddctbl_apld_amt:money"
     ),
     # CCLF6 line fields.
     "dme_line": _parse(
@@ -141,7 +167,17 @@ TABLES: dict[str, tuple[ColSpec, ...]] = {
         "clm_line_thru_dt:date clm_line_hcpcs_cd:str clm_line_cvrd_pd_amt:money clm_prmry_pyr_cd:cat "
         "payto_prvdr_npi_num:str ordrg_prvdr_npi_num:str clm_prcsg_ind_cd:cat "
         "clm_line_alowd_chrg_amt:money clm_line_srvc_unit_qty:qty hcpcs_1_mdfr_cd:cat "
-        "hcpcs_2_mdfr_cd:cat hcpcs_3_mdfr_cd:cat hcpcs_4_mdfr_cd:cat hcpcs_betos_cd:cat"
+        "hcpcs_2_mdfr_cd:cat hcpcs_3_mdfr_cd:cat hcpcs_4_mdfr_cd:cat hcpcs_betos_cd:cat "
+        # RIF-only (CCLF5 names where CCLF5 has the field): line diagnosis, supplier specialty,
+        # tax number, state; then DME line fields BFD maps.
+        "clm_line_dgns_cd:str clm_prvdr_spclty_cd:cat clm_rndrg_prvdr_tax_num:str prvdr_state_cd:cat "
+        # RIF-only line fields BFD maps (CCW claim file).
+        "prtcptng_ind_cd:cat line_pmt_80_100_cd:cat line_service_deductible:cat line_ndc_cd:str "
+        "line_bene_pmt_amt:money line_prvdr_pmt_amt:money line_bene_ptb_ddctbl_amt:money "
+        "line_bene_prmry_pyr_pd_amt:money line_coinsrnc_amt:money line_sbmtd_chrg_amt:money "
+        "line_prmry_alowd_chrg_amt:money line_dme_prchs_price_amt:money prvdr_num:str "
+        "dmerc_line_prcng_state_cd:cat dmerc_line_supplr_type_cd:cat dmerc_line_scrn_svgs_amt:money "
+        "dmerc_line_mtus_cnt:qty dmerc_line_mtus_cd:cat"
     ),
     # CCLF7 Part D events.
     "pde": _parse(

@@ -1,0 +1,1 @@
+"""Benchmark workloads shared by benchmarks/, the CI guard and `fhirhose bench`."""

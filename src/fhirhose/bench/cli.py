@@ -1,0 +1,53 @@
+"""`fhirhose bench`: measure the core against its baselines in one run, print the table.
+
+`--guard` exits non-zero when a ratio falls below its floor (CI);
+`--readme FILE` rewrites the table between the benchmark markers in FILE.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..errors import InputError
+
+# Floors for --guard, well under the figures measured when they were set (README table).
+FLOORS = {
+    "compiled/twin": 20.0,
+    "compiled/orjson": 5.0,
+    "gzip pipeline/gzip alone": 0.5,
+}
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="measure the writer and compression pipelines (ratios to baselines)")
+    p.add_argument("--benes", type=int, default=3000, help="synthetic beneficiaries (default 3000)")
+    p.add_argument("--guard", action="store_true", help="fail when a ratio falls below its floor")
+    p.add_argument("--readme", type=Path, help="rewrite the benchmark table in this README")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    try:
+        import orjson  # noqa: F401  (the baseline encoder)
+    except ImportError:
+        raise InputError("fhirhose bench needs orjson for its baseline: pip install 'fhirhose[test]'") from None
+    from .workloads import carrier_workload, measure_all, ratio_table
+
+    got = measure_all(carrier_workload(args.benes))
+    table = ratio_table()
+    print("\n".join(table))
+    if args.readme:
+        text = args.readme.read_text()
+        if BEGIN not in text or END not in text:
+            raise InputError(f"{args.readme}: no {BEGIN} ... {END} markers to replace")
+        body = "\n".join([BEGIN, f"(`fhirhose bench --benes {args.benes}`, carrier EOBs)", "", *table, END])
+        args.readme.write_text(re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: body, text, flags=re.S))
+    if args.guard:
+        failed = [f"{k}: {got[k]:.2f}x < floor {v}x" for k, v in FLOORS.items() if got[k] < v]
+        for f in failed:
+            print("GUARD FAILED", f)
+        print("throughput guard:", "FAILED" if failed else "ok")
+        return 1 if failed else 0
+    return 0

@@ -1,0 +1,350 @@
+"""The exporter: beneficiaries → rows per resource source → NDJSON files.
+
+A plain library object (the server reuses it): it holds a store's tables and
+bound writers; `export_chunk` writes the files of one chunk of beneficiaries;
+`export` runs all chunks (in this process or a process pool) and writes
+`manifest.json`. Row selection is vectorized numpy over whole columns; the
+writer then sees only row numbers, never Python objects per record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable, Iterable, NamedTuple, Sequence
+
+import msgspec
+import numpy as np
+
+from .._backend import core as _default_core
+from ..columns import NO_DATE, NO_NUM, Table
+from ..errors import ExportError, InputError
+from ..template import Template
+from .files import FileInfo, RollingWriter
+from .manifest import Manifest, output_item
+
+__all__ = [
+    "Source",
+    "ClaimFilter",
+    "ExportSpec",
+    "Exporter",
+    "ExportResult",
+    "RESOURCE_TYPES",
+    "claim_rows",
+    "export_store",
+]
+
+log = logging.getLogger("fhirhose.export")
+
+RESOURCE_TYPES = ("Patient", "Coverage", "ExplanationOfBenefit")
+
+
+class Source(NamedTuple):
+    """One template feeding one resource type, over one root table.
+
+    `select(table, rows) -> rows` narrows candidate rows (claim type, coverage
+    part); `service_dates` names the (from, thru) date columns `_typeFilter`
+    service-date tests; claim sources are those whose table links from `bene`.
+    """
+
+    rtype: str
+    template: Template
+    table: str
+    select: Callable[[Table, np.ndarray], np.ndarray] | None = None
+    service_dates: tuple[str, str] | None = None
+
+
+class ClaimFilter(msgspec.Struct, frozen=True):
+    """One `_typeFilter` on ExplanationOfBenefit; several are OR-ed.
+
+    service_ge/le are days since the epoch (inclusive); final_action "F"/"N".
+    """
+
+    service_ge: int | None = None
+    service_le: int | None = None
+    final_action: str | None = None
+
+
+class ExportSpec(msgspec.Struct, frozen=True):
+    """What to export, independent of who asked (the access rules fill it in)."""
+
+    types: tuple[str, ...] = RESOURCE_TYPES
+    since_ms: int | None = None  # `_since`: last_updated >= since
+    until_ms: int | None = None  # `_until`: last_updated < until
+    claim_filters: tuple[ClaimFilter, ...] = ()
+    claims_from: int | None = None  # days: lookback / attestation start (service from >=)
+    claims_through: int | None = None  # days: runout cut-off (service from <=)
+    exclude_sud: bool = True  # 42 CFR Part 2 claims never leave
+    compression: str = "gzip"
+    level: int | None = None
+    max_file_bytes: int = 256 << 20
+    batch_rows: int = 2048
+
+    def check(self) -> None:
+        bad = [t for t in self.types if t not in RESOURCE_TYPES]
+        if bad:
+            raise InputError(f"_type: {', '.join(bad)} not supported; supported: {', '.join(RESOURCE_TYPES)}")
+
+
+class ExportResult(msgspec.Struct):
+    files: list[FileInfo]
+    manifest_path: str | None = None
+
+
+def claim_rows(bene: Table, table: str, bene_rows: np.ndarray) -> np.ndarray:
+    """All rows of claim table `table` for the given bene rows (vectorized range expansion)."""
+    off = bene.links[table]
+    starts = off[bene_rows]
+    lens = off[bene_rows + 1] - starts
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    # Row k of the output = starts[i] + (k - first output index of bene i).
+    firsts = np.cumsum(lens) - lens
+    return np.repeat(starts - firsts, lens) + np.arange(total, dtype=np.int64)
+
+
+def _in_window(values: np.ndarray, lo: int | None, hi: int | None) -> np.ndarray:
+    keep = values != NO_NUM
+    if lo is not None:
+        keep &= values >= lo
+    if hi is not None:
+        keep &= values < hi
+    return keep
+
+
+class Exporter:
+    """Writes NDJSON for beneficiaries of one store snapshot.
+
+    `tables` is the store's tables (memory-mapped); `sources` defaults to the
+    registry of every resource fhirhose emits; `core` is the backend module.
+    """
+
+    def __init__(self, tables: dict[str, Table], sources: Sequence[Source] | None = None, core=None):
+        if sources is None:
+            from ..fhir.registry import SOURCES
+
+            sources = SOURCES
+        self.tables = tables
+        self.sources = list(sources)
+        self.core = core or _default_core
+        self._writers: dict[int, object] = {}
+
+    def writer(self, template: Template):
+        key = id(template)
+        w = self._writers.get(key)
+        if w is None:
+            w = self._writers[key] = self.core.Writer(template.bind(self.tables))
+        return w
+
+    # -- selection ----------------------------------------------------------
+    def rows_for(self, source: Source, bene_rows: np.ndarray, spec: ExportSpec, since_exempt=None) -> np.ndarray:
+        """Root rows of `source` to write for these beneficiaries under `spec`."""
+        table = self.tables[source.table]
+        is_claim = source.table != "bene"
+        rows = claim_rows(self.tables["bene"], source.table, bene_rows) if is_claim else bene_rows
+        if source.select is not None and len(rows):
+            rows = source.select(table, rows)
+        if not len(rows):
+            return rows
+        keep = np.ones(len(rows), bool)
+        if spec.since_ms is not None or spec.until_ms is not None:
+            lu = table["last_updated"].values[rows]
+            window = _in_window(lu, spec.since_ms, spec.until_ms)
+            if since_exempt is not None and len(since_exempt):
+                # Beneficiaries new to a roster get their full history (BCDA rule).
+                owner = rows if not is_claim else self._owner(source.table, rows)
+                window |= np.isin(owner, since_exempt) & _in_window(lu, None, spec.until_ms)
+            keep &= window
+        if is_claim:
+            keep &= self._claim_mask(source, table, rows, spec)
+        return rows[keep]
+
+    def _owner(self, table: str, rows: np.ndarray) -> np.ndarray:
+        """Bene row owning each claim row (claims are sorted by beneficiary)."""
+        off = self.tables["bene"].links[table]
+        return np.searchsorted(off, rows, side="right") - 1
+
+    def _claim_mask(self, source: Source, table: Table, rows: np.ndarray, spec: ExportSpec) -> np.ndarray:
+        keep = np.ones(len(rows), bool)
+        if spec.exclude_sud:
+            sud = table["sud_ind"]
+            yes = [i for i, lab in enumerate(sud.labels) if lab == "Y"]
+            if yes:
+                keep &= ~np.isin(sud.codes[rows], yes)
+        frm = thru = None
+        if source.service_dates:
+            frm = table[source.service_dates[0]].values[rows].astype(np.int64)
+            thru = table[source.service_dates[1]].values[rows].astype(np.int64)
+            thru = np.where(thru == NO_DATE, frm, thru)
+        if frm is not None:
+            if spec.claims_from is not None:
+                keep &= (frm != NO_DATE) & (thru >= spec.claims_from)
+            if spec.claims_through is not None:
+                keep &= (frm != NO_DATE) & (frm <= spec.claims_through)
+        if spec.claim_filters:
+            anyf = np.zeros(len(rows), bool)
+            fa = table["final_action"]
+            for f in spec.claim_filters:
+                m = np.ones(len(rows), bool)
+                if frm is not None and f.service_ge is not None:
+                    m &= (frm != NO_DATE) & (thru >= f.service_ge)
+                if frm is not None and f.service_le is not None:
+                    m &= (frm != NO_DATE) & (frm <= f.service_le)
+                if f.final_action is not None:
+                    code = fa.labels.index(f.final_action) if f.final_action in fa.labels else -1
+                    m &= fa.codes[rows] == code
+                anyf |= m
+            keep &= anyf
+        return keep
+
+    # -- writing ------------------------------------------------------------
+    def export_chunk(
+        self,
+        bene_rows: np.ndarray,
+        spec: ExportSpec,
+        out_dir: str | os.PathLike,
+        *,
+        tag: str = "",
+        since_exempt: np.ndarray | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> list[FileInfo]:
+        """Write the files of one chunk of beneficiaries; returns them in type order.
+
+        On any error (or cancellation) no partial file is left behind.
+        """
+        spec.check()
+        bene_rows = np.asarray(bene_rows, dtype=np.int64)
+        out = self.core.OutBuffer(1 << 22)
+        files: list[FileInfo] = []
+        for rtype in spec.types:
+            roll = RollingWriter(
+                Path(out_dir), rtype, spec.compression, max_bytes=spec.max_file_bytes, tag=tag, level=spec.level
+            )
+            try:
+                for source in self.sources:
+                    if source.rtype != rtype:
+                        continue
+                    rows = self.rows_for(source, bene_rows, spec, since_exempt)
+                    if not len(rows):
+                        continue
+                    w = self.writer(source.template)
+                    for i in range(0, len(rows), spec.batch_rows):
+                        if cancelled is not None and cancelled():
+                            raise ExportError("export cancelled")
+                        batch = rows[i : i + spec.batch_rows]
+                        w.write(batch, out)
+                        roll.write(out, len(batch))
+                        out.clear()
+                files.extend(roll.close())
+            except BaseException:
+                roll.abort()
+                for f in roll.done:
+                    (Path(out_dir) / f.name).unlink(missing_ok=True)
+                raise
+        return files
+
+    def export(
+        self,
+        bene_rows: np.ndarray,
+        spec: ExportSpec,
+        out_dir: str | os.PathLike,
+        *,
+        chunk_benes: int = 5000,
+        request: str = "fhirhose export",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ExportResult:
+        """Export in this process, chunk by chunk, then write `manifest.json`."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        started = dt.datetime.now(dt.timezone.utc)
+        chunks = chunk_rows(bene_rows, chunk_benes)
+        files: list[FileInfo] = []
+        for i, rows in enumerate(chunks):
+            files.extend(self.export_chunk(rows, spec, out_dir, tag=f"-{i:05d}"))
+            if progress:
+                progress(i + 1, len(chunks))
+        return ExportResult(files, str(write_manifest(out_dir, files, started, request)))
+
+
+def chunk_rows(bene_rows: np.ndarray, chunk_benes: int) -> list[np.ndarray]:
+    bene_rows = np.asarray(bene_rows, dtype=np.int64)
+    if chunk_benes <= 0:
+        raise InputError(f"chunk size {chunk_benes} must be positive")
+    return [bene_rows[i : i + chunk_benes] for i in range(0, len(bene_rows), chunk_benes)] or [bene_rows]
+
+
+def order_files(files: Iterable[FileInfo], types: Sequence[str]) -> list[FileInfo]:
+    """Manifest order: by resource type as requested, then by name (chunk, part)."""
+    rank = {t: i for i, t in enumerate(types)}
+    return sorted(files, key=lambda f: (rank.get(f.type, len(rank)), f.name))
+
+
+def write_manifest(out_dir: Path, files: list[FileInfo], started: dt.datetime, request: str) -> Path:
+    """`manifest.json` in the Bulk Data shape, urls relative to `out_dir`; written atomically."""
+    manifest = Manifest(
+        transactionTime=started.isoformat(timespec="milliseconds"),
+        request=request,
+        requiresAccessToken=False,
+        output=[output_item(f, f.name) for f in order_files(files, RESOURCE_TYPES)],
+    )
+    path = out_dir / "manifest.json"
+    tmp = out_dir / "manifest.json.part"
+    tmp.write_bytes(msgspec.json.format(msgspec.json.encode(manifest), indent=2))
+    os.replace(tmp, path)
+    return path
+
+
+# -- process pool -------------------------------------------------------------
+
+_WORKER_EXPORTERS: dict[tuple, Exporter] = {}
+
+
+def _worker_chunk(opener: Callable[[], dict[str, Table]], key: tuple, bene_rows, spec, out_dir, tag, since_exempt):
+    # Runs in a pool process: open the store once per process, reuse bound writers.
+    ex = _WORKER_EXPORTERS.get(key)
+    if ex is None:
+        ex = _WORKER_EXPORTERS[key] = Exporter(opener())
+    return ex.export_chunk(bene_rows, spec, out_dir, tag=tag, since_exempt=since_exempt)
+
+
+def export_store(
+    opener: Callable[[], dict[str, Table]],
+    key: tuple,
+    bene_rows: np.ndarray,
+    spec: ExportSpec,
+    out_dir: str | os.PathLike,
+    *,
+    workers: int = os.cpu_count() or 1,
+    chunk_benes: int = 5000,
+    request: str = "fhirhose export",
+    progress: Callable[[int, int], None] | None = None,
+) -> ExportResult:
+    """Export with a process pool; `opener()` (picklable) returns the tables in each worker,
+    `key` identifies the snapshot (store path, generation) for per-process caching."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = dt.datetime.now(dt.timezone.utc)
+    chunks = chunk_rows(bene_rows, chunk_benes)
+    files: list[FileInfo] = []
+    if workers <= 1:
+        ex = Exporter(opener())
+        for i, rows in enumerate(chunks):
+            files.extend(ex.export_chunk(rows, spec, out_dir, tag=f"-{i:05d}"))
+            if progress:
+                progress(i + 1, len(chunks))
+    else:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            futs = [
+                pool.submit(_worker_chunk, opener, key, rows, spec, str(out_dir), f"-{i:05d}", None)
+                for i, rows in enumerate(chunks)
+            ]
+            for done, fut in enumerate(futs, 1):
+                files.extend(fut.result())
+                if progress:
+                    progress(done, len(chunks))
+    return ExportResult(files, str(write_manifest(out_dir, files, started, request)))
