@@ -224,6 +224,7 @@ class Records:
         self.origin = member.origin
         self.fields = {f.name: f for f in layout(fid)}
         self.reclen = reclen
+        self._done: dict[tuple[str, str], Column] = {}
         self.m, self.width = _split(member.data, reclen, self)
         self.n = len(self.m)
         if self.n != count:
@@ -303,19 +304,32 @@ class Records:
             raise self.fail(name, int(np.argmax(bad)), "is not a date (YYYY-MM-DD)")
         return Date(days)
 
-    def cat(self, name: str, domain: Sequence[str] | None = None) -> Cat:
+    def cat(self, name: str, domain: Sequence[str] | None = None, digits: bool = False) -> Cat:
         raw = self.raw(name)
         if raw is None:
             return schema.empty_column("cat", self.n)
-        vals = _ops.fixed(_ops.str_from_matrix(raw), raw.shape[1])
-        if domain is not None:
-            bad = (vals != b"") & ~np.isin(vals, [d.encode() for d in domain])
-            if bad.any():
-                raise self.fail(name, int(np.argmax(bad)), f"is not one of {', '.join(domain)}")
-        return _ops.cat_from_bytes(vals)
+        # Codes come from the distinct padded values; only those are stripped and checked.
+        n, w = raw.shape
+        uniq, inv = np.unique(np.ascontiguousarray(raw).view(f"S{w}").reshape(n), return_inverse=True)
+        labels = [u.decode("ascii").strip() for u in uniq.tolist()]
+        for i, lab in enumerate(labels):
+            bad = (domain is not None and lab and lab not in domain) or (digits and not lab.isdigit() and lab)
+            if bad:
+                what = f"is not one of {', '.join(domain)}" if domain is not None and lab not in domain else "is not a number"
+                raise self.fail(name, int(np.argmax(inv.reshape(-1) == i)), what)
+        final = [""] + sorted(set(labels) - {""})
+        index = {lab: k for k, lab in enumerate(final)}
+        remap = np.array([index[lab] for lab in labels], np.uint16)
+        return Cat(remap[inv.reshape(-1)], final)
 
     def column(self, name: str, kind: str) -> Column:
         """A field as a column of a schema kind, checked against the field's picture."""
+        key = (name, kind)
+        if key not in self._done:
+            self._done[key] = self._column(name, kind)
+        return self._done[key]
+
+    def _column(self, name: str, kind: str) -> Column:
         fmt = self.fields[name].fmt
         if kind == "date":
             return self.date(name)
@@ -326,16 +340,14 @@ class Records:
         if kind == "int":
             return self.integer(name)
         if kind == "cat":
-            if fmt.startswith("9("):
-                self.digits(name)
-            return self.cat(name)
+            return self.cat(name, digits=fmt.startswith("9("))
         if kind == "str":
             return self.digits(name) if fmt.startswith("9(") else self.text(name)
         raise IngestError(f"{self.label}: no reader for {name} as {kind}")
 
     def check_pictures(self, skip: Iterable[str] = ()) -> None:
         """Validate fields that no column reads (so bad input is caught everywhere)."""
-        skip = set(skip)
+        skip = set(skip) | {name for name, _ in self._done}
         for f in self.fields.values():
             if f.name in skip or f.end > self.reclen:
                 continue
@@ -378,6 +390,9 @@ def _split(data: bytes, reclen: int, rec: Records) -> tuple[np.ndarray, int]:
     return m, width
 
 
+_POW10 = 10 ** np.arange(18, dtype=np.int64)
+
+
 def _parse_decimal(raw: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     """Signed decimals (`-123.45`, blank padded) as int64 × 10**scale; blank → NO_NUM."""
     n, w = raw.shape
@@ -396,12 +411,12 @@ def _parse_decimal(raw: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]
     dot_at = np.where(dot.any(axis=1), dot.argmax(axis=1), w)
     ndec = (dig & (j > dot_at[:, None])).sum(axis=1)
     bad |= ndec > scale
-    acc = np.zeros(n, np.int64)
-    limit = (np.iinfo(np.int64).max - 9) // 10
-    for c in range(w):
-        d = dig[:, c]
-        bad |= d & (acc > limit)
-        acc = np.where(d & ~bad, acc * 10 + (raw[:, c].astype(np.int64) - 48), acc)
+    # Each digit times 10 ** (digits to its right), summed; a nonzero digit at 10**18 or
+    # above would overflow int64 (amounts that large are not amounts).
+    dv = np.where(dig, raw.astype(np.int64) - 48, 0)
+    right = np.cumsum(dig[:, ::-1], axis=1)[:, ::-1] - dig
+    bad |= ((dv > 0) & (right >= 18)).any(axis=1)
+    acc = (dv * _POW10[np.minimum(right, 17)]).sum(axis=1)
     mult = 10 ** (scale - np.minimum(ndec, scale)).astype(np.int64)
     bad |= acc > np.iinfo(np.int64).max // mult
     acc = np.where(bad, 0, acc) * mult
@@ -476,7 +491,7 @@ def _claim_codes(rec: Records, cols: dict[str, Column]) -> None:
 
 
 def _uids(rec: Records) -> np.ndarray:
-    uid = _ops.fixed(rec.digits("CUR_CLM_UNIQ_ID"), 13)
+    uid = _ops.fixed(rec.column("CUR_CLM_UNIQ_ID", "str"), 13)
     if (uid == b"").any():
         raise rec.fail("CUR_CLM_UNIQ_ID", int(np.argmax(uid == b"")), "is blank")
     return uid
