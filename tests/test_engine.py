@@ -283,3 +283,17 @@ def test_out_buffer_protocol(core):
 
 def test_twin_is_pure_python():
     assert _core_py.Writer.__module__ == "fhirhose._core_py"
+
+
+def test_if_missing_is_the_other_branch_of_if_has():
+    from fhirhose.template import IfMissing
+
+    t = Table("c", {"s": Str.from_list(["x", ""]), "d": Date.from_list([None, "2024-01-02"])})
+    tpl = Template(
+        "t",
+        "c",
+        IfHas("s", Val("code", "s")),
+        IfMissing("s", K("code", "absent")),
+        IfMissing("d", K("noDate", True)),
+    )
+    assert both(tpl, {"c": t}) == b'{"code":"x","noDate":true}\n{"code":"absent"}\n'

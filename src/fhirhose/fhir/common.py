@@ -623,3 +623,34 @@ __all__ = [
     "npi_ref",
     "care_team_member",
 ]
+
+
+# ---------------------------------------------------------------- additions (institutional / pharmacy)
+
+
+def bb_ext_money(var: str, col: str) -> Node:
+    """Blue Button variable extension with a valueMoney."""
+    return Obj(None, K("url", bb_var(var), weak=True), money("valueMoney", col))
+
+
+def created(col: str = "clm_idr_ld_dt", fallback: str = "last_updated") -> tuple[Node, ...]:
+    """Members: `created` (required by C4BB) from the IDR load date as idr-out does, else the
+    store's load time (RIF and synthetic inputs carry no IDR load date)."""
+    return IfHas(col, Val("created", col)), IfMissing(col, Val("created", fallback))
+
+
+def benefit_payment_status(code: str = "other", display: str = "Other") -> Node:
+    """Header adjudication slice C4BB requires on institutional and pharmacy EOBs: category
+    benefitpaymentstatus, reason from C4BBPayerAdjudicationStatus. Medicare claims do not say
+    whether the provider was in network, hence "other" as idr-out writes."""
+    return Obj(
+        None,
+        codeable("category", const_coding(CS_ADJUDICATION_DISCRIMINATOR, "benefitpaymentstatus", "Benefit Payment Status")),
+        codeable("reason", const_coding(CS_PAYER_ADJUDICATION_STATUS, code, display)),
+    )
+
+
+# productOrService is 1..1: lines without a procedure code say so (idr-out does the same).
+DATA_ABSENT_NOT_APPLICABLE = const_coding(CS_DATA_ABSENT, "not-applicable", "Not Applicable")
+
+__all__ += ["bb_ext_money", "created", "benefit_payment_status", "DATA_ABSENT_NOT_APPLICABLE"]

@@ -94,14 +94,34 @@ TABLES: dict[str, tuple[ColSpec, ...]] = {
         "clm_blood_lblty_amt:money clm_instnl_prfnl_amt:money clm_ncvrd_chrg_amt:money "
         "clm_mdcr_ddctbl_amt:money clm_rlt_cond_cd:cat clm_oprtnl_outlr_amt:money "
         "clm_mdcr_new_tech_amt:money clm_islet_isoln_amt:money clm_sqstrtn_rdctn_amt:money "
-        "clm_1_rev_cntr_ansi_rsn_cd:cat clm_1_rev_cntr_ansi_grp_cd:cat clm_mips_pmt_amt:money"
+        "clm_1_rev_cntr_ansi_rsn_cd:cat clm_1_rev_cntr_ansi_grp_cd:cat clm_mips_pmt_amt:money "
+        # Derived at load from the three bill-type parts (fhir.eob_institutional.type_of_bill).
+        "clm_bill_type_cd:cat "
+        # RIF-only fields (CCW names) that BFD maps; CCLF leaves them missing.
+        "nch_near_line_rec_ident_cd:cat fi_num:cat fi_clm_proc_dt:date fi_clm_actn_cd:cat "
+        "clm_mco_pd_sw:cat nch_ptnt_status_ind_cd:cat clm_pps_ind_cd:cat nch_blood_pnts_frnshd_qty:int "
+        "nch_bene_dschrg_dt:date nch_vrfd_ncvrd_stay_from_dt:date nch_vrfd_ncvrd_stay_thru_dt:date "
+        "nch_bene_mdcr_bnfts_exhtd_dt_i:date nch_qlfyd_stay_from_dt:date nch_qlfyd_stay_thru_dt:date "
+        "clm_hha_lupa_ind_cd:cat clm_hha_rfrl_cd:cat clm_hha_tot_visit_cnt:int bene_hospc_prd_cnt:int "
+        "nch_prmry_pyr_clm_pd_amt:money clm_utlztn_day_cnt:int bene_tot_coinsrnc_days_cnt:int "
+        "clm_non_utlztn_days_cnt:int bene_lrd_used_cnt:int clm_tot_pps_cptl_amt:money "
+        "clm_pps_cptl_fsp_amt:money clm_pps_cptl_outlier_amt:money clm_pps_cptl_excptn_amt:money "
+        "clm_pps_old_cptl_hld_hrmls_amt:money nch_drg_outlier_aprvd_pmt_amt:money "
+        "nch_ip_tot_ddctn_amt:money clm_op_prvdr_pmt_amt:money clm_op_bene_pmt_amt:money"
     ),
     # CCLF2 revenue center lines.
     "parta_rev": _parse(
         "clm_line_num:int clm_line_from_dt:date clm_line_thru_dt:date clm_line_prod_rev_ctr_cd:cat "
         "clm_line_instnl_rev_ctr_dt:date clm_line_hcpcs_cd:str clm_line_srvc_unit_qty:qty "
         "clm_line_cvrd_pd_amt:money hcpcs_1_mdfr_cd:cat hcpcs_2_mdfr_cd:cat hcpcs_3_mdfr_cd:cat "
-        "hcpcs_4_mdfr_cd:cat hcpcs_5_mdfr_cd:cat clm_rev_apc_hipps_cd:str clm_fac_prvdr_oscar_num:str"
+        "hcpcs_4_mdfr_cd:cat hcpcs_5_mdfr_cd:cat clm_rev_apc_hipps_cd:str clm_fac_prvdr_oscar_num:str "
+        # RIF-only revenue center fields BFD maps.
+        "rev_cntr_stus_ind_cd:cat rev_cntr_ddctbl_coinsrnc_cd:cat rev_cntr_1st_ansi_cd:cat "
+        "rev_cntr_2nd_ansi_cd:cat rev_cntr_rate_amt:money rev_cntr_tot_chrg_amt:money "
+        "rev_cntr_ncvrd_chrg_amt:money rev_cntr_pmt_amt_amt:money rev_cntr_bene_pmt_amt:money "
+        "rev_cntr_ptnt_rspnsblty_pmt:money rev_cntr_blood_ddctbl_amt:money rev_cntr_cash_ddctbl_amt:money "
+        "rev_cntr_coinsrnc_wge_adjstd_c:money rev_cntr_rdcd_coinsrnc_amt:money "
+        "rev_cntr_1st_msp_pd_amt:money rev_cntr_2nd_msp_pd_amt:money"
     ),
     # CCLF3 procedures.
     "parta_px": _parse(
@@ -186,7 +206,14 @@ TABLES: dict[str, tuple[ColSpec, ...]] = {
         "clm_daw_prod_slctn_cd:cat clm_line_srvc_unit_qty:qty clm_line_days_suply_qty:qty "
         "prvdr_prsbng_id_qlfyr_cd:cat clm_prsbng_prvdr_gnrc_id_num:str clm_line_bene_pmt_amt:money "
         "clm_adjsmt_type_cd:cat clm_efctv_dt:date clm_idr_ld_dt:date clm_line_rx_srvc_rfrnc_num:str "
-        "clm_line_rx_fill_num:str clm_phrmcy_srvc_type_cd:cat ptd_cntrct_id:str"
+        "clm_line_rx_fill_num:str clm_phrmcy_srvc_type_cd:cat ptd_cntrct_id:str "
+        # RIF-only PDE fields BFD maps. fill_num is CLM_LINE_RX_FILL_NUM read as a number
+        # (the CCLF field is X(09) text; C4BB's refillnum needs a valueQuantity).
+        "fill_num:int plan_pbp_rec_num:str pd_dt:date cmpnd_cd:cat drug_cvrg_stus_cd:cat "
+        "adjstmt_dltn_cd:cat nstd_frmt_cd:cat prcng_excptn_cd:cat ctstrphc_cvrg_cd:cat rx_orgn_cd:cat "
+        "brnd_gnrc_cd:cat ptnt_rsdnc_cd:cat submsn_clr_cd:cat cvrd_d_plan_pd_amt:money "
+        "gdc_blw_oopt_amt:money gdc_abv_oopt_amt:money othr_troop_amt:money "
+        "lics_amt:money plro_amt:money tot_rx_cst_amt:money rptd_gap_dscnt_num:money"
     ),
     # Organization-level tables (not sorted by beneficiary).
     # Attribution rosters: CCLF8 per ACO and performance year; `roster_kind` Y (current) or R (runout).

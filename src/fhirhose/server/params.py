@@ -1,0 +1,291 @@
+"""Kick-off parameters: GET query strings and POST `Parameters` bodies → `ExportParams`.
+
+Repeated parameters that take comma-delimited values are joined (IG: "as if they were
+comma delimited values within a single instance"). Anything unsupported or malformed
+raises `RequestError` naming the parameter, unless the client sent
+`Prefer: handling=lenient`: then the parameter is dropped and a warning is kept for the
+job's error file.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from collections.abc import Iterable
+
+import msgspec
+from msgspec import Struct
+
+from ..errors import RequestError
+from .models import Parameters, Reference
+
+__all__ = [
+    "RESOURCE_TYPES",
+    "OUTPUT_FORMATS",
+    "FINAL_ACTION_SYSTEMS",
+    "DateBound",
+    "TypeFilter",
+    "ExportParams",
+    "parse_instant",
+    "parse_query",
+    "parse_body",
+]
+
+RESOURCE_TYPES = ("Patient", "Coverage", "ExplanationOfBenefit")
+OUTPUT_FORMATS = frozenset({"application/fhir+ndjson", "application/ndjson", "ndjson"})
+# Final-action tag systems: BFD's newer outputs and its v2 one.
+FINAL_ACTION_SYSTEMS = (
+    "https://bluebutton.cms.gov/fhir/CodeSystem/Final-Action",
+    "https://bluebutton.cms.gov/resources/codesystem/finalAction",
+)
+FINAL_ACTION_CODES = frozenset({"FinalAction", "NotFinalAction"})
+_DATE_PREFIXES = ("eq", "ge", "gt", "le", "lt")
+_LIST_PARAMS = ("_type", "_elements", "_typeFilter", "includeAssociatedData")
+_SINGLE_PARAMS = ("_outputFormat", "_since", "_until", "allowPartialManifests", "organizeOutputBy")
+_ELEMENT = re.compile(r"^(?:(?P<type>[A-Z][A-Za-z]+)\.)?(?P<name>[a-z][A-Za-z0-9]*)$")
+# FHIR instant: seconds required, zone required (a date alone is accepted as midnight UTC).
+_INSTANT = re.compile(
+    r"^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2}))?$"
+)
+
+
+class DateBound(Struct, array_like=True):
+    """One `service-date` comparison: prefix (eq/ge/gt/le/lt) and ISO date."""
+
+    op: str
+    date: str
+
+
+class TypeFilter(Struct, omit_defaults=True):
+    """One `_typeFilter` query: all its criteria must hold (AND); several filters of one type OR."""
+
+    type: str
+    service_date: list[DateBound] = []
+    final_action: list[str] = []  # accepted codes (FinalAction / NotFinalAction)
+
+
+class ExportParams(Struct, omit_defaults=True):
+    """A validated export request, stored with the job."""
+
+    types: list[str]
+    explicit_types: bool = False  # the client named them in _type
+    output_format: str = "application/fhir+ndjson"
+    since: str | None = None
+    until: str | None = None
+    type_filters: list[TypeFilter] = []
+    elements: list[str] = []
+    patients: list[str] = []  # Patient ids (POST `patient`)
+    allow_partial: bool = False
+    warnings: list[list[str]] = []  # [parameter, message] dropped under handling=lenient
+
+
+def parse_instant(value: str, param: str) -> _dt.datetime:
+    """A FHIR instant (or a plain date) as an aware datetime; RequestError naming `param`."""
+    if not _INSTANT.match(value):
+        raise RequestError(f"{param} {value!r} is not a FHIR instant (e.g. 2024-01-31T00:00:00Z)", param=param)
+    try:
+        if len(value) == 10:
+            return _dt.datetime.fromisoformat(value).replace(tzinfo=_dt.timezone.utc)
+        return _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise RequestError(f"{param} {value!r} is not a valid instant", param=param) from None
+
+
+class _Collector:
+    """Gathers raw values per parameter and validates them once all are in."""
+
+    def __init__(self, lenient: bool):
+        self.lenient = lenient
+        self.lists: dict[str, list[str]] = {p: [] for p in _LIST_PARAMS}
+        self.single: dict[str, str] = {}
+        self.patients: list[str] = []
+        self.warnings: list[list[str]] = []
+
+    def reject(self, param: str, message: str) -> None:
+        """Unsupported input: an error, or a dropped parameter with a warning when lenient."""
+        if not self.lenient:
+            raise RequestError(message, param=param)
+        self.warnings.append([param, message])
+
+    def add(self, name: str, value: str) -> None:
+        if name in _LIST_PARAMS:
+            # _typeFilter values are queries that contain commas only inside values: keep whole.
+            parts = [value] if name == "_typeFilter" else value.split(",")
+            self.lists[name].extend(p.strip() for p in parts if p.strip())
+        elif name in _SINGLE_PARAMS:
+            if name in self.single:
+                raise RequestError(f"{name} may appear only once", param=name)
+            self.single[name] = value.strip()
+        elif name == "patient":
+            self.patients.append(value)
+        else:
+            self.reject(name, f"unknown parameter {name!r}")
+
+    def build(self, now: _dt.datetime, *, kind: str) -> ExportParams:
+        fmt = self.single.get("_outputFormat", "application/fhir+ndjson")
+        if fmt not in OUTPUT_FORMATS:
+            raise RequestError(
+                f"_outputFormat {fmt!r} is not supported (use application/fhir+ndjson)", param="_outputFormat"
+            )
+        since = until = None
+        if "_since" in self.single:
+            since = parse_instant(self.single["_since"], "_since")
+            if since > now:
+                raise RequestError(f"_since {self.single['_since']} is in the future", param="_since")
+        if "_until" in self.single:
+            until = parse_instant(self.single["_until"], "_until")
+            if since is not None and until <= since:
+                raise RequestError("_until must be later than _since", param="_until")
+        types = self._types()
+        partial = self.single.get("allowPartialManifests", "false")
+        if partial not in ("true", "false"):
+            raise RequestError(f"allowPartialManifests {partial!r} is not true or false", param="allowPartialManifests")
+        if "organizeOutputBy" in self.single:
+            self.reject("organizeOutputBy", "organizeOutputBy is not supported (files hold one resource type)")
+        if self.lists["includeAssociatedData"]:
+            self.reject("includeAssociatedData", "includeAssociatedData is not supported (no Provenance)")
+        if self.patients and kind == "system":
+            raise RequestError("patient is not allowed on a system-level export", param="patient")
+        return ExportParams(
+            types=types,
+            explicit_types=bool(self.lists["_type"]),
+            output_format=fmt,
+            since=_iso(since),
+            until=_iso(until),
+            type_filters=self._type_filters(types),
+            elements=self._elements(types),
+            patients=[_patient_id(p) for p in self.patients],
+            allow_partial=partial == "true",
+            warnings=self.warnings,
+        )
+
+    def _types(self) -> list[str]:
+        asked = self.lists["_type"]
+        if not asked:
+            return list(RESOURCE_TYPES)
+        known = [t for t in dict.fromkeys(asked) if t in RESOURCE_TYPES]
+        for t in dict.fromkeys(asked):
+            if t not in RESOURCE_TYPES:
+                self.reject("_type", f"_type {t!r} is not exported here (supported: {', '.join(RESOURCE_TYPES)})")
+        if not known:
+            raise RequestError("_type names no supported resource type", param="_type")
+        return known
+
+    def _elements(self, types: list[str]) -> list[str]:
+        out = []
+        for e in dict.fromkeys(self.lists["_elements"]):
+            m = _ELEMENT.match(e)
+            if not m:
+                self.reject("_elements", f"_elements {e!r} is not [type.]element with a root element")
+            elif m["type"] and m["type"] not in types:
+                self.reject("_elements", f"_elements {e!r} names a type that is not exported")
+            else:
+                out.append(e)
+        return out
+
+    def _type_filters(self, types: list[str]) -> list[TypeFilter]:
+        out = []
+        for q in self.lists["_typeFilter"]:
+            try:
+                tf = _parse_type_filter(q)
+            except RequestError as e:
+                self.reject("_typeFilter", str(e))
+                continue
+            if tf.type not in types:
+                self.reject("_typeFilter", f"_typeFilter {q!r} filters a type that is not exported")
+                continue
+            out.append(tf)
+        return out
+
+
+def _iso(t: _dt.datetime | None) -> str | None:
+    return None if t is None else t.astimezone(_dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _patient_id(ref: str) -> str:
+    m = re.fullmatch(r"(?:Patient/)?([A-Za-z0-9\-.]{1,64})", ref)
+    if not m:
+        raise RequestError(f"patient {ref!r} is not a Patient reference", param="patient")
+    return m[1]
+
+
+def _parse_type_filter(query: str) -> TypeFilter:
+    """`ExplanationOfBenefit?service-date=ge2023-01-01&_tag=<system>|FinalAction`."""
+    from urllib.parse import parse_qsl
+
+    rtype, sep, rest = query.partition("?")
+    if not sep or rtype != "ExplanationOfBenefit":
+        raise RequestError(
+            f"_typeFilter {query!r}: only ExplanationOfBenefit?service-date=…&_tag=… is supported", param="_typeFilter"
+        )
+    try:
+        criteria = parse_qsl(rest, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        raise RequestError(f"_typeFilter {query!r} is not a query string", param="_typeFilter") from None
+    tf = TypeFilter(type=rtype)
+    for name, value in criteria:
+        if name == "service-date":
+            op, date = (value[:2], value[2:]) if value[:2] in _DATE_PREFIXES else ("eq", value)
+            try:
+                _dt.date.fromisoformat(date)
+            except ValueError:
+                raise RequestError(f"_typeFilter service-date {value!r} is not [prefix]YYYY-MM-DD", param="_typeFilter") from None
+            tf.service_date.append(DateBound(op, date))
+        elif name == "_tag":
+            system, bar, code = value.rpartition("|")
+            if (bar and system not in FINAL_ACTION_SYSTEMS) or code not in FINAL_ACTION_CODES:
+                raise RequestError(
+                    f"_typeFilter _tag {value!r}: only the final-action tag ({FINAL_ACTION_SYSTEMS[0]}|FinalAction"
+                    " or NotFinalAction) is supported",
+                    param="_typeFilter",
+                )
+            tf.final_action.append(code)
+        else:
+            raise RequestError(f"_typeFilter search parameter {name!r} is not supported", param="_typeFilter")
+    if not (tf.service_date or tf.final_action):
+        raise RequestError(f"_typeFilter {query!r} has no criteria", param="_typeFilter")
+    return tf
+
+
+def parse_query(items: Iterable[tuple[str, str]], now: _dt.datetime, *, kind: str, lenient: bool) -> ExportParams:
+    """Validate GET query parameters (`patient` is POST-only)."""
+    c = _Collector(lenient)
+    for name, value in items:
+        if name == "patient":
+            raise RequestError("patient is only accepted in a POST Parameters body", param="patient")
+        c.add(name, value)
+    return c.build(now, kind=kind)
+
+
+_params_decoder = msgspec.json.Decoder(Parameters)
+
+
+def parse_body(body: bytes, now: _dt.datetime, *, kind: str, lenient: bool) -> ExportParams:
+    """Validate a POST `Parameters` body; decode errors name the JSON path of the bad field."""
+    try:
+        doc = _params_decoder.decode(body)
+    except msgspec.ValidationError as e:
+        raise RequestError(f"Parameters body: {e}", param=_path_of(str(e))) from None
+    except msgspec.DecodeError as e:
+        raise RequestError(f"Parameters body is not JSON: {e}", param="body") from None
+    c = _Collector(lenient)
+    for i, p in enumerate(doc.parameter):
+        v = p.value()
+        where = f"Parameters.parameter[{i}] ({p.name})"
+        if v is None:
+            raise RequestError(f"{where} has no value[x]", param=p.name)
+        if p.name == "patient":
+            if not isinstance(v, Reference) or not v.reference:
+                raise RequestError(f"{where} needs valueReference.reference", param="patient")
+            c.add("patient", v.reference)
+            continue
+        if isinstance(v, Reference):
+            raise RequestError(f"{where} must not be a valueReference", param=p.name)
+        c.add(p.name, ("true" if v else "false") if isinstance(v, bool) else v)
+    return c.build(now, kind=kind)
+
+
+def _path_of(message: str) -> str:
+    """The `$.x.y` path msgspec puts at the end of a validation message."""
+    m = re.search(r"at `(\$[^`]*)`", message)
+    return m[1] if m else "body"

@@ -1,0 +1,206 @@
+"""What runs in a worker process: one chunk of one job.
+
+The parent sends a `ChunkTask` (plain data: the store is opened here, by path, once per
+process). The exporter writes its rolled-over compressed files into a private temporary
+directory; only when it has returned are the files fsynced and renamed into the job
+directory under deterministic names, then the directory is fsynced. The parent registers
+them in the job DB afterwards, so a file that is listed is always complete, and a chunk
+redone after a crash overwrites the same names instead of adding duplicates.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import importlib
+import os
+import shutil
+from pathlib import Path
+from typing import Callable, Iterable, Protocol
+
+import msgspec
+import numpy as np
+
+from ..errors import ExportError
+from .params import TypeFilter
+
+__all__ = ["ChunkTask", "ChunkFile", "ChunkExporter", "run_chunk", "load_exporter", "STORED_SUFFIX", "fsync_dir",
+           "write_ndjson", "export_from_store", "store_exporter", "claim_filters"]
+
+STORED_SUFFIX = {"gzip": ".gz", "zstd": ".zst", "identity": ""}
+
+
+class ChunkTask(msgspec.Struct, frozen=True):
+    """Everything a worker needs for one chunk; picklable, no open handles."""
+
+    job_id: str
+    seq: int
+    store_path: str
+    job_dir: str
+    benes: bytes  # int64 store rows of this chunk's beneficiaries
+    types: list[str]
+    since: str | None
+    until: str | None  # the client's _until (exclusive)
+    transaction_time: str  # resources changed after it are left out
+    generation: int | None  # store generation the rows index
+    type_filters: list[TypeFilter]
+    elements: list[str]
+    compression: str  # gzip | zstd
+    level: int
+    exporter: str  # "module:function" of a ChunkExporter
+
+    @property
+    def rows(self) -> np.ndarray:
+        return np.frombuffer(self.benes, np.int64)
+
+
+class ChunkFile(msgspec.Struct, frozen=True):
+    """One finished file an exporter wrote into its output directory."""
+
+    name: str  # file name inside the exporter's output directory
+    type: str  # resource type (OperationOutcome for error files)
+    count: int  # resources (lines)
+    sha256: str  # hex digest of the NDJSON bytes
+    length: int  # NDJSON bytes
+    compression: str  # gzip | zstd | identity
+    kind: str = "output"  # output | error | deleted
+
+
+class ChunkExporter(Protocol):
+    """Writes the NDJSON files for `task.rows` into `out_dir` and describes them."""
+
+    def __call__(self, task: ChunkTask, out_dir: Path) -> list[ChunkFile]: ...
+
+
+def load_exporter(spec: str) -> Callable[[ChunkTask, Path], list[ChunkFile]]:
+    """Import "package.module:function"."""
+    module, _, name = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ExportError(f"chunk exporter {spec!r} cannot be loaded: {e}") from None
+
+
+def write_ndjson(path: Path, lines: Iterable[bytes], compression: str, level: int = 1) -> tuple[int, str, int]:
+    """Write NDJSON lines (each without its newline) compressed; returns (count, sha256, length)
+    of the NDJSON bytes. The file is fsynced before this returns."""
+    digest, count, length = hashlib.sha256(), 0, 0
+    with open(path, "wb") as raw:
+        if compression == "gzip":
+            from isal import igzip
+
+            out = igzip.IGzipFile(filename="", fileobj=raw, mode="wb", compresslevel=level, mtime=0)
+        elif compression == "zstd":
+            import zstandard
+
+            out = zstandard.ZstdCompressor(level=level).stream_writer(raw, closefd=False)
+        else:
+            out = raw
+        for line in lines:
+            data = line + b"\n"
+            out.write(data)
+            digest.update(data)
+            count += 1
+            length += len(data)
+        if out is not raw:
+            out.close()
+        raw.flush()
+        os.fsync(raw.fileno())
+    return count, digest.hexdigest(), length
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def run_chunk(task: ChunkTask) -> list[dict]:
+    """Run one chunk in this process; returns the placed files as dicts for the job DB."""
+    job_dir = Path(task.job_dir)
+    tmp = job_dir / f".chunk-{task.seq:05d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    files = load_exporter(task.exporter)(task, tmp)
+    placed = []
+    per_type: dict[tuple[str, str], int] = {}
+    for f in files:
+        k = per_type[(f.kind, f.type)] = per_type.get((f.kind, f.type), 0) + 1
+        name = f"{f.type}-{task.seq:05d}-{k:03d}.ndjson"
+        stored = name + STORED_SUFFIX[f.compression]
+        src = tmp / f.name
+        with open(src, "rb") as fh:
+            os.fsync(fh.fileno())
+        stored_length = src.stat().st_size
+        os.replace(src, job_dir / stored)
+        placed.append(
+            dict(msgspec.structs.asdict(f), name=name, stored=stored, stored_length=stored_length, chunk=task.seq)
+        )
+    fsync_dir(job_dir)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return placed
+
+
+_EXPORTERS: dict[tuple, object] = {}
+
+
+def _ms(instant: str) -> int:
+    return int(_dt.datetime.fromisoformat(instant.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def _days(date: str) -> int:
+    return (_dt.date.fromisoformat(date) - _dt.date(1970, 1, 1)).days
+
+
+def claim_filters(filters: list[TypeFilter]):
+    """`_typeFilter`s as the exporter's ClaimFilters (OR-ed): each service-date bound becomes an
+    inclusive day bound, each accepted final-action code its own filter."""
+    from ..export.exporter import ClaimFilter
+
+    out = []
+    for tf in filters:
+        ge = le = None
+        for b in tf.service_date:
+            d = _days(b.date)
+            lo, hi = {"ge": (d, None), "gt": (d + 1, None), "le": (None, d), "lt": (None, d - 1),
+                      "eq": (d, d)}[b.op]
+            ge = lo if lo is not None and (ge is None or lo > ge) else ge
+            le = hi if hi is not None and (le is None or hi < le) else le
+        for code in tf.final_action or [None]:
+            fa = None if code is None else ("F" if code == "FinalAction" else "N")
+            out.append(ClaimFilter(service_ge=ge, service_le=le, final_action=fa))
+    return tuple(out)
+
+
+def export_from_store(task: ChunkTask, out_dir: Path, sources=None) -> list[ChunkFile]:
+    """`fhirhose.export.Exporter` over the job's store generation (opened once per process).
+
+    `_until` is exclusive; the transaction time is inclusive (IG: resources changed up to
+    and including it are in), so the cut-off is the earlier of `_until` and tx + 1 ms.
+    """
+    from ..export.exporter import Exporter, ExportSpec
+    from ..store import Store
+
+    key = (task.store_path, task.generation, id(sources))
+    if key not in _EXPORTERS:
+        # The snapshot (and its lease on the generation) is kept for the process' life.
+        snap = Store(task.store_path).snapshot(task.generation)
+        _EXPORTERS[key] = (snap, Exporter(snap.tables, sources))
+    ex = _EXPORTERS[key][1]
+    until = _ms(task.transaction_time) + 1
+    if task.until:
+        until = min(until, _ms(task.until))
+    spec = ExportSpec(
+        types=tuple(task.types), since_ms=_ms(task.since) if task.since else None, until_ms=until,
+        claim_filters=claim_filters(task.type_filters), compression=task.compression, level=task.level,
+    )
+    infos = ex.export_chunk(task.rows, spec, out_dir, tag=f"-{task.seq:05d}")
+    return [ChunkFile(name=i.name, type=i.type, count=i.count, sha256=i.sha256, length=i.length,
+                      compression="identity" if i.compression == "none" else i.compression) for i in infos]
+
+
+def store_exporter(task: ChunkTask, out_dir: Path) -> list[ChunkFile]:
+    """The production `ChunkExporter`: the store's resources through the template registry."""
+    return export_from_store(task, out_dir)
