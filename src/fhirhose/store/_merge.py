@@ -9,8 +9,12 @@ link rebuilt. Rules (see `store.py` for the public contract):
   for known people, else taken from the delta, else assigned from a counter.
 - A claim version is identified by `cur_clm_uniq_id` (`clm_id` if only that is
   given); a version already stored is skipped (CCLF files re-deliver claims).
-- Versions are grouped by the CCLF natural key (`clm_grp_id`); the latest by
-  effective date is final action "F", earlier ones "N".
+- Versions are grouped by the CCLF natural key (`clm_grp_id`, a hash of table,
+  bene_id — the person, so the MBI as resolved through CCLF9 — and the key
+  fields of `NATURAL_KEY`); the latest by effective date (then IDR load date,
+  then id) is final action "F", earlier ones "N". A cancel that is the latest
+  version is "F": it is the claim's final state, and exporters decide what to
+  show of it.
 - `sud_ind` is "Y" when a diagnosis code is a substance-use-disorder code
   (`SUD_PREFIXES`), so exports can withhold the claim (42 CFR Part 2).
 """
@@ -376,14 +380,13 @@ def _merge_claims(table, old, delta, db: Table, bene: Table, index: BeneIndex, r
         sud_ind=_ops.set_cat(YN_LABELS, np.where(sud, b"Y", b"N")),
         clm_grp_id=_group_ids(table, dc, bene_ids[d_row] if dc.n else np.zeros(0, "S1"), uid),
     )
-    n_old = oc.n
     all_t = _concat_tables(table, [oc, _take_table(dcx, kept)])
     rows = np.concatenate([o_row, d_row[kept]])
     all_uid = np.concatenate([o_uid.astype("S32"), uid[kept].astype("S32")])
 
     # Final action: the latest version of each (beneficiary, natural key) group.
     grp = _ops.fixed(all_t.columns["clm_grp_id"])
-    eff = all_t.columns["clm_efctv_dt"].values if "clm_efctv_dt" in all_t.columns else np.zeros(len(rows))
+    eff = all_t.columns["clm_efctv_dt"].values
     ld = all_t.columns["clm_idr_ld_dt"].values
     order = np.lexsort((all_uid, ld, eff, grp, rows))
     g_rows, g_grp = rows[order], grp[order]
@@ -411,7 +414,6 @@ def _merge_claims(table, old, delta, db: Table, bene: Table, index: BeneIndex, r
         hlinks[child] = _ops.offsets_from_counts(stops - starts)
     out[table] = schema.complete(table, header.columns, header.n, hlinks, check=False)
     links = np.searchsorted(g_rows, np.arange(bene.n + 1), "left").astype(np.int64)
-    del n_old
     return out, links, len(kept), skipped
 
 
