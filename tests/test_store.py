@@ -304,8 +304,8 @@ def test_open_errors(tmp_path, store):
     doc["format_version"] = 1
     doc["tables"]["bene"]["n"] = 5
     m.write_text(json.dumps(doc))
-    with pytest.raises(StoreError, match="bene_id: offsets do not span its data for 5 rows"):
-        Store.open(store.path)
+    with Store.open(store.path) as snap, pytest.raises(StoreError, match="bene_id: offsets do not span its data for 5"):
+        snap.tables["bene"]
     (store.path / "CURRENT").write_text("x\n")
     with pytest.raises(StoreError, match="'x' is not a generation number"):
         Store.open(store.path)

@@ -24,7 +24,7 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator, Mapping
 
 import msgspec
 import numpy as np
@@ -42,7 +42,7 @@ __all__ = [
     "TableEntry",
     "Manifest",
     "GenerationWriter",
-    "read_generation",
+    "Tables",
     "fsync_dir",
     "write_atomic",
 ]
@@ -317,15 +317,39 @@ class _Opener:
         return schema.complete(name, cols, entry.n, links, check=False)
 
 
-def read_generation(gen_dir: Path, manifest: Manifest) -> tuple[dict[str, Table], dict[str, np.ndarray]]:
-    """All schema tables of a generation, memory-mapped; also the raw maps by file name."""
-    op = _Opener(gen_dir, manifest)
-    tables = {name: op.table(name) for name in schema.TABLES}
-    for t in tables.values():
-        for child, off in t.links.items():
-            if len(off) and (off[0] < 0 or off[-1] > tables[child].n):
-                raise StoreError(f"{gen_dir}: {t.name}.links.{child} points past {tables[child].n} rows")
-    return tables, op.maps
+class Tables(Mapping[str, Table]):
+    """A generation's schema tables, each memory-mapped on first access.
+
+    Opening a table costs a few syscalls per column file and reads nothing, so a
+    reader pays only for the tables it uses. Checks are structural (lengths,
+    offset ends, links against the children's row counts); `Store.verify`
+    checks contents.
+    """
+
+    def __init__(self, gen_dir: Path, manifest: Manifest):
+        self._op = _Opener(gen_dir, manifest)
+        self._open: dict[str, Table] = {}
+        self.maps = self._op.maps  # file name → memory map, for the tables opened so far
+
+    def __getitem__(self, name: str) -> Table:
+        t = self._open.get(name)
+        if t is None:
+            if name not in schema.TABLES:
+                raise KeyError(name)
+            t = self._op.table(name)
+            for child, off in t.links.items():
+                entry = self._op.manifest.tables.get(child)
+                rows = entry.n if entry is not None else 0
+                if len(off) and (off[0] < 0 or off[-1] > rows):
+                    raise StoreError(f"{self._op.dir}: {name}.links.{child} points past {rows} rows")
+            self._open[name] = t
+        return t
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(schema.TABLES)
+
+    def __len__(self) -> int:
+        return len(schema.TABLES)
 
 
 def verify_files(gen_dir: Path, manifest: Manifest) -> list[str]:

@@ -47,7 +47,7 @@ from typing import Iterator, Mapping
 import numpy as np
 
 from ..columns import Table
-from ..errors import StoreError
+from ..errors import BatchError, StoreError
 from . import _merge, _ops, layout
 from .layout import FORMAT_VERSION, LoadEntry, Manifest, SourceInfo
 
@@ -75,24 +75,23 @@ def _pid_alive(pid: int) -> bool:
 class Snapshot:
     """One generation of a store, opened read-only and memory-mapped.
 
-    `tables` are `fhirhose.Table`s whose arrays are views of the mapped files:
-    slicing rows never copies. The snapshot holds a lease on its generation
+    `tables` maps table names to `fhirhose.Table`s whose arrays are views of
+    the mapped files (each table is mapped on first access): slicing rows never
+    copies. The snapshot holds a lease on its generation
     until `close()` (or garbage collection), so a later load cannot delete it.
     """
 
-    def __init__(self, root: Path, generation: int, manifest: Manifest, tables: dict[str, Table],
-                 maps: dict[str, np.ndarray], lease: Path):
+    def __init__(self, root: Path, generation: int, manifest: Manifest, tables: layout.Tables, lease: Path):
         self.path = root
         self.generation = generation
         self.manifest = manifest
-        self.tables = tables
-        self._maps = maps
+        self.tables: Mapping[str, Table] = tables
         self._ids: tuple[np.ndarray, np.ndarray] | None = None
         self._finalizer = weakref.finalize(self, _unlink, lease)
 
     def mmap(self, file: str) -> np.ndarray:
-        """The memory map of one column file (e.g. "partb.clm_pmt_amt.values.npy")."""
-        return self._maps[file]
+        """The memory map of one column file of an opened table (e.g. "partb.clm_pmt_amt.values.npy")."""
+        return self.tables.maps[file]
 
     def claim_rows(self, table: str, bene_lo: int, bene_hi: int) -> tuple[int, int]:
         """Rows start..stop of `table` belonging to beneficiary rows bene_lo..bene_hi-1."""
@@ -206,11 +205,10 @@ class Store:
                 continue
             try:
                 manifest = layout.read_manifest(gdir)
-                tables, maps = layout.read_generation(gdir, manifest)
             except BaseException:
                 _unlink(lease)
                 raise
-            return Snapshot(self.path, gen, manifest, tables, maps, lease)
+            return Snapshot(self.path, gen, manifest, layout.Tables(gdir, manifest), lease)
         raise StoreError(f"{self.path}: generations change faster than they can be opened")
 
     def verify(self, generation: int | None = None) -> None:
@@ -222,12 +220,12 @@ class Store:
         if bad:
             more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
             raise StoreError(f"{gdir}: {len(bad)} file(s) differ from the manifest: {', '.join(bad[:5])}{more}")
-        tables, _ = layout.read_generation(gdir, manifest)
+        tables = layout.Tables(gdir, manifest)
         for t in tables.values():
             try:
                 t.validate()
                 t.check_links(tables)
-            except Exception as e:
+            except BatchError as e:
                 raise StoreError(f"{gdir}: {e}") from None
 
     # -- loading --------------------------------------------------------------------------
