@@ -166,17 +166,28 @@ class GenerationWriter:
         self.prev_files = prev.files if prev is not None else {}
         self.files: dict[str, FileEntry] = {}
         self.written: list[str] = []
+        self.by_content: dict[FileEntry, str] = {}
         self.linked = 0
 
     def _reuse(self, name: str, entry: FileEntry) -> bool:
-        if self.prev_dir is None or self.prev_files.get(name) != entry:
-            return False
-        try:
-            os.link(self.prev_dir / name, self.dir / name)
-        except OSError:
-            return False
-        self.linked += 1
-        return True
+        """Hard-link an identical file instead of writing one: the previous generation's
+        file of the same name, else a file of this generation with the same bytes (all-
+        missing columns of a table are identical). Creating files is the slow part of a
+        load on most file systems; a link is a fraction of it."""
+        sources = []
+        if self.prev_dir is not None and self.prev_files.get(name) == entry:
+            sources.append(self.prev_dir / name)
+        if entry in self.by_content:
+            sources.append(self.dir / self.by_content[entry])
+        for src in sources:
+            try:
+                os.link(src, self.dir / name)
+            except OSError:
+                continue
+            self.linked += 1
+            return True
+        self.by_content[entry] = name
+        return False
 
     def array(self, name: str, arr: np.ndarray) -> None:
         arr = np.ascontiguousarray(arr)
