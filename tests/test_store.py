@@ -318,3 +318,36 @@ def test_row_under_an_obsolete_mbi_does_not_replace_the_current_one(store):
     with Store.open(store.path) as snap:
         assert snap.tables["bene"]["bene_1st_name"].to_list() == ["Current"]
         assert snap.bene_index(A) == snap.bene_index(B) == 0
+
+
+READER = """
+import sys
+from fhirhose.store import Store
+snap = Store.open(sys.argv[1])
+names = snap.tables["bene"]["bene_mbi_id"]
+print(snap.generation, flush=True)
+sys.stdin.readline()  # hold the snapshot while the parent loads
+print(",".join(names.to_list()), flush=True)
+"""
+
+
+def test_reader_in_another_process_keeps_its_generation(store):
+    store.load({"bene": benes(A)}, "t")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen([sys.executable, "-c", READER, str(store.path)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert child.stdout.readline().strip() == "1"
+        for mbi in (B, C, "1AA0AA0AA03"):
+            store.load({"bene": benes(mbi)}, "t")
+        assert 1 in store.generations()
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == A
+    finally:
+        child.stdin.close()
+        rc = child.wait(timeout=60)
+        child.stdout.close()
+    assert rc == 0
+    store.load({"bene": benes("1AA0AA0AA04")}, "t")
+    assert 1 not in store.generations() and not list((store.path / "readers").iterdir())

@@ -215,6 +215,21 @@ def _read_cclf0(m: Member) -> dict[str, tuple[int, int]]:
 # -- records: bytes → n × reclen matrix ---------------------------------------------------------
 
 
+# Fields are converted in slices of rows: the temporaries of a slice stay in cache and a
+# multi-GB file never needs several times its size in memory.
+_CHUNK = 1 << 16
+
+
+def _chunked(fn, raw: np.ndarray, *args):
+    n = len(raw)
+    if n <= _CHUNK:
+        return fn(raw, *args)
+    parts = [fn(raw[i : i + _CHUNK], *args) for i in range(0, n, _CHUNK)]
+    if isinstance(parts[0], tuple):
+        return tuple(np.concatenate(p) for p in zip(*parts))
+    return _ops.concat(parts)
+
+
 class Records:
     """The records of one CCLF file as an n × reclen uint8 matrix."""
 
@@ -229,9 +244,10 @@ class Records:
         self.n = len(self.m)
         if self.n != count:
             raise IngestError(f"{self.where()}: CCLF0 says {count} records, the file has {self.n}")
-        bad = (self.m < 32) | (self.m > 126)
+        bad = _chunked(lambda m: (((m < 32) | (m > 126)).any(axis=1),), self.m)[0]
         if bad.any():
-            row, col = (int(x[0]) for x in np.nonzero(bad))
+            row = int(np.argmax(bad))
+            col = int(np.argmax((self.m[row] < 32) | (self.m[row] > 126)))
             raise IngestError(
                 f"{self.where(row)}: {self.field_at(col)} has byte 0x{int(self.m[row, col]):02x}, not printable ASCII"
             )
@@ -262,17 +278,15 @@ class Records:
 
     def text(self, name: str) -> Str:
         raw = self.raw(name)
-        return schema.empty_column("str", self.n) if raw is None else _ops.str_from_matrix(raw)
+        return schema.empty_column("str", self.n) if raw is None else _chunked(_ops.str_from_matrix, raw)
 
     def digits(self, name: str) -> Str:
         raw = self.raw(name)
         if raw is None:
             return schema.empty_column("str", self.n)
-        bad = ~(((raw >= 48) & (raw <= 57)) | (raw == 32)).all(axis=1)
-        col = _ops.str_from_matrix(raw)
-        lens = np.diff(col.offsets)
-        solid = ((raw >= 48) & (raw <= 57)).sum(axis=1)
-        bad |= solid != lens  # blanks inside the number
+        col = _chunked(_ops.str_from_matrix, raw)
+        digits = _chunked(lambda m: (((m >= 48) & (m <= 57)).sum(axis=1),), raw)[0]
+        bad = digits != np.diff(col.offsets)  # anything but digits between the blanks
         if bad.any():
             raise self.fail(name, int(np.argmax(bad)), "is not a number")
         return col
@@ -281,7 +295,7 @@ class Records:
         raw = self.raw(name)
         if raw is None:
             return schema.empty_column("int", self.n) if not trim else schema.empty_column("qty", self.n)
-        values, bad = _parse_decimal(raw, scale)
+        values, bad = _chunked(_parse_decimal, raw, scale)
         if bad.any():
             raise self.fail(name, int(np.argmax(bad)), "is not a number")
         return Num(values, scale, trim)
@@ -290,7 +304,7 @@ class Records:
         raw = self.raw(name)
         if raw is None:
             return Num(np.full(self.n, NO_NUM, np.int64), scale, trim)
-        values, bad = _parse_decimal(raw, scale)
+        values, bad = _chunked(_parse_decimal, raw, scale)
         if bad.any():
             raise self.fail(name, int(np.argmax(bad)), f"is not a signed amount with at most {scale} decimals")
         return Num(values, scale, trim)
@@ -299,7 +313,7 @@ class Records:
         raw = self.raw(name)
         if raw is None:
             return Date(np.full(self.n, NO_DATE, np.int32))
-        days, bad = _parse_dates(raw, "iso")
+        days, bad = _chunked(_parse_dates, raw, "iso")
         if bad.any():
             raise self.fail(name, int(np.argmax(bad)), "is not a date (YYYY-MM-DD)")
         return Date(days)
@@ -413,8 +427,8 @@ def _parse_decimal(raw: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]
     bad |= ndec > scale
     # Each digit times 10 ** (digits to its right), summed; a nonzero digit at 10**18 or
     # above would overflow int64 (amounts that large are not amounts).
-    dv = np.where(dig, raw.astype(np.int64) - 48, 0)
-    right = np.cumsum(dig[:, ::-1], axis=1)[:, ::-1] - dig
+    dv = np.where(dig, raw - np.uint8(48), np.uint8(0))
+    right = np.cumsum(dig[:, ::-1], axis=1, dtype=np.int8)[:, ::-1] - dig
     bad |= ((dv > 0) & (right >= 18)).any(axis=1)
     acc = (dv * _POW10[np.minimum(right, 17)]).sum(axis=1)
     mult = 10 ** (scale - np.minimum(ndec, scale)).astype(np.int64)

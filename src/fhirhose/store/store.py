@@ -326,7 +326,8 @@ class Store:
             os.rename(gdir, trash)  # atomic: readers see the generation whole or not at all
             shutil.rmtree(trash, ignore_errors=True)
             removed.append(g)
-        for stale in (self.path / _GEN).glob(".tmp-*"):
+        # Leftovers of writers that died: half-written or half-deleted generations.
+        for stale in [*(self.path / _GEN).glob(".tmp-*"), *(self.path / _GEN).glob(".del-*")]:
             pid = stale.name.rsplit("-", 1)[-1]
             if pid.isdigit() and not _pid_alive(int(pid)):
                 shutil.rmtree(stale, ignore_errors=True)
