@@ -12,9 +12,13 @@
       generations/.tmp-<N>-<pid>/ a generation being written (never read)
       readers/g<N>.p<pid>.<token> a reader's lease on generation N
 
-Arrays are plain `.npy` files opened with `np.load(mmap_mode="r")`, so a
-snapshot costs a few syscalls per column and no reading. A generation that
-repeats an array of the previous one byte for byte hard-links its file.
+Arrays are plain `.npy` files opened with `np.load(mmap_mode="r")` when a
+reader first touches their table, so a snapshot costs a few syscalls per column
+and no reading. A file whose bytes equal the previous generation's file of the
+same name, or another file of the same generation (all-missing columns), is a
+hard link to it: unchanged tables cost no space, and a load creates only the
+files that carry data. Writers fsync every file, then the manifest, then rename
+the directory into place, then replace CURRENT.
 """
 
 from __future__ import annotations
