@@ -351,3 +351,17 @@ def test_reader_in_another_process_keeps_its_generation(store):
     assert rc == 0
     store.load({"bene": benes("1AA0AA0AA04")}, "t")
     assert 1 not in store.generations() and not list((store.path / "readers").iterdir())
+
+
+def test_two_records_found_to_be_one_person(store):
+    # A and B were loaded as two people; a cross-reference then says B is A's new MBI.
+    store.load({"bene": benes(A, B), **carrier([("100", A, "C1", "2024-01-01", "E119"),
+                                                ("101", B, "C1", "2024-02-01", "E119")])}, "t", now=T0)
+    with Store.open(store.path) as snap:
+        assert len(set(col["final_action"] for col in claims_of(snap, "partb", A))) == 1  # both F: two people
+    store.load({"bene_mbi": tab("bene_mbi", 1, crnt_num=[B], prvs_num=[A])}, "t", now=T1)
+    with Store.open(store.path) as snap:
+        assert snap.tables["bene"].n == 1 and snap.bene_index(A) == snap.bene_index(B) == 0
+        c = claims_of(snap, "partb", B)
+        assert [(x["clm_id"], x["final_action"], x["bene_id"]) for x in c] == [("100", "N", "1"), ("101", "F", "1")]
+        assert c[0]["clm_grp_id"] == c[1]["clm_grp_id"]

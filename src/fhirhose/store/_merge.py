@@ -87,7 +87,7 @@ def _take_table(t: Table, idx: np.ndarray, links: Mapping[str, np.ndarray] | Non
 def _replace(t: Table, **cols: Column) -> Table:
     new = dict(t.columns)
     new.update(cols)
-    return Table(t.name, new, None, t.n, check=False)
+    return Table(t.name, new, t.links, t.n, check=False)
 
 
 class Resolver:
@@ -380,6 +380,14 @@ def _merge_claims(table, old, delta, db: Table, bene: Table, index: BeneIndex, r
         sud_ind=_ops.set_cat(YN_LABELS, np.where(sud, b"Y", b"N")),
         clm_grp_id=_group_ids(table, dc, bene_ids[d_row] if dc.n else np.zeros(0, "S1"), uid),
     )
+    # Stored versions of a person whose bene_id changed (two records found to be one
+    # person) get their group ids again, so their versions group with the new ones.
+    moved = np.flatnonzero(_s(oc, "bene_id") != bene_ids[o_row]) if oc.n else np.zeros(0, np.int64)
+    if len(moved):
+        mt = _take_table(oc, moved)
+        grp_old = _ops.fixed(oc.columns["clm_grp_id"])
+        grp_old[moved] = _ops.fixed(_group_ids(table, mt, bene_ids[o_row[moved]], o_uid[moved]), grp_old.dtype.itemsize)
+        oc = _replace(oc, clm_grp_id=_ops.str_from_bytes(grp_old))
     all_t = _concat_tables(table, [oc, _take_table(dcx, kept)])
     rows = np.concatenate([o_row, d_row[kept]])
     all_uid = np.concatenate([o_uid.astype("S32"), uid[kept].astype("S32")])
