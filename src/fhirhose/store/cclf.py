@@ -408,7 +408,37 @@ _POW10 = 10 ** np.arange(18, dtype=np.int64)
 
 
 def _parse_decimal(raw: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """Signed decimals (`-123.45`, blank padded) as int64 × 10**scale; blank → NO_NUM."""
+    """Signed decimals (`-123.45`, blank padded) as int64 × 10**scale; blank → NO_NUM.
+    Returns (values, bad rows)."""
+    fast = _parse_fixed_point(raw, scale)
+    return fast if fast is not None else _parse_decimal_any(raw, scale)
+
+
+def _parse_fixed_point(raw: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The usual layout (right-aligned, exactly `scale` decimals: the CCLF pictures)
+    parsed by numpy's C string-to-int cast once the point is cut out; None when any
+    value is laid out otherwise (the general parser then also finds the bad rows)."""
+    n, w = raw.shape
+    if n == 0 or w <= scale or (raw == ord("+")).any():
+        return None
+    blank = (raw == 32).all(axis=1)
+    if scale:
+        point = w - 1 - scale
+        if not ((raw[:, point] == ord(".")) | blank).all():
+            return None
+        digits = np.concatenate([raw[:, :point], raw[:, point + 1 :]], axis=1)
+    else:
+        digits = raw.copy()
+    digits[blank, -1] = ord("0")
+    try:
+        values = digits.view(f"S{digits.shape[1]}").reshape(n).astype(np.int64)
+    except (ValueError, OverflowError):
+        return None
+    return np.where(blank, NO_NUM, values), np.zeros(n, bool)
+
+
+def _parse_decimal_any(raw: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """The general parser: any number of decimals up to `scale`, any alignment."""
     n, w = raw.shape
     dig = (raw >= 48) & (raw <= 57)
     dot, minus, blank = raw == 46, raw == 45, raw == 32
