@@ -360,8 +360,10 @@ def build_store(path: Path) -> None:
             mbis.append(f"{len(mbis) + 1}EG4TE5MK{len(mbis):02d}")
             orgs.append((org, kind))
     n = len(mbis)
+    # Part B entitlement only: one Coverage per beneficiary.
     bene = complete("bene", {"bene_mbi_id": c("str", mbis),
-                             "bene_last_name": c("str", [f"Doe{i}" for i in range(n)])}, n)
+                             "bene_last_name": c("str", [f"Doe{i}" for i in range(n)]),
+                             "bene_part_b_enrlmt_bgn_dt": c("date", [dt.date(2015, 1, 1)] * n)}, n)
     aco = [i for i, (_, k) in enumerate(orgs) if k == "aco"]
     pdp = [i for i, (_, k) in enumerate(orgs) if k == "pdp"]
     roster = complete("roster", {

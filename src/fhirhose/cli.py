@@ -22,7 +22,7 @@ COMMANDS = {
     "export": "fhirhose.export.cli",
     "pull": "fhirhose.client.cli",
     "bench": "fhirhose.bench.cli",
-    "admin": "fhirhose.server.admin_cli",
+    "admin": "fhirhose.access.admin_cli",
 }
 
 

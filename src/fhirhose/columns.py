@@ -285,7 +285,7 @@ class Table:
     of row i are offsets[i]..offsets[i+1]. Validated here, once.
     """
 
-    __slots__ = ("name", "n", "columns", "links")
+    __slots__ = ("name", "n", "columns", "links", "__weakref__")
 
     def __init__(
         self,

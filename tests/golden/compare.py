@@ -31,9 +31,11 @@ def _tag(element: Any) -> str:
         for key in ("url", "system"):
             if isinstance(element.get(key), str):
                 return f"[{element[key]}]"
-        for key in ("category", "role"):
-            if key in element:
-                return "[" + "|".join(_codes(element[key])) + "]"
+        if "category" in element:
+            return "[" + "|".join(_codes(element["category"])) + "]"
+        if "role" in element:
+            who = ((element.get("provider") or {}).get("identifier") or {}).get("value", "")
+            return "[" + "|".join(_codes(element["role"])) + f"@{who}]"
     return "[]"
 
 

@@ -16,19 +16,7 @@ the families from colliding (`Seq(..., counter=SEQ_CARE_TEAM)`).
 from __future__ import annotations
 
 from ..template import Arr, E, If, IfHas, IfMissing, K, Map, Node, Obj, Seq, Val
-from .c4bb import (
-    CS_ADJUDICATION,
-    CS_ADJUDICATION_DISCRIMINATOR,
-    CS_HL7_ADJUDICATION,
-    CS_IDENTIFIER_TYPE,
-    CS_SUPPORTING_INFO,
-    CS_V2_0203,
-    NS_MBI,
-    PROFILE_INPATIENT,
-    PROFILE_OUTPATIENT,
-    PROFILE_PHARMACY,
-    PROFILE_PROFESSIONAL,
-)
+from . import c4bb as _c4bb
 
 # ---------------------------------------------------------------- profiles
 
@@ -37,10 +25,10 @@ C4BB_VERSION = "2.2.0"
 PROFILE_PATIENT = f"{C4BB}/StructureDefinition/C4BB-Patient"
 PROFILE_COVERAGE = f"{C4BB}/StructureDefinition/C4BB-Coverage"
 PROFILE_ORGANIZATION = f"{C4BB}/StructureDefinition/C4BB-Organization"
-PROFILE_EOB_INPATIENT = PROFILE_INPATIENT
-PROFILE_EOB_OUTPATIENT = PROFILE_OUTPATIENT
-PROFILE_EOB_PROFESSIONAL = PROFILE_PROFESSIONAL
-PROFILE_EOB_PHARMACY = PROFILE_PHARMACY
+PROFILE_EOB_INPATIENT = _c4bb.PROFILE_INPATIENT
+PROFILE_EOB_OUTPATIENT = _c4bb.PROFILE_OUTPATIENT
+PROFILE_EOB_PROFESSIONAL = _c4bb.PROFILE_PROFESSIONAL
+PROFILE_EOB_PHARMACY = _c4bb.PROFILE_PHARMACY
 
 # ---------------------------------------------------------------- code systems and naming systems
 
@@ -56,7 +44,7 @@ BB_ID_CLAIM_GROUP = f"{BB}/identifier/claim-group"
 # idr-out (C4BB 2.2.0) tags final and non-final claim versions in meta.tag.
 BB_CS_FINAL_ACTION = "https://bluebutton.cms.gov/fhir/CodeSystem/Final-Action"
 
-SYS_MBI = NS_MBI
+SYS_MBI = _c4bb.NS_MBI
 SYS_NPI = "http://hl7.org/fhir/sid/us-npi"
 SYS_ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 SYS_ICD9CM = "http://hl7.org/fhir/sid/icd-9-cm"
@@ -83,13 +71,17 @@ CS_SUBSCRIBER_RELATIONSHIP = "http://terminology.hl7.org/CodeSystem/subscriber-r
 CS_COVERAGE_CLASS = "http://terminology.hl7.org/CodeSystem/coverage-class"
 CS_DATA_ABSENT = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
 EXT_DATA_ABSENT = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
-# Re-exported from the checker so templates and checks share one spelling.
+# The checker's spellings, so templates and checks share one.
+CS_ADJUDICATION = _c4bb.CS_ADJUDICATION
+CS_ADJUDICATION_DISCRIMINATOR = _c4bb.CS_ADJUDICATION_DISCRIMINATOR
+CS_IDENTIFIER_TYPE = _c4bb.CS_IDENTIFIER_TYPE
+CS_SUPPORTING_INFO = _c4bb.CS_SUPPORTING_INFO
 CS_C4BB_ADJUDICATION = CS_ADJUDICATION
 CS_C4BB_ADJUDICATION_DISCRIMINATOR = CS_ADJUDICATION_DISCRIMINATOR
 CS_C4BB_IDENTIFIER_TYPE = CS_IDENTIFIER_TYPE
 CS_C4BB_SUPPORTING_INFO = CS_SUPPORTING_INFO
-CS_HL7_ADJUDICATION = CS_HL7_ADJUDICATION
-CS_V2_0203 = CS_V2_0203
+CS_HL7_ADJUDICATION = _c4bb.CS_HL7_ADJUDICATION
+CS_V2_0203 = _c4bb.CS_V2_0203
 
 CMS_ORG_ID = "insurer-org"
 CMS_NAME = "Centers for Medicare & Medicaid Services"
@@ -536,6 +528,10 @@ __all__ = [
     "CS_COVERAGE_CLASS",
     "CS_DATA_ABSENT",
     "EXT_DATA_ABSENT",
+    "CS_ADJUDICATION",
+    "CS_ADJUDICATION_DISCRIMINATOR",
+    "CS_IDENTIFIER_TYPE",
+    "CS_SUPPORTING_INFO",
     "CS_C4BB_ADJUDICATION",
     "CS_C4BB_ADJUDICATION_DISCRIMINATOR",
     "CS_C4BB_IDENTIFIER_TYPE",

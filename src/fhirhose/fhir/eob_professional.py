@@ -301,8 +301,17 @@ EOB_DME = _eob(
             "clm_prmry_pyr_cd",
             c.bb_ext_identifier("suplrnum", "prvdr_num"),
             c.bb_ext_quantity("dmerc_line_scrn_svgs_amt", "dmerc_line_scrn_svgs_amt"),
-            c.bb_ext_quantity("dmerc_line_mtus_cnt", "dmerc_line_mtus_cnt"),
-            c.bb_ext_coding("dmerc_line_mtus_cd", "dmerc_line_mtus_cd"),
+            # v2 codes the unit of the count as a Quantity code (the MTUS code).
+            Obj(
+                None,
+                K("url", c.bb_var("dmerc_line_mtus_cnt"), weak=True),
+                Obj(
+                    "valueQuantity",
+                    Val("value", "dmerc_line_mtus_cnt"),
+                    K("system", c.bb_var("dmerc_line_mtus_cd"), weak=True),
+                    Val("code", "dmerc_line_mtus_cd"),
+                ),
+            ),
             c.bb_ext_coding("dmerc_line_prcng_state_cd", "dmerc_line_prcng_state_cd"),
             c.bb_ext_coding("dmerc_line_supplr_type_cd", "dmerc_line_supplr_type_cd"),
         ),

@@ -1,0 +1,242 @@
+"""The access database: one SQLite file (WAL) holding organizations, users,
+attestations, credentials, the JWT replay cache, rate buckets and the audit log.
+
+Nothing is cached in memory: every check reads the row it needs, so a revoke,
+rotation or IP change takes effect on the very next request, in every process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import StoreError
+from .config import AccessConfig
+
+__all__ = ["AccessDB", "Actor", "Audit", "AuditEntry", "now_s"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS orgs(
+  id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL,
+  active INTEGER NOT NULL DEFAULT 1, created_at REAL NOT NULL,
+  production_at REAL, sandbox_job TEXT);
+CREATE TABLE IF NOT EXISTS contracts(
+  contract_id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id));
+CREATE TABLE IF NOT EXISTS users(
+  id INTEGER PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), name TEXT NOT NULL,
+  email TEXT NOT NULL, role TEXT NOT NULL, title TEXT NOT NULL DEFAULT '',
+  active INTEGER NOT NULL DEFAULT 1, created_at REAL NOT NULL, left_at REAL,
+  key_salt BLOB NOT NULL, key_hash BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS attestations(
+  id INTEGER PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), contract_id TEXT NOT NULL,
+  user_id INTEGER NOT NULL REFERENCES users(id), attested_at REAL NOT NULL, ended_at REAL);
+CREATE TABLE IF NOT EXISTS credentials(
+  id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), env TEXT NOT NULL,
+  client_id TEXT NOT NULL UNIQUE, label TEXT NOT NULL DEFAULT '',
+  salt BLOB, hash BLOB, kdf TEXT, secret_at REAL, expires_at REAL,
+  jwks_url TEXT, revoked_at REAL, created_at REAL NOT NULL, created_by TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS credential_ips(
+  credential_id TEXT NOT NULL REFERENCES credentials(id), cidr TEXT NOT NULL,
+  PRIMARY KEY(credential_id, cidr));
+CREATE TABLE IF NOT EXISTS credential_keys(
+  credential_id TEXT NOT NULL REFERENCES credentials(id), kid TEXT NOT NULL, alg TEXT NOT NULL,
+  jwk TEXT NOT NULL, added_at REAL NOT NULL, revoked_at REAL,
+  PRIMARY KEY(credential_id, kid));
+CREATE TABLE IF NOT EXISTS jti_seen(
+  client_id TEXT NOT NULL, jti TEXT NOT NULL, exp REAL NOT NULL, PRIMARY KEY(client_id, jti));
+CREATE TABLE IF NOT EXISTS rate(org_id TEXT PRIMARY KEY, tokens REAL NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS audit(
+  id INTEGER PRIMARY KEY, at REAL NOT NULL, actor TEXT NOT NULL, org_id TEXT,
+  credential_id TEXT, action TEXT NOT NULL, outcome TEXT NOT NULL, ip TEXT, detail TEXT);
+CREATE INDEX IF NOT EXISTS audit_credential ON audit(credential_id, id);
+CREATE INDEX IF NOT EXISTS audit_org ON audit(org_id, id);
+"""
+
+_SCHEMA_VERSION = b"1"
+
+
+def now_s(now: float | None = None) -> float:
+    """Seconds since the epoch; `now` lets tests and callers pin the clock.
+
+    A non-finite clock would make every expiry comparison false (and so pass):
+    it falls back to the real clock instead."""
+    if now is None:
+        return time.time()
+    t = float(now)
+    return t if math.isfinite(t) else time.time()
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who performs an admin action: the CMS-side operator or an organization user."""
+
+    kind: str  # "system" | "user"
+    name: str
+    user_id: int | None = None
+
+    @classmethod
+    def system(cls, name: str = "operator") -> "Actor":
+        return cls("system", name)
+
+    @classmethod
+    def user(cls, user_id: int) -> "Actor":
+        return cls("user", f"user:{user_id}", int(user_id))
+
+    def __str__(self) -> str:
+        return self.name if self.kind == "user" else f"system:{self.name}"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: float
+    actor: str
+    org_id: str | None
+    credential_id: str | None
+    action: str
+    outcome: str
+    ip: str | None
+    detail: dict
+
+
+class Audit:
+    """Append-only log of admin actions and of token, export and file requests."""
+
+    def __init__(self, db: "AccessDB"):
+        self._db = db
+
+    def record(
+        self,
+        action: str,
+        *,
+        actor: Actor | str,
+        org_id: str | None = None,
+        credential_id: str | None = None,
+        outcome: str = "ok",
+        ip: str | None = None,
+        now: float | None = None,
+        **detail,
+    ) -> None:
+        """Write one entry (inside the caller's transaction when there is one)."""
+        self._db.conn.execute(
+            "INSERT INTO audit(at, actor, org_id, credential_id, action, outcome, ip, detail)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (now_s(now), str(actor), org_id, credential_id, action, outcome, ip, json.dumps(detail, default=str)),
+        )
+
+    def _rows(self, where: str, args: tuple, limit: int) -> list[AuditEntry]:
+        rows = self._db.conn.execute(
+            "SELECT id, at, actor, org_id, credential_id, action, outcome, ip, detail FROM audit"
+            f" WHERE {where} ORDER BY id DESC LIMIT ?",
+            (*args, int(limit)),
+        ).fetchall()
+        return [AuditEntry(*r[:8], json.loads(r[8] or "{}")) for r in rows]
+
+    def recent(self, credential_id: str, limit: int = 100) -> list[AuditEntry]:
+        """The latest entries of one credential, newest first (review a revoked one)."""
+        return self._rows("credential_id = ?", (credential_id,), limit)
+
+    def for_org(self, org_id: str, limit: int = 100) -> list[AuditEntry]:
+        return self._rows("org_id = ?", (org_id,), limit)
+
+    def all(self, limit: int = 100) -> list[AuditEntry]:
+        return self._rows("1", (), limit)
+
+
+class AccessDB:
+    """Opens (creating if needed) the access database at `path`.
+
+    Connections are per thread; `tx()` wraps a write in BEGIN IMMEDIATE so
+    concurrent writers serialize instead of failing half-way.
+    """
+
+    def __init__(self, path: str | os.PathLike, config: AccessConfig | None = None):
+        self.path = Path(path)
+        self.config = config or AccessConfig()
+        self._local = threading.local()
+        self.audit = Audit(self)
+        self._init_schema()
+        from .credentials import Credentials
+        from .orgs import Orgs
+
+        self.orgs = Orgs(self)
+        self.credentials = Credentials(self)
+
+    def _init_schema(self) -> None:
+        conn = self.conn
+        try:
+            conn.executescript(_SCHEMA)
+            with self.tx():
+                row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+                if row is None:
+                    conn.execute("INSERT INTO meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
+                elif bytes(row[0]) != _SCHEMA_VERSION:
+                    raise StoreError(f"{self.path}: access schema version {bytes(row[0])!r}, expected {_SCHEMA_VERSION!r}")
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{self.path}: not an access database ({e})") from None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=True)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+            self._local.depth = 0
+        return conn
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; nested calls join the outer one."""
+        conn = self.conn
+        if self._local.depth:
+            self._local.depth += 1
+            try:
+                yield conn
+            finally:
+                self._local.depth -= 1
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        self._local.depth = 1
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+        finally:
+            self._local.depth = 0
+
+    def meta_secret(self, key: str, nbytes: int = 32) -> bytes:
+        """A random server secret stored once (created on first use)."""
+        return self.meta_value(key, lambda: secrets.token_bytes(nbytes))
+
+    def meta_value(self, key: str, make) -> bytes:
+        """A server value stored once; `make()` builds it the first time."""
+        with self.tx() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+            if row is not None:
+                return bytes(row[0])
+            value = make()
+            conn.execute("INSERT INTO meta VALUES (?, ?)", (key, value))
+            return value
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+

@@ -1,0 +1,263 @@
+"""aiohttp handlers for the token endpoint and the admin API (the server mounts them).
+
+    add_routes(app, db, job_completed=server_job_completed, operator_key=...)
+
+- `POST /auth/token`: OAuth 2.0 client credentials (HTTP Basic or a SMART
+  client assertion); RFC 6749 §5.2 errors; 429 with Retry-After.
+- `/admin/...`: authenticated with `Authorization: Bearer <user admin key>`
+  (an organization user; their role decides) or the operator key.
+
+Database work (scrypt, SQLite) runs in the default executor so the event loop
+never waits on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import json
+from dataclasses import asdict
+from typing import Callable
+
+from aiohttp import web
+
+from ..errors import AuthError, InputError, RequestError
+from .db import AccessDB, Actor
+from .orgs import ROLES
+from .tokens import Principal, TokenError, TokenRequest, TokenService
+
+__all__ = ["add_routes", "token_handler", "AccessAuthenticator", "PRINCIPAL"]
+
+_MAX_BODY = 65536
+
+
+def _json(data, status: int = 200, headers: dict | None = None) -> web.Response:
+    return web.json_response(data, status=status, headers=headers, dumps=lambda o: json.dumps(o, default=str))
+
+
+def _error(e: Exception) -> web.Response:
+    if isinstance(e, TokenError):
+        return _json(e.body(), e.status, e.headers())
+    if isinstance(e, AuthError):
+        return _json({"error": e.oauth_error or "access_denied", "error_description": str(e)}, e.status)
+    status = e.status if isinstance(e, RequestError) else 400
+    return _json({"error": "invalid_request", "error_description": str(e)}, status)
+
+
+async def _off_loop(fn, *args, **kw):
+    return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args, **kw))
+
+
+def token_handler(svc: TokenService):
+    """The `POST /auth/token` handler."""
+
+    async def handle(request: web.Request) -> web.Response:
+        try:
+            if request.content_length is not None and request.content_length > _MAX_BODY:
+                raise TokenError("invalid_request", "request body is too large")
+            body = await request.content.read(_MAX_BODY + 1)
+            req = TokenRequest.parse(body, request.headers.get("Content-Type"), request.headers.get("Authorization"))
+            tok = await _off_loop(svc.issue, req, request.remote)
+        except AuthError as e:
+            return _error(e)
+        return _json(tok.to_dict(), headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+    return handle
+
+
+class _Admin:
+    def __init__(self, db: AccessDB, operator_key: str | None, job_completed: Callable[[str, str], bool] | None):
+        self.db, self.operator_key, self.job_completed = db, operator_key, job_completed
+
+    def actor(self, request: web.Request) -> Actor:
+        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            raise AuthError("admin requests need Authorization: Bearer <admin key>", status=401, oauth_error="invalid_token")
+        if self.operator_key and hmac.compare_digest(key.encode(), self.operator_key.encode()):
+            return Actor.system("api")
+        return Actor.user(self.db.orgs.authenticate(key).id)
+
+    def route(self, fn):
+        """Wrap `fn(actor, request, body) -> (status, data)`: auth, JSON body, errors, off-loop DB work."""
+
+        async def handle(request: web.Request) -> web.Response:
+            try:
+                body = {}
+                if request.can_read_body:
+                    raw = await request.content.read(_MAX_BODY + 1)
+                    if len(raw) > _MAX_BODY:
+                        raise InputError("request body is too large")
+                    try:
+                        body = json.loads(raw or b"{}")
+                    except ValueError:
+                        raise InputError("request body is not JSON") from None
+                    if not isinstance(body, dict):
+                        raise InputError("request body is not a JSON object")
+
+                def work():
+                    return fn(self.actor(request), request, body)
+
+                status, data = await _off_loop(work)
+            except (AuthError, InputError) as e:
+                return _error(e)
+            return _json({"ok": True} if data is None else data, status)
+
+        return handle
+
+    # -- actions -------------------------------------------------------------------
+    def create_org(self, actor, request, b):
+        return 201, asdict(self.db.orgs.create(actor, _str(b, "id"), _str(b, "kind"), _str(b, "name")))
+
+    def add_user(self, actor, request, b):
+        user, key = self.db.orgs.add_user(
+            actor, request.match_info["org"], _str(b, "name"), _str(b, "email"), _str(b, "role"), b.get("title", "")
+        )
+        return 201, {**asdict(user), "admin_key": key}
+
+    def list_creds(self, actor, request, b):
+        return 200, [asdict(c) for c in self.db.credentials.list(actor, request.match_info["org"])]
+
+    def issue(self, actor, request, b):
+        cred, secret = self.db.credentials.issue(
+            actor,
+            request.match_info["org"],
+            env=b.get("env", "sandbox"),
+            label=str(b.get("label", "")),
+            secret=bool(b.get("secret", True)),
+            jwks=b.get("jwks"),
+            ips=_list(b, "ips"),
+        )
+        return 201, {**asdict(cred), "client_secret": secret}
+
+    def rotate(self, actor, request, b):
+        return 200, {"client_secret": self.db.credentials.rotate(actor, request.match_info["cred"])}
+
+    def revoke(self, actor, request, b):
+        self.db.credentials.revoke(actor, request.match_info["cred"], reason=str(b.get("reason", "")))
+        return 200, None
+
+    def set_ips(self, actor, request, b):
+        return 200, {"ips": self.db.credentials.set_ips(actor, request.match_info["cred"], _list(b, "ips"))}
+
+    def add_keys(self, actor, request, b):
+        jwks = b if "keys" in b else {"keys": [b]}
+        return 201, {"registered": self.db.credentials.register_jwks(actor, request.match_info["cred"], jwks)}
+
+    def attest(self, actor, request, b):
+        org = request.match_info["org"]
+        self.db.orgs.attest(actor, org, b.get("contract"))
+        return 201, {"attested": self.db.orgs.attested_contracts(org)}
+
+    def production(self, actor, request, b):
+        if self.job_completed is None:
+            raise RequestError("production approval is not available on this server", status=404)
+        self.db.orgs.request_production(actor, request.match_info["org"], _str(b, "job_id"), self.job_completed)
+        return 200, None
+
+    def org_audit(self, actor, request, b):
+        org = request.match_info["org"]
+        self.db.orgs.require(actor, org, ROLES, "audit.read")
+        return 200, [asdict(r) for r in self.db.audit.for_org(org, _limit(request))]
+
+    def cred_audit(self, actor, request, b):
+        cred = self.db.credentials.get(request.match_info["cred"])
+        self.db.orgs.require(actor, cred.org_id, ROLES, "audit.read")
+        return 200, [asdict(r) for r in self.db.audit.recent(cred.id, _limit(request))]
+
+
+def _str(body: dict, name: str) -> str:
+    v = body.get(name)
+    if not isinstance(v, str) or not v:
+        raise InputError(f"field {name!r}: a non-empty string is required")
+    return v
+
+
+def _list(body: dict, name: str) -> list[str]:
+    v = body.get(name, [])
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise InputError(f"field {name!r}: a list of strings is required")
+    return v
+
+
+def _limit(request: web.Request) -> int:
+    try:
+        return max(1, min(1000, int(request.query.get("limit", "100"))))
+    except ValueError:
+        raise InputError("limit: not an integer") from None
+
+
+def add_routes(
+    app: web.Application,
+    db: AccessDB,
+    *,
+    service: TokenService | None = None,
+    token_path: str = "/auth/token",
+    admin_prefix: str = "/admin",
+    operator_key: str | None = None,
+    job_completed: Callable[[str, str], bool] | None = None,
+) -> TokenService:
+    """Mount the token endpoint and the admin API on `app`; returns the TokenService used."""
+    svc = service or TokenService(db)
+    app.router.add_post(token_path, token_handler(svc))
+    a = _Admin(db, operator_key, job_completed)
+    p = admin_prefix.rstrip("/")
+    app.router.add_post(f"{p}/orgs", a.route(a.create_org))
+    app.router.add_post(f"{p}/orgs/{{org}}/users", a.route(a.add_user))
+    app.router.add_get(f"{p}/orgs/{{org}}/credentials", a.route(a.list_creds))
+    app.router.add_post(f"{p}/orgs/{{org}}/credentials", a.route(a.issue))
+    app.router.add_post(f"{p}/orgs/{{org}}/attestations", a.route(a.attest))
+    app.router.add_post(f"{p}/orgs/{{org}}/production", a.route(a.production))
+    app.router.add_get(f"{p}/orgs/{{org}}/audit", a.route(a.org_audit))
+    app.router.add_post(f"{p}/credentials/{{cred}}/rotate", a.route(a.rotate))
+    app.router.add_post(f"{p}/credentials/{{cred}}/revoke", a.route(a.revoke))
+    app.router.add_put(f"{p}/credentials/{{cred}}/ips", a.route(a.set_ips))
+    app.router.add_post(f"{p}/credentials/{{cred}}/keys", a.route(a.add_keys))
+    app.router.add_get(f"{p}/credentials/{{cred}}/audit", a.route(a.cred_audit))
+    return svc
+
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+
+# The server's organization kinds (ClientIdentity.kind) for ours.
+_SERVER_KIND = {"ssp": "aco", "reach": "aco", "kcc": "aco", "sponsor": "pdp", "provider": "provider"}
+
+
+class AccessAuthenticator:
+    """The server's `Authenticator` backed by this library: SMART or Basic tokens from
+    `TokenService`, every request re-checked (revocation, IPs, suspension).
+
+    `authenticate` also leaves the verified `Principal` in `request[PRINCIPAL]`
+    for `plan_scope`. Configure `AccessConfig.token_url` as `<base URL>/auth/token`
+    (the audience client assertions must carry)."""
+
+    def __init__(self, db: AccessDB, service: TokenService | None = None):
+        self.db = db
+        self.service = service or TokenService(db)
+
+    async def authenticate(self, request: web.Request):
+        from ..server.auth import ClientIdentity
+
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else ""
+        p: Principal = await _off_loop(self.service.verify_access_token, token, request.remote)
+        request[PRINCIPAL] = p
+        return ClientIdentity(p.client_id, p.org_id, _SERVER_KIND.get(p.org_kind, p.org_kind), frozenset(p.scopes))
+
+    def setup(self, app: web.Application, base: str) -> None:
+        app.router.add_post(f"{base}/auth/token", token_handler(self.service))
+
+    def smart_configuration(self, base_url: str):
+        from ..server.models import SmartConfiguration
+
+        types = ("Patient", "Coverage", "ExplanationOfBenefit")
+        return SmartConfiguration(
+            issuer=base_url,
+            token_endpoint=f"{base_url}/auth/token",
+            grant_types_supported=["client_credentials"],
+            token_endpoint_auth_methods_supported=["client_secret_basic", "private_key_jwt"],
+            token_endpoint_auth_signing_alg_values_supported=list(self.db.config.assertion_algs),
+            scopes_supported=[f"system/{t}.{p}" for p in ("read", "rs") for t in ("*", *types)],
+            capabilities=["client-confidential-symmetric", "client-confidential-asymmetric", "permission-v1", "permission-v2"],
+        )
