@@ -12,7 +12,7 @@ import pytest
 from fhirhose import BatchError, StoreError
 from fhirhose.store import SourceInfo, Store
 from fhirhose.store import layout
-from fhirhose.store.schema import column_for, complete, kinds
+from fhirhose.store.schema import TABLES, column_for, complete, kinds
 
 T0 = dt.datetime(2024, 1, 15, 12, tzinfo=dt.timezone.utc)
 T1 = dt.datetime(2024, 1, 22, 12, tzinfo=dt.timezone.utc)
@@ -365,3 +365,19 @@ def test_two_records_found_to_be_one_person(store):
         c = claims_of(snap, "partb", B)
         assert [(x["clm_id"], x["final_action"], x["bene_id"]) for x in c] == [("100", "N", "1"), ("101", "F", "1")]
         assert c[0]["clm_grp_id"] == c[1]["clm_grp_id"]
+
+
+def test_commit_writes_already_merged_tables(store):
+    from fhirhose.store import _merge
+
+    empty = {name: complete(name, {}, 0) for name in TABLES}
+    merged = _merge.merge(empty, {"bene": benes(A, B), **carrier([("100", A, "C1", "2024-01-01", "E119")])}, MS0, 1)
+    gen = store.commit(merged.tables, SourceInfo("synth", note="chunked"), next_bene_seq=merged.next_bene_seq, now=T0)
+    with Store.open(store.path) as snap:
+        assert snap.generation == gen == 1 and snap.tables["partb"].n == 1
+        assert snap.manifest.history[0].added["bene"] == 2 and snap.manifest.next_bene_seq == 3
+    bad = dict(merged.tables)
+    bad["partb"] = complete("partb", {}, 0)  # bene still links to one claim
+    with pytest.raises(BatchError, match=r"bene.links\[partb\]: offset 1 is past 0 rows"):
+        store.commit(bad, "synth", next_bene_seq=3)
+    assert store.current() == 1

@@ -5,6 +5,7 @@ API (stable; `fhirhose.store.synth` and the exporters build on it)::
     store = Store.create(path, keep=3)        # new, empty store (generation 0)
     store = Store(path, keep=3)               # an existing store
     gen = store.load(tables, SourceInfo("synth", note="seed=1"))   # -> new generation number
+    gen = store.commit(merged_tables, source, next_bene_seq=n)     # tables already merged (in chunks)
     snap = Store.open(path)                   # or store.snapshot(): the CURRENT generation
     snap.tables["partb"]                      # fhirhose.Table over memory-mapped arrays
     snap.generation, snap.manifest            # int, layout.Manifest
@@ -60,6 +61,14 @@ _CURRENT = "CURRENT"
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _time_ms(now: _dt.datetime | None) -> int:
+    if now is None:
+        return _now_ms()
+    if now.tzinfo is None:
+        raise StoreError("load: `now` must be timezone-aware")
+    return int(now.timestamp() * 1000)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -247,29 +256,46 @@ class Store:
         is the load time: the `last_updated` of every new row that has none.
         Returns the new generation number. On any error nothing changes.
         """
-        if isinstance(source, str):
-            source = SourceInfo(source)
-        if now is not None and now.tzinfo is None:
-            raise StoreError("load: `now` must be timezone-aware")
-        now_ms = _now_ms() if now is None else int(now.timestamp() * 1000)
+        source = SourceInfo(source) if isinstance(source, str) else source
+        now_ms = _time_ms(now)
+        if not source.rows:
+            source.rows = {name: t.n for name, t in tables.items()}
         with self._lock():
             with self.snapshot() as snap:
                 merged = _merge.merge(snap.tables, tables, now_ms, snap.manifest.next_bene_seq)
-                gen = max(self.generations()) + 1
-                if not source.rows:
-                    source.rows = {name: t.n for name, t in tables.items()}
-                entry = LoadEntry(gen, now_ms, source, merged.added, merged.skipped)
-                manifest = Manifest(FORMAT_VERSION, gen, _now_ms(), {}, {},
-                                    [*snap.manifest.history, entry], merged.next_bene_seq)
-                self._write_generation(self.path, gen, merged.tables, manifest,
-                                       self._gen_dir(snap.generation), snap.manifest)
-            try:
-                layout.write_atomic(self.path / _CURRENT, f"{gen}\n".encode())
-            except BaseException:
-                if self.current() != gen:
-                    shutil.rmtree(self._gen_dir(gen), ignore_errors=True)
-                raise
-            self._collect()
+                return self._commit(snap, merged.tables, source, merged.added, merged.skipped,
+                                    merged.next_bene_seq, now_ms)
+
+    def commit(self, tables: Mapping[str, Table], source: SourceInfo | str, *, next_bene_seq: int,
+               added: Mapping[str, int] | None = None, now: _dt.datetime | None = None) -> int:
+        """Write complete tables, already merged by the store's rules (a producer that
+        merges its data in chunks with `_merge.merge` and assembles them), as the next
+        generation, replacing the current one. `added` defaults to the row counts;
+        `next_bene_seq` is the merge's counter of assigned bene_ids."""
+        source = SourceInfo(source) if isinstance(source, str) else source
+        now_ms = _time_ms(now)
+        for t in tables.values():
+            t.check_links(tables)
+        with self._lock():
+            with self.snapshot() as snap:
+                added = dict(added) if added is not None else {name: t.n for name, t in tables.items()}
+                return self._commit(snap, tables, source, added, {}, next_bene_seq, now_ms)
+
+    def _commit(self, snap: Snapshot, tables: Mapping[str, Table], source: SourceInfo, added: dict[str, int],
+                skipped: dict[str, int], next_bene_seq: int, now_ms: int) -> int:
+        """Write the next generation beside `snap`'s, swap CURRENT, collect. Holds the lock."""
+        gen = max(self.generations()) + 1
+        entry = LoadEntry(gen, now_ms, source, added, skipped)
+        manifest = Manifest(FORMAT_VERSION, gen, _now_ms(), {}, {}, [*snap.manifest.history, entry], next_bene_seq)
+        self._write_generation(self.path, gen, tables, manifest, self._gen_dir(snap.generation), snap.manifest)
+        try:
+            layout.write_atomic(self.path / _CURRENT, f"{gen}\n".encode())
+        except BaseException:
+            if self.current() != gen:
+                shutil.rmtree(self._gen_dir(gen), ignore_errors=True)
+            raise
+        snap.close()  # its lease must not keep the previous generation from collection
+        self._collect()
         return gen
 
     @staticmethod
