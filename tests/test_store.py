@@ -8,10 +8,11 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fhirhose import BatchError, StoreError
-from fhirhose.store import SourceInfo, Store
-from fhirhose.store import layout
+from fhirhose.store import SourceInfo, Store, _merge, layout
 from fhirhose.store.schema import TABLES, column_for, complete, kinds
 
 T0 = dt.datetime(2024, 1, 15, 12, tzinfo=dt.timezone.utc)
@@ -368,8 +369,6 @@ def test_two_records_found_to_be_one_person(store):
 
 
 def test_commit_writes_already_merged_tables(store):
-    from fhirhose.store import _merge
-
     empty = {name: complete(name, {}, 0) for name in TABLES}
     merged = _merge.merge(empty, {"bene": benes(A, B), **carrier([("100", A, "C1", "2024-01-01", "E119")])}, MS0, 1)
     gen = store.commit(merged.tables, SourceInfo("synth", note="chunked"), next_bene_seq=merged.next_bene_seq, now=T0)
@@ -381,3 +380,47 @@ def test_commit_writes_already_merged_tables(store):
     with pytest.raises(BatchError, match=r"bene.links\[partb\]: offset 1 is past 0 rows"):
         store.commit(bad, "synth", next_bene_seq=3)
     assert store.current() == 1
+
+
+# -- merge invariants over random load sequences (in memory: the merge is pure) ---------------------
+
+_MBIS = [f"1AA0AA0AA{i:02d}" for i in range(6)]
+_version = st.tuples(st.integers(0, 5), st.sampled_from(["C1", "C2", "C3"]), st.integers(0, 40), st.integers(0, 99))
+_load = st.tuples(st.lists(st.integers(0, 5), max_size=4), st.lists(_version, max_size=6))
+
+
+@settings(max_examples=40)
+@given(st.lists(_load, min_size=1, max_size=4))
+def test_merge_invariants(loads):
+    tables = {name: complete(name, {}, 0) for name in TABLES}
+    seq, seen, known = 1, {}, set()
+    for k, (bene_rows, versions) in enumerate(loads):
+        people = sorted(set(bene_rows) | {v[0] for v in versions})
+        rows = [(f"{k}{i:03d}{v[3]}", _MBIS[v[0]], v[1], f"2024-01-{1 + v[2] % 28:02d}", "F1010" if v[3] % 7 == 0 else "I10")
+                for i, v in enumerate(versions)]
+        delta = {"bene": benes(*[_MBIS[p] for p in people]), **carrier(rows)} if people else {}
+        merged = _merge.merge(tables, delta, MS0 + k, seq)
+        tables, seq = merged.tables, merged.next_bene_seq
+        known |= {_MBIS[p] for p in people}
+        for r in rows:
+            seen.setdefault(r[0], r)
+    bene, partb = tables["bene"], tables["partb"]
+    assert sorted(bene["bene_mbi_id"].to_list()) == sorted(known)
+    ids = partb["clm_id"].to_list()
+    assert sorted(ids) == sorted(seen)  # every version once, none lost
+    off = bene.links["partb"]
+    mbi_of_row = np.repeat(np.arange(bene.n), np.diff(off))
+    assert [bene["bene_mbi_id"].get(r) for r in mbi_of_row] == [seen[i][1] for i in ids]
+    groups = {}
+    for i, cid in enumerate(ids):
+        groups.setdefault((seen[cid][1], seen[cid][2]), []).append(i)
+    fa, eff = partb["final_action"].to_list(), partb["clm_efctv_dt"].values
+    grp = partb["clm_grp_id"].to_list()
+    for members in groups.values():
+        assert [fa[i] for i in members].count("F") == 1
+        last = max(members, key=lambda i: (eff[i], ids[i]))
+        assert fa[last] == "F" and len({grp[i] for i in members}) == 1
+    assert len(set(grp)) == len(groups)
+    assert [s == "Y" for s in partb["sud_ind"].to_list()] == [seen[i][4] == "F1010" for i in ids]
+    line_off = partb.links["partb_line"]
+    assert tables["partb_line"]["clm_line_hcpcs_cd"].to_list() == [f"H{ids[i]}" for i in range(partb.n) for _ in range(line_off[i + 1] - line_off[i])]
