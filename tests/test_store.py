@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from fhirhose import BatchError, StoreError
@@ -389,7 +389,6 @@ _version = st.tuples(st.integers(0, 5), st.sampled_from(["C1", "C2", "C3"]), st.
 _load = st.tuples(st.lists(st.integers(0, 5), max_size=4), st.lists(_version, max_size=6))
 
 
-@settings(max_examples=40)
 @given(st.lists(_load, min_size=1, max_size=4))
 def test_merge_invariants(loads):
     tables = {name: complete(name, {}, 0) for name in TABLES}
