@@ -291,22 +291,19 @@ class Records:
             raise self.fail(name, int(np.argmax(bad)), "is not a number")
         return col
 
-    def integer(self, name: str, scale: int = 0, trim: bool = False) -> Num:
-        raw = self.raw(name)
-        if raw is None:
-            return schema.empty_column("int", self.n) if not trim else schema.empty_column("qty", self.n)
-        values, bad = _chunked(_parse_decimal, raw, scale)
-        if bad.any():
-            raise self.fail(name, int(np.argmax(bad)), "is not a number")
-        return Num(values, scale, trim)
+    def integer(self, name: str) -> Num:
+        return self._number(name, 0, False, "is not a number")
 
     def amount(self, name: str, scale: int, trim: bool = False) -> Num:
+        return self._number(name, scale, trim, f"is not a signed amount with at most {scale} decimals")
+
+    def _number(self, name: str, scale: int, trim: bool, what: str) -> Num:
         raw = self.raw(name)
         if raw is None:
             return Num(np.full(self.n, NO_NUM, np.int64), scale, trim)
         values, bad = _chunked(_parse_decimal, raw, scale)
         if bad.any():
-            raise self.fail(name, int(np.argmax(bad)), f"is not a signed amount with at most {scale} decimals")
+            raise self.fail(name, int(np.argmax(bad)), what)
         return Num(values, scale, trim)
 
     def date(self, name: str) -> Date:
