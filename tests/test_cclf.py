@@ -476,3 +476,11 @@ def test_parsers_reject_malformed():
     assert bad.tolist() == [True] * 7
     _, bad = _parse_dates(_matrix(["2023-02-29", "2023-00-10", "2023/01/01", "0000-01-01", "          "], 10), "iso")
     assert bad.tolist() == [True, True, True, True, False]
+
+
+def test_empty_claim_files_load(tmp_path, store):
+    files = {fid: [] for fid in "1234567AB"} | {"8": [bene(A, "Ann")], "9": []}
+    ingest_cclf(store, write_delivery(tmp_path, files), now=T0)
+    with Store.open(store.path) as snap:
+        assert {t: snap.tables[t].n for t in ("bene", "roster", "parta", "partb", "pde")} == {
+            "bene": 1, "roster": 1, "parta": 0, "partb": 0, "pde": 0}
