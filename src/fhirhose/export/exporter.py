@@ -23,6 +23,7 @@ import numpy as np
 from .._backend import core as _default_core
 from ..columns import NO_DATE, NO_NUM, Table
 from ..errors import ExportError, InputError
+from ..fhir.elements import elements_for, subset
 from ..template import Template
 from .files import FileInfo, RollingWriter
 from .manifest import Manifest, output_item
@@ -85,6 +86,7 @@ class ExportSpec(msgspec.Struct, frozen=True):
     max_file_bytes: int = 256 << 20
     batch_rows: int = 2048
     overlap: bool = True  # hash+compress+write on a second thread while the writer renders
+    elements: tuple[str, ...] = ()  # `_elements`: "[Type.]element" names; () = whole resources
 
     def check(self) -> None:
         bad = [t for t in self.types if t not in RESOURCE_TYPES]
@@ -189,12 +191,16 @@ class Exporter:
         self.tables = tables
         self.sources = list(sources)
         self.core = core or _default_core
-        self._writers: dict[int, object] = {}
+        self._writers: dict[tuple, object] = {}
 
-    def writer(self, template: Template):
-        key = id(template)
+    def writer(self, template: Template, rtype: str = "", elements: tuple[str, ...] = ()):
+        """The bound writer of `template` (cut to `_elements` when they apply to `rtype`)."""
+        names = elements_for(rtype, elements) if elements else None
+        key = (id(template), names)
         w = self._writers.get(key)
         if w is None:
+            if names is not None:
+                template = subset(template, rtype, names)
             w = self._writers[key] = self.core.Writer(template.bind(self.tables))
         return w
 
@@ -289,7 +295,7 @@ class Exporter:
                         rows = self.rows_for(source, bene_rows, spec, since_exempt)
                         if not len(rows):
                             continue
-                        w = self.writer(source.template)
+                        w = self.writer(source.template, rtype, spec.elements)
                         for i in range(0, len(rows), spec.batch_rows):
                             if cancelled is not None and cancelled():
                                 raise ExportError("export cancelled")
