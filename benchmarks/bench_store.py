@@ -1,5 +1,6 @@
 """Store and CCLF ingest: parse rate (MB/s of CCLF input), ingest into a store,
-open + slice cost, and disk bytes per beneficiary.
+open + slice cost, and disk bytes per beneficiary (of the CCLF store and of the
+synthetic store `bench_export.py` exports, see conftest `synth_store`).
 
     python -m pytest benchmarks/bench_store.py -q     (FHIRHOSE_BENCH_CCLF_BENES=2500 by default)
 
@@ -16,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fhirhose.bench.workloads import record
-from fhirhose.store import Store
+from fhirhose.bench.workloads import FACTS, disk_bytes, open_and_slice, record
+from fhirhose.store import Store, schema
 from fhirhose.store.cclf import read_cclf
 from tests.cclf_writer import cclf0, file_name, reclen
 from tests.cclf_writer import record as cclf_record
@@ -89,32 +90,38 @@ def test_cclf_ingest_into_store(benchmark, delivery, tmp_path, capsys):
         print(f"\nCCLF parse + merge + write: {size / sec / 1e6:.0f} MB/s of CCLF input")
 
 
-def test_open_and_slice(benchmark, loaded, capsys):
-    def open_slice():
-        with loaded.snapshot() as snap:
-            lo, hi = snap.claim_rows("partb", 100, 200)
-            return int(snap.tables["partb"]["clm_pmt_amt"].values[lo:hi].sum())
+def _store(request, kind: str) -> Path:
+    """The store a size/latency test measures: the CCLF-ingested one or the synthetic one."""
+    return request.getfixturevalue("loaded").path if kind == "cclf" else request.getfixturevalue("synth_store").path
 
-    benchmark(open_slice)
+
+@pytest.mark.parametrize("kind", ["cclf", "synthetic"])
+def test_open_and_slice(benchmark, request, kind, capsys):
+    path = _store(request, kind)
+    benchmark(open_and_slice, path)
+    ms = benchmark.stats.stats.median * 1e3
+    FACTS[f"open + slice of 100 beneficiaries' carrier claims, {kind} store"] = f"{ms:.2f} ms"
     with capsys.disabled():
-        print(f"\nopen + slice: {benchmark.stats.stats.median * 1e3:.1f} ms")
+        print(f"\nopen + slice ({kind} store): {ms:.1f} ms")
 
 
-def test_store_bytes_per_beneficiary(loaded, capsys):
-    with loaded.snapshot() as snap:
-        gdir = loaded.path / "generations" / str(snap.generation)
+@pytest.mark.parametrize("kind", ["cclf", "synthetic"])
+def test_store_bytes_per_beneficiary(request, kind, capsys):
+    path = _store(request, kind)
+    store = Store(path)
+    with store.snapshot() as snap:
+        gdir = path / "generations" / str(snap.generation)
         n = snap.tables["bene"].n
-        claims = snap.tables["partb"].n
-    seen, total = set(), 0
-    for p in gdir.iterdir():
-        st = p.stat()
-        if st.st_ino not in seen:
-            seen.add(st.st_ino)
-            total += st.st_blocks * 512
-    assert n == BENES and claims == BENES * CLAIMS_PER_BENE
+        claims = sum(snap.tables[t].n for t in schema.CLAIM_TABLES)
+    total, files = disk_bytes(gdir)
+    if kind == "cclf":
+        assert n == BENES and claims == BENES * CLAIMS_PER_BENE
     t0 = time.perf_counter()
-    loaded.verify()
+    store.verify()
     verify_s = time.perf_counter() - t0
+    FACTS[f"store on disk, {kind}: {n:,} beneficiaries, {claims:,} claim versions"] = (
+        f"{total / 1e6:,.1f} MB in {files} files = {total / n / 1e3:.1f} KB/beneficiary, "
+        f"{total / claims:,.0f} B/claim; verify {verify_s:.2f} s")
     with capsys.disabled():
-        print(f"\nstore on disk: {total / 1e6:.1f} MB for {n} beneficiaries / {claims} carrier claims "
-              f"= {total / n / 1e3:.1f} KB per beneficiary ({len(seen)} files); verify {verify_s:.2f} s")
+        print(f"\nstore on disk ({kind}): {total / 1e6:.1f} MB for {n} beneficiaries / {claims} claims "
+              f"= {total / n / 1e3:.1f} KB per beneficiary ({files} files); verify {verify_s:.2f} s")
