@@ -3,12 +3,16 @@ filters, compression, worker pools and errors."""
 
 import collections
 import datetime as dt
+import fcntl
 import gzip
 import hashlib
 import json
 import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import msgspec
@@ -221,6 +225,33 @@ def test_subprocess_run(store, full, tmp_path):
     bad = subprocess.run(cmd[:-4] + ["--type", "Claim"], capture_output=True, text=True, env=_env(), timeout=300)
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "Claim" in bad.stderr
+
+
+def _stderr_on_a_terminal(cmd: list[str]) -> str:
+    """Run `cmd` with stderr on a pseudo-terminal (80 columns); what it wrote there."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    proc = subprocess.Popen(cmd, stderr=slave, stdout=subprocess.DEVNULL, env=_env())
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        out += data
+    os.close(master)
+    assert proc.wait(timeout=300) == 0
+    return out.decode()
+
+
+def test_progress_bar_on_a_terminal_only(store, tmp_path):
+    base = [sys.executable, "-m", "fhirhose.cli", "export", "--store", str(store), "--type", "Patient"]
+    shown = _stderr_on_a_terminal(base + ["--out", str(tmp_path / "a"), "--chunk-benes", "10"])
+    assert "100%" in shown and f"{BENES}/{BENES}" in shown and "bene/s" in shown
+    assert _stderr_on_a_terminal(base + ["--out", str(tmp_path / "b"), "--quiet"]).strip() == ""
 
 
 def _roster_ids_from_file(store: Path) -> list[str]:
