@@ -10,6 +10,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -277,17 +278,37 @@ def rate(name: str) -> float:
     return recs / sec
 
 
-# Export pipeline figures (bench_export.py), keyed for ratios() and the breakdown.
+# Export passes (bench_export.py): the same rows, one stage added at a time.
+EXPORT_SELECT = "store → row selection"
 EXPORT_CORE = "store → core alone"
-EXPORT_SHA = "store → core + sha256"
 EXPORT_GZIP = "store → core + gzip"
+EXPORT_SHA = "store → core + sha256"
 EXPORT_SINK = "store → core + sha256 + gzip"
 EXPORT_ONE = "store → export_chunk gzip, one core"
 EXPORT_OVERLAP = "store → export_chunk gzip, overlapped"
-EXPORT_SELECT = "store → row selection"
+EXPORT_PASSES = (EXPORT_SELECT, EXPORT_CORE, EXPORT_GZIP, EXPORT_SHA, EXPORT_SINK, EXPORT_ONE, EXPORT_OVERLAP)
+
+# name → median CPU seconds of this process (all its threads). A shared machine
+# stretches wall time by the time spent waiting for a core; CPU time it does not.
+CPU: dict[str, float] = {}
 
 # Figures that are not throughputs (sizes, latencies): name → text.
 FACTS: dict[str, str] = {}
+
+
+def cpu_timed(name: str, fn: Callable) -> Callable:
+    """`fn`, recording the median CPU seconds of its calls as CPU[name]."""
+    samples: list[float] = []
+
+    def run(*args):
+        c0 = time.process_time()
+        try:
+            return fn(*args)
+        finally:
+            samples.append(time.process_time() - c0)
+            CPU[name] = statistics.median(samples)
+
+    return run
 
 
 def ratios() -> dict[str, float]:
@@ -302,27 +323,51 @@ def ratios() -> dict[str, float]:
             piped = f"{comp} pipeline, {label}"
             if {alone, piped} <= RESULTS.keys():
                 out[f"{comp} pipeline/{comp} alone, {label}"] = RESULTS[alone][2] / RESULTS[piped][2]
-    for name in (EXPORT_GZIP, EXPORT_SHA, EXPORT_SINK, EXPORT_ONE, EXPORT_OVERLAP):
-        if {name, EXPORT_CORE} <= RESULTS.keys():
-            out[f"{name.removeprefix('store → ')} / core alone"] = RESULTS[EXPORT_CORE][2] / RESULTS[name][2]
     return out
 
 
-def export_breakdown() -> list[tuple[str, float]]:
-    """Where the one-core export's time goes (seconds), by difference between passes over
-    the same rows, each adding one stage: selection, core, + gzip, + sha256, + files."""
-    need = {EXPORT_SELECT, EXPORT_CORE, EXPORT_GZIP, EXPORT_SINK, EXPORT_ONE}
-    if not need <= RESULTS.keys():
+def export_table() -> list[str]:
+    """The export passes side by side: wall and CPU seconds, and the core alone's speed
+    relative to each (1.00x = as fast as the core alone)."""
+    got = [n for n in EXPORT_PASSES if n in RESULTS]
+    if EXPORT_CORE not in got:
         return []
-    t = {k: RESULTS[k][2] for k in need}
-    return [
+    core_wall, core_cpu = RESULTS[EXPORT_CORE][2], CPU.get(EXPORT_CORE)
+    lines = ["| export pass (same rows) | wall s | CPU s | speed vs core alone (wall) | (CPU) |",
+             "|---|---:|---:|---:|---:|"]
+    for n in got:
+        wall, cpu = RESULTS[n][2], CPU.get(n)
+        cpu_txt = "" if cpu is None else f"{cpu:.2f}"
+        if n == EXPORT_SELECT:  # a part of the export, not a pass through the core
+            wall_ratio = cpu_ratio = "—"
+        else:
+            wall_ratio = f"{core_wall / wall:.2f}x"
+            cpu_ratio = "" if cpu is None or core_cpu is None else f"{core_cpu / cpu:.2f}x"
+        lines.append(f"| {n.removeprefix('store → ')} | {wall:.2f} | {cpu_txt} | {wall_ratio} | {cpu_ratio} |")
+    return lines
+
+
+def export_breakdown() -> list[tuple[str, float]]:
+    """Where the one-core export's time goes (seconds), by difference between passes, each
+    adding one stage: selection, core, + gzip, + sha256, + files. CPU seconds when all
+    passes have them, else wall; then the export's wall time beyond its CPU time."""
+    need = (EXPORT_SELECT, EXPORT_CORE, EXPORT_GZIP, EXPORT_SINK, EXPORT_ONE)
+    if not set(need) <= RESULTS.keys():
+        return []
+    use_cpu = set(need) <= CPU.keys()
+    t = {k: CPU[k] if use_cpu else RESULTS[k][2] for k in need}
+    parts = [
         ("row selection", t[EXPORT_SELECT]),
         ("core (writers)", t[EXPORT_CORE]),
         ("gzip", t[EXPORT_GZIP] - t[EXPORT_CORE]),
         ("sha256", t[EXPORT_SINK] - t[EXPORT_GZIP]),
-        ("files (write, fsync, rename) and the rest", t[EXPORT_ONE] - t[EXPORT_SINK] - t[EXPORT_SELECT]),
-        ("export_chunk, one core", t[EXPORT_ONE]),
+        ("files (write, rename) and the rest", t[EXPORT_ONE] - t[EXPORT_SINK] - t[EXPORT_SELECT]),
+        (f"export_chunk, one core ({'CPU' if use_cpu else 'wall'})", t[EXPORT_ONE]),
     ]
+    if use_cpu:
+        parts.append(("+ waiting (wall − CPU: fsync, and a core on a shared machine)",
+                      RESULTS[EXPORT_ONE][2] - CPU[EXPORT_ONE]))
+    return parts
 
 
 def ratio_table() -> list[str]:
@@ -333,10 +378,13 @@ def ratio_table() -> list[str]:
     if got:
         lines += ["", "| ratio (same run) | value |", "|---|---:|"]
         lines += [f"| {k} | {v:.2f}x |" for k, v in got.items()]
+    table = export_table()
+    if table:
+        lines += ["", *table]
     parts = export_breakdown()
     if parts:
-        total = parts[-1][1]
-        lines += ["", "| export time, one core (by difference) | s | share |", "|---|---:|---:|"]
+        total = parts[5][1]
+        lines += ["", "| export_chunk time, one core, by difference | s | share |", "|---|---:|---:|"]
         lines += [f"| {k} | {v:.2f} | {v / total:.0%} |" for k, v in parts]
     if FACTS:
         lines += ["", "| store | figure |", "|---|---|"]
