@@ -330,11 +330,11 @@ def _group_ids(table: str, t: Table, bene_id: np.ndarray, uid: np.ndarray) -> St
             v = col.values
             parts.append(np.where(v == (NO_DATE if v.dtype == np.int32 else NO_NUM), 0, v))
     n = t.n
-    key = _ops.matrix(_ops.rowkey(*parts))[:, :-1]
-    alone = ~key.any(axis=1)
+    alone = np.ones(n, bool)
+    for p in parts:
+        alone &= (p == b"") if p.dtype.kind == "S" else (p == 0)
     own = np.where(alone, uid, b"")
-    m = _ops.matrix(_ops.rowkey(np.full(n, table.encode()), bene_id, own))
-    return _ops.hex64(_ops.fnv64(np.concatenate([m, key], axis=1)))
+    return _ops.hex64(_ops.fnv64([np.full(n, table.encode()), bene_id, own, *parts]))
 
 
 def _last_of_each(key: np.ndarray) -> np.ndarray:
