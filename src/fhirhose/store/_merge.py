@@ -406,7 +406,8 @@ def _merge_claims(table, old, delta, db: Table, bene: Table, index: BeneIndex, r
         oc = _replace(oc, clm_grp_id=_ops.str_from_bytes(grp_old))
     all_t = _concat_tables(table, [oc, _take_table(dcx, kept)])
     rows = np.concatenate([o_row, d_row[kept]])
-    all_uid = np.concatenate([o_uid.astype("S32"), uid[kept].astype("S32")])
+    width = max(o_uid.dtype.itemsize, uid.dtype.itemsize)
+    all_uid = np.concatenate([o_uid.astype(f"S{width}"), uid[kept].astype(f"S{width}")])
 
     # Final action: the latest version of each (beneficiary, natural key) group.
     grp = _ops.fixed(all_t.columns["clm_grp_id"])
@@ -458,7 +459,9 @@ def _merge_roster(old: Table, new: Table, resolve: Resolver, index: BeneIndex) -
         kind = _ops.cat_values(t.columns["roster_kind"])
         return _ops.rowkey(_s(t, "org_id"), kind, t.columns["performance_year"].values)
 
-    drop = np.isin(triple(old), triple(new)) if old.n and new.n else np.zeros(old.n, bool)
+    # Keys are computed over both tables at once: rowkey pads to the widest value.
+    both = triple(_concat_tables("roster", [old, new]))
+    drop = np.isin(both[: old.n], both[old.n :])
     t = _concat_tables("roster", [_take_table(old, np.flatnonzero(~drop)), new])
     mbi = _s(t, "bene_mbi_id")
     if (mbi == b"").any():
