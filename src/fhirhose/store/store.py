@@ -20,7 +20,8 @@ A load is a *delta*: beneficiaries are matched by MBI (through CCLF9
 cross-references) and replaced, claim versions (by `cur_clm_uniq_id`) and
 their child rows are added, rosters replace the same ACO/kind/year, preferences
 keep the latest per MBI. Claims name their beneficiary by `bene_mbi_id`, or,
-when that is empty, by the delta's `bene.links[<claim table>]`. The store fills
+when that is empty, by the delta's `bene.links[<claim table>]`; a delta's
+`enroll.bene_row` numbers rows of the delta's bene table. The store fills
 the derived claim columns (`clm_id`, `bene_id`, `last_updated`, `final_action`,
 `clm_grp_id`, `sud_ind`) and the `bene_row` of organisation tables; see
 `_merge` for the rules.
@@ -28,7 +29,9 @@ the derived claim columns (`clm_id`, `bene_id`, `last_updated`, `final_action`,
 Every load writes a whole new generation beside the old one and then swaps
 `CURRENT`; an exception anywhere leaves the store as it was. A snapshot keeps
 the generation it opened for as long as it lives (a lease file protects it
-from garbage collection). The last `keep` generations are kept. On-disk
+from garbage collection). The last `keep` generations are kept; older ones
+are deleted after a load (or `collect()`) once no live process holds a lease
+on them. On-disk
 layout: see `fhirhose.store.layout`.
 """
 
