@@ -436,3 +436,13 @@ def test_roster_replacement_does_not_depend_on_id_widths(store):
     with Store.open(store.path) as snap:
         r = snap.tables["roster"]
         assert sorted(zip(r["org_id"].to_list(), r["bene_mbi_id"].to_list())) == [("A0001", C), ("Z123456789", B)]
+
+
+def test_unchanged_beneficiary_keeps_its_last_updated(store):
+    store.load({"bene": benes(A, B, names=["Ann", "Bob"])}, "t", now=T0)
+    store.load({"bene": benes(A, B, names=["Ann", "Robert"])}, "t", now=T1)  # the monthly CCLF8 again
+    with Store.open(store.path) as snap:
+        bene = snap.tables["bene"]
+        assert bene["bene_1st_name"].to_list() == ["Ann", "Robert"]
+        assert bene["last_updated"].values.tolist() == [MS0, MS1]
+        assert snap.manifest.history[-1].updated == {"bene": 1}

@@ -267,7 +267,7 @@ class Store:
             with self.snapshot() as snap:
                 merged = _merge.merge(snap.tables, tables, now_ms, snap.manifest.next_bene_seq)
                 return self._commit(snap, merged.tables, source, merged.added, merged.skipped,
-                                    merged.next_bene_seq, now_ms)
+                                    merged.next_bene_seq, now_ms, merged.updated)
 
     def commit(self, tables: Mapping[str, Table], source: SourceInfo | str, *, next_bene_seq: int,
                added: Mapping[str, int] | None = None, now: _dt.datetime | None = None) -> int:
@@ -285,10 +285,11 @@ class Store:
                 return self._commit(snap, tables, source, added, {}, next_bene_seq, now_ms)
 
     def _commit(self, snap: Snapshot, tables: Mapping[str, Table], source: SourceInfo, added: dict[str, int],
-                skipped: dict[str, int], next_bene_seq: int, now_ms: int) -> int:
+                skipped: dict[str, int], next_bene_seq: int, now_ms: int,
+                updated: dict[str, int] | None = None) -> int:
         """Write the next generation beside `snap`'s, swap CURRENT, collect. Holds the lock."""
         gen = max(self.generations()) + 1
-        entry = LoadEntry(gen, now_ms, source, added, skipped)
+        entry = LoadEntry(gen, now_ms, source, added, skipped, dict(updated or {}))
         manifest = Manifest(FORMAT_VERSION, gen, _now_ms(), {}, {}, [*snap.manifest.history, entry], next_bene_seq)
         self._write_generation(self.path, gen, tables, manifest, self._gen_dir(snap.generation), snap.manifest)
         try:
