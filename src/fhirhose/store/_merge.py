@@ -350,8 +350,14 @@ def _claim_sud(table: str, t: Table, children: Mapping[str, Table]) -> np.ndarra
 
 def _group_ids(table: str, t: Table, bene_id: np.ndarray, uid: np.ndarray) -> Str:
     """A stable id of each version's natural-key group: a hash of the table, the
-    beneficiary and the key fields (a version without any key field is its own group)."""
-    parts = []
+    beneficiary and the key fields (a version without any key field is its own group).
+
+    Text fields are hashed without their NUL padding (each followed by a 0x1F
+    separator), so a claim's id does not depend on the widest value of the load
+    it arrived in: an adjustment delivered later joins its original's group."""
+    n = t.n
+    parts: list[np.ndarray] = [np.full(n, table.encode()), bene_id]
+    text = [True, True]
     for c in NATURAL_KEY[table]:
         col = t.columns[c]
         if isinstance(col, Str):
@@ -361,12 +367,18 @@ def _group_ids(table: str, t: Table, bene_id: np.ndarray, uid: np.ndarray) -> St
         else:
             v = col.values
             parts.append(np.where(v == (NO_DATE if v.dtype == np.int32 else NO_NUM), 0, v))
-    n = t.n
-    alone = np.ones(n, bool)
-    for p in parts:
-        alone &= (p == b"") if p.dtype.kind == "S" else (p == 0)
-    own = np.where(alone, uid, b"")
-    return _ops.hex64(_ops.fnv64([np.full(n, table.encode()), bene_id, own, *parts]))
+        text.append(parts[-1].dtype.kind == "S")
+    key = np.concatenate([_ops.matrix(p) for p in parts[2:]], axis=1) if n else np.zeros((0, 1), np.uint8)
+    alone = ~key.any(axis=1)
+    parts.append(np.where(alone, uid, b""))
+    text.append(True)
+    sep = np.full((n, 1), 0x1F, np.uint8)
+    blocks, skip = [], []
+    for p, is_text in zip(parts, text):
+        m = _ops.matrix(p)
+        blocks += [m, sep]
+        skip += [np.full(m.shape[1], is_text), [False]]
+    return _ops.hex64(_ops.fnv64(np.concatenate(blocks, axis=1), np.concatenate(skip)))
 
 
 def _last_of_each(key: np.ndarray) -> np.ndarray:

@@ -157,22 +157,16 @@ def set_cat(labels: Sequence[str], values: np.ndarray) -> Cat:
     return Cat(order[pos].astype(np.uint16), labels)
 
 
-def fnv64(parts: Sequence[np.ndarray]) -> np.ndarray:
-    """FNV-1a 64-bit hash per row of several parts: bytes arrays (their NUL padding is
-    skipped, so the hash does not depend on how wide a batch's widest value was) and
-    integer arrays (8 bytes each), each part followed by a 0x1F separator."""
-    n = len(parts[0])
-    h = np.full(n, 0xCBF29CE484222325, np.uint64)
+def fnv64(m: np.ndarray, skip_nul: np.ndarray | None = None) -> np.ndarray:
+    """FNV-1a 64-bit hash of each row of an n × w uint8 matrix (stable across runs).
+    Columns flagged in `skip_nul` do not hash their NUL bytes (padding)."""
+    h = np.full(m.shape[0], 0xCBF29CE484222325, np.uint64)
     prime = np.uint64(0x100000001B3)
     with np.errstate(over="ignore"):
-        for p in parts:
-            m = matrix(p)
-            text = np.asarray(p).dtype.kind == "S"
-            for j in range(m.shape[1]):
-                b = m[:, j].astype(np.uint64)
-                mixed = (h ^ b) * prime
-                h = np.where(b != 0, mixed, h) if text else mixed
-            h = (h ^ np.uint64(0x1F)) * prime
+        for j in range(m.shape[1]):
+            col = m[:, j].astype(np.uint64)
+            nxt = (h ^ col) * prime
+            h = np.where(col != 0, nxt, h) if skip_nul is not None and skip_nul[j] else nxt
     return h
 
 

@@ -41,14 +41,14 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, NamedTuple, Sequence
 
 import msgspec
 import numpy as np
 
-from ..columns import EPOCH, NO_DATE, NO_NUM, Cat, Column, Date, Num, Str, Table, Time
+from ..columns import EPOCH, NO_DATE, NO_NUM, Cat, Column, Num, Str, Table, Time
 from ..errors import InputError
 from . import _merge, _ops, layout, schema
 from . import _synth_vocab as V
@@ -82,19 +82,18 @@ from ._synth_kit import (
     year_of,
 )
 
-__all__ = ["SynthOrg", "SynthData", "Preset", "PRESETS", "AS_OF", "CHUNK", "RATES", "generate", "chunks", "write",
-           "write_orgs"]
+__all__ = [
+    "SynthOrg", "SynthData", "Preset", "PRESETS", "AS_OF", "CHUNK", "RATES", "FFS_RATES",
+    "generate", "organizations", "chunks", "write", "write_orgs",
+]
 
 AS_OF = dt.date(2025, 6, 30)
 CHUNK = 10_000
 DAY_MS = 86_400_000
 
-# Share of beneficiaries in Medicare Advantage (no FFS claims) and with Part D.
-MA_SHARE = 0.30
-MAPD_SHARE = 0.90  # of MA enrollees
-PDP_SHARE = 0.70  # of FFS enrollees
-FFS_SHARE = 1 - MA_SHARE
-PARTD_SHARE = MA_SHARE * MAPD_SHARE + FFS_SHARE * PDP_SHARE
+# Part D coverage: MA enrollees with drug coverage (MA-PD), FFS enrollees with a PDP.
+MAPD_SHARE = 0.90
+PDP_SHARE = 0.70
 
 # Claims per beneficiary-year over all beneficiaries (DE-SynPUF), and per
 # FFS beneficiary-year for the post-acute and DME lines (see module doc).
@@ -125,6 +124,8 @@ class SynthData:
 
     tables: dict[str, Table]
     orgs: list[SynthOrg]
+    # Beneficiary-years of history: "all", "ffs" (not in Medicare Advantage), "partd".
+    exposure: dict[str, float] = field(default_factory=dict)
 
     @property
     def claims(self) -> int:
@@ -147,12 +148,22 @@ class _Contract(NamedTuple):
 
 
 class Preset(NamedTuple):
-    """Default population size and the organizations of a dataset."""
+    """Default population size, the organizations of a dataset and the share
+    of beneficiaries in Medicare Advantage (who have no FFS claims)."""
 
     benes: int
     acos: tuple[_Aco, ...]
     pdp: tuple[_Contract, ...]
     ma: tuple[_Contract, ...]
+    ma_share: float = 0.30
+
+    @property
+    def ffs_share(self) -> float:
+        return 1 - self.ma_share
+
+    @property
+    def partd_share(self) -> float:
+        return self.ma_share * MAPD_SHARE + self.ffs_share * PDP_SHARE
 
 
 PRESETS: dict[str, Preset] = {
@@ -174,18 +185,17 @@ PRESETS: dict[str, Preset] = {
             _Contract("H2001", "Coastal Health Advantage", 0.4, False),
         ),
     ),
-    # `fhirhose serve --demo`: a small and a large ACO and a Part D sponsor.
+    # `fhirhose serve --demo`: a small and a large ACO and one Part D sponsor,
+    # everyone in FFS (so the ACOs can attribute most of the population).
     "demo": Preset(
-        16_000,
+        12_000,
         (
             _Aco("A0001", "Demo Small ACO", "Shared Savings", 100),
             _Aco("A0002", "Demo Large ACO", "Shared Savings", 10_000),
         ),
-        (
-            _Contract("S0001", "Demo Part D Sponsor", 0.7, True),
-            _Contract("S0002", "Other PDP", 0.3, False),
-        ),
+        (_Contract("S0001", "Demo Part D Sponsor", 1.0, True),),
         (_Contract("H0001", "Demo Medicare Advantage", 1.0, False),),
+        ma_share=0.0,
     ),
 }
 
@@ -223,7 +233,11 @@ class _Providers:
         stride = 90_000_000 // n_ind
         base = 100_000_000 + np.arange(n_ind) * stride + rng.integers(0, stride, n_ind)
         self.individual = digits(npi(base), 10)
-        self.tin = digits(100_000_000 + (np.arange(n_ind) // 6) * 7_919 + rng.integers(0, 7_919, n_ind), 9)
+        # Practices of six: one tax number and one organization NPI each.
+        groups = -(-n_ind // 6)
+        practice = np.arange(n_ind) // 6
+        self.tin = digits(100_000_000 + practice * 7_919 + rng.integers(0, 7_919, groups)[practice], 9)
+        self.group = digits(npi(300_000_000 + np.arange(groups) * 97_001 + rng.integers(0, 97_001, groups)), 10)
         nloc = len(V.LOCATIONS)
         self.facility: dict[str, Txt] = {}
         self.ccn: dict[str, Txt] = {}
@@ -275,6 +289,7 @@ class _Pop:
     ptd: np.ndarray  # Part D contract index into preset.pdp + preset.ma, or -1
     ptd_prev: np.ndarray
     switch_year: np.ndarray
+    pbp: np.ndarray  # plan benefit package index
     frail: np.ndarray
     sud: np.ndarray
     dx: np.ndarray  # (n, 6) chronic diagnosis indices
@@ -339,7 +354,7 @@ def _population(n: int, seed: int, preset: Preset, as_of: dt.date) -> _Pop:
 
     rc = r("coverage")
     ma_all = list(preset.ma)
-    is_ma = rc.random(n) < MA_SHARE
+    is_ma = rc.random(n) < preset.ma_share
     npdp = len(preset.pdp)
     ma = np.where(is_ma, choose(rc, [c.weight for c in ma_all], n), -1)
     has_pdp = ~is_ma & (rc.random(n) < PDP_SHARE)
@@ -399,6 +414,7 @@ def _population(n: int, seed: int, preset: Preset, as_of: dt.date) -> _Pop:
         ptd=ptd,
         ptd_prev=ptd_prev,
         switch_year=switch_year,
+        pbp=(rc.random(n) * 3).astype(np.int64),
         frail=frail,
         sud=sud,
         dx=dxm,
@@ -425,7 +441,7 @@ _USPS = tuple(sorted({loc[0] for loc in V.LOCATIONS}))
 _LOC_STATE = np.array([_STATE_FIPS.index(loc[1]) for loc in V.LOCATIONS])
 _LOC_CNTY = np.array([_CNTY_FIPS.index(loc[2]) for loc in V.LOCATIONS])
 _LOC_USPS = np.array([_USPS.index(loc[0]) for loc in V.LOCATIONS])
-_PBP = ("001", "002", "003")
+_PBP_TXT = vocab(("001", "002", "003"))
 
 
 def _bene_table(pop: _Pop, links: dict[str, np.ndarray]) -> Table:
@@ -463,7 +479,8 @@ def _bene_table(pop: _Pop, links: dict[str, np.ndarray]) -> Table:
     dual = np.where(rs.random(n) < dual_p, 1 + choose(rs, V.DUAL_W[1:], n), 0)
     full_dual = np.isin(np.array(V.DUAL)[dual], list(V.DUAL_FULL))
     buyin = np.where(dual == 0, 3, np.where(full_dual, 6, 5))
-    part_a = np.where(aged & ~was_disabled, month_start(month_of(pop.dob) + 65 * 12), pop.start - rs.integers(0, 2000, n))
+    at65 = month_start(month_of(pop.dob) + 65 * 12)
+    part_a = np.where(aged & ~was_disabled, at65, pop.start - rs.integers(0, 2000, n))
     part_a = np.minimum(part_a, pop.start)
     part_b = np.where(rs.random(n) < 0.9, part_a, month_start(month_of(part_a) + rs.integers(1, 36, n)))
     part_b = np.minimum(part_b, pop.start)
@@ -472,12 +489,11 @@ def _bene_table(pop: _Pop, links: dict[str, np.ndarray]) -> Table:
     ptd_txt = vocab(contracts)
     has_c, has_d = pop.ma >= 0, pop.ptd >= 0
     npdp = len(pop.preset.pdp)
-    pbp = vocab(_PBP)
-    rc = r("contracts")
     ptc = blank(take(ptd_txt, np.where(has_c, npdp + pop.ma, 0)), ~has_c)
     ptd = blank(take(ptd_txt, np.maximum(pop.ptd, 0)), ~has_d)
-    pbp_d = take(pbp, (rc.random(n) * 3).astype(np.int64))
+    pbp_d = take(_PBP_TXT, pop.pbp)
 
+    dead = pop.death != NO_DATE
     ru = r("updated")
     upd_day = pop.start + np.floor(ru.random(n) * (pop.as_of - pop.start + 1)).astype(np.int64)
     upd_day = np.where(pop.mbi_change != NO_DATE, np.maximum(upd_day, pop.mbi_change), upd_day)
@@ -519,6 +535,17 @@ def _bene_table(pop: _Pop, links: dict[str, np.ndarray]) -> Table:
         "bene_crec_cd": cat(V.ENTLMT_RSN, crec),
         "bene_esrd_ind": cat(V.ESRD, esrd.astype(np.int64)),
         "last_updated": Time(updated),
+        # CCW (RIF) beneficiary fields: entitlement ends at death; Part D from the history start.
+        "bene_pta_trmntn_cd": cat(("0", "1"), dead.astype(np.int64)),
+        "bene_ptb_trmntn_cd": cat(("0", "1"), dead.astype(np.int64)),
+        "pta_cvrg_end_dt": date(pop.death),
+        "ptb_cvrg_end_dt": date(pop.death),
+        "ptd_cvrg_strt_dt": date(pop.start, ~has_d),
+        "ptd_cvrg_end_dt": date(pop.death, ~has_d),
+        "ptd_sgmt_id": to_str(blank(const("000", n), ~has_d)),
+        "rfrnc_yr": integer(year_of(pop.end)),
+        "mbi_efctv_bgn_dt": date(np.where(pop.mbi_change != NO_DATE, pop.mbi_change,
+                                          np.maximum(part_a, _days(dt.date(2018, 4, 1)) + rs.integers(0, 630, n)))),
     }
     return schema.complete("bene", cols, n, links)
 
@@ -592,6 +619,15 @@ def _icn(day: np.ndarray, seq: np.ndarray) -> Txt:
     y, _, _ = _ymd(day)
     julian = day - _jan1(y) + 1
     return digits(((y % 100) * 1_000 + julian) * 10**11 + seq, 16)
+
+
+def _const_cat(labels: Sequence[str], n: int, index: int = 0, missing: np.ndarray | None = None) -> Cat:
+    """One label on every row (missing where `missing`)."""
+    return cat(labels, np.full(n, index, np.int64), missing)
+
+
+def _zero_money(n: int) -> Num:
+    return money(np.zeros(n, np.int64))
 
 
 def _scaled(cents: np.ndarray, factor: np.ndarray) -> np.ndarray:
@@ -712,7 +748,8 @@ _HC_BETOS = np.array([_BETOS.index(h.betos) if h.betos else -1 for h in V.HCPCS]
 _TOS = tuple(sorted({h.tos for h in V.HCPCS}))
 _HC_TOS = np.array([_TOS.index(h.tos) for h in V.HCPCS])
 _APC = vocab([h.apc for h in V.HCPCS])
-_MAC_A, _MAC_B = vocab(V.MAC_A), vocab(V.MAC_B)
+_HC_NDC = vocab([V.HCPCS_NDC.get(h.code, "") for h in V.HCPCS])
+_MAC_A, _MAC_B, _MAC_DME = vocab(V.MAC_A), vocab(V.MAC_B), vocab(V.MAC_DME)
 
 
 def _hcpcs_txt(idx: np.ndarray) -> Txt:
@@ -742,7 +779,7 @@ def _professional(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int, tab
     rng = rng_for(pop.seed, table, chunk)
     dme = table == "dme"
     P = _DME if dme else _CARRIER
-    rate = FFS_RATES["dme"] if dme else RATES["carrier"] / FFS_SHARE
+    rate = FFS_RATES["dme"] if dme else RATES["carrier"] / pop.preset.ffs_share
     bene, day = _events(rng, pop, rows, rate, pop.ffs)
     m = len(bene)
     prof = choose(rng, P.weights, m)
@@ -777,16 +814,34 @@ def _professional(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int, tab
     acute = np.where(rng.random(m) < 0.55, P.acute.draw(rng, prof), -1)
     if not dme:
         acute = np.where(prof == _CARRIER_SUD, pop.dx[bene, pop.ndx[bene] - 1], acute)
-    dxm = _dx_matrix(rng, pop, bene, acute, 1 + rng.binomial(4, 0.35, m))
+    ndx = 1 + rng.binomial(4, 0.35, m) + np.where(rng.random(m) < 0.03, rng.integers(3, 8, m), 0)
+    dxm = _dx_matrix(rng, pop, bene, acute, ndx)
     refer = np.where(P.referred[prof], pop.pcp[bene], -1)
+
+    submitted = np.rint(allowed * rng.uniform(1.2, 3.0, nlines)).astype(np.int64)
+    ded_amt = np.where(deductible, allowed, 0)
+    coins = np.maximum(allowed - paid - ded_amt, 0)
+    lab = np.isin(_HC_BETOS[hcpcs], [_BETOS.index(x) for x in _BETOS if x.startswith("T1")])
+    assigned = rng.random(m) < 0.96
+    processing = np.where(line_denied, 2, choose(rng, (96, 2, 0, 2), nlines))  # allowed, reprocessed, denied, ...
 
     v = _versions(rng, load0, pop.as_of)
     b = v.base
     L = _child_rows(loff, v)
+    ls, lrow = L.src, lg[L.src]
     vb = bene[b]
-    line_paid = _scaled(paid[L.src], L.factor)
-    line_allowed = _scaled(allowed[L.src], L.factor)
-    head = _claim_cols(pop, table, chunk, vb, day[b], v, (_has_sud(dxm) & ~dme)[b])
+
+    def line_amt(cents: np.ndarray) -> Num:
+        return money(_scaled(cents[ls], L.factor))
+
+    def head_sum(cents: np.ndarray) -> Num:
+        scaled = _scaled(cents[ls], L.factor)
+        return money(np.add.reduceat(scaled, L.offsets[:-1]) if len(b) else scaled[:0])
+
+    macs = _MAC_DME if dme else _MAC_B
+    pay_sum = np.add.reduceat(_scaled(paid[ls], L.factor), L.offsets[:-1]) if len(b) else np.zeros(0, np.int64)
+    asg = assigned[b]
+    head = _claim_cols(pop, table, chunk, vb, day[b], v, _has_sud(dxm)[b])
     head.update(
         clm_type_cd=cat(("71", "72", "81", "82"), (np.where(rng.random(m) < 0.9, 3, 2) if dme else
                                                    np.where(rng.random(m) < 0.98, 0, 1))[b]),
@@ -796,58 +851,100 @@ def _professional(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int, tab
         # Carrier versions share the claim control number: it is their natural key.
         clm_cntl_num=to_str(_icn(day[b], chunk * 10**7 + b)),
         clm_disp_cd=cat(("01", "02", "03"), np.where(v.kind == 1, 2, np.where(v.kind == 2, 1, 0))),
-        clm_pmt_amt=money(np.add.reduceat(line_paid, L.offsets[:-1]) if len(b) else line_paid[:0]),
-        clm_alowd_chrg_amt=money(np.add.reduceat(line_allowed, L.offsets[:-1]) if len(b) else line_allowed[:0]),
+        clm_pmt_amt=money(pay_sum),
+        clm_alowd_chrg_amt=head_sum(allowed),
+        **{f"clm_dgns_{k + 1}_cd": to_str(_dx_txt(dxm[b, k])) for k in range(min(12, dxm.shape[1]))},
+        dgns_prcdr_icd_ind=_const_cat(("0", "9"), len(b)),
+        clm_rfrg_prvdr_npi_num=to_str(blank(take(prov.individual, np.maximum(refer[b], 0)), refer[b] < 0)),
+        clm_cntrctr_num=to_str(take(macs, pop.loc[vb] % len(macs))),
+        # CCW (RIF) header fields
+        nch_near_line_rec_ident_cd=cat(("M", "O"), np.full(len(b), 0 if dme else 1)),
+        carr_clm_entry_cd=cat(("1", "3", "5"), v.kind),
+        carr_clm_prvdr_asgnmt_ind_sw=cat(("A", "N"), np.where(asg, 0, 1)),
+        carr_clm_hcpcs_yr_cd=cat(tuple("0123456789"), year_of(day[b]) % 10),
+        carr_clm_prmry_pyr_pd_amt=_zero_money(len(b)),
+        nch_clm_prvdr_pmt_amt=money(np.where(asg, pay_sum, 0)),
+        nch_clm_bene_pmt_amt=money(np.where(asg, 0, pay_sum)),
+        nch_carr_clm_sbmtd_chrg_amt=head_sum(submitted),
+        carr_clm_cash_ddctbl_apld_amt=head_sum(ded_amt),
     )
+    line_bene = bene[lrow]
+    line_paid = _scaled(paid[ls], L.factor)
+    line_asg = assigned[lrow]
     lines: dict[str, Column] = {
-        "clm_line_num": integer(ln[L.src] + 1),
-        "clm_pos_cd": cat(V.PLACE, place[lg][L.src]),
-        "clm_line_from_dt": date(line_from[L.src]),
-        "clm_line_thru_dt": date(line_from[L.src]),
-        "clm_line_hcpcs_cd": to_str(_hcpcs_txt(hcpcs[L.src])),
+        "clm_line_num": integer(ln[ls] + 1),
+        "clm_pos_cd": cat(V.PLACE, place[lrow]),
+        "clm_line_from_dt": date(line_from[ls]),
+        "clm_line_thru_dt": date(line_from[ls]),
+        "clm_line_hcpcs_cd": to_str(_hcpcs_txt(hcpcs[ls])),
         "clm_line_cvrd_pd_amt": money(line_paid),
-        "clm_line_alowd_chrg_amt": money(line_allowed),
-        "clm_line_srvc_unit_qty": qty(units[L.src]),
-        "hcpcs_1_mdfr_cd": _modifier(mod1[L.src]),
-        "hcpcs_2_mdfr_cd": _modifier(mod2[L.src]),
-        "hcpcs_betos_cd": cat(_BETOS, np.maximum(_HC_BETOS[hcpcs[L.src]], 0), _HC_BETOS[hcpcs[L.src]] < 0),
-        "clm_fed_type_srvc_cd": cat(_TOS, _HC_TOS[hcpcs[L.src]]),
-        "clm_prcsg_ind_cd": cat(("A", "R", "D", "S"), np.where(line_denied, 2, choose(rng, (96, 2, 0, 2), nlines))[L.src]),
+        "clm_line_alowd_chrg_amt": line_amt(allowed),
+        "clm_line_srvc_unit_qty": qty(units[ls]),
+        "hcpcs_1_mdfr_cd": _modifier(mod1[ls]),
+        "hcpcs_2_mdfr_cd": _modifier(mod2[ls]),
+        "hcpcs_betos_cd": cat(_BETOS, np.maximum(_HC_BETOS[hcpcs[ls]], 0), _HC_BETOS[hcpcs[ls]] < 0),
+        "clm_fed_type_srvc_cd": cat(_TOS, _HC_TOS[hcpcs[ls]]),
+        "clm_prcsg_ind_cd": cat(("A", "R", "D", "S"), processing[ls]),
+        "clm_line_dgns_cd": to_str(_dx_txt(dxm[lrow, 0])),
+        "clm_prvdr_spclty_cd": cat(tuple(V.SPECIALTY), spec[lrow]),
+        "clm_rndrg_prvdr_tax_num": to_str(take(prov.tin, prvdr[lrow])),
+        # CCW (RIF) line fields
+        "prtcptng_ind_cd": cat(("1", "4"), (rng.random(len(ls)) < 0.04).astype(np.int64)),
+        "line_pmt_80_100_cd": cat(("0", "1"), lab[ls].astype(np.int64)),
+        "line_service_deductible": cat(("0", "1"), lab[ls].astype(np.int64)),
+        "line_bene_pmt_amt": money(np.where(line_asg, 0, line_paid)),
+        "line_prvdr_pmt_amt": money(np.where(line_asg, line_paid, 0)),
+        "line_bene_ptb_ddctbl_amt": line_amt(ded_amt),
+        "line_bene_prmry_pyr_pd_amt": _zero_money(len(ls)),
+        "line_coinsrnc_amt": line_amt(coins),
+        "line_sbmtd_chrg_amt": line_amt(submitted),
+        "line_ndc_cd": to_str(take(_HC_NDC, hcpcs[ls])),
     }
-    line_bene = bene[lg][L.src]
+    state = _LOC_STATE[pop.loc[line_bene]]
     if dme:
         supplier = (rng.random(m) ** 1.5 * _NATIONAL["dme"]).astype(np.int64)
         head.update(
             clm_blg_prvdr_npi_num=to_str(take(prov.facility["dme"], supplier[b])),
             clm_rfrg_prvdr_npi_num=to_str(take(prov.individual, pop.pcp[vb])),
         )
+        purchase = np.isin(_HC_TOS[hcpcs], [_TOS.index("P")])
         lines.update(
-            clm_prmry_pyr_cd=cat(("A", "B", "E"), np.zeros(len(L.src), np.int64), rng.random(len(L.src)) > 0.02),
-            payto_prvdr_npi_num=to_str(take(prov.facility["dme"], supplier[lg][L.src])),
+            clm_prmry_pyr_cd=_const_cat(("A", "B", "E"), len(ls), missing=rng.random(len(ls)) > 0.02),
+            payto_prvdr_npi_num=to_str(take(prov.facility["dme"], supplier[lrow])),
             ordrg_prvdr_npi_num=to_str(take(prov.individual, pop.pcp[line_bene])),
+            prvdr_state_cd=cat(_STATE_FIPS, state),
+            line_prmry_alowd_chrg_amt=_zero_money(len(ls)),
+            line_dme_prchs_price_amt=line_amt(np.where(purchase, allowed, 0)),
+            prvdr_num=to_str(digits(10**9 + supplier[lrow] * 7_919, 10)),
+            dmerc_line_prcng_state_cd=cat(_USPS, _LOC_USPS[pop.loc[line_bene]]),
+            dmerc_line_supplr_type_cd=_const_cat(("0", "1", "3"), len(ls)),
+            dmerc_line_scrn_svgs_amt=_zero_money(len(ls)),
+            dmerc_line_mtus_cnt=qty(units[ls]),
+            dmerc_line_mtus_cd=_const_cat(("3",), len(ls)),
         )
         return head, {"dme_line": (lines, L.offsets)}, vb
-    dx_cols = {f"clm_dgns_{k + 1}_cd": to_str(_dx_txt(dxm[b, k])) for k in range(min(12, dxm.shape[1]))}
-    head.update(dx_cols)
-    head.update(
-        dgns_prcdr_icd_ind=cat(("0", "9"), np.zeros(len(b), np.int64)),
-        clm_rfrg_prvdr_npi_num=to_str(blank(take(prov.individual, np.maximum(refer[b], 0)), refer[b] < 0)),
-        clm_cntrctr_num=to_str(take(_MAC_B, pop.loc[vb] % len(V.MAC_B))),
-    )
-    line_prvdr = prvdr[lg][L.src]
-    state = _LOC_STATE[pop.loc[line_bene]]
+    line_prvdr = prvdr[lrow]
     npi_col = to_str(take(prov.individual, line_prvdr))
+    head["clm_blg_prvdr_npi_num"] = to_str(take(prov.individual, prvdr[b]))
+    spec_l = spec[lrow]
+    miles = hcpcs[ls] == V.HCPCS_INDEX["A0425"]
+    # group (0) or solo physician (1); ambulance supplier (2); independent lab (4)
+    solo = (rng.random(len(ls)) < 0.7).astype(np.int64)
+    prvdr_type = np.where(spec_l == V.SPECIALTY.index("69"), 3, np.where(spec_l == V.SPECIALTY.index("59"), 2, solo))
+    clia = concat(digits(state % 100, 2), "D", digits(line_prvdr % 10**7, 7))
     lines.update(
-        rndrg_prvdr_type_cd=cat(("0", "1", "2", "4"), np.where(spec[lg][L.src] == V.SPECIALTY.index("69"), 3,
-                                                                np.where(spec[lg][L.src] == V.SPECIALTY.index("59"), 2,
-                                                                         (rng.random(len(L.src)) < 0.7).astype(np.int64)))),
+        rndrg_prvdr_type_cd=cat(("0", "1", "2", "4"), prvdr_type),
         rndrg_prvdr_fips_st_cd=cat(_STATE_FIPS, state),
-        clm_prvdr_spclty_cd=cat(tuple(V.SPECIALTY), spec[lg][L.src]),
-        clm_line_prmry_pyr_cd=cat(("A", "B", "E"), np.zeros(len(L.src), np.int64), rng.random(len(L.src)) > 0.02),
-        clm_line_dgns_cd=to_str(_dx_txt(dxm[lg, 0][L.src])),
-        clm_rndrg_prvdr_tax_num=to_str(take(prov.tin, line_prvdr)),
+        clm_line_prmry_pyr_cd=_const_cat(("A", "B", "E"), len(ls), missing=rng.random(len(ls)) > 0.02),
         rndrg_prvdr_npi_num=npi_col,
         clm_rndrg_prvdr_npi_num=npi_col,
+        org_npi_num=to_str(take(prov.group, line_prvdr // 6)),
+        carr_line_rdcd_pmt_phys_astn_c=_const_cat(("0",), len(ls)),
+        carr_line_prcng_lclty_cd=cat(tuple(f"{k:02d}" for k in range(len(V.LOCATIONS))), pop.loc[line_bene]),
+        prvdr_zip=to_str(concat(take(_LOC_TXT["zip3"], pop.loc[line_bene]), digits(line_prvdr % 10**6, 6))),
+        carr_line_clia_lab_num=to_str(blank(clia, ~lab[ls])),
+        carr_line_mtus_cnt=qty(units[ls]),
+        carr_line_mtus_cd=cat(("1", "3"), np.where(miles, 0, 1)),
     )
     return head, {"partb_line": (lines, L.offsets)}, vb
 
@@ -891,6 +988,12 @@ _T_BILL_FAC = np.array([0, 0, 1, 2, 3])  # bill types 11x, 13x, 21x, 32x, 81x
 _T_BILL_CLS = np.array([0, 2, 0, 1, 0])
 _T_LAG = np.array([20.0, 14.0, 20.0, 20.0, 15.0])  # mean days from thru date to first load
 _BILL_FREQ = ("1", "2", "3", "4", "7", "8", "9")
+# NUBC type of bill ("0" + facility + classification + frequency) of each kind and frequency.
+_BILL_TYPES = tuple(
+    f"0{_BILL_FAC[f]}{_BILL_CLS[c]}{q}" for f, c in zip(_T_BILL_FAC, _T_BILL_CLS) for q in _BILL_FREQ
+)
+_T_NEAR_LINE = np.array([1, 2, 1, 0, 1])  # RIF record: V Part A, W Part B, U both (home health)
+_OPPS_STATUS = ("N", "A", "S", "V")  # packaged, lab fee schedule, procedure, visit
 
 
 def _monthly(bene: np.ndarray, s: np.ndarray, e: np.ndarray):
@@ -915,8 +1018,9 @@ def _pick_txt(txts: Sequence[Txt], which: np.ndarray, idx: np.ndarray) -> Txt:
     return Txt(mat, np.full(len(which), w, np.int64))
 
 
-def _inst_stays(rng: np.random.Generator, pop: _Pop, rows: np.ndarray) -> dict[str, np.ndarray]:
-    """Base institutional claims of all five kinds, sorted by (beneficiary, from)."""
+def _inst_stays(rng: np.random.Generator, pop: _Pop, prov: _Providers, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Base institutional claims of all five kinds with their facility, sorted by
+    (beneficiary, from)."""
     ffs = pop.ffs
     out = []
 
@@ -929,12 +1033,12 @@ def _inst_stays(rng: np.random.Generator, pop: _Pop, rows: np.ndarray) -> dict[s
             drg=np.full(m, -1) if drg is None else drg,
         ))
 
-    bene, day = _events(rng, pop, rows, RATES["inpatient"] / FFS_SHARE, ffs)
+    bene, day = _events(rng, pop, rows, RATES["inpatient"] / pop.preset.ffs_share, ffs)
     drg = choose(rng, V.DRG_W, len(bene))
     los = np.maximum(1, np.rint(rng.gamma(2.0, _DRG_LOS[drg] / 2))).astype(np.int64)
     add(0, bene, day, np.minimum(day + los, pop.end[bene]), _DRG_SURG[drg].astype(np.int64), drg=drg)
 
-    bene, day = _events(rng, pop, rows, RATES["outpatient"] / FFS_SHARE, ffs)
+    bene, day = _events(rng, pop, rows, RATES["outpatient"] / pop.preset.ffs_share, ffs)
     add(1, bene, day, day, _OP0 + choose(rng, [p.weight for p in V.OUTPATIENT], len(bene)))
 
     bene, day = _events(rng, pop, rows, FFS_RATES["snf_stays"], ffs)
@@ -955,50 +1059,43 @@ def _inst_stays(rng: np.random.Generator, pop: _Pop, rows: np.ndarray) -> dict[s
     b, frm, thru, seg, stay = _monthly(rows[has], h0[has], h1[has])
     add(4, b, frm, thru, np.full(len(b), _HOSPICE_P), seg, stay)
 
-    cols = {k: np.concatenate([o[k] for o in out]) for k in out[0]}
-    order = np.lexsort((cols["typ"], cols["frm"], cols["bene"]))
-    return {k: v[order] for k, v in cols.items()}
+    c = {k: np.concatenate([o[k] for o in out]) for k in out[0]}
+    # The facility: the same for every monthly claim of a stay.
+    c["fkind"] = _T_FAC[c["typ"]]
+    c["fidx"] = np.zeros(len(c["typ"]), np.int64)
+    u_stay = hashed_uniform(c["bene"], c["stay"], c["typ"])
+    loc = pop.loc[c["bene"]]
+    for k, kind in enumerate(_FAC_KINDS):  # per facility kind
+        sel = c["fkind"] == k
+        c["fidx"][sel] = prov.local(kind, loc[sel], u_stay[sel])
+    # (beneficiary, facility, from, thru) is the natural key of Part A versions:
+    # distinct claims must not share it (two visits to one hospital on one day).
+    key = ("bene", "frm", "thru", "fkind", "fidx")
+    order = np.lexsort(tuple(c[k] for k in reversed(key)))
+    s = {k: v[order] for k, v in c.items()}
+    dup = np.zeros(len(order), bool)
+    if len(order) > 1:
+        dup[1:] = np.logical_and.reduce([s[k][1:] == s[k][:-1] for k in key])
+    s = {k: v[~dup] for k, v in s.items()}
+    order = np.lexsort((s["typ"], s["frm"], s["bene"]))
+    return {k: v[order] for k, v in s.items()}
 
 
 def _parta(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
     rng = rng_for(pop.seed, "parta", chunk)
-    c = _inst_stays(rng, pop, rows)
+    c = _inst_stays(rng, pop, prov, rows)
     load0 = _first_load(rng, c["thru"], pop.as_of, _T_LAG[c["typ"]])
     keep = load0 <= pop.as_of
-    c = {k: v[keep] for k, v in c.items()}
     load0 = load0[keep]
-    typ, bene, frm, thru, prof, seg, stay, drg = (
-        c[k] for k in ("typ", "bene", "frm", "thru", "prof", "seg", "stay", "drg")
+    typ, bene, frm, thru, prof, seg, stay, drg, fkind, fidx = (
+        c[k][keep] for k in ("typ", "bene", "frm", "thru", "prof", "seg", "stay", "drg", "fkind", "fidx")
     )
     m = len(typ)
     ip, op, snf, hha, hos = (typ == t for t in range(5))
     days = np.where(ip, np.maximum(thru - frm, 1), np.where(op, 1, thru - frm + 1))
-    u_stay = hashed_uniform(bene, stay, typ)
     loc = pop.loc[bene]
 
     # providers
-    fkind = _T_FAC[typ]
-    fidx = np.zeros(m, np.int64)
-    for k, kind in enumerate(_FAC_KINDS):  # per facility kind
-        sel = fkind == k
-        fidx[sel] = prov.local(kind, loc[sel], u_stay[sel])
-    # The natural key of Part A versions is (beneficiary, facility, from, thru):
-    # two distinct claims must not share it (e.g. two visits to one hospital a day).
-    order = np.lexsort((fidx, fkind, thru, frm, bene))
-    same = np.zeros(m, bool)
-    if m > 1:
-        a, z = order[1:], order[:-1]
-        same[a] = (bene[a] == bene[z]) & (frm[a] == frm[z]) & (thru[a] == thru[z]) & (fkind[a] == fkind[z]) & (fidx[a] == fidx[z])
-    if same.any():
-        keep = ~same
-        c = {k: v[keep] for k, v in c.items()}
-        load0, fkind, fidx, u_stay, loc = load0[keep], fkind[keep], fidx[keep], u_stay[keep], loc[keep]
-        typ, bene, frm, thru, prof, seg, stay, drg = (
-            c[k] for k in ("typ", "bene", "frm", "thru", "prof", "seg", "stay", "drg")
-        )
-        m = len(typ)
-        ip, op, snf, hha, hos = (typ == t for t in range(5))
-        days = np.where(ip, np.maximum(thru - frm, 1), np.where(op, 1, thru - frm + 1))
     fac_npi = _pick_txt([prov.facility[k] for k in _FAC_KINDS], fkind, fidx)
     ccn = _pick_txt([prov.ccn[k] for k in _FAC_KINDS], fkind, fidx)
     er = prof == _OP0  # outpatient emergency profile
@@ -1033,14 +1130,12 @@ def _parta(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
     rev, hcpcs = _LK_REV[kind], _LK_HCPCS[kind]
     has_hc = hcpcs >= 0
     hc0 = np.maximum(hcpcs, 0)
-    units = np.where(
-        _REV_DAYS[rev], days[lg],
-        np.where(has_hc, np.maximum(1, np.rint(_HC_UNITS[hc0] * rng.uniform(0.6, 1.4, nlines))), rng.integers(1, 6, nlines)),
-    ).astype(np.int64)
-    line_pay = np.where(
-        op[lg] & has_hc, np.rint(_HC_FEE[hc0] * np.where(_HC_UNITS[hc0] > 1, units, 1) * rng.lognormal(0, 0.1, nlines)),
-        np.where(rev == V.REV.index("0651"), units * 21_800, 0),
-    ).astype(np.int64)
+    hc_units = np.maximum(1, np.rint(_HC_UNITS[hc0] * rng.uniform(0.6, 1.4, nlines)))
+    units = np.where(_REV_DAYS[rev], days[lg], np.where(has_hc, hc_units, rng.integers(1, 6, nlines))).astype(np.int64)
+    opps = np.rint(_HC_FEE[hc0] * np.where(_HC_UNITS[hc0] > 1, units, 1) * rng.lognormal(0, 0.1, nlines))
+    hospice_day = 21_800  # routine home care per diem, cents
+    line_pay = np.where(op[lg] & has_hc, opps, np.where(rev == V.REV.index("0651"), units * hospice_day, 0))
+    line_pay = line_pay.astype(np.int64)
     rev_day = np.where(op[lg], frm[lg], frm[lg] + (rng.random(nlines) * days[lg]).astype(np.int64))
     hipps = np.where(rev == V.REV.index("0022"), 1, np.where(rev == V.REV.index("0023"), 2, 0))
     hipps_i = (hashed_uniform(bene[lg], stay[lg]) * 8).astype(np.int64)
@@ -1068,7 +1163,12 @@ def _parta(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
     gross_hha = np.rint(200_000 * rng.lognormal(0, 0.25, m)).astype(np.int64)
     pay = np.select(
         [ip, op, snf, hha],
-        [np.maximum(gross_ip - ded_ip, 0) + ime + dsh + outlier, line_sum, np.maximum(gross_snf - snf_coins, 0), gross_hha],
+        [
+            np.maximum(gross_ip - ded_ip, 0) + ime + dsh + outlier,
+            line_sum,
+            np.maximum(gross_snf - snf_coins, 0),
+            gross_hha,
+        ],
         line_sum,
     )
     op_allowed = np.rint(line_sum / 0.8).astype(np.int64)
@@ -1081,6 +1181,14 @@ def _parta(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
     ).astype(np.int64)
     npmt = rng.random(m) < 0.01
     pay = np.where(npmt, 0, pay)
+    # Line charges: the header's total charges shared out over its lines.
+    share = rng.random(nlines) + 0.2
+    share_sum = np.add.reduceat(share, loff[:-1])[lg] if m else share
+    line_chrg = np.rint(charges[lg] * share / share_sum).astype(np.int64)
+    visits = np.add.reduceat(np.where(ln > 0, units, 0), loff[:-1]) if m else np.zeros(0, np.int64)
+    lab_line = np.isin(_HC_BETOS[hc0], [_BETOS.index(x) for x in _BETOS if x.startswith("T1")]) & has_hc
+    visit_line = np.isin(_HC_BETOS[hc0], [_BETOS.index(x) for x in _BETOS if x.startswith("M")]) & has_hc
+    opps_status = np.where(~has_hc, 0, np.where(lab_line, 1, np.where(visit_line, 3, 2)))  # N, A, S, V
 
     # codes
     died = (pop.death[bene] >= frm) & (pop.death[bene] <= thru)
@@ -1097,8 +1205,10 @@ def _parta(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
     admsn_type = np.where(rng.random(m) < elective, 2, np.where(rng.random(m) < 0.8, 0, 1))
     admsn_src = np.where(snf, 2, choose(rng, (75, 8, 8, 2, 2, 2, 1, 2), m))
     first_seg = seg <= 1
+    ded_any = (ded_ip > 0) | (b_ded > 0)
 
     v = _versions(rng, load0, pop.as_of)
+    freq_v = np.where(v.kind == 1, 5, np.where(v.kind == 2, 4, freq[v.base]))
     b = v.base
     vb = bene[b]
     nv = len(b)
@@ -1119,7 +1229,7 @@ def _parta(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
         clm_thru_dt=date(thru[b]),
         clm_bill_fac_type_cd=cat(_BILL_FAC, _T_BILL_FAC[typ[b]]),
         clm_bill_clsfctn_cd=cat(_BILL_CLS, _T_BILL_CLS[typ[b]]),
-        clm_bill_freq_cd=cat(_BILL_FREQ, np.where(v.kind == 1, 5, np.where(v.kind == 2, 4, freq[b]))),
+        clm_bill_freq_cd=cat(_BILL_FREQ, freq_v),
         prncpl_dgns_cd=to_str(_dx_txt(dxm[b, 0])),
         admtg_dgns_cd=to_str(_dx_txt(admit[b])),
         clm_mdcr_npmt_rsn_cd=cat(V.NPMT_RSN, (rng.random(nv) * 4).astype(np.int64), ~npmt[b]),
@@ -1135,7 +1245,7 @@ def _parta(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
         clm_admsn_type_cd=cat(V.ADMSN_TYPE, admsn_type[b], ~adm),
         clm_admsn_src_cd=cat(V.ADMSN_SRC, admsn_src[b], ~adm),
         clm_query_cd=cat(("0", "3", "5"), np.where(v.kind == 1, 0, np.where(v.kind == 2, 2, 1))),
-        dgns_prcdr_icd_ind=cat(("0", "9"), np.zeros(nv, np.int64)),
+        dgns_prcdr_icd_ind=_const_cat(("0", "9"), nv),
         clm_mdcr_instnl_tot_chrg_amt=amt(charges),
         clm_mdcr_ip_pps_cptl_ime_amt=amt(ime * 6 // 80, ip),
         clm_oprtnl_ime_amt=amt(ime, ip),
@@ -1154,8 +1264,39 @@ def _parta(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
         clm_mdcr_ddctbl_amt=amt(b_ded, op),
         clm_oprtnl_outlr_amt=amt(outlier, ip),
         clm_sqstrtn_rdctn_amt=amt(pay * 2 // 100),
-        clm_1_rev_cntr_ansi_grp_cd=cat(V.ANSI_GRP, np.where((coins > 0) | (ded_ip > 0) | (b_ded > 0), 1, 0)[b]),
-        clm_1_rev_cntr_ansi_rsn_cd=cat(V.ANSI_RSN, np.where((ded_ip > 0) | (b_ded > 0), 0, np.where(coins > 0, 1, 2))[b]),
+        clm_1_rev_cntr_ansi_grp_cd=cat(V.ANSI_GRP, np.where((coins > 0) | ded_any, 1, 0)[b]),
+        clm_1_rev_cntr_ansi_rsn_cd=cat(V.ANSI_RSN, np.where(ded_any, 0, np.where(coins > 0, 1, 2))[b]),
+        clm_bill_type_cd=cat(_BILL_TYPES, typ[b] * len(_BILL_FREQ) + freq_v),
+        # CCW (RIF) institutional fields
+        nch_near_line_rec_ident_cd=cat(("U", "V", "W"), _T_NEAR_LINE[typ[b]]),
+        fi_num=cat(tuple(V.MAC_A), loc[b] % len(V.MAC_A)),
+        fi_clm_proc_dt=date(v.efctv),
+        fi_clm_actn_cd=cat(("1", "5", "8"), v.kind),
+        clm_mco_pd_sw=_const_cat(("0",), nv),
+        nch_ptnt_status_ind_cd=cat(("A", "B", "C"), np.where(died, 1, np.where(last_seg, 0, 2))[b], ~ipb),
+        clm_pps_ind_cd=_const_cat(("2",), nv, missing=~(ip | snf)[b]),
+        nch_blood_pnts_frnshd_qty=Num(np.where(ipb, 0, NO_NUM), 0),
+        nch_bene_dschrg_dt=date(thru[b], ~((ip | snf) & last_seg)[b]),
+        nch_qlfyd_stay_from_dt=date(stay[b] - 4, ~(snf & first_seg)[b]),
+        nch_qlfyd_stay_thru_dt=date(stay[b] - 1, ~(snf & first_seg)[b]),
+        clm_hha_lupa_ind_cd=_const_cat(("L",), nv, missing=~(hha & (nl <= 2))[b]),
+        clm_hha_rfrl_cd=_const_cat(("1", "2"), nv, missing=~hha[b]),
+        clm_hha_tot_visit_cnt=Num(np.where(hha, visits, NO_NUM)[b], 0),
+        bene_hospc_prd_cnt=Num(np.where(hos, 1, NO_NUM)[b], 0),
+        nch_prmry_pyr_clm_pd_amt=_zero_money(nv),
+        clm_utlztn_day_cnt=Num(np.where(ip | snf, days, NO_NUM)[b], 0),
+        bene_tot_coinsrnc_days_cnt=Num(np.where(ip | snf, np.where(snf, coins_days, 0), NO_NUM)[b], 0),
+        clm_non_utlztn_days_cnt=Num(np.where(ip | snf, 0, NO_NUM)[b], 0),
+        bene_lrd_used_cnt=Num(np.where(ip, 0, NO_NUM)[b], 0),
+        clm_tot_pps_cptl_amt=amt(gross_ip * 7 // 100, ip),
+        clm_pps_cptl_fsp_amt=amt(gross_ip * 7 // 100, ip),
+        clm_pps_cptl_outlier_amt=amt(np.zeros(m, np.int64), ip),
+        clm_pps_cptl_excptn_amt=amt(np.zeros(m, np.int64), ip),
+        clm_pps_old_cptl_hld_hrmls_amt=amt(np.zeros(m, np.int64), ip),
+        nch_drg_outlier_aprvd_pmt_amt=amt(outlier, ip),
+        nch_ip_tot_ddctn_amt=amt(ded_ip, ip),
+        clm_op_prvdr_pmt_amt=amt(pay, op),
+        clm_op_bene_pmt_amt=amt(np.zeros(m, np.int64), op),
     )
     for col, who in (("atndg", attending), ("oprtg", operating), ("othr", other)):
         t = to_str(blank(take(prov.individual, np.maximum(who[b], 0)), who[b] < 0))
@@ -1177,6 +1318,21 @@ def _parta(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
         "hcpcs_1_mdfr_cd": _modifier(mod1[ls]),
         "clm_rev_apc_hipps_cd": to_str(take(apc, ls)),
         "clm_fac_prvdr_oscar_num": to_str(take(ccn, lrow)),
+        # CCW (RIF) revenue center fields
+        "rev_cntr_tot_chrg_amt": money(_scaled(line_chrg[ls], L.factor)),
+        "rev_cntr_rate_amt": money(_scaled(line_chrg[ls] // np.maximum(units[ls], 1), L.factor)),
+        "rev_cntr_ncvrd_chrg_amt": _zero_money(len(ls)),
+        "rev_cntr_pmt_amt_amt": money(_scaled(line_pay[ls], L.factor)),
+        "rev_cntr_bene_pmt_amt": _zero_money(len(ls)),
+        "rev_cntr_ptnt_rspnsblty_pmt": money(_scaled(np.where(op[lg], line_pay // 4, 0)[ls], L.factor)),
+        "rev_cntr_cash_ddctbl_amt": _zero_money(len(ls)),
+        "rev_cntr_blood_ddctbl_amt": _zero_money(len(ls)),
+        "rev_cntr_coinsrnc_wge_adjstd_c": money(_scaled(np.where(op[lg], line_pay // 4, 0)[ls], L.factor)),
+        "rev_cntr_rdcd_coinsrnc_amt": _zero_money(len(ls)),
+        "rev_cntr_1st_msp_pd_amt": _zero_money(len(ls)),
+        "rev_cntr_2nd_msp_pd_amt": _zero_money(len(ls)),
+        "rev_cntr_ddctbl_coinsrnc_cd": cat(("0", "3"), (~has_hc).astype(np.int64)[ls]),
+        "rev_cntr_stus_ind_cd": cat(_OPPS_STATUS, opps_status[ls], ~op[lrow]),
     }
     D = _child_rows(dx_off, v)
     poa = np.where(ip[dx_g] & (dx_type != 1), choose(rng, (90, 5, 3, 2, 0), len(dx_g)), -1)
@@ -1185,16 +1341,20 @@ def _parta(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
         "clm_val_sqnc_num": integer(dx_j[D.src] + 1),
         "clm_dgns_cd": to_str(_dx_txt(dx_code[D.src])),
         "clm_poa_ind": to_str(blank(take(vocab(V.POA), np.maximum(poa[D.src], 0)), poa[D.src] < 0)),
-        "dgns_prcdr_icd_ind": cat(("0", "9"), np.zeros(len(D.src), np.int64)),
+        "dgns_prcdr_icd_ind": _const_cat(("0", "9"), len(D.src)),
     }
     X = _child_rows(px_off, v)
     px_cols = {
         "clm_val_sqnc_num": integer(px_j[X.src] + 1),
         "clm_prcdr_cd": to_str(take(_PCS_TXT, px_code[X.src])),
         "clm_prcdr_prfrm_dt": date(px_day[X.src]),
-        "dgns_prcdr_icd_ind": cat(("0", "9"), np.zeros(len(X.src), np.int64)),
+        "dgns_prcdr_icd_ind": _const_cat(("0", "9"), len(X.src)),
     }
-    children = {"parta_rev": (rev_cols, L.offsets), "parta_px": (px_cols, X.offsets), "parta_dx": (dx_cols, D.offsets)}
+    children = {
+        "parta_rev": (rev_cols, L.offsets),
+        "parta_px": (px_cols, X.offsets),
+        "parta_dx": (dx_cols, D.offsets),
+    }
     return head, children, vb
 
 
@@ -1230,7 +1390,7 @@ def _regimens(pop: _Pop, rows: np.ndarray, chunk: int) -> tuple[np.ndarray, np.n
 
 def _pde(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
     rng = rng_for(pop.seed, "pde", chunk)
-    bene, day = _events(rng, pop, rows, RATES["pde"] / PARTD_SHARE, pop.ptd >= 0)
+    bene, day = _events(rng, pop, rows, RATES["pde"] / pop.preset.partd_share, pop.ptd >= 0)
     m = len(bene)
     regimen, nslots, ninety = _regimens(pop, rows, chunk)
     local = bene - rows[0]
@@ -1279,20 +1439,42 @@ def _pde(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
     head = _claim_cols(pop, "pde", chunk, vb, day[b], v, _DRUG_SUD[drug[b]])
     head.update(
         clm_line_ndc_cd=to_str(take(_DRUG_TXT, drug[b])),
-        clm_type_cd=cat(("01",), np.zeros(nv, np.int64)),
+        clm_type_cd=_const_cat(("01",), nv),
         clm_line_from_dt=date(day[b]),
-        prvdr_srvc_id_qlfyr_cd=cat(("01",), np.zeros(nv, np.int64)),
+        prvdr_srvc_id_qlfyr_cd=_const_cat(("01",), nv),
         clm_srvc_prvdr_gnrc_id_num=to_str(take(ph_npi, b)),
         clm_dspnsng_stus_cd=cat(V.DISPENSING, np.maximum(dispensing[b], 0), dispensing[b] < 0),
         clm_daw_prod_slctn_cd=cat(V.DAW, choose(rng, V.DAW_W, nv)),
         clm_line_srvc_unit_qty=qty(units[b]),
         clm_line_days_suply_qty=qty(supply[b]),
-        prvdr_prsbng_id_qlfyr_cd=cat(("01",), np.zeros(nv, np.int64)),
+        prvdr_prsbng_id_qlfyr_cd=_const_cat(("01",), nv),
         clm_prsbng_prvdr_gnrc_id_num=to_str(take(prov.individual, prescriber[b])),
         clm_line_bene_pmt_amt=money(_scaled(copay[b], v.factor)),
         clm_line_rx_srvc_rfrnc_num=to_str(digits(rx[b], 12)),
         clm_line_rx_fill_num=to_str(number(fill[b], 3)),
         clm_phrmcy_srvc_type_cd=cat(V.PHARMACY_TYPE, ph_type[b]),
+        # CCW (RIF) PDE fields
+        fill_num=integer(fill[b]),
+        plan_pbp_rec_num=to_str(take(_PBP_TXT, pop.pbp[vb])),
+        pd_dt=date(np.minimum(day + rng.integers(1, 15, m), load0)[b]),
+        cmpnd_cd=_const_cat(("1", "2"), nv),
+        drug_cvrg_stus_cd=_const_cat(("C", "E", "O"), nv),
+        adjstmt_dltn_cd=cat(("A", "D"), (v.kind == 1).astype(np.int64), v.kind == 0),
+        rx_orgn_cd=cat(("1", "2", "3", "4"), choose(rng, (10, 8, 75, 7), nv)),
+        brnd_gnrc_cd=cat(("B", "G"), np.where(_DRUG_BRAND[drug[b]], 0, 1)),
+        ptnt_rsdnc_cd=cat(("01", "03"), (ph_type[b] == 1).astype(np.int64)),
+        submsn_clr_cd=_const_cat(("05",), nv, missing=ph_type[b] != 1),
+        ctstrphc_cvrg_cd=_const_cat(("A", "C"), nv, 1, missing=~(_DRUG_BRAND[drug[b]] & (rng.random(nv) < 0.05))),
+        nstd_frmt_cd=_const_cat(("B", "X"), nv, 1, missing=rng.random(nv) > 0.02),
+        prcng_excptn_cd=_const_cat(("M", "O"), nv, 1, missing=rng.random(nv) > 0.01),
+        cvrd_d_plan_pd_amt=money(_scaled((cost - copay)[b], v.factor)),
+        gdc_blw_oopt_amt=money(_scaled(cost[b], v.factor)),
+        gdc_abv_oopt_amt=_zero_money(nv),
+        othr_troop_amt=_zero_money(nv),
+        lics_amt=_zero_money(nv),
+        plro_amt=_zero_money(nv),
+        tot_rx_cst_amt=money(_scaled(cost[b], v.factor)),
+        rptd_gap_dscnt_num=_zero_money(nv),
         ptd_cntrct_id=to_str(take(contracts, pop.contract_at(vb, day[b]))),
     )
     return head, {}, vb
@@ -1428,15 +1610,17 @@ def _chunk(pop: _Pop, prov: _Providers, chunk: int) -> dict[str, tuple[Table, np
         for child, (cols, off) in children.items():  # per child table
             links[child] = off
             out[child] = (schema.complete(child, cols, int(off[-1]), check=False), None)
-        out[table] = (schema.complete(table, head, len(vb), links, check=False), np.bincount(vb - lo, minlength=hi - lo))
+        header = schema.complete(table, head, len(vb), links, check=False)
+        out[table] = (header, np.bincount(vb - lo, minlength=hi - lo))
     return out
 
 
 def _concat_columns(cols: Sequence[Column]) -> Column:
     first = cols[0]
     if isinstance(first, Str):
-        shifts = np.cumsum([0] + [len(c.data) for c in cols[:-1]])
-        offsets = np.concatenate([cols[0].offsets[:1]] + [c.offsets[1:] - c.offsets[0] + s for c, s in zip(cols, shifts)])
+        shifts = np.cumsum([0] + [int(c.offsets[-1] - c.offsets[0]) for c in cols[:-1]])
+        tails = [c.offsets[1:] - c.offsets[0] + s for c, s in zip(cols, shifts)]
+        offsets = np.concatenate([cols[0].offsets[:1]] + tails)
         return Str(offsets - offsets[0], np.concatenate([c.data[c.offsets[0] : c.offsets[-1]] for c in cols]))
     if isinstance(first, Cat):
         return Cat(np.concatenate([c.codes for c in cols]), first.labels)
@@ -1447,6 +1631,8 @@ def _concat_columns(cols: Sequence[Column]) -> Column:
 
 def _concat_tables(name: str, parts: Sequence[Table]) -> Table:
     """Tables of consecutive chunks as one; links are shifted to stay absolute."""
+    if len(parts) == 1:
+        return parts[0]
     links = {}
     for child in schema.LINKS.get(name, ()):
         base = 0
@@ -1503,16 +1689,26 @@ def _setup(n: int | None, seed: int, preset: str, as_of: dt.date) -> tuple[_Pop,
     return _population(n, seed, p, as_of), _Providers(seed)
 
 
-def chunks(pop_prov: tuple[_Pop, _Providers], progress: bool = False) -> Iterator[tuple[range, dict[str, Table], dict[str, np.ndarray]]]:
-    """Claim tables chunk by chunk: (beneficiary rows, tables with chunk-local
-    links, claim rows per beneficiary for each claim table)."""
-    pop, prov = pop_prov
+def _chunks(
+    pop: _Pop, prov: _Providers, progress: bool
+) -> Iterator[tuple[range, dict[str, Table], dict[str, np.ndarray]]]:
     bar = _Progress(progress, pop.n)
     for c in range(-(-pop.n // CHUNK)):
         res = _chunk(pop, prov, c)
         rows = range(c * CHUNK, min(pop.n, (c + 1) * CHUNK))
         bar.step(rows.stop, sum(res[t][0].n for t in schema.CLAIM_TABLES))
         yield rows, {k: v[0] for k, v in res.items()}, {t: res[t][1] for t in schema.CLAIM_TABLES}
+
+
+def chunks(
+    n: int | None = None, seed: int = 0, *, preset: str = "default", as_of: dt.date = AS_OF, progress: bool = False
+) -> Iterator[tuple[range, dict[str, Table]]]:
+    """The claim tables of `generate`'s dataset, `CHUNK` beneficiaries at a
+    time: (beneficiary rows, claim and child tables linked among themselves;
+    `bene_mbi_id` names each claim's beneficiary)."""
+    pop, prov = _setup(n, seed, preset, as_of)
+    for rows, tables, _ in _chunks(pop, prov, progress):
+        yield rows, tables
 
 
 def generate(
@@ -1528,7 +1724,7 @@ def generate(
     pop, prov = _setup(n, seed, preset, as_of)
     parts: dict[str, list[Table]] = {}
     counts: dict[str, list[np.ndarray]] = {t: [] for t in schema.CLAIM_TABLES}
-    for _, tables, cnt in chunks((pop, prov), progress):
+    for _, tables, cnt in _chunks(pop, prov, progress):
         for name, t in tables.items():
             parts.setdefault(name, []).append(t)
         for name, c in cnt.items():
@@ -1544,7 +1740,21 @@ def generate(
     for t in tables.values():
         t.validate()
         t.check_links(tables)
-    return SynthData({name: tables[name] for name in schema.TABLES}, orgs)
+    return SynthData({name: tables[name] for name in schema.TABLES}, orgs, _exposure(pop))
+
+
+def _exposure(pop: _Pop) -> dict[str, float]:
+    years = pop.years
+    return {"all": float(years.sum()), "ffs": float(years[pop.ffs].sum()), "partd": float(years[pop.ptd >= 0].sum())}
+
+
+def organizations(
+    n: int | None = None, seed: int = 0, *, preset: str = "default", as_of: dt.date = AS_OF
+) -> tuple[dict[str, Table], list[SynthOrg]]:
+    """Only the organizations and their tables (roster, optout, enroll) of the
+    dataset `generate` would build with the same arguments: cheap, no claims."""
+    pop, _ = _setup(n, seed, preset, as_of)
+    return _org_tables(pop)
 
 
 def write_orgs(path, orgs: Sequence[SynthOrg]) -> None:
@@ -1676,7 +1886,7 @@ def write(
         people = _merge.merge(empty, {"bene": bene_raw, "bene_mbi": mbi_table, **org_tables}, now_ms, 1)
         counts: dict[str, list[np.ndarray]] = {t: [] for t in schema.CLAIM_TABLES}
         source_rows = {name: t.n for name, t in people.tables.items() if name not in schema.LINKS.get("bene", ())}
-        for rows, tables, _ in chunks((pop, prov), progress):
+        for rows, tables, _ in _chunks(pop, prov, progress):
             lo, hi = rows.start, rows.stop
             delta = dict(tables)
             delta["bene"] = _slice_rows(bene_raw, lo, hi)
