@@ -195,6 +195,7 @@ def export_from_store(task: ChunkTask, out_dir: Path, sources=None) -> list[Chun
     spec = ExportSpec(
         types=tuple(task.types), since_ms=_ms(task.since) if task.since else None, until_ms=until,
         claim_filters=claim_filters(task.type_filters), compression=task.compression, level=task.level,
+        elements=tuple(task.elements),
     )
     infos = ex.export_chunk(task.rows, spec, out_dir, tag=f"-{task.seq:05d}")
     return [ChunkFile(name=i.name, type=i.type, count=i.count, sha256=i.sha256, length=i.length,

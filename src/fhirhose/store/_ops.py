@@ -88,16 +88,18 @@ def const_str(value: str, n: int) -> Str:
 
 
 def str_from_matrix(m: np.ndarray) -> Str:
-    """Fixed-width text fields (an n × w uint8 matrix, blank padded) as a Str,
+    """Fixed-width text fields (an n × w uint8 matrix, blank or NUL padded) as a Str,
     stripped of leading and trailing blanks."""
     n, w = m.shape
-    if w == 0 or n == 0:
-        return Str(np.zeros(n + 1, np.int64), np.zeros(0, np.uint8))
-    solid = (m != 32) & (m != 0)
+    solid = m > 32  # neither blank nor NUL (callers have rejected other control bytes)
     anyv = solid.any(axis=1)
-    first = np.where(anyv, solid.argmax(axis=1), 0)
+    if w == 0 or n == 0 or not anyv.any():
+        return Str(np.zeros(n + 1, np.int64), np.zeros(0, np.uint8))
     last = np.where(anyv, w - solid[:, ::-1].argmax(axis=1), 0)
     j = np.arange(w)
+    if (solid[:, 0] | ~anyv).all():  # left-aligned text, the usual case: only trailing blanks
+        return Str(offsets_from_counts(last), m[j < last[:, None]])
+    first = np.where(anyv, solid.argmax(axis=1), 0)
     keep = (j >= first[:, None]) & (j < last[:, None])
     return Str(offsets_from_counts(last - first), m[keep])
 
