@@ -125,3 +125,17 @@ def test_store_bytes_per_beneficiary(request, kind, capsys):
     with capsys.disabled():
         print(f"\nstore on disk ({kind}): {total / 1e6:.1f} MB for {n} beneficiaries / {claims} claims "
               f"= {total / n / 1e3:.1f} KB per beneficiary ({files} files); verify {verify_s:.2f} s")
+
+
+def test_weekly_incremental_load(benchmark, loaded, tmp_path, capsys):
+    """A week's small delivery (new versions of 200 claims) into the loaded store:
+    the cost of a load is a new generation, so it grows with the store, not the delivery."""
+    week = {"5": [carrier(str(9_000_000 + i), "1", f"{i:04d}AA0AA{i % 100:02d}"[:11].rjust(11, "1"), "2",
+                          "2024-02-01", "10.00", cntl=f"CTL{i * CLAIMS_PER_BENE // 2}") for i in range(200)]}
+    from tests.cclf_writer import write_delivery
+
+    paths = write_delivery(tmp_path / "w", week, date="240122")
+    tables, source = read_cclf(paths)
+    benchmark.pedantic(lambda: loaded.load(tables, source), rounds=2, iterations=1)
+    with capsys.disabled():
+        print(f"\nweekly load of 200 claim versions into {BENES} beneficiaries: {benchmark.stats.stats.median:.2f} s")

@@ -423,3 +423,26 @@ def test_merge_invariants(loads):
     assert [s == "Y" for s in partb["sud_ind"].to_list()] == [seen[i][4] == "F1010" for i in ids]
     line_off = partb.links["partb_line"]
     assert tables["partb_line"]["clm_line_hcpcs_cd"].to_list() == [f"H{ids[i]}" for i in range(partb.n) for _ in range(line_off[i + 1] - line_off[i])]
+
+
+def test_roster_replacement_does_not_depend_on_id_widths(store):
+    def roster(orgs, mbis):
+        n = len(mbis)
+        return tab("roster", n, org_id=orgs, bene_mbi_id=mbis, roster_kind=["Y"] * n,
+                   performance_year=[2024] * n, file_date=["2024-01-15"] * n)
+
+    store.load({"roster": roster(["A0001", "Z123456789"], [A, B])}, "t")
+    store.load({"roster": roster(["A0001"], [C])}, "t")  # A0001's new roster: C only
+    with Store.open(store.path) as snap:
+        r = snap.tables["roster"]
+        assert sorted(zip(r["org_id"].to_list(), r["bene_mbi_id"].to_list())) == [("A0001", C), ("Z123456789", B)]
+
+
+def test_unchanged_beneficiary_keeps_its_last_updated(store):
+    store.load({"bene": benes(A, B, names=["Ann", "Bob"])}, "t", now=T0)
+    store.load({"bene": benes(A, B, names=["Ann", "Robert"])}, "t", now=T1)  # the monthly CCLF8 again
+    with Store.open(store.path) as snap:
+        bene = snap.tables["bene"]
+        assert bene["bene_1st_name"].to_list() == ["Ann", "Robert"]
+        assert bene["last_updated"].values.tolist() == [MS0, MS1]
+        assert snap.manifest.history[-1].updated == {"bene": 1}

@@ -352,3 +352,13 @@ def test_group_ids_do_not_depend_on_the_batch():
 
     assert ids(["ABC"])[0] == ids(["ABC", "ABCDEFGHIJ"])[0]
     assert ids(["ABC", "ABD"])[0] != ids(["ABC", "ABD"])[1]
+
+
+@pytest.mark.parametrize("n", [1, 2, 7])
+def test_tiny_populations(tmp_path, n):
+    data = synth.generate(n, seed=n)
+    assert data.tables["bene"].n == n
+    synth.write(tmp_path / "s", n, seed=n)
+    with Store.open(tmp_path / "s") as snap:
+        assert snap.tables["bene"].n == n
+        assert snap.tables["partb"].n == data.tables["partb"].n

@@ -22,7 +22,7 @@ link rebuilt. Rules (see `store.py` for the public contract):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -66,6 +66,7 @@ class Merged:
     next_bene_seq: int
     added: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
+    updated: dict[str, int] = field(default_factory=dict)
 
 
 def _s(t: Table, name: str) -> np.ndarray:
@@ -185,8 +186,10 @@ def merge(old: Mapping[str, Table], delta_in: Mapping[str, Table], now_ms: int, 
     resolve = Resolver(x_crnt, x_prvs)
 
     ob, db = old["bene"], d("bene")
-    o_key, d_key, bene, index, res.next_bene_seq = _merge_bene(ob, db, resolve, x_prvs, now_ms, next_seq)
+    o_key, d_key, bene, index, res.next_bene_seq, changed = _merge_bene(ob, db, resolve, x_prvs, now_ms, next_seq)
     res.added["bene"] = int(bene.n - ob.n)
+    if changed:
+        res.updated["bene"] = changed
     nb = bene.n
     bene_links: dict[str, np.ndarray] = {}
 
@@ -256,6 +259,19 @@ def _merge_bene(ob: Table, db: Table, resolve: Resolver, obsolete: np.ndarray, n
     winner = by_rank[_last_of_each(all_key[by_rank])]
 
     combined = _concat_tables("bene", [ob, db])
+    # A delivered row equal to the stored one (CCLF8 repeats every beneficiary every
+    # month) keeps the stored row and its last_updated, so `_since` stays meaningful.
+    old_ranked = by_rank[by_rank < n_old]
+    if len(old_ranked):
+        old_keys = all_key[old_ranked]
+        old_best = old_ranked[_last_of_each(old_keys)]
+        pos = np.searchsorted(uk, all_key[old_best])
+        stored = np.full(len(uk), -1, np.int64)
+        stored[pos] = old_best
+        cand = np.flatnonzero((winner >= n_old) & (stored >= 0))
+        if len(cand):
+            same = _rows_equal(combined, winner[cand], stored[cand], skip=("bene_id", "last_updated"))
+            winner[cand[same]] = stored[cand[same]]
     ids = _ops.fixed(combined.columns["bene_id"])
     known = first < n_old  # people the store has: keep their id
     new_ids = ids[first].astype(object)
@@ -283,7 +299,23 @@ def _merge_bene(ob: Table, db: Table, resolve: Resolver, obsolete: np.ndarray, n
     from_new = winner[order] >= n_old
     upd[from_new & (upd == NO_NUM)] = now_ms
     bene = _replace(bene, bene_id=_ops.str_from_bytes(id_arr[order]), last_updated=Time(upd))
-    return o_key, d_key, bene, BeneIndex(uk, rows_of_uk), next_seq
+    changed = int((known & (winner >= n_old)).sum())  # stored people whose row was replaced
+    return o_key, d_key, bene, BeneIndex(uk, rows_of_uk), next_seq, changed
+
+
+def _rows_equal(t: Table, a: np.ndarray, b: np.ndarray, skip: Sequence[str] = ()) -> np.ndarray:
+    """Whether rows a[i] and b[i] of `t` hold the same values (columns in `skip` aside)."""
+    same = np.ones(len(a), bool)
+    for name, col in t.columns.items():
+        if name in skip:
+            continue
+        if isinstance(col, Str):
+            same &= _ops.fixed(_ops.take(col, a)) == _ops.fixed(_ops.take(col, b))
+        elif isinstance(col, Cat):
+            same &= col.codes[a] == col.codes[b]
+        else:
+            same &= col.values[a] == col.values[b]
+    return same
 
 
 def _child_parent(links: np.ndarray, n_child: int) -> np.ndarray:
@@ -418,7 +450,8 @@ def _merge_claims(table, old, delta, db: Table, bene: Table, index: BeneIndex, r
         oc = _replace(oc, clm_grp_id=_ops.str_from_bytes(grp_old))
     all_t = _concat_tables(table, [oc, _take_table(dcx, kept)])
     rows = np.concatenate([o_row, d_row[kept]])
-    all_uid = np.concatenate([o_uid.astype("S32"), uid[kept].astype("S32")])
+    width = max(o_uid.dtype.itemsize, uid.dtype.itemsize)
+    all_uid = np.concatenate([o_uid.astype(f"S{width}"), uid[kept].astype(f"S{width}")])
 
     # Final action: the latest version of each (beneficiary, natural key) group.
     grp = _ops.fixed(all_t.columns["clm_grp_id"])
@@ -470,7 +503,9 @@ def _merge_roster(old: Table, new: Table, resolve: Resolver, index: BeneIndex) -
         kind = _ops.cat_values(t.columns["roster_kind"])
         return _ops.rowkey(_s(t, "org_id"), kind, t.columns["performance_year"].values)
 
-    drop = np.isin(triple(old), triple(new)) if old.n and new.n else np.zeros(old.n, bool)
+    # Keys are computed over both tables at once: rowkey pads to the widest value.
+    both = triple(_concat_tables("roster", [old, new]))
+    drop = np.isin(both[: old.n], both[old.n :])
     t = _concat_tables("roster", [_take_table(old, np.flatnonzero(~drop)), new])
     mbi = _s(t, "bene_mbi_id")
     if (mbi == b"").any():

@@ -35,6 +35,7 @@ import csv
 import datetime as _dt
 import hashlib
 import io
+import mmap
 import os
 import re
 import zipfile
@@ -109,7 +110,7 @@ class Member:
     """One input file: its name, bytes and where it came from (for messages)."""
 
     name: str
-    data: bytes
+    data: bytes | mmap.mmap
     origin: str
 
 
@@ -122,13 +123,21 @@ def _members(paths: Iterable[str | os.PathLike]) -> list[Member]:
         elif not p.exists():
             raise IngestError(f"{p}: no such file")
         else:
-            data = p.read_bytes()
-            out.extend(_unpack(p.name, data, str(p)))
+            out.extend(_unpack(p.name, _map(p), str(p)))
     return out
 
 
+def _map(p: Path):
+    """A plain file's bytes, memory-mapped: a multi-GB CCLF file is parsed in place
+    (the record matrix is a view of the map) instead of being read into memory."""
+    with open(p, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return b""
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
 def _unpack(name: str, data: bytes, origin: str) -> list[Member]:
-    if not data.startswith(b"PK\x03\x04") and not name.lower().endswith(".zip"):
+    if data[:4] != b"PK\x03\x04" and not name.lower().endswith(".zip"):
         return [Member(name, data, origin)]
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
@@ -191,7 +200,7 @@ def _deliveries(members: Sequence[Member], org_id: str | None, year: int | None,
 def _read_cclf0(m: Member) -> dict[str, tuple[int, int]]:
     """CCLF0: file id → (record count, record length)."""
     out: dict[str, tuple[int, int]] = {}
-    lines = m.data.decode("ascii", "replace").splitlines()
+    lines = bytes(m.data).decode("ascii", "replace").splitlines()
     for i, line in enumerate(lines, 1):
         if i == 1 and line.startswith("File Number"):
             continue
@@ -771,7 +780,7 @@ def _read_prefs_file(m: Member) -> dict[str, Column] | None:
     where = f"preference file {m.origin}"
     if not _PREFS_NAME.match(m.name):
         raise IngestError(f"{where}: not a preference file name (expected like P#EFT.ON.ACO.NGD1800.DPRF.D240115.T1234567)")
-    lines = m.data.split(b"\n")
+    lines = bytes(m.data).split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
     lines = [ln.rstrip(b"\r") for ln in lines]

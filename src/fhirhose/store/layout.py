@@ -88,6 +88,7 @@ class LoadEntry(msgspec.Struct):
     source: SourceInfo
     added: dict[str, int]  # new rows per table
     skipped: dict[str, int] = msgspec.field(default_factory=dict)  # re-delivered versions
+    updated: dict[str, int] = msgspec.field(default_factory=dict)  # stored rows replaced by changed ones
 
 
 class TableEntry(msgspec.Struct):

@@ -20,7 +20,8 @@ A load is a *delta*: beneficiaries are matched by MBI (through CCLF9
 cross-references) and replaced, claim versions (by `cur_clm_uniq_id`) and
 their child rows are added, rosters replace the same ACO/kind/year, preferences
 keep the latest per MBI. Claims name their beneficiary by `bene_mbi_id`, or,
-when that is empty, by the delta's `bene.links[<claim table>]`. The store fills
+when that is empty, by the delta's `bene.links[<claim table>]`; a delta's
+`enroll.bene_row` numbers rows of the delta's bene table. The store fills
 the derived claim columns (`clm_id`, `bene_id`, `last_updated`, `final_action`,
 `clm_grp_id`, `sud_ind`) and the `bene_row` of organisation tables; see
 `_merge` for the rules.
@@ -28,7 +29,9 @@ the derived claim columns (`clm_id`, `bene_id`, `last_updated`, `final_action`,
 Every load writes a whole new generation beside the old one and then swaps
 `CURRENT`; an exception anywhere leaves the store as it was. A snapshot keeps
 the generation it opened for as long as it lives (a lease file protects it
-from garbage collection). The last `keep` generations are kept. On-disk
+from garbage collection). The last `keep` generations are kept; older ones
+are deleted after a load (or `collect()`) once no live process holds a lease
+on them. On-disk
 layout: see `fhirhose.store.layout`.
 """
 
@@ -264,7 +267,7 @@ class Store:
             with self.snapshot() as snap:
                 merged = _merge.merge(snap.tables, tables, now_ms, snap.manifest.next_bene_seq)
                 return self._commit(snap, merged.tables, source, merged.added, merged.skipped,
-                                    merged.next_bene_seq, now_ms)
+                                    merged.next_bene_seq, now_ms, merged.updated)
 
     def commit(self, tables: Mapping[str, Table], source: SourceInfo | str, *, next_bene_seq: int,
                added: Mapping[str, int] | None = None, now: _dt.datetime | None = None) -> int:
@@ -282,10 +285,11 @@ class Store:
                 return self._commit(snap, tables, source, added, {}, next_bene_seq, now_ms)
 
     def _commit(self, snap: Snapshot, tables: Mapping[str, Table], source: SourceInfo, added: dict[str, int],
-                skipped: dict[str, int], next_bene_seq: int, now_ms: int) -> int:
+                skipped: dict[str, int], next_bene_seq: int, now_ms: int,
+                updated: dict[str, int] | None = None) -> int:
         """Write the next generation beside `snap`'s, swap CURRENT, collect. Holds the lock."""
         gen = max(self.generations()) + 1
-        entry = LoadEntry(gen, now_ms, source, added, skipped)
+        entry = LoadEntry(gen, now_ms, source, added, skipped, dict(updated or {}))
         manifest = Manifest(FORMAT_VERSION, gen, _now_ms(), {}, {}, [*snap.manifest.history, entry], next_bene_seq)
         self._write_generation(self.path, gen, tables, manifest, self._gen_dir(snap.generation), snap.manifest)
         try:
