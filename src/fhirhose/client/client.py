@@ -560,6 +560,7 @@ class _Run:
                 await asyncio.sleep(min(2.0 ** fetch_failures, 30.0))
                 continue
             self.last_byte = time.monotonic()
+            f.encoded_bytes = part.stat().st_size
             try:
                 v = await asyncio.to_thread(finish, part, f.encoding, self.out / f.name,
                                             keep_compressed=self.c.keep_compressed, sha256=f.sha256,

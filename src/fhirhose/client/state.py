@@ -38,7 +38,8 @@ class FileState(msgspec.Struct, kw_only=True):
     path: str | None = None  # final local file once complete and verified
     lines: int | None = None
     ndjson_bytes: int | None = None
-    stored_bytes: int | None = None
+    stored_bytes: int | None = None  # as kept on disk
+    encoded_bytes: int | None = None  # the representation as sent (compressed, when it was)
 
     @property
     def done(self) -> bool:
