@@ -391,25 +391,22 @@ def export_store(
 ) -> ExportResult:
     """Export with a process pool; `opener()` (picklable) returns the tables in each worker,
     `key` identifies the snapshot (store path, generation) for per-process caching."""
+    if workers <= 1:
+        return Exporter(opener()).export(
+            bene_rows, spec, out_dir, chunk_benes=chunk_benes, request=request, progress=progress
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now(dt.timezone.utc)
     chunks = chunk_rows(bene_rows, chunk_benes)
     files: list[FileInfo] = []
-    if workers <= 1:
-        ex = Exporter(opener())
-        for i, rows in enumerate(chunks):
-            files.extend(ex.export_chunk(rows, spec, out_dir, tag=f"-{i:05d}"))
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        futs = [
+            pool.submit(_worker_chunk, opener, key, rows, spec, str(out_dir), f"-{i:05d}", None)
+            for i, rows in enumerate(chunks)
+        ]
+        for done, fut in enumerate(futs, 1):
+            files.extend(fut.result())
             if progress:
-                progress(i + 1, len(chunks))
-    else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            futs = [
-                pool.submit(_worker_chunk, opener, key, rows, spec, str(out_dir), f"-{i:05d}", None)
-                for i, rows in enumerate(chunks)
-            ]
-            for done, fut in enumerate(futs, 1):
-                files.extend(fut.result())
-                if progress:
-                    progress(done, len(chunks))
+                progress(done, len(chunks))
     return ExportResult(files, str(write_manifest(out_dir, files, started, request)))
