@@ -88,7 +88,7 @@ def generate_store(store: Path, today: dt.date) -> None:
     export's transaction time would be left out of it)."""
     from ..store import synth  # late: only the demo needs the generator
 
-    synth.write(store, preset="demo", as_of=today - dt.timedelta(days=1))
+    synth.write(store, preset="demo", as_of=today - dt.timedelta(days=1), progress=True)
 
 
 def _timestamp(day: dt.date) -> float:

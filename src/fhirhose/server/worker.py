@@ -195,6 +195,7 @@ def export_scoped(task: ChunkTask, out_dir: Path, exporter) -> list[ChunkFile]:
     spec = ExportSpec(
         types=tuple(task.types), since_ms=_ms(task.since) if task.since else None, until_ms=until,
         claim_filters=claim_filters(task.type_filters), compression=task.compression, level=task.level,
+        elements=tuple(task.elements),
     )
     infos = Scope.from_bytes(task.scope).export_chunk(exporter, task.rows, spec, out_dir, tag=f"-{task.seq:05d}")
     return [ChunkFile(name=i.name, type=i.type, count=i.count, sha256=i.sha256, length=i.length,
@@ -204,14 +205,13 @@ def export_scoped(task: ChunkTask, out_dir: Path, exporter) -> list[ChunkFile]:
 def export_from_store(task: ChunkTask, out_dir: Path, sources=None) -> list[ChunkFile]:
     """`export_scoped` with an Exporter over the job's store generation (opened once per process)."""
     from ..export.exporter import Exporter
-    from ..store import Store
+    from ..store.opener import shared_snapshot
 
     key = (task.store_path, task.generation, id(sources))
-    if key not in _EXPORTERS:
-        # The snapshot (and its lease on the generation) is kept for the process' life.
-        snap = Store(task.store_path).snapshot(task.generation)
-        _EXPORTERS[key] = (snap, Exporter(snap.tables, sources))
-    return export_scoped(task, out_dir, _EXPORTERS[key][1])
+    ex = _EXPORTERS.get(key)
+    if ex is None:
+        ex = _EXPORTERS[key] = Exporter(shared_snapshot(task.store_path, task.generation).tables, sources)
+    return export_scoped(task, out_dir, ex)
 
 
 def store_exporter(task: ChunkTask, out_dir: Path) -> list[ChunkFile]:

@@ -1,0 +1,421 @@
+"""End to end, as a user sees it: `fhirhose serve` + `fhirhose pull` of a Group/all export.
+
+    PYTHONPATH=src python benchmarks/e2e.py --benes 1000,10000 [--keep-compressed] [--profile]
+
+For each size N: synthesize a store whose one ACO (A9001) has N attributed beneficiaries
+(cached under --work), start `fhirhose serve` on 127.0.0.1 as a subprocess, run
+`fhirhose pull --json` as another subprocess, and sample /proc every 0.2 s meanwhile:
+resident memory of each process tree (server with its export workers; client), CPU time
+of each tree, and per-core busy time from /proc/stat. Reports kick-off-to-last-byte
+seconds, resources/s, NDJSON and wire MB/s, peak RSS and CPU use; merges the rows into
+benchmarks/results/e2e.json, plots benchmarks/results/e2e.png and prints a markdown
+table. `--profile` records the server tree with py-spy (pip install py-spy) and prints
+where its time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+ORG = "A9001"
+TICK = 0.2
+PAGE = os.sysconf("SC_PAGE_SIZE")
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+# --- the dataset ------------------------------------------------------------------------------
+
+
+def synthesize(path: Path, benes: int, seed: int) -> int:
+    """A store in which ACO A9001 has exactly `benes` beneficiaries; returns the population size.
+
+    ACOs attribute living fee-for-service beneficiaries only (about 62 % of a synthetic
+    population), so the population is drawn larger and grown until the roster fits."""
+    from fhirhose.errors import InputError
+    from fhirhose.store import synth
+
+    demo = synth.PRESETS["demo"]
+    aco = type(demo.acos[0])(ORG, "End-to-end benchmark ACO", "Shared Savings", benes)
+    population = math.ceil(benes * 1.7) + 50
+    while True:
+        synth.PRESETS["e2e"] = synth.Preset(population, (aco,), demo.pdp, demo.ma)
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+            synth.write(path, population, seed, preset="e2e", progress=True)
+            return population
+        except InputError as e:
+            if "attributable" not in str(e):
+                raise
+            population = int(population * 1.25)
+
+
+def dataset(work: Path, benes: int, seed: int) -> Path:
+    data = work / f"aco-{benes}"
+    if not (data / "store" / "orgs.json").exists():
+        t = time.perf_counter()
+        population = synthesize(data / "store", benes, seed)
+        print(f"synthesized {population:,} beneficiaries ({benes:,} in {ORG}) in {time.perf_counter() - t:.0f} s",
+              file=sys.stderr)
+    for stale in ("jobs", "jobs.sqlite", "credentials.json", "clients.json"):
+        p = data / stale
+        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    return data
+
+
+# --- /proc sampling ---------------------------------------------------------------------------
+
+
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = collections.defaultdict(list)
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids[ppid].append(int(d))
+    return kids
+
+
+def tree(pid: int, kids: dict[int, list[int]]) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, ()))
+    return out
+
+
+def _status_kb(pid: int, field: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK  # utime + stime
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _cores() -> dict[str, tuple[int, int]]:
+    """(busy, total) jiffies per core from /proc/stat."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                name, *v = line.split()
+                v = [int(x) for x in v]
+                idle = v[3] + v[4]
+                out[name] = (sum(v[:8]) - idle, sum(v[:8]))
+    return out
+
+
+def _role(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return f"pid {pid}"
+    if "resource_tracker" in cmd:
+        return "resource tracker"
+    return "export worker" if "multiprocessing" in cmd else "main"
+
+
+class Sampler:
+    """Peak memory and CPU time of process trees, sampled while they run."""
+
+    def __init__(self, roots: dict[str, int]):
+        self.roots = roots
+        self.hwm: dict[str, dict[int, int]] = {k: {} for k in roots}  # VmHWM kB per pid
+        self.peak_rss: dict[str, int] = {k: 0 for k in roots}  # max over samples of the tree's VmRSS sum
+        self.peak_anon: dict[str, int] = {k: 0 for k in roots}  # same, anonymous memory only (no mapped files)
+        self.cpu: dict[str, dict[int, float]] = {k: {} for k in roots}
+        self.cpu0 = {k: sum(filter(None, (_cpu_seconds(p) for p in tree(r, _children())))) for k, r in roots.items()}
+        self.cores0 = _cores()
+        self.procs: dict[str, int] = {k: 1 for k in roots}
+        self.roles: dict[int, str] = {}
+
+    def sample(self) -> None:
+        kids = _children()
+        for name, root in self.roots.items():
+            pids = tree(root, kids)
+            self.procs[name] = max(self.procs[name], len(pids))
+            rss = anon = 0
+            for p in pids:
+                rss += _status_kb(p, "VmRSS:")
+                anon += _status_kb(p, "RssAnon:")
+                hwm = _status_kb(p, "VmHWM:")
+                if hwm:
+                    if p not in self.hwm[name]:
+                        self.roles[p] = _role(p)
+                    self.hwm[name][p] = max(self.hwm[name].get(p, 0), hwm)
+                cpu = _cpu_seconds(p)
+                if cpu is not None:
+                    self.cpu[name][p] = cpu
+            self.peak_rss[name] = max(self.peak_rss[name], rss)
+            self.peak_anon[name] = max(self.peak_anon[name], anon)
+
+    def report(self, seconds: float) -> dict:
+        cores1 = _cores()
+        busy = {c: round(100 * (cores1[c][0] - b0) / max(1, cores1[c][1] - t0), 1)
+                for c, (b0, t0) in self.cores0.items()}
+        out = {"cores_busy_pct": busy}
+        for name in self.roots:
+            out[f"{name}_peak_rss_mb"] = round(self.peak_rss[name] / 1024, 1)
+            out[f"{name}_hwm_sum_mb"] = round(sum(self.hwm[name].values()) / 1024, 1)
+            out[f"{name}_peak_anon_mb"] = round(self.peak_anon[name] / 1024, 1)
+            cpu = sum(self.cpu[name].values()) - self.cpu0[name]
+            out[f"{name}_cpu_s"] = round(cpu, 2)
+            out[f"{name}_cores"] = round(cpu / seconds, 2) if seconds else None
+            out[f"{name}_processes"] = self.procs[name]
+            out[f"{name}_hwm_by_process_mb"] = sorted(
+                ([self.roles[p], round(kb / 1024, 1)] for p, kb in self.hwm[name].items()), key=lambda x: -x[1])
+        return out
+
+
+# --- one run ----------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "fhirhose.cli", *args]
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with {proc.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"the server did not answer {url} within {timeout:.0f} s")
+
+
+def run_once(work: Path, benes: int, args: argparse.Namespace) -> dict:
+    data = dataset(work, benes, args.seed)
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}/api/v2"
+    log = open(data / "server.log", "w")
+    server = subprocess.Popen(
+        _cli("serve", "--demo", "--data", str(data), "--port", str(port), "--workers", str(args.workers),
+             "--chunk-size", str(args.chunk_size), "--retry-after", str(args.retry_after)),
+        env=_env(), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    out = work / f"out-{benes}"
+    shutil.rmtree(out, ignore_errors=True)
+    spy = None
+    try:
+        _wait_ready(f"{base}/metadata", server)
+        if args.profile:
+            # --native pauses the process per sample (it cannot be --nonblocking): slower, but it
+            # splits the time inside the compiled writer, compression and hashing.
+            how = ["--native"] if args.native else ["--nonblocking"]
+            spy = subprocess.Popen(["py-spy", "record", "--subprocesses", *how, "--format", "raw", "--rate", "50",
+                                    "-o", str(work / f"profile-{benes}.txt"), "--pid", str(server.pid)],
+                                   stdout=subprocess.DEVNULL, stderr=open(work / "py-spy.log", "w"))
+            time.sleep(1.0)
+        pull = _cli("pull", "--credentials", str(data / "credentials.json"), "--org", ORG, "--out", str(out),
+                    "--json", "--quiet", "--concurrency", str(args.concurrency))
+        if args.keep_compressed:
+            pull.append("--keep-compressed")
+        t0 = time.monotonic()
+        client = subprocess.Popen(pull, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+        sampler = Sampler({"server": server.pid, "client": client.pid})
+        while client.poll() is None:
+            sampler.sample()
+            time.sleep(TICK)
+        wall = time.monotonic() - t0
+        stdout, stderr = client.communicate()
+        if client.returncode != 0:
+            raise SystemExit(f"fhirhose pull failed ({client.returncode}):\n{stderr.decode()}")
+        usage = sampler.report(wall)
+    finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+    r = json.loads(stdout)
+    with sqlite3.connect(data / "jobs.sqlite") as db:
+        created, completed = db.execute("SELECT created, completed FROM jobs ORDER BY created DESC").fetchone()
+    resources = sum(r["resources"].values())
+    secs = r["seconds"]
+    row = {
+        "benes": benes, "mode": "gzip kept" if args.keep_compressed else "NDJSON", "resources": resources,
+        "by_type": r["resources"], "files": len(r["files"]), "seconds": round(secs, 2),
+        "client_wall_s": round(wall, 2), "server_export_s": round(completed - created, 2) if completed else None,
+        "resources_per_s": round(resources / secs),
+        "ndjson_mb": round(r["ndjson_bytes"] / 1e6, 1), "wire_mb": round(r["wire_bytes"] / 1e6, 1),
+        "ndjson_mb_s": round(r["ndjson_bytes"] / 1e6 / secs, 1), "wire_mb_s": round(r["wire_bytes"] / 1e6 / secs, 1),
+        "workers": args.workers, "chunk_size": args.chunk_size, "concurrency": args.concurrency,
+        "retry_after": args.retry_after, **usage,
+        "machine": f"{platform.machine()} {os.cpu_count()} cores", "load_before": round(os.getloadavg()[0], 2),
+    }
+    shutil.rmtree(out, ignore_errors=True)
+    if args.profile:
+        row["profile"] = summarize_profile(work / f"profile-{benes}.txt")
+    return row
+
+
+# --- profile ----------------------------------------------------------------------------------
+
+
+def _frame(f: str) -> tuple[str, str]:
+    """(function, file or library) of one py-spy frame: `name (path:line)` or `0xaddr (lib.so)`."""
+    name, _, where = f.partition(" (")
+    where = where.rstrip(")").split(":")[0].rsplit("/", 1)[-1]
+    return (f"[{where}]" if name.startswith("0x") else name), where or "?"
+
+
+def summarize_profile(path: Path, top: int = 15) -> dict:
+    """Sample shares from py-spy's collapsed stacks: by leaf function (self), by the file or
+    library the leaf is in, and inclusive by function."""
+    by_fn: collections.Counter = collections.Counter()
+    by_file: collections.Counter = collections.Counter()
+    incl: collections.Counter = collections.Counter()
+    total = 0
+    if not path.exists():
+        return {}
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        frames = [_frame(f) for f in stack.split(";") if not f.startswith("process ")]
+        if not n.isdigit() or not frames:
+            continue
+        n = int(n)
+        total += n
+        fn, where = frames[-1]
+        by_fn[f"{fn} ({where})" if not fn.startswith("[") else fn] += n
+        by_file[where] += n
+        for f in {f"{a} ({b})" for a, b in frames}:
+            incl[f] += n
+    pct = lambda c: [(k, round(100 * v / total, 1)) for k, v in c.most_common(top)]  # noqa: E731
+    return {"samples": total, "self": pct(by_fn), "self_by_file": pct(by_file), "inclusive": pct(incl)}
+
+
+# --- output -----------------------------------------------------------------------------------
+
+
+def merge(rows: list[dict]) -> list[dict]:
+    path = RESULTS / "e2e.json"
+    old = json.loads(path.read_text())["runs"] if path.exists() else []
+    keys = {(r["benes"], r["mode"]) for r in rows}
+    runs = sorted([r for r in old if (r["benes"], r["mode"]) not in keys] + rows, key=lambda r: (r["mode"], r["benes"]))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"runs": runs}, indent=2, ensure_ascii=False) + "\n")
+    return runs
+
+
+def plot(runs: list[dict]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    for mode in sorted({r["mode"] for r in runs}):
+        rs = [r for r in runs if r["mode"] == mode]
+        x = [r["benes"] for r in rs]
+        a.plot(x, [r["seconds"] for r in rs], "o-", label=mode)
+        b.plot(x, [r["resources_per_s"] for r in rs], "o-", label=mode)
+    a.axhline(60, color="grey", ls=":", lw=1)
+    a.set(xscale="log", yscale="log", xlabel="beneficiaries in the ACO", ylabel="kick-off to last byte (s)",
+          title="Group/all export, serve + pull over loopback")
+    b.set(xscale="log", xlabel="beneficiaries in the ACO", ylabel="resources / s", title="throughput")
+    b.set_ylim(bottom=0)
+    for ax in (a, b):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    out = RESULTS / "e2e.png"
+    fig.savefig(out, dpi=110)
+    return out
+
+
+def table(runs: list[dict]) -> str:
+    head = ("| beneficiaries | output | resources | kick-off → last byte | resources/s | NDJSON MB/s | wire MB/s "
+            "| server peak RSS (Σ HWM) | client peak RSS | server / client CPU (cores) |")
+    lines = [head, "|" + "---:|" * (head.count("|") - 1)]
+    for r in runs:
+        lines.append(
+            f"| {r['benes']:,} | {r['mode']} | {r['resources']:,} | {r['seconds']:.1f} s | {r['resources_per_s']:,} "
+            f"| {r['ndjson_mb_s']:,.0f} | {r['wire_mb_s']:,.1f} | {r['server_peak_rss_mb']:.0f} MB "
+            f"({r['server_hwm_sum_mb']:.0f}) | {r['client_peak_rss_mb']:.0f} MB "
+            f"| {r['server_cores']:.2f} / {r['client_cores']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--benes", default="1000,10000", help="comma-separated ACO sizes (default 1000,10000)")
+    p.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "fhirhose-e2e",
+                   help="stores (cached per size), server data and pulled files")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2, help="server export worker processes (default 2)")
+    p.add_argument("--chunk-size", type=int, default=1000, help="beneficiaries per export chunk (default 1000)")
+    p.add_argument("--retry-after", type=int, default=1, help="server poll pacing in seconds (default 1)")
+    p.add_argument("--concurrency", type=int, default=4, help="parallel downloads (default 4)")
+    p.add_argument("--keep-compressed", action="store_true", help="pull keeps gzip files (no NDJSON written)")
+    p.add_argument("--profile", action="store_true", help="py-spy the server tree and print where time goes")
+    p.add_argument("--native", action="store_true", help="with --profile: include native frames (C, Cython)")
+    p.add_argument("--no-save", action="store_true", help="print only; leave results/ alone")
+    args = p.parse_args(argv)
+    sys.path.insert(0, str(ROOT / "src"))
+    args.work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for n in (int(x.replace("_", "")) for x in args.benes.split(",")):
+        row = run_once(args.work, n, args)
+        rows.append(row)
+        print(json.dumps({k: v for k, v in row.items() if k != "profile"}), file=sys.stderr)
+        if "profile" in row:
+            print(json.dumps(row["profile"], indent=1), file=sys.stderr)
+    runs = rows if args.no_save else merge(rows)
+    if not args.no_save:
+        print(f"wrote {RESULTS / 'e2e.json'} and {plot(runs)}", file=sys.stderr)
+    print(table(runs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""HTTP details shared by the client's parts: error bodies, Retry-After."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from typing import Mapping
+
+from ..errors import ClientError
+
+__all__ = ["ServerError", "error_text", "retry_after"]
+
+MAX_WAIT = 600.0  # never sleep longer than this on one Retry-After
+
+
+class ServerError(ClientError):
+    """The server answered with an error status; the message carries its own explanation
+    (OperationOutcome issues, or the OAuth error and description)."""
+
+    def __init__(self, what: str, status: int, body: bytes, content_type: str | None):
+        self.status = status
+        self.text = error_text(body, content_type)
+        super().__init__(f"{what}: HTTP {status}: {self.text}")
+
+
+def _issue_text(issue: dict) -> str:
+    details = issue.get("details") or {}
+    text = details.get("text") or issue.get("diagnostics") or ", ".join(
+        c.get("display") or c.get("code", "") for c in details.get("coding", [])) or "(no text)"
+    where = issue.get("expression") or issue.get("location")
+    head = f"{issue.get('severity', 'error')} [{issue.get('code', '?')}]"
+    return f"{head} {text}" + (f" (at {', '.join(where)})" if where else "")
+
+
+def error_text(body: bytes, content_type: str | None = None) -> str:
+    """What the server said: OperationOutcome issues joined, an OAuth error, or the body's start."""
+    try:
+        doc = json.loads(body) if body else None
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        if doc.get("resourceType") == "OperationOutcome" and isinstance(doc.get("issue"), list):
+            return "; ".join(_issue_text(i) for i in doc["issue"] if isinstance(i, dict)) or "(empty OperationOutcome)"
+        if "error" in doc:
+            desc = doc.get("error_description")
+            return f"{doc['error']}: {desc}" if desc else str(doc["error"])
+    text = body[:500].decode("utf-8", "replace").strip()
+    return text or f"(empty {content_type or 'body'})"
+
+
+def retry_after(headers: Mapping[str, str], default: float) -> float:
+    """Seconds to wait from a Retry-After header (delay seconds or an HTTP date); `default` without one."""
+    value = headers.get("Retry-After")
+    if value is None:
+        return default
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_WAIT)
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return default
+    return min(max(0.0, when - time.time()), MAX_WAIT)

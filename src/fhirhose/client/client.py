@@ -1,0 +1,658 @@
+"""`BulkClient`: one FHIR Bulk Data export from kick-off to verified local files.
+
+The flow follows the Bulk Data Access IG (v2/v3): discovery of the token endpoint in
+`.well-known/smart-configuration` (or the CapabilityStatement's oauth-uris), kick-off
+(GET with query parameters, or POST with a `Parameters` body when patients are named),
+status polling that honours `Retry-After` (also on 429), and downloads that start as
+soon as a manifest — partial ones included (`allowPartialManifests`, `link` next) —
+lists a file. Downloads run `concurrency` at a time, ask for gzip/zstd, continue an
+interrupted file with `Range` + `If-Range`, and are verified against the manifest's
+sha256/length extensions and counts. Everything needed to continue lives in the
+output folder's state file; `resume(status_url, out_dir)` picks it up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Iterable
+from urllib.parse import quote, unquote, urljoin, urlsplit
+
+import aiohttp
+import msgspec
+
+from ..errors import ClientError
+from ..export.manifest import CHECKSUM_EXT, FILESIZE_EXT
+from ._http import ServerError, error_text, retry_after
+from .auth import JwkAuth, SecretAuth, Tokens
+from .files import finish, safe_name
+from .progress import Progress
+from .state import FileState, PullState, SinceState, write_atomic
+
+__all__ = ["BulkClient", "PullResult", "LEVELS"]
+
+log = logging.getLogger("fhirhose.client")
+
+FHIR_JSON = "application/fhir+json"
+LEVELS = ("system", "patient", "group")
+_KINDS = ("output", "error", "deleted")
+_NET_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError)
+_CODINGS = {"gzip": "gzip", "x-gzip": "gzip", "zstd": "zstd", "identity": None, "": None}
+
+
+class PullResult(msgspec.Struct, kw_only=True):
+    """What one pull did. `seconds` runs from kick-off (or resume) to the last byte received."""
+
+    status_url: str
+    request: str | None
+    transaction_time: str | None
+    out_dir: str
+    manifest_path: str
+    files: list[FileState]
+    resources: dict[str, int]  # output lines by resource type
+    errors: int  # OperationOutcome lines in the manifest's error files
+    ndjson_bytes: int  # decoded size of every file
+    stored_bytes: int  # size of the files as kept on disk
+    wire_bytes: int  # body bytes received by this run (less than stored when resumed)
+    seconds: float
+    total_seconds: float  # including verification and the DELETE
+    polls: int
+    throttled: int  # 429 answers to status requests
+    tokens: int  # access tokens fetched
+    since: str | None = None
+    deleted: bool = False
+
+    @property
+    def resource_count(self) -> int:
+        return sum(self.resources.values())
+
+
+class _Retry(Exception):
+    """A download must start again (its partial copy was discarded)."""
+
+
+def _coding(header: str | None) -> str | None:
+    key = (header or "").strip().lower()
+    if key not in _CODINGS:
+        raise ClientError(f"the server sent Content-Encoding {header!r}, which was not asked for")
+    return _CODINGS[key]
+
+
+def _integrity(item: dict) -> tuple[str | None, int | None]:
+    """(sha256 hex, NDJSON length) from an output item's extensions, when the server gives them."""
+    ext = item.get("extension")
+    if not isinstance(ext, dict):
+        return None, None
+    sha = length = None
+    for key, value in ext.items():
+        tail = key.rstrip("/").rsplit("/", 1)[-1].lower()
+        if key == CHECKSUM_EXT or tail in ("checksum", "sha256"):
+            text = str(value)
+            algo, _, hexd = text.rpartition(":")
+            if algo in ("", "sha256") and len(hexd) == 64:
+                sha = hexd.lower()
+        elif (key == FILESIZE_EXT or tail in ("filesize", "length")) and isinstance(value, int):
+            length = value
+    return sha, length
+
+
+class BulkClient:
+    """A Bulk Data client for one FHIR server (see module doc).
+
+    `auth` is `SecretAuth`, `JwkAuth` or None (an open server). `token_url` skips
+    discovery. `keep_compressed` keeps the gzip/zstd bytes as sent (`.ndjson.gz`)
+    instead of writing NDJSON; either way the NDJSON is verified. `delete` sends DELETE
+    to the status URL once every file is in. `since_file` is where incremental pulls
+    keep their transactionTime per organization (`organization` names it; default the
+    client id).
+    """
+
+    def __init__(
+        self,
+        fhir_base: str,
+        auth: SecretAuth | JwkAuth | None = None,
+        *,
+        token_url: str | None = None,
+        concurrency: int = 4,
+        keep_compressed: bool = False,
+        accept_encoding: Iterable[str] = ("gzip", "zstd"),
+        progress: Progress | None = None,
+        delete: bool = True,
+        since_file: str | os.PathLike | None = None,
+        organization: str | None = None,
+        read_size: int = 1 << 20,
+        timeout: float = 300.0,
+        session: aiohttp.ClientSession | None = None,
+    ):
+        if concurrency < 1:
+            raise ClientError(f"concurrency {concurrency}: at least one download at a time")
+        self.fhir_base = fhir_base.rstrip("/")
+        self.auth = auth
+        self.token_url = token_url
+        self.concurrency = concurrency
+        self.keep_compressed = keep_compressed
+        self.accept_encoding = ", ".join(accept_encoding) or "identity"
+        self.progress = progress or Progress()
+        self.delete = delete
+        self.since_file = since_file
+        self.organization = organization
+        self.read_size = read_size
+        self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=timeout)
+        self._session = session
+        self._own_session = session is None
+        self._tokens: Tokens | None = None
+
+    # --- session ------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> "BulkClient":
+        await self._open()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=self.timeout, connector=aiohttp.TCPConnector(limit=self.concurrency + 4))
+            self._own_session = True
+        return self._session
+
+    async def close(self) -> None:
+        """Close the HTTP session (when the client opened it)."""
+        if self._session is not None and self._own_session:
+            await self._session.close()
+            self._session = None
+            self._tokens = None
+
+    @property
+    def tokens_issued(self) -> int:
+        return self._tokens.issued if self._tokens else 0
+
+    # --- discovery and requests -----------------------------------------------------------------
+
+    async def discover(self) -> str:
+        """The token endpoint: smart-configuration, else the CapabilityStatement's oauth-uris."""
+        session = await self._open()
+        for path in ("/.well-known/smart-configuration", "/metadata"):
+            async with session.get(self.fhir_base + path, headers={"Accept": "application/json"}) as r:
+                if r.status != 200:
+                    continue
+                try:
+                    doc = json.loads(await r.read())
+                except ValueError:
+                    continue
+            url = doc.get("token_endpoint") if path.startswith("/.well") else _oauth_token_uri(doc)
+            if url:
+                return urljoin(self.fhir_base + "/", url)
+        raise ClientError(f"{self.fhir_base}: no token endpoint in .well-known/smart-configuration or /metadata "
+                          f"(pass token_url)")
+
+    async def _ready(self) -> aiohttp.ClientSession:
+        session = await self._open()
+        if self.auth is not None and self._tokens is None:
+            self.token_url = self.token_url or await self.discover()
+            self._tokens = Tokens(self.auth, self.token_url, session)
+        return session
+
+    async def _send(self, method: str, url: str, *, auth: bool = True, headers: dict | None = None,
+                    **kw) -> aiohttp.ClientResponse:
+        """One request with the current bearer token; a 401 renews the token and retries once."""
+        session = await self._ready()
+        renewed = False
+        while True:
+            h = dict(headers or {})
+            token = None
+            if auth and self._tokens is not None:
+                token = await self._tokens.get()
+                h["Authorization"] = f"Bearer {token}"
+            r = await session.request(method, url, headers=h, **kw)
+            if r.status == 401 and token is not None and not renewed:
+                r.release()
+                await self._tokens.invalidate(token)
+                renewed = True
+                continue
+            return r
+
+    async def _json(self, r: aiohttp.ClientResponse, what: str) -> dict | None:
+        body = await r.read()
+        if not body.strip():
+            return None
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            raise ClientError(f"{what}: the response is not JSON: {error_text(body)}") from None
+        if not isinstance(doc, dict):
+            raise ClientError(f"{what}: the response is not a JSON object")
+        return doc
+
+    # --- public API ---------------------------------------------------------------------------
+
+    async def export(
+        self,
+        level: str = "group",
+        group: str | None = None,
+        *,
+        out_dir: str | os.PathLike,
+        types: Iterable[str] | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        type_filters: Iterable[str] = (),
+        elements: Iterable[str] = (),
+        output_format: str | None = None,
+        patients: Iterable[str] = (),
+        post: bool = False,
+        partial: bool = True,
+        lenient: bool = False,
+        incremental: bool = False,
+    ) -> PullResult:
+        """Kick off an export at `level` (system | patient | group, `group` defaults to "all"),
+        download every file into `out_dir` and verify it.
+
+        `patients` (Patient ids or references) go in a POST `Parameters` body, as the IG
+        requires; `post` sends the other parameters that way too. `partial` asks for
+        partial manifests so downloads start while the export runs (retried without it
+        when the server rejects the parameter). `incremental` uses the last complete
+        pull's transactionTime as `_since` (unless `since` is given) and records this one's.
+        """
+        if level not in LEVELS:
+            raise ClientError(f"level {level!r}: one of {', '.join(LEVELS)}")
+        if level == "system" and (group or list(patients)):
+            raise ClientError("a system-level export takes no group or patients")
+        out = Path(out_dir)
+        types = list(types) if types else None
+        path = {"system": "/$export", "patient": "/Patient/$export",
+                "group": f"/Group/{quote(group or 'all', safe='')}/$export"}[level]
+        since_state = key = None
+        if incremental:
+            since_state = SinceState(self.since_file or out.parent / ".fhirhose-since.json")
+            who = self.organization or getattr(self.auth, "client_id", None) or "anonymous"
+            key = SinceState.key(self.fhir_base, who, path, types)
+            since = since or since_state.get(key)
+        params: list[tuple[str, str]] = []
+        if types:
+            params.append(("_type", ",".join(types)))
+        for name, value in (("_since", since), ("_until", until), ("_outputFormat", output_format)):
+            if value:
+                params.append((name, value))
+        params += [("_typeFilter", q) for q in type_filters]
+        if elements := list(elements):
+            params.append(("_elements", ",".join(elements)))
+        refs = [p if "/" in p else f"Patient/{p}" for p in patients]
+        out.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        status_url, request = await self._kickoff(path, params, refs, post=post or bool(refs),
+                                                  partial=partial, lenient=lenient)
+        state = PullState(fhir_base=self.fhir_base, status_url=status_url, request=request)
+        state.save(out)
+        result = await self._pull(state, out, t0)
+        result.since = since
+        if since_state is not None and result.transaction_time:
+            since_state.set(key, result.transaction_time)
+        return result
+
+    async def resume(self, status_url: str, out_dir: str | os.PathLike) -> PullResult:
+        """Continue an export by its status URL: files already verified in `out_dir` are kept,
+        partial ones continue with Range, the rest are downloaded."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        state = PullState.load(out)
+        if state is None or state.status_url != status_url:
+            state = PullState(fhir_base=self.fhir_base, status_url=status_url)
+        state.complete = state.deleted = False
+        state.save(out)
+        return await self._pull(state, out, time.monotonic())
+
+    # --- kick-off -----------------------------------------------------------------------------
+
+    async def _kickoff(self, path: str, params: list[tuple[str, str]], patients: list[str], *, post: bool,
+                       partial: bool, lenient: bool) -> tuple[str, str]:
+        url = self.fhir_base + path
+        headers = {"Accept": FHIR_JSON, "Prefer": "respond-async" + (", handling=lenient" if lenient else "")}
+        throttled = 0
+        while True:
+            sent = params + ([("allowPartialManifests", "true")] if partial else [])
+            self.progress.kickoff(url)
+            if post:
+                body = {"resourceType": "Parameters", "parameter": [_parameter(n, v) for n, v in sent] + [
+                    {"name": "patient", "valueReference": {"reference": p}} for p in patients]}
+                request = url
+                r = await self._send("POST", url, headers={**headers, "Content-Type": FHIR_JSON},
+                                     data=json.dumps(body).encode())
+            else:
+                r = await self._send("GET", url, headers=headers, params=sent)
+                request = str(r.url)
+            async with r:
+                body = await r.read()
+                if r.status == 202:
+                    where = r.headers.get("Content-Location")
+                    if not where:
+                        raise ClientError(f"kick-off {url}: 202 without a Content-Location header")
+                    status_url = urljoin(url, where)
+                    log.info("export accepted: %s", status_url)
+                    return status_url, request
+                error = ServerError(f"kick-off {request}", r.status, body, r.content_type)
+                if r.status == 429 and throttled < 3:
+                    throttled += 1
+                    await asyncio.sleep(retry_after(r.headers, default=5.0 * throttled))
+                    continue
+                if r.status == 400 and partial and "allowPartialManifests" in error.text:
+                    partial = False  # a server that does not know the parameter: plain manifests
+                    continue
+                raise error
+
+    # --- the pull -----------------------------------------------------------------------------
+
+    async def _pull(self, state: PullState, out: Path, t0: float) -> PullResult:
+        run = _Run(self, state, out)
+        try:
+            await run.go()
+        finally:
+            self.progress.close()
+        last_byte = run.last_byte or time.monotonic()
+        if self.delete and not state.deleted:
+            state.deleted = await self._delete(state.status_url)
+            state.save(out)
+        files = [f for f in state.files if f.done]
+        resources: dict[str, int] = {}
+        for f in files:
+            if f.kind == "output":
+                resources[f.type or "?"] = resources.get(f.type or "?", 0) + (f.lines or 0)
+        return PullResult(
+            status_url=state.status_url, request=state.request, transaction_time=state.transaction_time,
+            out_dir=str(out), manifest_path=str(out / "manifest.json"), files=files, resources=resources,
+            errors=sum(f.lines or 0 for f in files if f.kind == "error"),
+            ndjson_bytes=sum(f.ndjson_bytes or 0 for f in files), stored_bytes=sum(f.stored_bytes or 0 for f in files),
+            wire_bytes=run.wire_bytes, seconds=last_byte - t0, total_seconds=time.monotonic() - t0,
+            polls=run.polls, throttled=run.throttled, tokens=self.tokens_issued, deleted=state.deleted,
+        )
+
+    async def _delete(self, status_url: str) -> bool:
+        try:
+            async with await self._send("DELETE", status_url, headers={"Accept": FHIR_JSON}) as r:
+                body = await r.read()
+                if r.status < 300:
+                    return True
+                log.warning("DELETE %s: HTTP %d: %s", status_url, r.status, error_text(body, r.content_type))
+        except _NET_ERRORS as e:
+            log.warning("DELETE %s failed: %s", status_url, e)
+        return False
+
+
+def _parameter(name: str, value: str) -> dict:
+    kind = {"_since": "valueInstant", "_until": "valueInstant", "allowPartialManifests": "valueBoolean"}.get(
+        name, "valueString")
+    return {"name": name, kind: value == "true" if kind == "valueBoolean" else value}
+
+
+def _oauth_token_uri(capability: dict) -> str | None:
+    for rest in capability.get("rest") or []:
+        for ext in (rest.get("security") or {}).get("extension") or []:
+            for sub in ext.get("extension") or []:
+                if sub.get("url") == "token":
+                    return sub.get("valueUri")
+    return None
+
+
+class _Run:
+    """The moving parts of one pull: the status poller feeding a queue, download workers."""
+
+    def __init__(self, client: BulkClient, state: PullState, out: Path):
+        self.c = client
+        self.state = state
+        self.out = out
+        self.queue: asyncio.Queue[FileState | None] = asyncio.Queue()
+        self.known = {f.url: f for f in state.files}
+        self.names = {f.name for f in state.files}
+        self.links: dict[str, str] = {}
+        self.manifest: dict = state.manifest or {}
+        self.wire_bytes = self.polls = self.throttled = 0
+        self.last_byte: float | None = None
+        self.requires_token = True
+
+    async def go(self) -> None:
+        self.c.progress.accepted(self.state.status_url)
+        for f in self.state.files:
+            self.c.progress.listed(f)
+            if not f.done:
+                self.queue.put_nowait(f)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                workers = [tg.create_task(self._worker()) for _ in range(self.c.concurrency)]
+                await self._poll()
+                for _ in workers:
+                    self.queue.put_nowait(None)
+        except BaseExceptionGroup as eg:
+            raise _first(eg) from None
+        finally:
+            self.state.save(self.out)
+        self.state.manifest = self.manifest
+        self.state.complete = True
+        _write_manifest(self.out / "manifest.json", self.manifest)
+        self.state.save(self.out)
+
+    # --- status and manifests -------------------------------------------------------------------
+
+    async def _poll(self) -> None:
+        url, backoff, failures = self.state.status_url, 1.0, 0
+        while True:
+            try:
+                r = await self.c._send("GET", url, headers={"Accept": "application/json"})
+                async with r:
+                    self.polls += 1
+                    progress = r.headers.get("X-Progress")
+                    self.c.progress.polled(r.status, progress)
+                    if r.status == 429:
+                        self.throttled += 1
+                        await r.read()
+                        await asyncio.sleep(retry_after(r.headers, default=backoff))
+                        continue
+                    if r.status in (200, 202):
+                        doc = await self.c._json(r, f"export status {url}")
+                        wait = retry_after(r.headers, default=backoff)
+                    else:
+                        error = ServerError(f"export status {url}", r.status, await r.read(), r.content_type)
+                        if r.status < 500 or "[transient]" not in error.text or failures >= 5:
+                            raise error
+                        failures += 1
+                        await asyncio.sleep(retry_after(r.headers, default=backoff))
+                        continue
+            except _NET_ERRORS as e:
+                failures += 1
+                if failures > 5:
+                    raise ClientError(f"export status {url}: {type(e).__name__}: {e}") from None
+                await asyncio.sleep(backoff)
+                continue
+            failures = 0
+            if doc is not None:
+                await self._walk(doc, url)
+            if r.status == 200:
+                if doc is None:
+                    raise ClientError(f"export status {url}: complete, but without a manifest")
+                return
+            backoff = min(backoff * 1.5, 60.0)
+            await asyncio.sleep(wait)
+
+    async def _walk(self, doc: dict, url: str) -> None:
+        """Take the files of a manifest page and of every page its `next` links lead to now.
+        Pages are immutable once served except for a `next` link added later, so pages
+        already read are skipped by following the links remembered for them."""
+        while True:
+            self._take(doc)
+            nxt = next((lk.get("url") for lk in doc.get("link") or [] if lk.get("relation") == "next"), None)
+            if nxt is None:
+                return
+            nxt = urljoin(url, nxt)
+            self.links[url] = nxt
+            while nxt in self.links:
+                nxt = self.links[nxt]
+            url = nxt
+            r = await self.c._send("GET", url, headers={"Accept": "application/json"})
+            async with r:
+                if r.status not in (200, 202):
+                    raise ServerError(f"manifest page {url}", r.status, await r.read(), r.content_type)
+                doc = await self.c._json(r, f"manifest page {url}") or {}
+
+    def _take(self, doc: dict) -> None:
+        if not self.manifest:
+            self.manifest = {k: v for k, v in doc.items() if k not in (*_KINDS, "link")}
+            self.manifest.update({k: [] for k in _KINDS})
+            self.state.transaction_time = doc.get("transactionTime")
+            self.state.request = self.state.request or doc.get("request")
+        self.requires_token = bool(self.manifest.get("requiresAccessToken", True))
+        added = False
+        for kind in _KINDS:
+            for item in doc.get(kind) or []:
+                if not isinstance(item, dict) or not item.get("url"):
+                    continue
+                url = urljoin(self.state.status_url, item["url"])
+                if url in self.known:
+                    continue
+                sha, length = _integrity(item)
+                f = FileState(url=url, kind=kind, type=item.get("type"), name=self._name(url, item.get("type")),
+                              count=item.get("count"), sha256=sha, length=length)
+                self.known[url] = f
+                self.state.files.append(f)
+                self.manifest[kind].append(item)
+                self.c.progress.listed(f)
+                self.queue.put_nowait(f)
+                added = True
+        if added:
+            self.state.manifest = self.manifest
+            self.state.save(self.out)
+
+    def _name(self, url: str, rtype: str | None) -> str:
+        base = safe_name(unquote(urlsplit(url).path.rsplit("/", 1)[-1]))
+        for suffix in (".gz", ".zst"):
+            base = base.removesuffix(suffix)
+        if not base.endswith(".ndjson"):
+            base += ".ndjson"
+        n = 1
+        while base in self.names or base == "manifest.json":
+            base = f"{safe_name(rtype or 'file')}-{n}.ndjson"
+            n += 1
+        self.names.add(base)
+        return base
+
+    # --- downloads ----------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while (f := await self.queue.get()) is not None:
+            await self._download(f)
+
+    async def _download(self, f: FileState) -> None:
+        part = self.out / (f.name + ".part")
+        fetch_failures = verify_failures = 0
+        while True:
+            try:
+                await self._fetch(f, part)
+            except _Retry:
+                continue
+            except _NET_ERRORS as e:
+                fetch_failures += 1
+                if fetch_failures > 5:
+                    raise ClientError(f"download {f.url}: {type(e).__name__}: {e}") from None
+                log.info("download %s interrupted (%s); resuming", f.name, e)
+                await asyncio.sleep(min(2.0 ** fetch_failures, 30.0))
+                continue
+            self.last_byte = time.monotonic()
+            f.encoded_bytes = part.stat().st_size
+            try:
+                v = await asyncio.to_thread(finish, part, f.encoding, self.out / f.name,
+                                            keep_compressed=self.c.keep_compressed, sha256=f.sha256,
+                                            length=f.length, count=f.count)
+            except ClientError as e:
+                verify_failures += 1
+                part.unlink(missing_ok=True)
+                f.etag = f.encoding = None
+                if verify_failures > 1:
+                    raise
+                log.warning("%s; downloading it again", e)
+                continue
+            f.path, f.lines, f.ndjson_bytes, f.stored_bytes = v.path.name, v.lines, v.length, v.stored
+            f.sha256 = f.sha256 or v.sha256
+            self.state.save(self.out)
+            self.c.progress.verified(f)
+            return
+
+    async def _fetch(self, f: FileState, part: Path) -> None:
+        """Bring `part` up to the whole representation (appending with Range when it can)."""
+        have = part.stat().st_size if part.exists() else 0
+        if have and not f.etag:
+            have = 0  # no validator for the partial copy: it cannot be continued safely
+        headers = {"Accept-Encoding": self.c.accept_encoding, "Accept": "application/fhir+ndjson"}
+        if have:
+            headers["Range"] = f"bytes={have}-"
+            headers["If-Range"] = f.etag
+        r = await self.c._send("GET", f.url, auth=self.requires_token, headers=headers, auto_decompress=False)
+        async with r:
+            if r.status == 416 and have:
+                total = _range_total(r.headers.get("Content-Range"))
+                await r.read()
+                if total == have:
+                    return  # the partial copy was already whole
+                part.unlink()
+                raise _Retry
+            if r.status not in (200, 206):
+                raise ServerError(f"download {f.url}", r.status, await r.read(), r.content_type)
+            encoding = _coding(r.headers.get("Content-Encoding"))
+            etag = r.headers.get("ETag")
+            if r.status == 206:
+                start, total = _content_range(r.headers.get("Content-Range"))
+                if start != have or encoding != f.encoding:
+                    part.unlink()
+                    f.etag = None
+                    raise _Retry
+                offset, mode = have, "ab"
+            else:
+                offset, mode, total = 0, "wb", r.content_length
+            validator = etag if etag and not etag.startswith("W/") else None
+            if (validator, encoding) != (f.etag, f.encoding):
+                f.etag, f.encoding = validator, encoding
+                self.state.save(self.out)
+            self.c.progress.started(f, offset, total)
+            got = offset
+            with open(part, mode) as dst:
+                async for chunk in r.content.iter_chunked(self.c.read_size):
+                    dst.write(chunk)
+                    got += len(chunk)
+                    self.wire_bytes += len(chunk)
+                    self.c.progress.received(f, len(chunk))
+            if total is not None and got != total:
+                raise aiohttp.ClientPayloadError(f"{f.name}: got {got} of {total} bytes")
+
+
+def _content_range(header: str | None) -> tuple[int, int | None]:
+    """(first byte, complete length) of `Content-Range: bytes a-b/n`."""
+    try:
+        unit, _, spec = (header or "").partition(" ")
+        span, _, total = spec.partition("/")
+        if unit != "bytes":
+            raise ValueError
+        return int(span.partition("-")[0]), None if total == "*" else int(total)
+    except ValueError:
+        raise ClientError(f"206 with an unreadable Content-Range {header!r}") from None
+
+
+def _range_total(header: str | None) -> int | None:
+    _, _, total = (header or "").rpartition("/")
+    return int(total) if total.isdigit() else None
+
+
+def _first(eg: BaseExceptionGroup) -> BaseException:
+    """The first real error of a task group (cancellations of the others are noise)."""
+    for e in eg.exceptions:
+        if isinstance(e, BaseExceptionGroup):
+            return _first(e)
+        if not isinstance(e, asyncio.CancelledError):
+            return e
+    return eg.exceptions[0]
+
+
+def _write_manifest(path: Path, manifest: dict) -> None:
+    write_atomic(path, json.dumps(manifest, indent=2).encode() + b"\n")
+
