@@ -149,7 +149,10 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         result = asyncio.run(go())
     if args.json:
+        # The event loop may leave stdout non-blocking: a pipe would then cut the JSON short.
+        os.set_blocking(sys.stdout.fileno(), True)
         sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")
+        sys.stdout.flush()
     else:
         print(_summary(result), file=sys.stderr)
     return 0
