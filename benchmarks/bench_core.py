@@ -14,14 +14,14 @@ def _keep(benchmark, name, records, nbytes):
 
 
 def test_compiled_writer(benchmark, carrier):
-    benchmark(carrier.render)
+    benchmark(carrier.write_batches)
     _keep(benchmark, "compiled writer", len(carrier.rows), len(carrier.sample))
 
 
 def test_pure_python_twin(benchmark, carrier):
     rows = carrier.rows[:400]
     nbytes = len(carrier.render(_core_py, rows))
-    benchmark.pedantic(carrier.render, args=(_core_py, rows), rounds=3, iterations=1)
+    benchmark.pedantic(carrier.write_batches, args=(_core_py, rows), rounds=3, iterations=1)
     _keep(benchmark, "pure-Python twin", len(rows), nbytes)
 
 
@@ -35,10 +35,12 @@ def test_dict_orjson_baseline(benchmark, carrier):
     _keep(benchmark, "dict + orjson baseline", len(rows), nbytes)
 
 
+@pytest.mark.parametrize("overlap", [False, True], ids=["one core", "overlapped"])
 @pytest.mark.parametrize("comp", ["gzip", "zstd"])
-def test_pipeline(benchmark, carrier, comp):
-    benchmark(pipeline, carrier, comp)
-    _keep(benchmark, f"{comp} pipeline (writer+{comp})", len(carrier.rows), len(carrier.sample))
+def test_pipeline(benchmark, carrier, comp, overlap):
+    benchmark(pipeline, carrier, comp, overlap=overlap)
+    label = "overlapped" if overlap else "one core"
+    _keep(benchmark, f"{comp} pipeline, {label}", len(carrier.rows), len(carrier.sample))
 
 
 @pytest.mark.parametrize("comp", ["gzip", "zstd"])

@@ -1,6 +1,6 @@
 # Growable output buffer, JSON string escaping, number/date/instant formatting.
 from cpython.buffer cimport PyBuffer_FillInfo
-from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
+from cpython.mem cimport PyMem_Malloc, PyMem_Free, PyMem_RawMalloc, PyMem_RawRealloc, PyMem_RawFree
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t
 from libc.string cimport memcpy
 
@@ -20,6 +20,29 @@ cdef extern from *:
     const char FH_HEX[]
 
 
+cdef struct Buf:
+    # The writer's view of an OutBuffer while the GIL is released.
+    char* data
+    Py_ssize_t size
+    Py_ssize_t cap
+
+
+cdef inline int reserve(Buf* o, Py_ssize_t need) noexcept nogil:
+    # Room for `need` more bytes (raw allocator: callable without the GIL); -1 out of memory.
+    cdef Py_ssize_t cap = o.cap
+    cdef char* p
+    if o.size + need <= cap:
+        return 0
+    while cap < o.size + need:
+        cap *= 2
+    p = <char*>PyMem_RawRealloc(o.data, cap)
+    if p == NULL:
+        return -1
+    o.data = p
+    o.cap = cap
+    return 0
+
+
 cdef class OutBuffer:
     """Growable output buffer, reused across batches (supports the buffer protocol)."""
     cdef char* data
@@ -30,7 +53,7 @@ cdef class OutBuffer:
     def __cinit__(self, Py_ssize_t capacity=1 << 20):
         if capacity < 64:
             capacity = 64
-        self.data = <char*>PyMem_Malloc(capacity)
+        self.data = <char*>PyMem_RawMalloc(capacity)
         if self.data == NULL:
             raise MemoryError()
         self.cap = capacity
@@ -38,7 +61,7 @@ cdef class OutBuffer:
         self.exports = 0
 
     def __dealloc__(self):
-        PyMem_Free(self.data)
+        PyMem_RawFree(self.data)
 
     def clear(self):
         if self.exports:
@@ -60,24 +83,6 @@ cdef class OutBuffer:
 
     def view(self):
         return memoryview(self)
-
-    cdef int grow(self, Py_ssize_t need) except -1:
-        # Make room for `need` more bytes; the only place that may reallocate.
-        cdef Py_ssize_t want = self.size + need
-        cdef Py_ssize_t cap = self.cap
-        cdef char* p
-        if want <= cap:
-            return 0
-        if self.exports:
-            raise BufferError("OutBuffer is exported; release its views first")
-        while cap < want:
-            cap *= 2
-        p = <char*>PyMem_Realloc(self.data, cap)
-        if p == NULL:
-            raise MemoryError()
-        self.data = p
-        self.cap = cap
-        return 0
 
 
 cdef inline Py_ssize_t escape_into(char* dst, const unsigned char* src, Py_ssize_t n) noexcept nogil:

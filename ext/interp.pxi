@@ -200,7 +200,9 @@ cdef class Writer:
         """Append the resources of root `rows` (int64 row numbers) to `out`; returns the count."""
         cdef const int64_t[::1] rv = np.ascontiguousarray(rows, dtype=np.int64)
         cdef Py_ssize_t n = rv.shape[0], i
-        cdef int rc
+        cdef Py_ssize_t before
+        cdef int rc = 0
+        cdef Buf buf
         if n == 0:
             return 0
         if out.exports:
@@ -208,12 +210,26 @@ cdef class Writer:
         for i in range(n):
             if rv[i] < 0 or rv[i] >= self.root_n:
                 raise IndexError(f"{self.plan.name}: row numbers must be within 0..{self.root_n - 1}")
-        for i in range(n):
-            rc = self._one(rv[i], out)
-            if rc == -2:
-                raise TemplateError(f"{self.plan.name}: nesting deeper than {MAX_DEPTH}")
-            if rc == -3:
-                raise TemplateError(f"{self.plan.name}: bad op")
+        buf.data = out.data
+        buf.size = out.size
+        buf.cap = out.cap
+        # The loop touches only C data: other threads (compression, the event loop) run meanwhile.
+        with nogil:
+            for i in range(n):
+                before = buf.size
+                rc = self._one(rv[i], &buf)
+                if rc != 0:
+                    buf.size = before  # never leave half a resource behind
+                    break
+        out.data = buf.data
+        out.size = buf.size
+        out.cap = buf.cap
+        if rc == -1:
+            raise MemoryError()
+        if rc == -2:
+            raise TemplateError(f"{self.plan.name}: nesting deeper than {MAX_DEPTH}")
+        if rc == -3:
+            raise TemplateError(f"{self.plan.name}: bad op")
         return n
 
     def write_range(self, Py_ssize_t start, Py_ssize_t stop, OutBuffer out):
@@ -230,7 +246,8 @@ cdef class Writer:
             return c.days[r] == NO_DATE_C
         return c.i64[r] == NO_NUM_C
 
-    cdef int _one(self, int64_t root_row, OutBuffer out) except -1:
+    cdef int _one(self, int64_t root_row, Buf* out) noexcept nogil:
+        # One resource. Returns 0, or -1 out of memory, -2 too deep, -3 bad op.
         cdef int64_t row[MAX_SLOTS]
         cdef int64_t end[MAX_SLOTS]
         cdef int64_t counters[MAX_COUNTERS]
@@ -246,21 +263,24 @@ cdef class Writer:
         cdef int32_t fid
         cdef char* w
         cdef char last
+        # Locals, not attribute loads, in the loop.
+        cdef const int32_t* ops = self.ops
+        cdef const int64_t* foff = self.foff
+        cdef const char* blob = self.blob
+        cdef const ColC* cols = self.cols
+        cdef const LinkC* links = self.links
+        cdef const int32_t* maps = self.maps
+        cdef const uint8_t* sets = self.sets
         for k in range(MAX_COUNTERS):
             counters[k] = 0
         row[0] = root_row
         while True:
-            op = self.ops[pc * 4]
-            a = self.ops[pc * 4 + 1]
-            b = self.ops[pc * 4 + 2]
-            cc = self.ops[pc * 4 + 3]
+            op = ops[pc * 4]
+            a = ops[pc * 4 + 1]
+            b = ops[pc * 4 + 2]
+            cc = ops[pc * 4 + 3]
             pc += 1
-            if op == OP_RAW:
-                flen = self.foff[a + 1] - self.foff[a]
-                out.grow(flen)
-                memcpy(out.data + out.size, self.blob + self.foff[a], flen)
-                out.size += flen
-            elif op == OP_CONST or op == OP_OPEN:
+            if op == OP_CONST or op == OP_OPEN:
                 if op == OP_OPEN:
                     if sp >= MAX_DEPTH:
                         return -2
@@ -270,45 +290,49 @@ cdef class Writer:
                     if b:
                         memcpy(&saved[sp][0], &counters[0], sizeof(counters))
                     sp += 1
+                    strong += cc
                 elif b:
                     strong += 1
-                flen = self.foff[a + 1] - self.foff[a]
-                out.grow(flen + 1)
+                flen = foff[a + 1] - foff[a]
+                if out.size + flen + 1 > out.cap and reserve(out, flen + 1) < 0:
+                    return -1
                 w = out.data + out.size
                 last = out.data[out.size - 1] if out.size else 123
                 if last != 123 and last != 91:
                     w[0] = 44
                     w += 1
-                memcpy(w, self.blob + self.foff[a], flen)
+                memcpy(w, blob + foff[a], flen)
                 out.size = (w - out.data) + flen
             elif op >= OP_STR and op <= OP_TIME:
-                col = &self.cols[a]
+                col = &cols[a]
                 if self.missing(col, row):
                     continue
                 r = row[col.slot]
-                hlen = self.foff[b + 1] - self.foff[b]
-                tlen = self.foff[cc + 1] - self.foff[cc]
+                hlen = foff[b + 1] - foff[b]
+                tlen = foff[cc + 1] - foff[cc]
                 if op == OP_STR:
                     slen = col.offsets[r + 1] - col.offsets[r]
                     need = slen * 6
                 elif op == OP_CAT:
                     fid = col.label_base + col.codes[r]
-                    slen = self.foff[fid + 1] - self.foff[fid]
+                    slen = foff[fid + 1] - foff[fid]
                     need = slen
                 else:
                     need = 32
-                out.grow(need + hlen + tlen + 1)
+                need += hlen + tlen + 1
+                if out.size + need > out.cap and reserve(out, need) < 0:
+                    return -1
                 w = out.data + out.size
                 last = out.data[out.size - 1] if out.size else 123
                 if last != 123 and last != 91:
                     w[0] = 44
                     w += 1
-                memcpy(w, self.blob + self.foff[b], hlen)
+                memcpy(w, blob + foff[b], hlen)
                 w += hlen
                 if op == OP_STR:
                     w += escape_into(w, col.data + col.offsets[r], slen)
                 elif op == OP_CAT:
-                    memcpy(w, self.blob + self.foff[fid], slen)
+                    memcpy(w, blob + foff[fid], slen)
                     w += slen
                 elif op == OP_DATE:
                     w += date_into(w, col.days[r])
@@ -316,24 +340,10 @@ cdef class Writer:
                     w += num_into(w, col.i64[r], col.scale, col.trim)
                 else:
                     w += time_into(w, col.i64[r])
-                memcpy(w, self.blob + self.foff[cc], tlen)
+                memcpy(w, blob + foff[cc], tlen)
                 w += tlen
                 out.size = w - out.data
                 strong += 1
-            elif op == OP_MAP:
-                col = &self.cols[a]
-                fid = self.maps[b + col.codes[row[col.slot]]]
-                if fid >= 0:
-                    flen = self.foff[fid + 1] - self.foff[fid]
-                    out.grow(flen + 1)
-                    w = out.data + out.size
-                    last = out.data[out.size - 1] if out.size else 123
-                    if last != 123 and last != 91:
-                        w[0] = 44
-                        w += 1
-                    memcpy(w, self.blob + self.foff[fid], flen)
-                    out.size = (w - out.data) + flen
-                    strong += 1
             elif op == OP_CLOSE:
                 sp -= 1
                 if strong == stack[sp].strong:
@@ -341,22 +351,44 @@ cdef class Writer:
                     if stack[sp].saved:
                         memcpy(&counters[0], &saved[sp][0], sizeof(counters))
                 else:
-                    flen = self.foff[a + 1] - self.foff[a]
-                    out.grow(flen)
-                    memcpy(out.data + out.size, self.blob + self.foff[a], flen)
+                    flen = foff[a + 1] - foff[a]
+                    if out.size + flen > out.cap and reserve(out, flen) < 0:
+                        return -1
+                    memcpy(out.data + out.size, blob + foff[a], flen)
                     out.size += flen
-            elif op == OP_IFCAT:
-                col = &self.cols[a]
-                if not self.sets[b + col.codes[row[col.slot]]]:
-                    pc = cc
+            elif op == OP_RAW:
+                flen = foff[a + 1] - foff[a]
+                if out.size + flen > out.cap and reserve(out, flen) < 0:
+                    return -1
+                memcpy(out.data + out.size, blob + foff[a], flen)
+                out.size += flen
             elif op == OP_IFHAS:
-                if self.missing(&self.cols[a], row):
+                if self.missing(&cols[a], row):
                     pc = b
             elif op == OP_IFMISSING:
-                if not self.missing(&self.cols[a], row):
+                if not self.missing(&cols[a], row):
                     pc = b
+            elif op == OP_MAP:
+                col = &cols[a]
+                fid = maps[b + col.codes[row[col.slot]]]
+                if fid >= 0:
+                    flen = foff[fid + 1] - foff[fid]
+                    if out.size + flen + 1 > out.cap and reserve(out, flen + 1) < 0:
+                        return -1
+                    w = out.data + out.size
+                    last = out.data[out.size - 1] if out.size else 123
+                    if last != 123 and last != 91:
+                        w[0] = 44
+                        w += 1
+                    memcpy(w, blob + foff[fid], flen)
+                    out.size = (w - out.data) + flen
+                    strong += 1
+            elif op == OP_IFCAT:
+                col = &cols[a]
+                if not sets[b + col.codes[row[col.slot]]]:
+                    pc = cc
             elif op == OP_EACH:
-                lk = &self.links[a]
+                lk = &links[a]
                 r = row[lk.parent_slot]
                 lo = lk.offsets[r]
                 hi = lk.offsets[r + 1]
@@ -366,7 +398,7 @@ cdef class Writer:
                     row[lk.child_slot] = lo
                     end[lk.child_slot] = hi
             elif op == OP_NEXT:
-                lk = &self.links[a]
+                lk = &links[a]
                 row[lk.child_slot] += 1
                 if row[lk.child_slot] < end[lk.child_slot]:
                     pc = b
@@ -374,18 +406,20 @@ cdef class Writer:
                 counters[a] += 1
                 if op == OP_SEQ_STRONG:
                     strong += 1
-                hlen = self.foff[b + 1] - self.foff[b]
-                tlen = self.foff[cc + 1] - self.foff[cc]
-                out.grow(hlen + tlen + 24)
+                hlen = foff[b + 1] - foff[b]
+                tlen = foff[cc + 1] - foff[cc]
+                need = hlen + tlen + 24
+                if out.size + need > out.cap and reserve(out, need) < 0:
+                    return -1
                 w = out.data + out.size
                 last = out.data[out.size - 1] if out.size else 123
                 if last != 123 and last != 91:
                     w[0] = 44
                     w += 1
-                memcpy(w, self.blob + self.foff[b], hlen)
+                memcpy(w, blob + foff[b], hlen)
                 w += hlen
                 w += num_into(w, counters[a], 0, 0)
-                memcpy(w, self.blob + self.foff[cc], tlen)
+                memcpy(w, blob + foff[cc], tlen)
                 w += tlen
                 out.size = w - out.data
             elif op == OP_TICK:

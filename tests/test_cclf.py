@@ -9,11 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fhirhose import IngestError
 from fhirhose.cli import main
 from fhirhose.store import Store
-from fhirhose.store.cclf import ingest_cclf, ingest_prefs, layout, read_cclf, read_prefs
+from fhirhose.store.cclf import _parse_dates, _parse_decimal, ingest_cclf, ingest_prefs, layout, read_cclf, read_prefs
 
 from .cclf_writer import file_name, record, reclen, write_delivery
 from .test_store import listing
@@ -439,3 +441,46 @@ def test_cli_ingest(tmp_path, capsys):
     with Store.open(root) as snap:
         assert snap.generation == 2 and snap.tables["optout"].n == 1
         assert np.all(snap.tables["optout"]["bene_row"].values >= 0)
+
+
+# -- the vectorized field parsers against Python's own ---------------------------------------------
+
+
+def _matrix(texts, width):
+    return np.frombuffer("".join(t.rjust(width) for t in texts).encode(), np.uint8).reshape(len(texts), width)
+
+
+@given(st.lists(st.tuples(st.integers(-(10**15), 10**15), st.integers(0, 2), st.integers(0, 3)), min_size=1, max_size=20))
+def test_decimal_parser_matches_decimal(items):
+    texts, want = [], []
+    for cents, decimals, zeros in items:
+        d = Decimal(cents).scaleb(-2).quantize(Decimal(1).scaleb(-decimals), rounding="ROUND_DOWN")
+        sign = "-" if d < 0 else ""
+        digits = f"{abs(d):.{decimals}f}"
+        texts.append(sign + "0" * zeros + digits)
+        want.append(int(d.scaleb(2)))
+    values, bad = _parse_decimal(_matrix(texts, 24), 2)
+    assert not bad.any() and values.tolist() == want
+
+
+@given(st.dates(min_value=dt.date(1, 1, 1), max_value=dt.date(9999, 12, 31)))
+def test_date_parser_matches_datetime(d):
+    days, bad = _parse_dates(_matrix([d.isoformat().rjust(10, "0")], 10), "iso")
+    assert not bad.any() and int(days[0]) == (d - dt.date(1970, 1, 1)).days
+    ymd, bad = _parse_dates(_matrix([d.strftime("%Y%m%d").rjust(8, "0")], 8), "ymd")
+    assert not bad.any() and int(ymd[0]) == int(days[0])
+
+
+def test_parsers_reject_malformed():
+    _, bad = _parse_decimal(_matrix(["1 2", "--1", "1.2.3", "1.234", "12-", ".", "99999999999999999999"], 24), 2)
+    assert bad.tolist() == [True] * 7
+    _, bad = _parse_dates(_matrix(["2023-02-29", "2023-00-10", "2023/01/01", "0000-01-01", "          "], 10), "iso")
+    assert bad.tolist() == [True, True, True, True, False]
+
+
+def test_empty_claim_files_load(tmp_path, store):
+    files = {fid: [] for fid in "1234567AB"} | {"8": [bene(A, "Ann")], "9": []}
+    ingest_cclf(store, write_delivery(tmp_path, files), now=T0)
+    with Store.open(store.path) as snap:
+        assert {t: snap.tables[t].n for t in ("bene", "roster", "parta", "partb", "pde")} == {
+            "bene": 1, "roster": 1, "parta": 0, "partb": 0, "pde": 0}

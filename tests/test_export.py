@@ -164,3 +164,33 @@ def test_unpublished_file_is_invisible(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["Patient.000.ndjson.gz"]
     assert gzip.decompress((tmp_path / info.name).read_bytes()) == b'{"a":1}\n'
     assert msgspec.json.decode(msgspec.json.encode(info))["count"] == 1
+
+
+def test_elements_subset_keeps_mandatory_and_tags(tmp_path, core):
+    """`_elements` through the real templates: requested + mandatory elements, SUBSETTED tag, valid R4."""
+    from fhirhose.fhir.elements import SUBSETTED_TAG
+    from fhirhose.fhir.registry import SOURCES
+    from fhirhose.fhir.validate import validate_r4
+    from fhirhose.store import synth
+
+    tables = synth.generate(20, seed=3).tables
+    ex = Exporter(tables, SOURCES, core=core)
+    spec = ExportSpec(elements=("ExplanationOfBenefit.billablePeriod", "Patient.name"), compression="none")
+    files = ex.export_chunk(np.arange(tables["bene"].n), spec, tmp_path)
+    seen = set()
+    for f in files:
+        for line in (tmp_path / f.name).read_bytes().splitlines():
+            doc = json.loads(line)
+            validate_r4(doc)
+            seen.add(doc["resourceType"])
+            if doc["resourceType"] == "ExplanationOfBenefit":
+                assert set(doc) <= {"resourceType", "id", "meta", "contained", "status", "type", "use", "patient",
+                                    "created", "insurer", "provider", "outcome", "insurance", "billablePeriod"}
+                assert "billablePeriod" in doc and "item" not in doc
+                assert SUBSETTED_TAG in doc["meta"]["tag"]
+            elif doc["resourceType"] == "Patient":
+                assert set(doc) <= {"resourceType", "id", "meta", "name"}
+                assert SUBSETTED_TAG in doc["meta"]["tag"]
+            else:  # Coverage: no element asked of it, whole resources
+                assert "SUBSETTED" not in json.dumps(doc.get("meta", {}))
+    assert seen == {"Patient", "Coverage", "ExplanationOfBenefit"}

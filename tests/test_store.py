@@ -8,11 +8,12 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fhirhose import BatchError, StoreError
-from fhirhose.store import SourceInfo, Store
-from fhirhose.store import layout
-from fhirhose.store.schema import column_for, complete, kinds
+from fhirhose.store import SourceInfo, Store, _merge, layout
+from fhirhose.store.schema import TABLES, column_for, complete, kinds
 
 T0 = dt.datetime(2024, 1, 15, 12, tzinfo=dt.timezone.utc)
 T1 = dt.datetime(2024, 1, 22, 12, tzinfo=dt.timezone.utc)
@@ -294,7 +295,8 @@ def test_open_errors(tmp_path, store):
         Store.open(tmp_path / "nowhere")
     with pytest.raises(StoreError, match="already a store"):
         Store.create(store.path)
-    m = store.path / "generations/0/manifest.json"
+    store.load({"bene": benes(A)}, "t")
+    m = store.path / "generations/1/manifest.json"
     doc = json.loads(m.read_bytes())
     doc["format_version"] = 99
     m.write_text(json.dumps(doc))
@@ -303,8 +305,144 @@ def test_open_errors(tmp_path, store):
     doc["format_version"] = 1
     doc["tables"]["bene"]["n"] = 5
     m.write_text(json.dumps(doc))
-    with pytest.raises(StoreError, match="offsets do not span its data for 5 rows"):
-        Store.open(store.path)
+    with Store.open(store.path) as snap, pytest.raises(StoreError, match="bene_id: offsets do not span its data for 5"):
+        snap.tables["bene"]
     (store.path / "CURRENT").write_text("x\n")
     with pytest.raises(StoreError, match="'x' is not a generation number"):
         Store.open(store.path)
+
+
+def test_row_under_an_obsolete_mbi_does_not_replace_the_current_one(store):
+    xref = tab("bene_mbi", 1, crnt_num=[B], prvs_num=[A])
+    store.load({"bene": benes(B, names=["Current"]), "bene_mbi": xref}, "t", now=T0)
+    store.load({"bene": benes(A, names=["Stale"])}, "t", now=T1)
+    with Store.open(store.path) as snap:
+        assert snap.tables["bene"]["bene_1st_name"].to_list() == ["Current"]
+        assert snap.bene_index(A) == snap.bene_index(B) == 0
+
+
+READER = """
+import sys
+from fhirhose.store import Store
+snap = Store.open(sys.argv[1])
+names = snap.tables["bene"]["bene_mbi_id"]
+print(snap.generation, flush=True)
+sys.stdin.readline()  # hold the snapshot while the parent loads
+print(",".join(names.to_list()), flush=True)
+"""
+
+
+def test_reader_in_another_process_keeps_its_generation(store):
+    store.load({"bene": benes(A)}, "t")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen([sys.executable, "-c", READER, str(store.path)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert child.stdout.readline().strip() == "1"
+        for mbi in (B, C, "1AA0AA0AA03"):
+            store.load({"bene": benes(mbi)}, "t")
+        assert 1 in store.generations()
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == A
+    finally:
+        child.stdin.close()
+        rc = child.wait(timeout=60)
+        child.stdout.close()
+    assert rc == 0
+    store.load({"bene": benes("1AA0AA0AA04")}, "t")
+    assert 1 not in store.generations() and not list((store.path / "readers").iterdir())
+
+
+def test_two_records_found_to_be_one_person(store):
+    # A and B were loaded as two people; a cross-reference then says B is A's new MBI.
+    store.load({"bene": benes(A, B), **carrier([("100", A, "C1", "2024-01-01", "E119"),
+                                                ("101", B, "C1", "2024-02-01", "E119")])}, "t", now=T0)
+    with Store.open(store.path) as snap:
+        assert len(set(col["final_action"] for col in claims_of(snap, "partb", A))) == 1  # both F: two people
+    store.load({"bene_mbi": tab("bene_mbi", 1, crnt_num=[B], prvs_num=[A])}, "t", now=T1)
+    with Store.open(store.path) as snap:
+        assert snap.tables["bene"].n == 1 and snap.bene_index(A) == snap.bene_index(B) == 0
+        c = claims_of(snap, "partb", B)
+        assert [(x["clm_id"], x["final_action"], x["bene_id"]) for x in c] == [("100", "N", "1"), ("101", "F", "1")]
+        assert c[0]["clm_grp_id"] == c[1]["clm_grp_id"]
+
+
+def test_commit_writes_already_merged_tables(store):
+    empty = {name: complete(name, {}, 0) for name in TABLES}
+    merged = _merge.merge(empty, {"bene": benes(A, B), **carrier([("100", A, "C1", "2024-01-01", "E119")])}, MS0, 1)
+    gen = store.commit(merged.tables, SourceInfo("synth", note="chunked"), next_bene_seq=merged.next_bene_seq, now=T0)
+    with Store.open(store.path) as snap:
+        assert snap.generation == gen == 1 and snap.tables["partb"].n == 1
+        assert snap.manifest.history[0].added["bene"] == 2 and snap.manifest.next_bene_seq == 3
+    bad = dict(merged.tables)
+    bad["partb"] = complete("partb", {}, 0)  # bene still links to one claim
+    with pytest.raises(BatchError, match=r"bene.links\[partb\]: offset 1 is past 0 rows"):
+        store.commit(bad, "synth", next_bene_seq=3)
+    assert store.current() == 1
+
+
+# -- merge invariants over random load sequences (in memory: the merge is pure) ---------------------
+
+_MBIS = [f"1AA0AA0AA{i:02d}" for i in range(6)]
+_version = st.tuples(st.integers(0, 5), st.sampled_from(["C1", "C2", "C3"]), st.integers(0, 40), st.integers(0, 99))
+_load = st.tuples(st.lists(st.integers(0, 5), max_size=4), st.lists(_version, max_size=6))
+
+
+@given(st.lists(_load, min_size=1, max_size=4))
+def test_merge_invariants(loads):
+    tables = {name: complete(name, {}, 0) for name in TABLES}
+    seq, seen, known = 1, {}, set()
+    for k, (bene_rows, versions) in enumerate(loads):
+        people = sorted(set(bene_rows) | {v[0] for v in versions})
+        rows = [(f"{k}{i:03d}{v[3]}", _MBIS[v[0]], v[1], f"2024-01-{1 + v[2] % 28:02d}", "F1010" if v[3] % 7 == 0 else "I10")
+                for i, v in enumerate(versions)]
+        delta = {"bene": benes(*[_MBIS[p] for p in people]), **carrier(rows)} if people else {}
+        merged = _merge.merge(tables, delta, MS0 + k, seq)
+        tables, seq = merged.tables, merged.next_bene_seq
+        known |= {_MBIS[p] for p in people}
+        for r in rows:
+            seen.setdefault(r[0], r)
+    bene, partb = tables["bene"], tables["partb"]
+    assert sorted(bene["bene_mbi_id"].to_list()) == sorted(known)
+    ids = partb["clm_id"].to_list()
+    assert sorted(ids) == sorted(seen)  # every version once, none lost
+    off = bene.links["partb"]
+    mbi_of_row = np.repeat(np.arange(bene.n), np.diff(off))
+    assert [bene["bene_mbi_id"].get(r) for r in mbi_of_row] == [seen[i][1] for i in ids]
+    groups = {}
+    for i, cid in enumerate(ids):
+        groups.setdefault((seen[cid][1], seen[cid][2]), []).append(i)
+    fa, eff = partb["final_action"].to_list(), partb["clm_efctv_dt"].values
+    grp = partb["clm_grp_id"].to_list()
+    for members in groups.values():
+        assert [fa[i] for i in members].count("F") == 1
+        last = max(members, key=lambda i: (eff[i], ids[i]))
+        assert fa[last] == "F" and len({grp[i] for i in members}) == 1
+    assert len(set(grp)) == len(groups)
+    assert [s == "Y" for s in partb["sud_ind"].to_list()] == [seen[i][4] == "F1010" for i in ids]
+    line_off = partb.links["partb_line"]
+    assert tables["partb_line"]["clm_line_hcpcs_cd"].to_list() == [f"H{ids[i]}" for i in range(partb.n) for _ in range(line_off[i + 1] - line_off[i])]
+
+
+def test_roster_replacement_does_not_depend_on_id_widths(store):
+    def roster(orgs, mbis):
+        n = len(mbis)
+        return tab("roster", n, org_id=orgs, bene_mbi_id=mbis, roster_kind=["Y"] * n,
+                   performance_year=[2024] * n, file_date=["2024-01-15"] * n)
+
+    store.load({"roster": roster(["A0001", "Z123456789"], [A, B])}, "t")
+    store.load({"roster": roster(["A0001"], [C])}, "t")  # A0001's new roster: C only
+    with Store.open(store.path) as snap:
+        r = snap.tables["roster"]
+        assert sorted(zip(r["org_id"].to_list(), r["bene_mbi_id"].to_list())) == [("A0001", C), ("Z123456789", B)]
+
+
+def test_unchanged_beneficiary_keeps_its_last_updated(store):
+    store.load({"bene": benes(A, B, names=["Ann", "Bob"])}, "t", now=T0)
+    store.load({"bene": benes(A, B, names=["Ann", "Robert"])}, "t", now=T1)  # the monthly CCLF8 again
+    with Store.open(store.path) as snap:
+        bene = snap.tables["bene"]
+        assert bene["bene_1st_name"].to_list() == ["Ann", "Robert"]
+        assert bene["last_updated"].values.tolist() == [MS0, MS1]
+        assert snap.manifest.history[-1].updated == {"bene": 1}

@@ -222,6 +222,7 @@ class Writer:
                 stack.append((len(buf), strong, counters[:] if b else None))
                 sep()
                 buf += frags[a]
+                strong += c  # constants merged into the opening count as values
             elif op == OP_CLOSE:
                 pos, before, saved = stack.pop()
                 if strong == before:

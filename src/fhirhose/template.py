@@ -64,7 +64,7 @@ OP_DATE = 5  # col, head, tail
 OP_NUM = 6  # col, head, tail
 OP_TIME = 7  # col, head, tail
 OP_MAP = 8  # col, map base         : sep + fragment chosen by code
-OP_OPEN = 9  # frag, seqsave        : push group, sep + frag
+OP_OPEN = 9  # frag, seqsave, strong : push group, sep + frag; strong += c (merged constants)
 OP_CLOSE = 10  # frag               : pop; drop group if nothing strong inside
 OP_IFCAT = 11  # col, set base, jump : skip to jump unless code in set
 OP_IFHAS = 12  # col, jump           : skip to jump if value missing
@@ -310,6 +310,7 @@ class _Compiler:
         self.context: list[str] = []  # table names, innermost last
         self.depth = 0
         self.max_depth = 0
+        self.barrier = False
         self._slot(root)
 
     def _slot(self, name: str) -> int:
@@ -329,7 +330,28 @@ class _Compiler:
 
     def emit(self, op: int, a: int = 0, b: int = 0, c: int = 0) -> int:
         self.ops.append([op, a, b, c])
+        self.barrier = False
         return len(self.ops) - 1
+
+    def emit_const(self, text: str, strong: bool) -> None:
+        """A constant member/element, merged into the previous op when the separator
+        is known at compile time (fewer ops, one memcpy). Never merged across a jump
+        target (`barrier`), so skipped blocks and loops keep their exact bytes."""
+        b = text.encode("utf-8")
+        last = self.ops[-1] if self.ops and not self.barrier else None
+        if last is not None and last[0] in (OP_CONST, OP_OPEN, OP_RAW):
+            # The previous op ends in a known byte: "," unless it just opened a container.
+            prev = self.frags[last[1]]
+            sep = b"" if prev.endswith((b"{", b"[")) else b","
+            last[1] = self.frag(prev + sep + b)
+            if last[0] == OP_CONST:
+                last[2] |= int(strong)
+            elif last[0] == OP_OPEN:
+                last[3] |= int(strong)  # counts as a value inside the group
+            # RAW is the root's "{" or an always-kept group's close: a value counted after
+            # it cannot change whether an enclosing group is empty (something already is).
+        else:
+            self.emit(OP_CONST, self.frag(b), int(strong))
 
     def col_id(self, spec: str) -> tuple[int, ColumnRef]:
         """Resolve "col" in the innermost table, or "table.col" in an enclosing one."""
@@ -362,7 +384,7 @@ class _Compiler:
         if isinstance(n, Raw):
             self.emit(OP_RAW, self.frag(n.text))
         elif isinstance(n, K):
-            self.emit(OP_CONST, self.frag(_key(n.key) + json_fragment(n.value)), 0 if n.weak else 1)
+            self.emit_const(_key(n.key) + json_fragment(n.value), not n.weak)
         elif isinstance(n, Val):
             self.val(n)
         elif isinstance(n, Map):
@@ -381,12 +403,14 @@ class _Compiler:
             for c in n.children:
                 self.node(c)
             self.ops[at][3] = len(self.ops)
+            self.barrier = True
         elif isinstance(n, (IfHas, IfMissing)):
             cid, _ = self.col_id(n.col)
             at = self.emit(OP_IFHAS if isinstance(n, IfHas) else OP_IFMISSING, cid, 0)
             for c in n.children:
                 self.node(c)
             self.ops[at][2] = len(self.ops)
+            self.barrier = True
         elif isinstance(n, (Seq, Tick)):
             if not 0 <= n.counter < MAX_COUNTERS:
                 raise TemplateError(f"{type(n).__name__} counter {n.counter} is outside 0..{MAX_COUNTERS - 1}")
@@ -398,7 +422,8 @@ class _Compiler:
         else:
             raise TemplateError(f"unknown template node {n!r}")
 
-    def val(self, n: Val) -> None:
+    def val_parts(self, n: Val) -> tuple[int, int, str, str]:
+        """(op, column id, head text, tail text) of a value: head and tail wrap the value."""
         cid, ref = self.col_id(n.col)
         kind = ref.column.kind
         quote = n.quote if n.quote is not None else (kind != "num" or bool(n.prefix or n.suffix))
@@ -407,10 +432,38 @@ class _Compiler:
         if kind in ("str", "cat", "date", "time") and not quote:
             raise TemplateError(f"Val({n.col!r}): a {kind} value is always a JSON string")
         q = '"' if quote else ""
-        head = self.frag(_key(n.key) + q + escape_json_string(n.prefix))
-        tail = self.frag(escape_json_string(n.suffix) + q)
         op = {"str": OP_STR, "cat": OP_CAT, "date": OP_DATE, "num": OP_NUM, "time": OP_TIME}[kind]
-        self.emit(op, cid, head, tail)
+        return op, cid, _key(n.key) + q + escape_json_string(n.prefix), escape_json_string(n.suffix) + q
+
+    def single_value(self, n: Node) -> tuple[int, int, str, str] | None:
+        """A group that exists exactly when its one value does (the rest weak constants),
+        as that value's op with the group folded into head and tail; else None."""
+        if isinstance(n, Val):
+            return self.val_parts(n)
+        if not isinstance(n, _Group):
+            return None
+        before: list[str] = []
+        after: list[str] = []
+        inner = None
+        for c in n.children:
+            if isinstance(c, K) and c.weak:
+                (after if inner else before).append(_key(c.key) + json_fragment(c.value))
+            elif inner is None and isinstance(c, (Val, _Group)):
+                inner = self.single_value(c)
+                if inner is None:
+                    return None
+            else:
+                return None
+        if inner is None:
+            return None
+        op, cid, head, tail = inner
+        head = _key(n.key) + n.open + "".join(b + "," for b in before) + head
+        tail = tail + "".join("," + a for a in after) + n.close
+        return op, cid, head, tail
+
+    def val(self, n: Val) -> None:
+        op, cid, head, tail = self.val_parts(n)
+        self.emit(op, cid, self.frag(head), self.frag(tail))
 
     def map(self, n: Map) -> None:
         cid, ref = self.col_id(n.col)
@@ -433,10 +486,26 @@ class _Compiler:
         self.max_depth = max(self.max_depth, self.depth)
         if self.depth > MAX_DEPTH:
             raise TemplateError(f"template nests deeper than {MAX_DEPTH}")
-        self.emit(OP_OPEN, self.frag(_key(n.key) + n.open), 1 if _has_seq(n) else 0)
-        for c in n.children:
-            self.node(c)
-        self.emit(OP_CLOSE, self.frag(n.close))
+        folded = _fold(n)
+        if folded is not None:
+            # Only constants inside: one fragment, or nothing when all are weak.
+            text, strong = folded
+            if strong:
+                self.emit_const(text, True)
+        elif (sv := self.single_value(n)) is not None:
+            op, cid, head, tail = sv
+            self.emit(op, cid, self.frag(head), self.frag(tail))
+        elif any((f := _fold(c)) is not None and f[1] for c in n.children):
+            # A strong constant inside: the group is never dropped, so no push/pop.
+            self.emit_const(_key(n.key) + n.open, True)
+            for c in n.children:
+                self.node(c)
+            self.emit(OP_RAW, self.frag(n.close))
+        else:
+            self.emit(OP_OPEN, self.frag(_key(n.key) + n.open), 1 if _has_seq(n) else 0)
+            for c in n.children:
+                self.node(c)
+            self.emit(OP_CLOSE, self.frag(n.close))
         self.depth -= 1
 
     def each(self, n: Each) -> None:
@@ -455,6 +524,29 @@ class _Compiler:
         self.context.pop()
         self.emit(OP_NEXT, link_id, at + 1)
         self.ops[at][2] = len(self.ops)
+        self.barrier = True
+
+
+def _fold(n: Node) -> tuple[str, bool] | None:
+    """(JSON text, strong) of a subtree made only of constants, or None if it has
+    anything dynamic. A constant group with no strong constant folds to ("", False):
+    the interpreters would always drop it."""
+    if isinstance(n, K):
+        return _key(n.key) + json_fragment(n.value), not n.weak
+    if not isinstance(n, _Group):
+        return None
+    parts = []
+    strong = False
+    for c in n.children:
+        f = _fold(c)
+        if f is None:
+            return None
+        if f[1] or isinstance(c, K):
+            parts.append(f[0])
+        strong |= f[1]
+    if not strong:
+        return "", False
+    return _key(n.key) + n.open + ",".join(parts) + n.close, True
 
 
 def _has_seq(n: Node) -> bool:

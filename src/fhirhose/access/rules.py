@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 import msgspec
 import numpy as np
 
-from ..columns import NO_DATE, NO_NUM, Cat, Str, Table, date_to_days, days_to_date
+from ..columns import NO_DATE, Table, date_to_days, days_to_date
 from ..errors import AuthError, RequestError
 from ..export.exporter import Exporter, ExportSpec, Source
+from ..store.rosters import Roster, bene_rows, cat_eq, latest_file, roster_benes, roster_entries, str_eq, unique_rows
 from .db import now_s
 
 if TYPE_CHECKING:
@@ -138,53 +139,6 @@ class ScopedExporter(Exporter):
 # -- column helpers --------------------------------------------------------------------
 
 
-def _str_eq(col: Str, value: str) -> np.ndarray:
-    """Rows of a Str column equal to `value` (vectorized over rows, looped over bytes)."""
-    want = value.encode()
-    off = col.offsets
-    starts = off[:-1]
-    mask = (off[1:] - starts) == len(want)
-    idx = np.flatnonzero(mask)
-    for k, b in enumerate(want):
-        if not len(idx):
-            break
-        keep = col.data[starts[idx] + k] == b
-        mask[idx[~keep]] = False
-        idx = idx[keep]
-    return mask
-
-
-def _str_in(col: Str, values: Iterable[str]) -> np.ndarray:
-    mask = np.zeros(len(col), bool)
-    for v in values:
-        mask |= _str_eq(col, v)
-    return mask
-
-
-def _cat_eq(col: Cat, label: str) -> np.ndarray:
-    codes = [i for i, lab in enumerate(col.labels) if lab == label]
-    return np.isin(col.codes, codes) if codes else np.zeros(len(col), bool)
-
-
-def _bene_rows(tables: Mapping[str, Table], table: Table, rows: np.ndarray) -> np.ndarray:
-    """bene row of each given row of an organization table (`bene_row`, else by MBI); -1 if unknown."""
-    n = tables["bene"].n
-    got = table["bene_row"].values[rows].astype(np.int64)
-    bad = (got == NO_NUM) | (got < 0) | (got >= n)
-    if bad.any() and "bene_mbi_id" in table.columns:
-        by_mbi = {m: i for i, m in enumerate(tables["bene"]["bene_mbi_id"].to_list()) if m}
-        mbis = table["bene_mbi_id"]
-        for i in np.flatnonzero(bad):
-            got[i] = by_mbi.get(mbis.get(int(rows[i])), -1)
-        bad = got < 0
-    got[bad] = -1
-    return got
-
-
-def _unique_rows(rows: np.ndarray) -> np.ndarray:
-    return np.unique(rows[rows >= 0]).astype(np.int64)
-
-
 def _day(days: int | None) -> str:
     return "—" if days is None else days_to_date(days).isoformat()
 
@@ -217,33 +171,6 @@ def _months_back(d: dt.date, months: int) -> dt.date:
 # -- rosters -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Roster:
-    rows: np.ndarray  # roster table rows
-    file_date: int  # days
-
-
-def _roster_rows(tables, org_id: str, kind: str | None, year: int | None) -> np.ndarray:
-    t = tables["roster"]
-    mask = _str_eq(t["org_id"], org_id)
-    if kind is not None:
-        mask &= _cat_eq(t["roster_kind"], kind)
-    if year is not None:
-        mask &= t["performance_year"].values == year
-    return np.flatnonzero(mask & (t["file_date"].values != NO_DATE))
-
-
-def _latest_file(tables, rows: np.ndarray, before: int | None = None) -> _Roster | None:
-    """The roster rows of the newest file (by file_date), optionally loaded before day `before`."""
-    dates = tables["roster"]["file_date"].values[rows].astype(np.int64)
-    if before is not None:
-        rows, dates = rows[dates < before], dates[dates < before]
-    if not len(rows):
-        return None
-    latest = int(dates.max())
-    return _Roster(rows[dates == latest], latest)
-
-
 def attribution_status(db: "AccessDB", tables: Mapping[str, Table], org: "Org | str", now: float | None = None) -> dict:
     """`GET /attribution_status`: load dates of the current roster and of the runout roster."""
     org = db.orgs.get(org) if isinstance(org, str) else org
@@ -253,7 +180,7 @@ def attribution_status(db: "AccessDB", tables: Mapping[str, Table], org: "Org | 
     for label, kind, year in (("default", "Y", py), ("runout", "R", py - 1)):
         if label == "runout" and not db.config.rules(org.kind).runout:
             continue
-        found = _latest_file(tables, _roster_rows(tables, org.id, kind, year))
+        found = latest_file(tables, roster_entries(tables, org.id, kind, year))
         if found is not None:
             out.append({"type": label, "timestamp": days_to_date(found.file_date).isoformat(), "performance_year": year})
     return {"ingestion_dates": out}
@@ -343,13 +270,13 @@ def _opted_out(tables, today_days: int) -> np.ndarray:
         return np.zeros(0, np.int64)
     eff = t["effective_dt"].values.astype(np.int64)
     rows = np.flatnonzero((eff != NO_DATE) & (eff <= today_days))
-    benes = _bene_rows(tables, t, rows)
+    benes = bene_rows(tables, t, rows)
     rows, benes = rows[benes >= 0], benes[benes >= 0]
     # Latest per beneficiary: sort by (bene, effective date, file order) and keep each bene's last.
     order = np.lexsort((rows, eff[rows], benes))
     rows, benes = rows[order], benes[order]
     last = np.r_[benes[1:] != benes[:-1], True]
-    no = _cat_eq(t["pref_ind"], "N")[rows[last]]
+    no = cat_eq(t["pref_ind"], "N")[rows[last]]
     return np.unique(benes[last][no])
 
 
@@ -370,9 +297,6 @@ class _Plan:
     def _no_group(self, group: str):
         raise RequestError(f"Group/{group[:64]} is not a group of organization {self.org.id}", status=404, param="group")
 
-    def _roster_benes(self, roster: _Roster) -> np.ndarray:
-        return _unique_rows(_bene_rows(self.tables, self.tables["roster"], roster.rows))
-
     def aco(self, group: str, explicit_group: bool) -> None:
         if group not in ("all", "runout") or (group == "runout" and not self.rules.runout):
             self._no_group(group)
@@ -381,7 +305,7 @@ class _Plan:
         year, kind = (py - 1, "R") if runout else (py, "Y")
         max_age = self.cfg.runout_cutoff_days if runout else self.cfg.stale_roster_days
         what = "runout roster" if runout else "roster"
-        roster = _latest_file(self.tables, _roster_rows(self.tables, self.org.id, kind, year))
+        roster = latest_file(self.tables, roster_entries(self.tables, self.org.id, kind, year))
         if roster is None:
             raise RequestError(
                 f"no {what} (CCLF8) for performance year {year} has been loaded for {self.org.id}", status=404, param="group"
@@ -394,7 +318,7 @@ class _Plan:
                 status=404,
                 param="group",
             )
-        self.benes = self._roster_benes(roster)
+        self.benes = roster_benes(self.tables, roster)
         self.notes.append(
             f"attribution: {what} (CCLF8) for performance year {year} loaded {_day(roster.file_date)}: "
             f"{len(self.benes)} beneficiaries"
@@ -406,14 +330,14 @@ class _Plan:
         elif explicit_group and self.since_s is not None:
             self._new_benes(roster)
 
-    def _new_benes(self, roster: _Roster) -> None:
+    def _new_benes(self, roster: Roster) -> None:
         """BCDA `Group/all` + `_since`: beneficiaries new to the roster since `_since` get full history."""
         since_day = date_to_days(_utc_date(self.since_s))
         if roster.file_date < since_day:
             self.notes.append("_since: roster unchanged since _since; all beneficiaries get updates only")
             return
-        older = _latest_file(self.tables, _roster_rows(self.tables, self.org.id, "Y", None), before=since_day)
-        old = np.zeros(0, np.int64) if older is None else self._roster_benes(older)
+        older = latest_file(self.tables, roster_entries(self.tables, self.org.id, "Y", None), before=since_day)
+        old = np.zeros(0, np.int64) if older is None else roster_benes(self.tables, older)
         self.exempt = self.benes[~np.isin(self.benes, old)]
         base = "no earlier roster" if older is None else f"roster loaded {_day(older.file_date)}"
         self.notes.append(f"_since: {len(self.exempt)} beneficiaries new since {base} get their full history")
@@ -422,12 +346,12 @@ class _Plan:
         if group != "all":
             self._no_group(group)
         days = self.cfg.provider_roster_days
-        rows = _roster_rows(self.tables, self.org.id, None, None)
+        rows = roster_entries(self.tables, self.org.id, None, None)
         dates = self.tables["roster"]["file_date"].values[rows].astype(np.int64)
         rows = rows[dates >= date_to_days(self.today) - days]
         if not len(rows):
             raise RequestError(f"no patients were attributed to {self.org.id} in the last {days} days", status=404, param="group")
-        self.benes = _unique_rows(_bene_rows(self.tables, self.tables["roster"], rows))
+        self.benes = unique_rows(bene_rows(self.tables, self.tables["roster"], rows))
         self.notes.append(f"attribution: practice roster entries of the last {days} days: {len(self.benes)} patients")
 
     def enrollment(self, group: str, t: float) -> None:
@@ -451,8 +375,8 @@ class _Plan:
         parts, populations = [], []
         for c in sorted(starts):
             start = _utc_date(starts[c])
-            rows = np.flatnonzero(_str_eq(enroll["cntrct_id"], c))
-            benes = _bene_rows(self.tables, enroll, rows)
+            rows = np.flatnonzero(str_eq(enroll["cntrct_id"], c))
+            benes = bene_rows(self.tables, enroll, rows)
             years = enroll["year"].values[rows].astype(np.int64)
             masks = enroll["month_mask"].values[rows].astype(np.int64) & 0xFFF
             # Months before the attestation month, and months still to come, carry no data.

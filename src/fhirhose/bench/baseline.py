@@ -1,8 +1,9 @@
 """Baseline for the benchmarks: the conventional way, a Python dict per resource + orjson.
 
-It walks the same template the writers run, so it builds exactly the same
-resource shape; column values are pre-converted to Python lists once (which
-favours the baseline: no numpy scalar access per record).
+The template is compiled once into Python closures (what a hand-written builder
+does: fetch a value, test it, set a key), so the baseline builds exactly the
+shape the writers emit. Column values are converted to Python lists up front,
+which favours the baseline (no numpy scalar access per record).
 """
 
 from __future__ import annotations
@@ -11,123 +12,226 @@ import json
 
 import orjson
 
-from fhirhose.columns import NO_DATE, NO_NUM, Table
-from fhirhose import _core_py
-from fhirhose.template import Each, If, IfHas, K, Map, Raw, Seq, Template, Val, _constant_text, _Group, _Obj
+from .. import _core_py
+from ..columns import NO_DATE, NO_NUM, Table
+from ..template import Each, If, IfHas, IfMissing, K, Map, Seq, Template, Tick, Val, _constant_text, _Group, _Obj
 
-_EMPTY = object()
+__all__ = ["DictBuilder"]
+
+
+def _values(col) -> list:
+    if col.kind in ("str", "cat"):
+        return col.to_list()
+    if col.kind == "date":
+        return [None if v == NO_DATE else _core_py.format_date(v).decode() for v in col.values.tolist()]
+    if col.kind == "time":
+        return [None if v == NO_NUM else _core_py.format_time(v).decode() for v in col.values.tolist()]
+    scale = 10**col.scale
+    return [None if v == NO_NUM else (v / scale if col.scale else v) for v in col.values.tolist()]
 
 
 class DictBuilder:
-    def __init__(self, template: Template, tables: dict[str, Table]):
-        self.t = template
-        self.tables = tables
-        self.cols: dict[tuple[str, str], list] = {}
-        self.links: dict[tuple[str, str], list] = {}
-        for name, tab in tables.items():
-            for cname, col in tab.columns.items():
-                self.cols[(name, cname)] = self._values(col)
-            for child, off in tab.links.items():
-                self.links[(name, child)] = off.tolist()
+    """`dumps(rows)`: NDJSON of the template's resources via dicts and orjson."""
 
-    @staticmethod
-    def _values(col):
-        if col.kind == "str":
-            return col.to_list()
-        if col.kind == "cat":
-            return col.to_list()
-        if col.kind == "date":
-            return [None if v == NO_DATE else _core_py.format_date(v).decode() for v in col.values.tolist()]
-        if col.kind == "time":
-            return [None if v == NO_NUM else _core_py.format_time(v).decode() for v in col.values.tolist()]
-        scale = 10**col.scale
-        return [None if v == NO_NUM else (v / scale if col.scale else v) for v in col.values.tolist()]
+    def __init__(self, template: Template, tables: dict[str, Table]):
+        self.template = template
+        self.tables = tables
+        self._cols: dict[tuple[str, str], list] = {}
+        self._root = template.root
+        self._members = [self._member(n, [template.root]) for n in template.members]
 
     def build(self, row: int) -> dict:
-        ctx = {self.t.root: row}
+        rows = {self._root: row}
         counters = [0] * 8
-        return self._members(self.t.members, [self.t.root], ctx, counters, {})
+        doc: dict = {}
+        for f in self._members:
+            f(doc, rows, counters)
+        return doc
 
     def dumps(self, rows) -> bytes:
-        return b"".join(orjson.dumps(self.build(r)) + b"\n" for r in rows)
+        dumps, build = orjson.dumps, self.build
+        return b"".join([dumps(build(r)) + b"\n" for r in rows])
 
-    def _col(self, spec, stack, ctx):
-        tname, cname = spec.split(".", 1) if "." in spec else (stack[-1], spec)
-        return self.cols[(tname, cname)][ctx[tname]], tname, cname
+    # -- compilation to closures --------------------------------------------------
+    def _column(self, spec: str, ctx: list[str]) -> tuple[str, list]:
+        tname, cname = spec.split(".", 1) if "." in spec else (ctx[-1], spec)
+        key = (tname, cname)
+        if key not in self._cols:
+            self._cols[key] = _values(self.tables[tname].columns[cname])
+        return tname, self._cols[key]
 
-    def _members(self, nodes, stack, ctx, counters, into):
-        for n in nodes:
-            self._member(n, stack, ctx, counters, into)
-        return into
+    def _value(self, n: Val, ctx):
+        tname, values = self._column(n.col, ctx)
+        pre, suf = n.prefix, n.suffix
+        as_text = bool(pre or suf or n.quote)
 
+        def get(rows):
+            v = values[rows[tname]]
+            if v is None or v == "":
+                return None
+            return f"{pre}{v}{suf}" if as_text else v
 
-    def _member(self, n, stack, ctx, counters, into):
-        if isinstance(n, K):
-            into[n.key] = n.value
-        elif isinstance(n, Val):
-            v, _, _ = self._col(n.col, stack, ctx)
-            if v not in (None, ""):
-                into[n.key] = f"{n.prefix}{v}{n.suffix}" if (n.prefix or n.suffix or n.quote) else v
-        elif isinstance(n, Map):
-            v, _, _ = self._col(n.col, stack, ctx)
-            node = (n.mapping(v) if callable(n.mapping) else n.mapping.get(v, n.default)) if v else None
+        return get
+
+    def _cond(self, n, ctx):
+        tname, values = self._column(n.col, ctx)
+        if isinstance(n, If):
+            labels = n.labels
+            return lambda rows: values[rows[tname]] in labels
+        if isinstance(n, IfHas):
+            return lambda rows: values[rows[tname]] not in (None, "")
+        return lambda rows: values[rows[tname]] in (None, "")
+
+    def _map(self, n: Map, ctx, as_member: bool):
+        tname, values = self._column(n.col, ctx)
+        table: dict = {}
+        for label in set(values):
+            if not label:
+                continue
+            node = n.mapping(label) if callable(n.mapping) else n.mapping.get(label, n.default)
             if node is not None:
-                into.update(json.loads("{" + _constant_text(node) + "}"))
-        elif isinstance(n, _Group):
-            val = self._group(n, stack, ctx, counters)
-            if val is not _EMPTY:
-                into[n.key] = val
-        elif isinstance(n, If):
-            v, _, _ = self._col(n.col, stack, ctx)
-            if v in n.labels:
-                self._members(n.children, stack, ctx, counters, into)
-        elif isinstance(n, IfHas):
-            v, _, _ = self._col(n.col, stack, ctx)
-            if v not in (None, ""):
-                self._members(n.children, stack, ctx, counters, into)
-        elif isinstance(n, Seq):
-            counters[n.counter] += 1
-            into[n.key] = counters[n.counter]
-        elif isinstance(n, Raw):
-            pass
+                text = _constant_text(node)
+                table[label] = json.loads("{" + text + "}") if as_member else json.loads(text)
+        return tname, values, table
 
-    def _group(self, g, stack, ctx, counters):
+    def _member(self, n, ctx):
+        """A closure adding member(s) to a dict: f(into, rows, counters)."""
+        if isinstance(n, K):
+            key, value = n.key, n.value
+            return lambda into, rows, cnt: into.__setitem__(key, value)
+        if isinstance(n, Val):
+            get, key = self._value(n, ctx), n.key
+
+            def val(into, rows, cnt):
+                v = get(rows)
+                if v is not None:
+                    into[key] = v
+
+            return val
+        if isinstance(n, Map):
+            tname, values, table = self._map(n, ctx, True)
+
+            def mapped(into, rows, cnt):
+                d = table.get(values[rows[tname]])
+                if d:
+                    into.update(d)
+
+            return mapped
+        if isinstance(n, _Group):
+            make, key = self._group(n, ctx), n.key
+
+            def group(into, rows, cnt):
+                v = make(rows, cnt)
+                if v is not None:
+                    into[key] = v
+
+            return group
+        if isinstance(n, (If, IfHas, IfMissing)):
+            test, body = self._cond(n, ctx), [self._member(c, ctx) for c in n.children]
+
+            def cond(into, rows, cnt):
+                if test(rows):
+                    for f in body:
+                        f(into, rows, cnt)
+
+            return cond
+        if isinstance(n, (Seq, Tick)):
+            k, key, tick = n.counter, getattr(n, "key", None), isinstance(n, Tick)
+
+            def seq(into, rows, cnt):
+                cnt[k] += 1
+                if not tick:
+                    into[key] = cnt[k]
+
+            return seq
+        return lambda into, rows, cnt: None
+
+    def _element(self, n, ctx):
+        """A closure appending element(s) to a list: f(items, rows, counters)."""
+        if isinstance(n, K):
+            value = n.value
+            return lambda items, rows, cnt: items.append(value)
+        if isinstance(n, Val):
+            get = self._value(n, ctx)
+
+            def val(items, rows, cnt):
+                v = get(rows)
+                if v is not None:
+                    items.append(v)
+
+            return val
+        if isinstance(n, _Group):
+            make = self._group(n, ctx)
+
+            def group(items, rows, cnt):
+                v = make(rows, cnt)
+                if v is not None:
+                    items.append(v)
+
+            return group
+        if isinstance(n, Each):
+            parent, child = ctx[-1], n.table
+            off = self.tables[parent].links[child].tolist()
+            body = [self._element(c, ctx + [child]) for c in n.children]
+
+            def each(items, rows, cnt):
+                r = rows[parent]
+                for i in range(off[r], off[r + 1]):
+                    rows[child] = i
+                    for f in body:
+                        f(items, rows, cnt)
+
+            return each
+        if isinstance(n, (If, IfHas, IfMissing)):
+            test, body = self._cond(n, ctx), [self._element(c, ctx) for c in n.children]
+
+            def cond(items, rows, cnt):
+                if test(rows):
+                    for f in body:
+                        f(items, rows, cnt)
+
+            return cond
+        if isinstance(n, Map):
+            tname, values, table = self._map(n, ctx, False)
+
+            def mapped(items, rows, cnt):
+                v = table.get(values[rows[tname]])
+                if v is not None:
+                    items.append(v)
+
+            return mapped
+        if isinstance(n, (Seq, Tick)):
+            k, tick = n.counter, isinstance(n, Tick)
+
+            def seq(items, rows, cnt):
+                cnt[k] += 1
+                if not tick:
+                    items.append(cnt[k])
+
+            return seq
+        return lambda items, rows, cnt: None
+
+    def _group(self, g: _Group, ctx):
+        """A closure returning the group's value, or None when it holds only weak members."""
         if isinstance(g, _Obj):
-            d = self._members(g.children, stack, ctx, counters, {})
-            weak = {c.key for c in g.children if (isinstance(c, K) and c.weak) or isinstance(c, Seq)}
-            return d if any(k not in weak for k in d) else _EMPTY
-        items: list = []
-        for n in g.children:
-            self._element(n, stack, ctx, counters, items)
-        return items if items else _EMPTY
+            body = [self._member(c, ctx) for c in g.children]
+            weak = frozenset(
+                c.key for c in g.children if (isinstance(c, K) and c.weak) or (isinstance(c, Seq) and not c.strong)
+            )
 
-    def _element(self, n, stack, ctx, counters, items):
-        if isinstance(n, K):
-            items.append(n.value)
-        elif isinstance(n, Val):
-            v, _, _ = self._col(n.col, stack, ctx)
-            if v not in (None, ""):
-                items.append(f"{n.prefix}{v}{n.suffix}" if (n.prefix or n.suffix) else v)
-        elif isinstance(n, _Group):
-            val = self._group(n, stack, ctx, counters)
-            if val is not _EMPTY:
-                items.append(val)
-        elif isinstance(n, Each):
-            parent = stack[-1]
-            off = self.links[(parent, n.table)]
-            r = ctx[parent]
-            for child in range(off[r], off[r + 1]):
-                ctx[n.table] = child
-                for c in n.children:
-                    self._element(c, stack + [n.table], ctx, counters, items)
-        elif isinstance(n, (If, IfHas)):
-            v, _, _ = self._col(n.col, stack, ctx)
-            ok = (v in n.labels) if isinstance(n, If) else v not in (None, "")
-            if ok:
-                for c in n.children:
-                    self._element(c, stack, ctx, counters, items)
-        elif isinstance(n, Map):
-            v, _, _ = self._col(n.col, stack, ctx)
-            node = (n.mapping(v) if callable(n.mapping) else n.mapping.get(v, n.default)) if v else None
-            if node is not None:
-                items.append(json.loads(_constant_text(node)))
+            def obj(rows, cnt):
+                d: dict = {}
+                for f in body:
+                    f(d, rows, cnt)
+                return d if d.keys() - weak else None
+
+            return obj
+        body = [self._element(c, ctx) for c in g.children]
+
+        def arr(rows, cnt):
+            items: list = []
+            for f in body:
+                f(items, rows, cnt)
+            return items or None
+
+        return arr

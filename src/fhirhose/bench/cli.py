@@ -11,11 +11,13 @@ from pathlib import Path
 
 from ..errors import InputError
 
-# Floors for --guard, well under the figures measured when they were set (README table).
+# Floors for --guard: the compiled writer against its in-run baselines, well under
+# the figures measured when they were set (43-63x twin, 56-118x dict+orjson on
+# carrier EOBs). Pipeline ratios are reported, not guarded: they depend on a
+# second free core, which a shared CI machine does not promise.
 FLOORS = {
-    "compiled/twin": 20.0,
-    "compiled/orjson": 5.0,
-    "gzip pipeline/gzip alone": 0.5,
+    "compiled/twin": 15.0,
+    "compiled/orjson": 20.0,
 }
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 

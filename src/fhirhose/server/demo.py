@@ -65,7 +65,7 @@ def generate_store(store: Path) -> None:
         from ..store import synth  # late: only the demo needs the generator
     except ImportError:
         raise StoreError(f"{store}: no store, and the synthetic generator is not part of this build") from None
-    synth.write(store, synth.generate(orgs=[{"kind": k, "beneficiaries": n} for k, n in SANDBOX]))
+    synth.write(store, preset="demo", progress=True)
 
 
 def ensure_demo(data: Path, fhir_base: str) -> DemoCredentials:

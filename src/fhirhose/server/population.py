@@ -1,9 +1,9 @@
 """Who is in an export: an organization's groups resolved to store beneficiary rows.
 
-Groups (the `Group/{id}/$export` ids):
+Groups (the `Group/{id}/$export` ids), selected by `fhirhose.store.rosters`:
 
 - ACO (`kind` aco): `all` — the attribution roster (`roster_kind` Y) of the latest
-  performance year; `runout` — the runout roster (`roster_kind` R) of its latest year.
+  performance year; `runout` — the runout roster (`roster_kind` R) of the year before.
 - Part D sponsor (`kind` pdp, organization = contract id): `all` — beneficiaries enrolled
   in the contract in any month of the latest enrollment year; `runout` — those enrolled
   in the year before.
@@ -20,12 +20,13 @@ from typing import Callable, Mapping, NamedTuple, Protocol, Sequence
 
 import numpy as np
 
-from ..columns import Cat, Str, Table
+from ..columns import Table
+from ..store import rosters
 from .auth import ClientIdentity
 
 __all__ = ["Members", "Population", "TablePopulation", "StorePopulation"]
 
-GROUPS = ("all", "runout")
+GROUPS = rosters.GROUPS
 
 
 class Members(NamedTuple):
@@ -45,21 +46,6 @@ class Population(Protocol):
         """Rows of the group (only `patients`, by Patient id, when given), or None when the
         identity has no such group. Rows and generation come from one snapshot."""
         ...
-
-
-def _str_equals(col: Str, value: str) -> np.ndarray:
-    """Boolean mask of rows whose string is exactly `value` (no per-row Python objects for misses)."""
-    want = value.encode()
-    mask = np.diff(col.offsets) == len(want)
-    for i in np.flatnonzero(mask).tolist():
-        mask[i] = col.data[col.offsets[i] : col.offsets[i + 1]].tobytes() == want
-    return mask
-
-
-def _cat_equals(col: Cat, label: str) -> np.ndarray:
-    if label not in col.labels:
-        return np.zeros(len(col), bool)
-    return col.codes == col.labels.index(label)
 
 
 class TablePopulation:
@@ -88,10 +74,8 @@ class TablePopulation:
             tables, generation = self._snapshot()
             if who.kind == "system":
                 rows = np.arange(tables["bene"].n, dtype=np.int64)
-            elif who.kind == "aco":
-                rows = self._roster(tables, who.org_id, "Y" if group_id == "all" else "R")
             else:
-                rows = self._enrolled(tables, who.org_id, latest=group_id == "all")
+                rows = rosters.org_benes(tables, who.org_id, group_id, who.kind)
             unknown: list[str] = []
             if patients:
                 found = self._patient_rows(tables, patients)
@@ -105,28 +89,6 @@ class TablePopulation:
         if self._ids is None:
             self._ids = {v: i for i, v in enumerate(tables["bene"]["bene_id"].to_list())}
         return {i: self._ids[i] for i in ids if i in self._ids}
-
-    @staticmethod
-    def _roster(tables: Mapping[str, Table], org: str, kind: str) -> np.ndarray:
-        t = tables["roster"]
-        mask = _str_equals(t["org_id"], org) & _cat_equals(t["roster_kind"], kind)
-        if not mask.any():
-            return np.zeros(0, np.int64)
-        years = t["performance_year"].values[mask]
-        rows = t["bene_row"].values[mask]
-        rows = rows[years == years.max()]
-        return np.unique(rows[rows >= 0])  # roster MBIs the store does not know have no row
-
-    @staticmethod
-    def _enrolled(tables: Mapping[str, Table], contract: str, *, latest: bool) -> np.ndarray:
-        t = tables["enroll"]
-        mask = _str_equals(t["cntrct_id"], contract) & (t["month_mask"].values > 0)
-        if not mask.any():
-            return np.zeros(0, np.int64)
-        years = t["year"].values[mask]
-        year = years.max() if latest else years.max() - 1
-        return np.unique(t["bene_row"].values[mask][years == year])
-
 
 
 class StorePopulation(TablePopulation):

@@ -181,20 +181,19 @@ def export_from_store(task: ChunkTask, out_dir: Path, sources=None) -> list[Chun
     and including it are in), so the cut-off is the earlier of `_until` and tx + 1 ms.
     """
     from ..export.exporter import Exporter, ExportSpec
-    from ..store import Store
+    from ..store.opener import shared_snapshot
 
     key = (task.store_path, task.generation, id(sources))
-    if key not in _EXPORTERS:
-        # The snapshot (and its lease on the generation) is kept for the process' life.
-        snap = Store(task.store_path).snapshot(task.generation)
-        _EXPORTERS[key] = (snap, Exporter(snap.tables, sources))
-    ex = _EXPORTERS[key][1]
+    ex = _EXPORTERS.get(key)
+    if ex is None:
+        ex = _EXPORTERS[key] = Exporter(shared_snapshot(task.store_path, task.generation).tables, sources)
     until = _ms(task.transaction_time) + 1
     if task.until:
         until = min(until, _ms(task.until))
     spec = ExportSpec(
         types=tuple(task.types), since_ms=_ms(task.since) if task.since else None, until_ms=until,
         claim_filters=claim_filters(task.type_filters), compression=task.compression, level=task.level,
+        elements=tuple(task.elements),
     )
     infos = ex.export_chunk(task.rows, spec, out_dir, tag=f"-{task.seq:05d}")
     return [ChunkFile(name=i.name, type=i.type, count=i.count, sha256=i.sha256, length=i.length,

@@ -9,8 +9,12 @@ link rebuilt. Rules (see `store.py` for the public contract):
   for known people, else taken from the delta, else assigned from a counter.
 - A claim version is identified by `cur_clm_uniq_id` (`clm_id` if only that is
   given); a version already stored is skipped (CCLF files re-deliver claims).
-- Versions are grouped by the CCLF natural key (`clm_grp_id`); the latest by
-  effective date is final action "F", earlier ones "N".
+- Versions are grouped by the CCLF natural key (`clm_grp_id`, a hash of table,
+  bene_id — the person, so the MBI as resolved through CCLF9 — and the key
+  fields of `NATURAL_KEY`); the latest by effective date (then IDR load date,
+  then id) is final action "F", earlier ones "N". A cancel that is the latest
+  version is "F": it is the claim's final state, and exporters decide what to
+  show of it.
 - `sud_ind` is "Y" when a diagnosis code is a substance-use-disorder code
   (`SUD_PREFIXES`), so exports can withhold the claim (42 CFR Part 2).
 """
@@ -18,7 +22,7 @@ link rebuilt. Rules (see `store.py` for the public contract):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -62,6 +66,7 @@ class Merged:
     next_bene_seq: int
     added: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
+    updated: dict[str, int] = field(default_factory=dict)
 
 
 def _s(t: Table, name: str) -> np.ndarray:
@@ -83,7 +88,7 @@ def _take_table(t: Table, idx: np.ndarray, links: Mapping[str, np.ndarray] | Non
 def _replace(t: Table, **cols: Column) -> Table:
     new = dict(t.columns)
     new.update(cols)
-    return Table(t.name, new, None, t.n, check=False)
+    return Table(t.name, new, t.links, t.n, check=False)
 
 
 class Resolver:
@@ -181,8 +186,10 @@ def merge(old: Mapping[str, Table], delta_in: Mapping[str, Table], now_ms: int, 
     resolve = Resolver(x_crnt, x_prvs)
 
     ob, db = old["bene"], d("bene")
-    o_key, d_key, bene, index, res.next_bene_seq = _merge_bene(ob, db, resolve, now_ms, next_seq)
+    o_key, d_key, bene, index, res.next_bene_seq, changed = _merge_bene(ob, db, resolve, x_prvs, now_ms, next_seq)
     res.added["bene"] = int(bene.n - ob.n)
+    if changed:
+        res.updated["bene"] = changed
     nb = bene.n
     bene_links: dict[str, np.ndarray] = {}
 
@@ -213,25 +220,58 @@ def merge(old: Mapping[str, Table], delta_in: Mapping[str, Table], now_ms: int, 
     out["enroll"] = _merge_enroll(old["enroll"], d("enroll"), o_key, d_key, index)
     for name in ("roster", "optout", "enroll"):
         res.added[name] = int(out[name].n - old[name].n)
-    for name, t in out.items():
-        t.validate()
+    for t in out.values():
+        _check_structure(t)
         t.check_links(out)
     res.tables = out
     return res
 
 
-def _merge_bene(ob: Table, db: Table, resolve: Resolver, now_ms: int, next_seq: int):
+def _check_structure(t: Table) -> None:
+    """Lengths, offsets and codes of a merged table. Its strings are whole strings of
+    inputs validated on the way in, so the UTF-8 pass of `Table.validate` (a copy and
+    decode of every string byte of the store) is skipped."""
+    for cname, col in t.columns.items():
+        if len(col) != t.n:
+            raise BatchError(f"{t.name}.{cname}: {len(col)} rows, table has {t.n}")
+        if isinstance(col, Str):
+            o = col.offsets
+            if o[0] != 0 or o[-1] != len(col.data) or (t.n and (np.diff(o) < 0).any()):
+                raise BatchError(f"{t.name}.{cname}: offsets do not span its data")
+        else:
+            col._check(f"{t.name}.{cname}")
+    Table(t.name, {}, t.links, t.n)  # link offsets: lengths and order
+
+
+def _merge_bene(ob: Table, db: Table, resolve: Resolver, obsolete: np.ndarray, now_ms: int, next_seq: int):
     d_mbi = _s(db, "bene_mbi_id")
     if db.n and (d_mbi == b"").any():
         raise BatchError(f"load: bene row {int(np.argmax(d_mbi == b''))} has no bene_mbi_id")
-    o_key, d_key = resolve(_s(ob, "bene_mbi_id")), resolve(d_mbi)
+    o_mbi = _s(ob, "bene_mbi_id")
+    o_key, d_key = resolve(o_mbi), resolve(d_mbi)
     width = max(o_key.dtype.itemsize, d_key.dtype.itemsize, 1)
     all_key = np.concatenate([o_key.astype(f"S{width}"), d_key.astype(f"S{width}")])
     n_all, n_old = len(all_key), ob.n
     uk, first = np.unique(all_key, return_index=True)
-    winner = n_all - 1 - np.unique(all_key[::-1], return_index=True)[1]  # the last row of each person
+    # A person's row: the last one under a current MBI (one no CCLF9 names as previous), else the last.
+    current = ~np.isin(np.concatenate([o_mbi.astype(f"S{width}"), d_mbi.astype(f"S{width}")]), obsolete)
+    by_rank = np.lexsort((np.arange(n_all), current, all_key))
+    winner = by_rank[_last_of_each(all_key[by_rank])]
 
     combined = _concat_tables("bene", [ob, db])
+    # A delivered row equal to the stored one (CCLF8 repeats every beneficiary every
+    # month) keeps the stored row and its last_updated, so `_since` stays meaningful.
+    old_ranked = by_rank[by_rank < n_old]
+    if len(old_ranked):
+        old_keys = all_key[old_ranked]
+        old_best = old_ranked[_last_of_each(old_keys)]
+        pos = np.searchsorted(uk, all_key[old_best])
+        stored = np.full(len(uk), -1, np.int64)
+        stored[pos] = old_best
+        cand = np.flatnonzero((winner >= n_old) & (stored >= 0))
+        if len(cand):
+            same = _rows_equal(combined, winner[cand], stored[cand], skip=("bene_id", "last_updated"))
+            winner[cand[same]] = stored[cand[same]]
     ids = _ops.fixed(combined.columns["bene_id"])
     known = first < n_old  # people the store has: keep their id
     new_ids = ids[first].astype(object)
@@ -259,7 +299,23 @@ def _merge_bene(ob: Table, db: Table, resolve: Resolver, now_ms: int, next_seq: 
     from_new = winner[order] >= n_old
     upd[from_new & (upd == NO_NUM)] = now_ms
     bene = _replace(bene, bene_id=_ops.str_from_bytes(id_arr[order]), last_updated=Time(upd))
-    return o_key, d_key, bene, BeneIndex(uk, rows_of_uk), next_seq
+    changed = int((known & (winner >= n_old)).sum())  # stored people whose row was replaced
+    return o_key, d_key, bene, BeneIndex(uk, rows_of_uk), next_seq, changed
+
+
+def _rows_equal(t: Table, a: np.ndarray, b: np.ndarray, skip: Sequence[str] = ()) -> np.ndarray:
+    """Whether rows a[i] and b[i] of `t` hold the same values (columns in `skip` aside)."""
+    same = np.ones(len(a), bool)
+    for name, col in t.columns.items():
+        if name in skip:
+            continue
+        if isinstance(col, Str):
+            same &= _ops.fixed(_ops.take(col, a)) == _ops.fixed(_ops.take(col, b))
+        elif isinstance(col, Cat):
+            same &= col.codes[a] == col.codes[b]
+        else:
+            same &= col.values[a] == col.values[b]
+    return same
 
 
 def _child_parent(links: np.ndarray, n_child: int) -> np.ndarray:
@@ -294,8 +350,14 @@ def _claim_sud(table: str, t: Table, children: Mapping[str, Table]) -> np.ndarra
 
 def _group_ids(table: str, t: Table, bene_id: np.ndarray, uid: np.ndarray) -> Str:
     """A stable id of each version's natural-key group: a hash of the table, the
-    beneficiary and the key fields (a version without any key field is its own group)."""
-    parts = []
+    beneficiary and the key fields (a version without any key field is its own group).
+
+    Text fields are hashed without their NUL padding (each followed by a 0x1F
+    separator), so a claim's id does not depend on the widest value of the load
+    it arrived in: an adjustment delivered later joins its original's group."""
+    n = t.n
+    parts: list[np.ndarray] = [np.full(n, table.encode()), bene_id]
+    text = [True, True]
     for c in NATURAL_KEY[table]:
         col = t.columns[c]
         if isinstance(col, Str):
@@ -305,12 +367,18 @@ def _group_ids(table: str, t: Table, bene_id: np.ndarray, uid: np.ndarray) -> St
         else:
             v = col.values
             parts.append(np.where(v == (NO_DATE if v.dtype == np.int32 else NO_NUM), 0, v))
-    n = t.n
-    key = _ops.matrix(_ops.rowkey(*parts))[:, :-1]
+        text.append(parts[-1].dtype.kind == "S")
+    key = np.concatenate([_ops.matrix(p) for p in parts[2:]], axis=1) if n else np.zeros((0, 1), np.uint8)
     alone = ~key.any(axis=1)
-    own = np.where(alone, uid, b"")
-    m = _ops.matrix(_ops.rowkey(np.full(n, table.encode()), bene_id, own))
-    return _ops.hex64(_ops.fnv64(np.concatenate([m, key], axis=1)))
+    parts.append(np.where(alone, uid, b""))
+    text.append(True)
+    sep = np.full((n, 1), 0x1F, np.uint8)
+    blocks, skip = [], []
+    for p, is_text in zip(parts, text):
+        m = _ops.matrix(p)
+        blocks += [m, sep]
+        skip += [np.full(m.shape[1], is_text), [False]]
+    return _ops.hex64(_ops.fnv64(np.concatenate(blocks, axis=1), np.concatenate(skip)))
 
 
 def _last_of_each(key: np.ndarray) -> np.ndarray:
@@ -372,14 +440,22 @@ def _merge_claims(table, old, delta, db: Table, bene: Table, index: BeneIndex, r
         sud_ind=_ops.set_cat(YN_LABELS, np.where(sud, b"Y", b"N")),
         clm_grp_id=_group_ids(table, dc, bene_ids[d_row] if dc.n else np.zeros(0, "S1"), uid),
     )
-    n_old = oc.n
+    # Stored versions of a person whose bene_id changed (two records found to be one
+    # person) get their group ids again, so their versions group with the new ones.
+    moved = np.flatnonzero(_s(oc, "bene_id") != bene_ids[o_row]) if oc.n else np.zeros(0, np.int64)
+    if len(moved):
+        mt = _take_table(oc, moved)
+        grp_old = _ops.fixed(oc.columns["clm_grp_id"])
+        grp_old[moved] = _ops.fixed(_group_ids(table, mt, bene_ids[o_row[moved]], o_uid[moved]), grp_old.dtype.itemsize)
+        oc = _replace(oc, clm_grp_id=_ops.str_from_bytes(grp_old))
     all_t = _concat_tables(table, [oc, _take_table(dcx, kept)])
     rows = np.concatenate([o_row, d_row[kept]])
-    all_uid = np.concatenate([o_uid.astype("S32"), uid[kept].astype("S32")])
+    width = max(o_uid.dtype.itemsize, uid.dtype.itemsize)
+    all_uid = np.concatenate([o_uid.astype(f"S{width}"), uid[kept].astype(f"S{width}")])
 
     # Final action: the latest version of each (beneficiary, natural key) group.
     grp = _ops.fixed(all_t.columns["clm_grp_id"])
-    eff = all_t.columns["clm_efctv_dt"].values if "clm_efctv_dt" in all_t.columns else np.zeros(len(rows))
+    eff = all_t.columns["clm_efctv_dt"].values
     ld = all_t.columns["clm_idr_ld_dt"].values
     order = np.lexsort((all_uid, ld, eff, grp, rows))
     g_rows, g_grp = rows[order], grp[order]
@@ -407,7 +483,6 @@ def _merge_claims(table, old, delta, db: Table, bene: Table, index: BeneIndex, r
         hlinks[child] = _ops.offsets_from_counts(stops - starts)
     out[table] = schema.complete(table, header.columns, header.n, hlinks, check=False)
     links = np.searchsorted(g_rows, np.arange(bene.n + 1), "left").astype(np.int64)
-    del n_old
     return out, links, len(kept), skipped
 
 
@@ -428,7 +503,9 @@ def _merge_roster(old: Table, new: Table, resolve: Resolver, index: BeneIndex) -
         kind = _ops.cat_values(t.columns["roster_kind"])
         return _ops.rowkey(_s(t, "org_id"), kind, t.columns["performance_year"].values)
 
-    drop = np.isin(triple(old), triple(new)) if old.n and new.n else np.zeros(old.n, bool)
+    # Keys are computed over both tables at once: rowkey pads to the widest value.
+    both = triple(_concat_tables("roster", [old, new]))
+    drop = np.isin(both[: old.n], both[old.n :])
     t = _concat_tables("roster", [_take_table(old, np.flatnonzero(~drop)), new])
     mbi = _s(t, "bene_mbi_id")
     if (mbi == b"").any():

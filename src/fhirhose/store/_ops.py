@@ -88,16 +88,18 @@ def const_str(value: str, n: int) -> Str:
 
 
 def str_from_matrix(m: np.ndarray) -> Str:
-    """Fixed-width text fields (an n × w uint8 matrix, blank padded) as a Str,
+    """Fixed-width text fields (an n × w uint8 matrix, blank or NUL padded) as a Str,
     stripped of leading and trailing blanks."""
     n, w = m.shape
-    if w == 0 or n == 0:
-        return Str(np.zeros(n + 1, np.int64), np.zeros(0, np.uint8))
-    solid = (m != 32) & (m != 0)
+    solid = m > 32  # neither blank nor NUL (callers have rejected other control bytes)
     anyv = solid.any(axis=1)
-    first = np.where(anyv, solid.argmax(axis=1), 0)
+    if w == 0 or n == 0 or not anyv.any():
+        return Str(np.zeros(n + 1, np.int64), np.zeros(0, np.uint8))
     last = np.where(anyv, w - solid[:, ::-1].argmax(axis=1), 0)
     j = np.arange(w)
+    if (solid[:, 0] | ~anyv).all():  # left-aligned text, the usual case: only trailing blanks
+        return Str(offsets_from_counts(last), m[j < last[:, None]])
+    first = np.where(anyv, solid.argmax(axis=1), 0)
     keep = (j >= first[:, None]) & (j < last[:, None])
     return Str(offsets_from_counts(last - first), m[keep])
 
@@ -155,14 +157,16 @@ def set_cat(labels: Sequence[str], values: np.ndarray) -> Cat:
     return Cat(order[pos].astype(np.uint16), labels)
 
 
-def fnv64(m: np.ndarray) -> np.ndarray:
-    """FNV-1a 64-bit hash of each row of an n × w uint8 matrix (stable across runs)."""
+def fnv64(m: np.ndarray, skip_nul: np.ndarray | None = None) -> np.ndarray:
+    """FNV-1a 64-bit hash of each row of an n × w uint8 matrix (stable across runs).
+    Columns flagged in `skip_nul` do not hash their NUL bytes (padding)."""
     h = np.full(m.shape[0], 0xCBF29CE484222325, np.uint64)
     prime = np.uint64(0x100000001B3)
     with np.errstate(over="ignore"):
         for j in range(m.shape[1]):
-            h ^= m[:, j].astype(np.uint64)
-            h *= prime
+            col = m[:, j].astype(np.uint64)
+            nxt = (h ^ col) * prime
+            h = np.where(col != 0, nxt, h) if skip_nul is not None and skip_nul[j] else nxt
     return h
 
 

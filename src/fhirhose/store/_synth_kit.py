@@ -104,16 +104,6 @@ def blank(t: Txt, mask: np.ndarray) -> Txt:
     return Txt(t.mat, np.where(mask, 0, t.lens))
 
 
-def where(mask: np.ndarray, a: Txt, b: Txt) -> Txt:
-    """Row-wise choice: a where mask, else b."""
-    w = max(a.mat.shape[1], b.mat.shape[1])
-    am = np.zeros((len(a), w), np.uint8)
-    am[:, : a.mat.shape[1]] = a.mat
-    bm = np.zeros((len(b), w), np.uint8)
-    bm[:, : b.mat.shape[1]] = b.mat
-    return Txt(np.where(mask[:, None], am, bm), np.where(mask, a.lens, b.lens))
-
-
 def to_str(t: Txt) -> Str:
     lens = np.asarray(t.lens, np.int64)
     offsets = np.zeros(len(lens) + 1, np.int64)
@@ -195,20 +185,6 @@ def npi(base9: np.ndarray) -> np.ndarray:
     return np.asarray(base9, np.int64) * 10 + check
 
 
-def npi_valid(values: Sequence[str]) -> bool:
-    """Luhn check of NPIs with the 80840 prefix (for tests and assertions)."""
-    for v in values:
-        if len(v) != 10 or not v.isdigit():
-            return False
-        total = 0
-        for i, ch in enumerate(reversed("80840" + v)):
-            k = int(ch) * (2 if i % 2 else 1)
-            total += k // 10 + k % 10
-        if total % 10:
-            return False
-    return True
-
-
 # MBI character rules (CMS "Understanding the Medicare Beneficiary Identifier
 # Format"): position 1 digit 1-9; 2, 5, 8, 9 letters without S L O I B Z;
 # 3 and 6 letters-or-digits; 4, 7, 10, 11 digits 0-9.
@@ -220,7 +196,6 @@ _MBI_ALPHABETS = (_NZDIGIT, _ALPHA, _ALNUM, _DIGIT, _ALPHA, _ALNUM, _DIGIT, _ALP
 MBI_SPACE = 1
 for _a in _MBI_ALPHABETS:
     MBI_SPACE *= len(_a)
-MBI_PATTERN = r"[1-9][AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9][0-9][AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9][0-9][AC-HJKMNP-RT-Y]{2}[0-9]{2}"
 
 
 def _mulmod(k: np.ndarray, a: int, m: int) -> np.ndarray:

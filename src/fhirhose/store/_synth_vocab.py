@@ -370,6 +370,8 @@ Q5001|0||1|1
 """)
 ]
 HCPCS_INDEX = {h.code: i for i, h in enumerate(HCPCS)}
+# Product (NDC) of the drug HCPCS codes billed on professional lines.
+HCPCS_NDC = {"J3301": "00003029320", "J9035": "50242006001", "J7613": "00487950101", "J1885": "00409379501"}
 MODIFIERS = ("25", "26", "TC", "59", "95", "GP", "KX", "RR", "NU", "KS", "LT", "RT", "GA", "RH", "QW", "GT", "JW")
 
 

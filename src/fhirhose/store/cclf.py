@@ -35,6 +35,7 @@ import csv
 import datetime as _dt
 import hashlib
 import io
+import mmap
 import os
 import re
 import zipfile
@@ -109,7 +110,7 @@ class Member:
     """One input file: its name, bytes and where it came from (for messages)."""
 
     name: str
-    data: bytes
+    data: bytes | mmap.mmap
     origin: str
 
 
@@ -122,13 +123,21 @@ def _members(paths: Iterable[str | os.PathLike]) -> list[Member]:
         elif not p.exists():
             raise IngestError(f"{p}: no such file")
         else:
-            data = p.read_bytes()
-            out.extend(_unpack(p.name, data, str(p)))
+            out.extend(_unpack(p.name, _map(p), str(p)))
     return out
 
 
+def _map(p: Path):
+    """A plain file's bytes, memory-mapped: a multi-GB CCLF file is parsed in place
+    (the record matrix is a view of the map) instead of being read into memory."""
+    with open(p, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return b""
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
 def _unpack(name: str, data: bytes, origin: str) -> list[Member]:
-    if not data.startswith(b"PK\x03\x04") and not name.lower().endswith(".zip"):
+    if data[:4] != b"PK\x03\x04" and not name.lower().endswith(".zip"):
         return [Member(name, data, origin)]
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
@@ -191,7 +200,7 @@ def _deliveries(members: Sequence[Member], org_id: str | None, year: int | None,
 def _read_cclf0(m: Member) -> dict[str, tuple[int, int]]:
     """CCLF0: file id → (record count, record length)."""
     out: dict[str, tuple[int, int]] = {}
-    lines = m.data.decode("ascii", "replace").splitlines()
+    lines = bytes(m.data).decode("ascii", "replace").splitlines()
     for i, line in enumerate(lines, 1):
         if i == 1 and line.startswith("File Number"):
             continue
@@ -215,6 +224,21 @@ def _read_cclf0(m: Member) -> dict[str, tuple[int, int]]:
 # -- records: bytes → n × reclen matrix ---------------------------------------------------------
 
 
+# Fields are converted in slices of rows: the temporaries of a slice stay in cache and a
+# multi-GB file never needs several times its size in memory.
+_CHUNK = 1 << 16
+
+
+def _chunked(fn, raw: np.ndarray, *args):
+    n = len(raw)
+    if n <= _CHUNK:
+        return fn(raw, *args)
+    parts = [fn(raw[i : i + _CHUNK], *args) for i in range(0, n, _CHUNK)]
+    if isinstance(parts[0], tuple):
+        return tuple(np.concatenate(p) for p in zip(*parts))
+    return _ops.concat(parts)
+
+
 class Records:
     """The records of one CCLF file as an n × reclen uint8 matrix."""
 
@@ -224,13 +248,15 @@ class Records:
         self.origin = member.origin
         self.fields = {f.name: f for f in layout(fid)}
         self.reclen = reclen
+        self._done: dict[tuple[str, str], Column] = {}
         self.m, self.width = _split(member.data, reclen, self)
         self.n = len(self.m)
         if self.n != count:
             raise IngestError(f"{self.where()}: CCLF0 says {count} records, the file has {self.n}")
-        bad = (self.m < 32) | (self.m > 126)
+        bad = _chunked(lambda m: (((m < 32) | (m > 126)).any(axis=1),), self.m)[0]
         if bad.any():
-            row, col = (int(x[0]) for x in np.nonzero(bad))
+            row = int(np.argmax(bad))
+            col = int(np.argmax((self.m[row] < 32) | (self.m[row] > 126)))
             raise IngestError(
                 f"{self.where(row)}: {self.field_at(col)} has byte 0x{int(self.m[row, col]):02x}, not printable ASCII"
             )
@@ -261,61 +287,69 @@ class Records:
 
     def text(self, name: str) -> Str:
         raw = self.raw(name)
-        return schema.empty_column("str", self.n) if raw is None else _ops.str_from_matrix(raw)
+        return schema.empty_column("str", self.n) if raw is None else _chunked(_ops.str_from_matrix, raw)
 
     def digits(self, name: str) -> Str:
         raw = self.raw(name)
         if raw is None:
             return schema.empty_column("str", self.n)
-        bad = ~(((raw >= 48) & (raw <= 57)) | (raw == 32)).all(axis=1)
-        col = _ops.str_from_matrix(raw)
-        lens = np.diff(col.offsets)
-        solid = ((raw >= 48) & (raw <= 57)).sum(axis=1)
-        bad |= solid != lens  # blanks inside the number
+        col = _chunked(_ops.str_from_matrix, raw)
+        digits = _chunked(lambda m: (((m >= 48) & (m <= 57)).sum(axis=1),), raw)[0]
+        bad = digits != np.diff(col.offsets)  # anything but digits between the blanks
         if bad.any():
             raise self.fail(name, int(np.argmax(bad)), "is not a number")
         return col
 
-    def integer(self, name: str, scale: int = 0, trim: bool = False) -> Num:
-        raw = self.raw(name)
-        if raw is None:
-            return schema.empty_column("int", self.n) if not trim else schema.empty_column("qty", self.n)
-        values, bad = _parse_decimal(raw, scale)
-        if bad.any():
-            raise self.fail(name, int(np.argmax(bad)), "is not a number")
-        return Num(values, scale, trim)
+    def integer(self, name: str) -> Num:
+        return self._number(name, 0, False, "is not a number")
 
     def amount(self, name: str, scale: int, trim: bool = False) -> Num:
+        return self._number(name, scale, trim, f"is not a signed amount with at most {scale} decimals")
+
+    def _number(self, name: str, scale: int, trim: bool, what: str) -> Num:
         raw = self.raw(name)
         if raw is None:
             return Num(np.full(self.n, NO_NUM, np.int64), scale, trim)
-        values, bad = _parse_decimal(raw, scale)
+        values, bad = _chunked(_parse_decimal, raw, scale)
         if bad.any():
-            raise self.fail(name, int(np.argmax(bad)), f"is not a signed amount with at most {scale} decimals")
+            raise self.fail(name, int(np.argmax(bad)), what)
         return Num(values, scale, trim)
 
     def date(self, name: str) -> Date:
         raw = self.raw(name)
         if raw is None:
             return Date(np.full(self.n, NO_DATE, np.int32))
-        days, bad = _parse_dates(raw, "iso")
+        days, bad = _chunked(_parse_dates, raw, "iso")
         if bad.any():
             raise self.fail(name, int(np.argmax(bad)), "is not a date (YYYY-MM-DD)")
         return Date(days)
 
-    def cat(self, name: str, domain: Sequence[str] | None = None) -> Cat:
+    def cat(self, name: str, domain: Sequence[str] | None = None, digits: bool = False) -> Cat:
         raw = self.raw(name)
         if raw is None:
             return schema.empty_column("cat", self.n)
-        vals = _ops.fixed(_ops.str_from_matrix(raw), raw.shape[1])
-        if domain is not None:
-            bad = (vals != b"") & ~np.isin(vals, [d.encode() for d in domain])
-            if bad.any():
-                raise self.fail(name, int(np.argmax(bad)), f"is not one of {', '.join(domain)}")
-        return _ops.cat_from_bytes(vals)
+        # Codes come from the distinct padded values; only those are stripped and checked.
+        n, w = raw.shape
+        uniq, inv = np.unique(np.ascontiguousarray(raw).view(f"S{w}").reshape(n), return_inverse=True)
+        labels = [u.decode("ascii").strip() for u in uniq.tolist()]
+        for i, lab in enumerate(labels):
+            bad = (domain is not None and lab and lab not in domain) or (digits and not lab.isdigit() and lab)
+            if bad:
+                what = f"is not one of {', '.join(domain)}" if domain is not None and lab not in domain else "is not a number"
+                raise self.fail(name, int(np.argmax(inv.reshape(-1) == i)), what)
+        final = [""] + sorted(set(labels) - {""})
+        index = {lab: k for k, lab in enumerate(final)}
+        remap = np.array([index[lab] for lab in labels], np.uint16)
+        return Cat(remap[inv.reshape(-1)], final)
 
     def column(self, name: str, kind: str) -> Column:
         """A field as a column of a schema kind, checked against the field's picture."""
+        key = (name, kind)
+        if key not in self._done:
+            self._done[key] = self._column(name, kind)
+        return self._done[key]
+
+    def _column(self, name: str, kind: str) -> Column:
         fmt = self.fields[name].fmt
         if kind == "date":
             return self.date(name)
@@ -326,16 +360,14 @@ class Records:
         if kind == "int":
             return self.integer(name)
         if kind == "cat":
-            if fmt.startswith("9("):
-                self.digits(name)
-            return self.cat(name)
+            return self.cat(name, digits=fmt.startswith("9("))
         if kind == "str":
             return self.digits(name) if fmt.startswith("9(") else self.text(name)
         raise IngestError(f"{self.label}: no reader for {name} as {kind}")
 
     def check_pictures(self, skip: Iterable[str] = ()) -> None:
         """Validate fields that no column reads (so bad input is caught everywhere)."""
-        skip = set(skip)
+        skip = set(skip) | {name for name, _ in self._done}
         for f in self.fields.values():
             if f.name in skip or f.end > self.reclen:
                 continue
@@ -378,8 +410,41 @@ def _split(data: bytes, reclen: int, rec: Records) -> tuple[np.ndarray, int]:
     return m, width
 
 
+_POW10 = 10 ** np.arange(18, dtype=np.int64)
+
+
 def _parse_decimal(raw: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """Signed decimals (`-123.45`, blank padded) as int64 × 10**scale; blank → NO_NUM."""
+    """Signed decimals (`-123.45`, blank padded) as int64 × 10**scale; blank → NO_NUM.
+    Returns (values, bad rows)."""
+    fast = _parse_fixed_point(raw, scale)
+    return fast if fast is not None else _parse_decimal_any(raw, scale)
+
+
+def _parse_fixed_point(raw: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The usual layout (right-aligned, exactly `scale` decimals: the CCLF pictures)
+    parsed by numpy's C string-to-int cast once the point is cut out; None when any
+    value is laid out otherwise (the general parser then also finds the bad rows)."""
+    n, w = raw.shape
+    if n == 0 or w <= scale or (raw == ord("+")).any():
+        return None
+    blank = (raw == 32).all(axis=1)
+    if scale:
+        point = w - 1 - scale
+        if not ((raw[:, point] == ord(".")) | blank).all():
+            return None
+        digits = np.concatenate([raw[:, :point], raw[:, point + 1 :]], axis=1)
+    else:
+        digits = raw.copy()
+    digits[blank, -1] = ord("0")
+    try:
+        values = digits.view(f"S{digits.shape[1]}").reshape(n).astype(np.int64)
+    except (ValueError, OverflowError):
+        return None
+    return np.where(blank, NO_NUM, values), np.zeros(n, bool)
+
+
+def _parse_decimal_any(raw: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """The general parser: any number of decimals up to `scale`, any alignment."""
     n, w = raw.shape
     dig = (raw >= 48) & (raw <= 57)
     dot, minus, blank = raw == 46, raw == 45, raw == 32
@@ -396,12 +461,12 @@ def _parse_decimal(raw: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]
     dot_at = np.where(dot.any(axis=1), dot.argmax(axis=1), w)
     ndec = (dig & (j > dot_at[:, None])).sum(axis=1)
     bad |= ndec > scale
-    acc = np.zeros(n, np.int64)
-    limit = (np.iinfo(np.int64).max - 9) // 10
-    for c in range(w):
-        d = dig[:, c]
-        bad |= d & (acc > limit)
-        acc = np.where(d & ~bad, acc * 10 + (raw[:, c].astype(np.int64) - 48), acc)
+    # Each digit times 10 ** (digits to its right), summed; a nonzero digit at 10**18 or
+    # above would overflow int64 (amounts that large are not amounts).
+    dv = np.where(dig, raw - np.uint8(48), np.uint8(0))
+    right = np.cumsum(dig[:, ::-1], axis=1, dtype=np.int8)[:, ::-1] - dig
+    bad |= ((dv > 0) & (right >= 18)).any(axis=1)
+    acc = (dv * _POW10[np.minimum(right, 17)]).sum(axis=1)
     mult = 10 ** (scale - np.minimum(ndec, scale)).astype(np.int64)
     bad |= acc > np.iinfo(np.int64).max // mult
     acc = np.where(bad, 0, acc) * mult
@@ -476,7 +541,7 @@ def _claim_codes(rec: Records, cols: dict[str, Column]) -> None:
 
 
 def _uids(rec: Records) -> np.ndarray:
-    uid = _ops.fixed(rec.digits("CUR_CLM_UNIQ_ID"), 13)
+    uid = _ops.fixed(rec.column("CUR_CLM_UNIQ_ID", "str"), 13)
     if (uid == b"").any():
         raise rec.fail("CUR_CLM_UNIQ_ID", int(np.argmax(uid == b"")), "is blank")
     return uid
@@ -715,7 +780,7 @@ def _read_prefs_file(m: Member) -> dict[str, Column] | None:
     where = f"preference file {m.origin}"
     if not _PREFS_NAME.match(m.name):
         raise IngestError(f"{where}: not a preference file name (expected like P#EFT.ON.ACO.NGD1800.DPRF.D240115.T1234567)")
-    lines = m.data.split(b"\n")
+    lines = bytes(m.data).split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
     lines = [ln.rstrip(b"\r") for ln in lines]

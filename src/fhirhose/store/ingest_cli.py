@@ -49,6 +49,7 @@ def _run(args: argparse.Namespace) -> int:
     with store.snapshot(gen) as snap:
         entry = snap.manifest.history[-1]
     added = ", ".join(f"{t} +{n}" for t, n in entry.added.items() if n)
-    skipped = ", ".join(f"{t} {n}" for t, n in entry.skipped.items())
-    print(f"{args.store}: generation {gen}: {added or 'no new rows'}" + (f" (already stored: {skipped})" if skipped else ""))
+    notes = [f"{what}: " + ", ".join(f"{t} {n}" for t, n in counts.items())
+             for what, counts in (("updated", entry.updated), ("already stored", entry.skipped)) if counts]
+    print(f"{args.store}: generation {gen}: {added or 'no new rows'}" + (f" ({'; '.join(notes)})" if notes else ""))
     return 0

@@ -5,6 +5,7 @@ API (stable; `fhirhose.store.synth` and the exporters build on it)::
     store = Store.create(path, keep=3)        # new, empty store (generation 0)
     store = Store(path, keep=3)               # an existing store
     gen = store.load(tables, SourceInfo("synth", note="seed=1"))   # -> new generation number
+    gen = store.commit(merged_tables, source, next_bene_seq=n)     # tables already merged (in chunks)
     snap = Store.open(path)                   # or store.snapshot(): the CURRENT generation
     snap.tables["partb"]                      # fhirhose.Table over memory-mapped arrays
     snap.generation, snap.manifest            # int, layout.Manifest
@@ -19,7 +20,8 @@ A load is a *delta*: beneficiaries are matched by MBI (through CCLF9
 cross-references) and replaced, claim versions (by `cur_clm_uniq_id`) and
 their child rows are added, rosters replace the same ACO/kind/year, preferences
 keep the latest per MBI. Claims name their beneficiary by `bene_mbi_id`, or,
-when that is empty, by the delta's `bene.links[<claim table>]`. The store fills
+when that is empty, by the delta's `bene.links[<claim table>]`; a delta's
+`enroll.bene_row` numbers rows of the delta's bene table. The store fills
 the derived claim columns (`clm_id`, `bene_id`, `last_updated`, `final_action`,
 `clm_grp_id`, `sud_ind`) and the `bene_row` of organisation tables; see
 `_merge` for the rules.
@@ -27,7 +29,9 @@ the derived claim columns (`clm_id`, `bene_id`, `last_updated`, `final_action`,
 Every load writes a whole new generation beside the old one and then swaps
 `CURRENT`; an exception anywhere leaves the store as it was. A snapshot keeps
 the generation it opened for as long as it lives (a lease file protects it
-from garbage collection). The last `keep` generations are kept. On-disk
+from garbage collection). The last `keep` generations are kept; older ones
+are deleted after a load (or `collect()`) once no live process holds a lease
+on them. On-disk
 layout: see `fhirhose.store.layout`.
 """
 
@@ -47,8 +51,8 @@ from typing import Iterator, Mapping
 import numpy as np
 
 from ..columns import Table
-from ..errors import StoreError
-from . import _merge, _ops, layout, schema
+from ..errors import BatchError, StoreError
+from . import _merge, _ops, layout
 from .layout import FORMAT_VERSION, LoadEntry, Manifest, SourceInfo
 
 __all__ = ["Store", "Snapshot", "SourceInfo"]
@@ -60,6 +64,14 @@ _CURRENT = "CURRENT"
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _time_ms(now: _dt.datetime | None) -> int:
+    if now is None:
+        return _now_ms()
+    if now.tzinfo is None:
+        raise StoreError("load: `now` must be timezone-aware")
+    return int(now.timestamp() * 1000)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -75,24 +87,23 @@ def _pid_alive(pid: int) -> bool:
 class Snapshot:
     """One generation of a store, opened read-only and memory-mapped.
 
-    `tables` are `fhirhose.Table`s whose arrays are views of the mapped files:
-    slicing rows never copies. The snapshot holds a lease on its generation
+    `tables` maps table names to `fhirhose.Table`s whose arrays are views of
+    the mapped files (each table is mapped on first access): slicing rows never
+    copies. The snapshot holds a lease on its generation
     until `close()` (or garbage collection), so a later load cannot delete it.
     """
 
-    def __init__(self, root: Path, generation: int, manifest: Manifest, tables: dict[str, Table],
-                 maps: dict[str, np.ndarray], lease: Path):
+    def __init__(self, root: Path, generation: int, manifest: Manifest, tables: layout.Tables, lease: Path):
         self.path = root
         self.generation = generation
         self.manifest = manifest
-        self.tables = tables
-        self._maps = maps
+        self.tables: Mapping[str, Table] = tables
         self._ids: tuple[np.ndarray, np.ndarray] | None = None
         self._finalizer = weakref.finalize(self, _unlink, lease)
 
     def mmap(self, file: str) -> np.ndarray:
-        """The memory map of one column file (e.g. "partb.clm_pmt_amt.values.npy")."""
-        return self._maps[file]
+        """The memory map of one column file of an opened table (e.g. "partb.clm_pmt_amt.values.npy")."""
+        return self.tables.maps[file]
 
     def claim_rows(self, table: str, bene_lo: int, bene_hi: int) -> tuple[int, int]:
         """Rows start..stop of `table` belonging to beneficiary rows bene_lo..bene_hi-1."""
@@ -166,9 +177,9 @@ class Store:
         (root / _GEN).mkdir(parents=True, exist_ok=True)
         (root / _READERS).mkdir(exist_ok=True)
         (root / "LOCK").touch()
-        empty = {name: schema.complete(name, {}, 0) for name in schema.TABLES}
+        # Generation 0 lists no tables: every schema table opens empty.
         manifest = Manifest(FORMAT_VERSION, 0, _now_ms(), {}, {}, [])
-        cls._write_generation(root, 0, empty, manifest, None, None)
+        cls._write_generation(root, 0, {}, manifest, None, None)
         layout.write_atomic(root / _CURRENT, b"0\n")
         return cls(root, keep=keep)
 
@@ -206,11 +217,10 @@ class Store:
                 continue
             try:
                 manifest = layout.read_manifest(gdir)
-                tables, maps = layout.read_generation(gdir, manifest)
             except BaseException:
                 _unlink(lease)
                 raise
-            return Snapshot(self.path, gen, manifest, tables, maps, lease)
+            return Snapshot(self.path, gen, manifest, layout.Tables(gdir, manifest), lease)
         raise StoreError(f"{self.path}: generations change faster than they can be opened")
 
     def verify(self, generation: int | None = None) -> None:
@@ -222,12 +232,12 @@ class Store:
         if bad:
             more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
             raise StoreError(f"{gdir}: {len(bad)} file(s) differ from the manifest: {', '.join(bad[:5])}{more}")
-        tables, _ = layout.read_generation(gdir, manifest)
+        tables = layout.Tables(gdir, manifest)
         for t in tables.values():
             try:
                 t.validate()
                 t.check_links(tables)
-            except Exception as e:
+            except BatchError as e:
                 raise StoreError(f"{gdir}: {e}") from None
 
     # -- loading --------------------------------------------------------------------------
@@ -249,29 +259,47 @@ class Store:
         is the load time: the `last_updated` of every new row that has none.
         Returns the new generation number. On any error nothing changes.
         """
-        if isinstance(source, str):
-            source = SourceInfo(source)
-        if now is not None and now.tzinfo is None:
-            raise StoreError("load: `now` must be timezone-aware")
-        now_ms = _now_ms() if now is None else int(now.timestamp() * 1000)
+        source = SourceInfo(source) if isinstance(source, str) else source
+        now_ms = _time_ms(now)
+        if not source.rows:
+            source.rows = {name: t.n for name, t in tables.items()}
         with self._lock():
             with self.snapshot() as snap:
                 merged = _merge.merge(snap.tables, tables, now_ms, snap.manifest.next_bene_seq)
-                gen = max(self.generations()) + 1
-                if not source.rows:
-                    source.rows = {name: t.n for name, t in tables.items()}
-                entry = LoadEntry(gen, now_ms, source, merged.added, merged.skipped)
-                manifest = Manifest(FORMAT_VERSION, gen, _now_ms(), {}, {},
-                                    [*snap.manifest.history, entry], merged.next_bene_seq)
-                self._write_generation(self.path, gen, merged.tables, manifest,
-                                       self._gen_dir(snap.generation), snap.manifest)
-            try:
-                layout.write_atomic(self.path / _CURRENT, f"{gen}\n".encode())
-            except BaseException:
-                if self.current() != gen:
-                    shutil.rmtree(self._gen_dir(gen), ignore_errors=True)
-                raise
-            self._collect()
+                return self._commit(snap, merged.tables, source, merged.added, merged.skipped,
+                                    merged.next_bene_seq, now_ms, merged.updated)
+
+    def commit(self, tables: Mapping[str, Table], source: SourceInfo | str, *, next_bene_seq: int,
+               added: Mapping[str, int] | None = None, now: _dt.datetime | None = None) -> int:
+        """Write complete tables, already merged by the store's rules (a producer that
+        merges its data in chunks with `_merge.merge` and assembles them), as the next
+        generation, replacing the current one. `added` defaults to the row counts;
+        `next_bene_seq` is the merge's counter of assigned bene_ids."""
+        source = SourceInfo(source) if isinstance(source, str) else source
+        now_ms = _time_ms(now)
+        for t in tables.values():
+            t.check_links(tables)
+        with self._lock():
+            with self.snapshot() as snap:
+                added = dict(added) if added is not None else {name: t.n for name, t in tables.items()}
+                return self._commit(snap, tables, source, added, {}, next_bene_seq, now_ms)
+
+    def _commit(self, snap: Snapshot, tables: Mapping[str, Table], source: SourceInfo, added: dict[str, int],
+                skipped: dict[str, int], next_bene_seq: int, now_ms: int,
+                updated: dict[str, int] | None = None) -> int:
+        """Write the next generation beside `snap`'s, swap CURRENT, collect. Holds the lock."""
+        gen = max(self.generations()) + 1
+        entry = LoadEntry(gen, now_ms, source, added, skipped, dict(updated or {}))
+        manifest = Manifest(FORMAT_VERSION, gen, _now_ms(), {}, {}, [*snap.manifest.history, entry], next_bene_seq)
+        self._write_generation(self.path, gen, tables, manifest, self._gen_dir(snap.generation), snap.manifest)
+        try:
+            layout.write_atomic(self.path / _CURRENT, f"{gen}\n".encode())
+        except BaseException:
+            if self.current() != gen:
+                shutil.rmtree(self._gen_dir(gen), ignore_errors=True)
+            raise
+        snap.close()  # its lease must not keep the previous generation from collection
+        self._collect()
         return gen
 
     @staticmethod
@@ -328,7 +356,8 @@ class Store:
             os.rename(gdir, trash)  # atomic: readers see the generation whole or not at all
             shutil.rmtree(trash, ignore_errors=True)
             removed.append(g)
-        for stale in (self.path / _GEN).glob(".tmp-*"):
+        # Leftovers of writers that died: half-written or half-deleted generations.
+        for stale in [*(self.path / _GEN).glob(".tmp-*"), *(self.path / _GEN).glob(".del-*")]:
             pid = stale.name.rsplit("-", 1)[-1]
             if pid.isdigit() and not _pid_alive(int(pid)):
                 shutil.rmtree(stale, ignore_errors=True)

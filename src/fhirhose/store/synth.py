@@ -29,9 +29,10 @@ Utilization per beneficiary-year (sources):
 
 Everything is whole-array numpy: a Python loop runs per table, column,
 profile or organization, never per claim or beneficiary. Beneficiary-level
-arrays are drawn once; claims are drawn per chunk of `CHUNK` beneficiaries
-from a stream keyed by (seed, table, chunk), so memory stays bounded and the
-output does not depend on how the work is split.
+arrays are drawn once (`_synth_people`); claims are drawn per chunk of
+`CHUNK` beneficiaries (`_synth_claims`) from random streams keyed by (seed,
+table, chunk), so `generate` (in memory) and `write` (streamed into a store,
+memory bounded by one chunk) give the same data for the same seed.
 """
 
 from __future__ import annotations
@@ -41,67 +42,42 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, NamedTuple, Sequence
+from typing import Iterator, Sequence
 
 import msgspec
 import numpy as np
 
-from ..columns import EPOCH, NO_DATE, NO_NUM, Cat, Column, Date, Num, Str, Table, Time
+from ..columns import EPOCH, NO_DATE, Cat, Column, Num, Str, Table
 from ..errors import InputError
 from . import _merge, _ops, layout, schema
-from . import _synth_vocab as V
 from .layout import FORMAT_VERSION, LoadEntry, Manifest
 from .store import SourceInfo, Store
+from ._synth_claims import FFS_RATES, RATES, _parta, _pde, _professional  # noqa: F401 (re-exported)
 from ._synth_kit import (
-    Pools,
-    hashed_uniform,
-    Txt,
-    blank,
-    cat,
-    choose,
-    concat,
-    const,
-    date,
-    digits,
-    integer,
-    mbi,
-    money,
-    month_of,
-    month_start,
-    npi,
-    number,
-    qty,
-    ragged,
-    ragged_take,
-    rng_for,
-    take,
-    to_str,
-    vocab,
-    year_of,
+    cat, choose, concat, date, digits, integer, month_of, ragged, rng_for, take, to_str, vocab, year_of,
+)
+from ._synth_people import (
+    _Aco,
+    _bene_table,
+    _Contract,
+    _days,
+    _jan1,
+    _Pop,
+    _population,
+    _Providers,
+    _ymd,
+    Preset,
 )
 
-__all__ = ["SynthOrg", "SynthData", "Preset", "PRESETS", "AS_OF", "CHUNK", "RATES", "generate", "chunks", "write",
-           "write_orgs"]
+__all__ = [
+    "SynthOrg", "SynthData", "Preset", "PRESETS", "AS_OF", "CHUNK", "RATES", "FFS_RATES",
+    "generate", "organizations", "chunks", "write", "write_orgs",
+]
 
 AS_OF = dt.date(2025, 6, 30)
 CHUNK = 10_000
-DAY_MS = 86_400_000
-
-# Share of beneficiaries in Medicare Advantage (no FFS claims) and with Part D.
-MA_SHARE = 0.30
-MAPD_SHARE = 0.90  # of MA enrollees
-PDP_SHARE = 0.70  # of FFS enrollees
-FFS_SHARE = 1 - MA_SHARE
-PARTD_SHARE = MA_SHARE * MAPD_SHARE + FFS_SHARE * PDP_SHARE
-
-# Claims per beneficiary-year over all beneficiaries (DE-SynPUF), and per
-# FFS beneficiary-year for the post-acute and DME lines (see module doc).
-RATES = {"carrier": 14.0, "outpatient": 2.3, "inpatient": 0.2, "pde": 16.0}
-FFS_RATES = {"snf_stays": 0.06, "hha": 0.17, "dme": 1.4}
-ADJUST_P, CANCEL_P = 0.06, 0.02
-
 
 # ---- public types --------------------------------------------------------------
 
@@ -125,34 +101,13 @@ class SynthData:
 
     tables: dict[str, Table]
     orgs: list[SynthOrg]
+    # Beneficiary-years of history: "all", "ffs" (not in Medicare Advantage), "partd".
+    exposure: dict[str, float] = field(default_factory=dict)
 
     @property
     def claims(self) -> int:
         """Claim rows (every version) over the four claim tables."""
         return sum(self.tables[t].n for t in schema.CLAIM_TABLES)
-
-
-class _Aco(NamedTuple):
-    org_id: str
-    name: str
-    program: str
-    size: float  # < 1: share of eligible FFS beneficiaries; >= 1: count
-
-
-class _Contract(NamedTuple):
-    contract_id: str
-    name: str
-    weight: float
-    org: bool  # served as an organization (AB2D client)
-
-
-class Preset(NamedTuple):
-    """Default population size and the organizations of a dataset."""
-
-    benes: int
-    acos: tuple[_Aco, ...]
-    pdp: tuple[_Contract, ...]
-    ma: tuple[_Contract, ...]
 
 
 PRESETS: dict[str, Preset] = {
@@ -174,1128 +129,19 @@ PRESETS: dict[str, Preset] = {
             _Contract("H2001", "Coastal Health Advantage", 0.4, False),
         ),
     ),
-    # `fhirhose serve --demo`: a small and a large ACO and a Part D sponsor.
+    # `fhirhose serve --demo`: a small and a large ACO and one Part D sponsor,
+    # everyone in FFS (so the ACOs can attribute most of the population).
     "demo": Preset(
-        16_000,
+        12_000,
         (
             _Aco("A0001", "Demo Small ACO", "Shared Savings", 100),
             _Aco("A0002", "Demo Large ACO", "Shared Savings", 10_000),
         ),
-        (
-            _Contract("S0001", "Demo Part D Sponsor", 0.7, True),
-            _Contract("S0002", "Other PDP", 0.3, False),
-        ),
+        (_Contract("S0001", "Demo Part D Sponsor", 1.0, True),),
         (_Contract("H0001", "Demo Medicare Advantage", 1.0, False),),
+        ma_share=0.0,
     ),
 }
-
-
-def _days(d: dt.date) -> int:
-    return (d - EPOCH).days
-
-
-def _jan1(years: np.ndarray) -> np.ndarray:
-    return (np.asarray(years, np.int64) - 1970).astype("datetime64[Y]").astype("datetime64[D]").astype(np.int64)
-
-
-def _ymd(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    d = np.asarray(days, np.int64).astype("datetime64[D]")
-    y = d.astype("datetime64[Y]").astype(np.int64) + 1970
-    m = d.astype("datetime64[M]").astype(np.int64) % 12 + 1
-    day = (d - d.astype("datetime64[M]").astype("datetime64[D]")).astype(np.int64) + 1
-    return y, m, day
-
-
-# ---- providers ------------------------------------------------------------------
-
-_PER_SPECIALTY = 160  # individual providers per specialty
-_PER_LOCATION = {"hospital": 4, "snf": 6, "hha": 4, "hospice": 3, "pharmacy": 10}
-_CCN_BASE = {"hospital": 10, "snf": 5000, "hha": 7000, "hospice": 1500}
-_NATIONAL = {"dme": 40, "mail": 3}
-
-
-class _Providers:
-    """NPIs (valid Luhn check digits), tax numbers and CCNs for one seed."""
-
-    def __init__(self, seed: int):
-        rng = rng_for(seed, "providers")
-        n_ind = len(V.SPECIALTY) * _PER_SPECIALTY
-        stride = 90_000_000 // n_ind
-        base = 100_000_000 + np.arange(n_ind) * stride + rng.integers(0, stride, n_ind)
-        self.individual = digits(npi(base), 10)
-        self.tin = digits(100_000_000 + (np.arange(n_ind) // 6) * 7_919 + rng.integers(0, 7_919, n_ind), 9)
-        nloc = len(V.LOCATIONS)
-        self.facility: dict[str, Txt] = {}
-        self.ccn: dict[str, Txt] = {}
-        kinds = list(_PER_LOCATION) + list(_NATIONAL)
-        sizes = [k * nloc for k in _PER_LOCATION.values()] + list(_NATIONAL.values())
-        start = 0
-        org_stride = 90_000_000 // sum(sizes)
-        ssa = np.array([int(loc[3]) for loc in V.LOCATIONS])
-        # rank of a location among those of its state, so CCNs stay unique per state
-        rank = np.array([sum(1 for p in V.LOCATIONS[:i] if p[3] == loc[3]) for i, loc in enumerate(V.LOCATIONS)])
-        for kind, size in zip(kinds, sizes):
-            idx = np.arange(start, start + size)
-            self.facility[kind] = digits(npi(200_000_000 + idx * org_stride + rng.integers(0, org_stride, size)), 10)
-            if kind in _CCN_BASE:
-                k = _PER_LOCATION[kind]
-                loc, j = np.divmod(np.arange(size), k)
-                self.ccn[kind] = concat(digits(ssa[loc], 2), digits(_CCN_BASE[kind] + rank[loc] * k + j, 4))
-            start += size
-
-    def by_specialty(self, rng: np.random.Generator, spec: np.ndarray) -> np.ndarray:
-        """Provider index for each specialty index; a few providers are busy."""
-        return spec * _PER_SPECIALTY + (rng.random(len(spec)) ** 2 * _PER_SPECIALTY).astype(np.int64)
-
-    def local(self, kind: str, loc: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """A facility of `kind` in the beneficiary's area, chosen by uniforms `u`."""
-        k = _PER_LOCATION[kind]
-        return loc * k + (u**1.5 * k).astype(np.int64)
-
-
-# ---- population ------------------------------------------------------------------
-
-
-@dataclass
-class _Pop:
-    """Beneficiary-level arrays (all n), drawn once per seed."""
-
-    n: int
-    seed: int
-    as_of: int
-    preset: Preset
-    sex: np.ndarray
-    dob: np.ndarray
-    group: np.ndarray  # 0 aged, 1 disabled, 2 ESRD
-    start: np.ndarray
-    end: np.ndarray
-    death: np.ndarray
-    loc: np.ndarray
-    ma: np.ndarray  # Part C contract index or -1
-    ptd: np.ndarray  # Part D contract index into preset.pdp + preset.ma, or -1
-    ptd_prev: np.ndarray
-    switch_year: np.ndarray
-    frail: np.ndarray
-    sud: np.ndarray
-    dx: np.ndarray  # (n, 6) chronic diagnosis indices
-    ndx: np.ndarray
-    pcp: np.ndarray
-    hospice: tuple[np.ndarray, np.ndarray]
-    mbi: Txt
-    prev_mbi: Txt
-    mbi_change: np.ndarray  # NO_DATE when the MBI never changed
-    hic: Txt
-    bene_id: Txt
-    _mbis: Txt | None = None
-
-    @property
-    def ffs(self) -> np.ndarray:
-        return self.ma < 0
-
-    @property
-    def years(self) -> np.ndarray:
-        return (self.end - self.start + 1) / 365.25
-
-    def contracts(self) -> list[str]:
-        return [c.contract_id for c in self.preset.pdp + self.preset.ma]
-
-    def contract_at(self, rows: np.ndarray, days: np.ndarray) -> np.ndarray:
-        return np.where(year_of(days) < self.switch_year[rows], self.ptd_prev[rows], self.ptd[rows])
-
-    def mbi_at(self, rows: np.ndarray, days: np.ndarray) -> Txt:
-        """The MBI in use on a date: the previous one before a change."""
-        if self._mbis is None:
-            self._mbis = Txt(np.concatenate([self.mbi.mat, self.prev_mbi.mat]), np.full(2 * self.n, 11, np.int64))
-        return take(self._mbis, rows + self.n * (days < self.mbi_change[rows]))
-
-
-def _population(n: int, seed: int, preset: Preset, as_of: dt.date) -> _Pop:
-    aod = _days(as_of)
-
-    def r(name: str) -> np.random.Generator:
-        return rng_for(seed, "bene", name)
-
-    rg = r("status")
-    group = choose(rg, (85.0, 14.0, 1.0), n)
-    age = np.where(
-        group == 0,
-        65.2 + np.minimum(rg.gamma(1.6, 6.5, n), 38.0),
-        np.where(group == 1, rg.uniform(25, 64.9, n), rg.uniform(40, 80, n)),
-    )
-    dob = aod - np.floor(age * 365.25).astype(np.int64)
-    at65 = month_start(month_of(dob) + 65 * 12)
-    entitled = np.where(
-        group == 0,
-        at65,
-        aod - np.floor(rg.uniform(0.2, 1, n) * np.minimum(age - 20, 12) * 365.25).astype(np.int64),
-    )
-    hist_years = rg.integers(1, 4, n)
-    start = np.maximum(aod - np.floor(hist_years * 365.25).astype(np.int64) + 1, entitled)
-    window = (aod - start + 1) / 365.25
-    hazard = np.where(group == 0, 0.0125 * np.exp(0.085 * (age - 65)), np.where(group == 1, 0.02, 0.15))
-    dies = rg.random(n) < 1 - np.exp(-hazard * window)
-    death = np.where(dies, start + np.floor(rg.random(n) * (aod - start + 1)).astype(np.int64), NO_DATE)
-    end = np.where(dies, death, aod)
-
-    rc = r("coverage")
-    ma_all = list(preset.ma)
-    is_ma = rc.random(n) < MA_SHARE
-    npdp = len(preset.pdp)
-    ma = np.where(is_ma, choose(rc, [c.weight for c in ma_all], n), -1)
-    has_pdp = ~is_ma & (rc.random(n) < PDP_SHARE)
-    mapd = is_ma & (rc.random(n) < MAPD_SHARE)
-    pdp = choose(rc, [c.weight for c in preset.pdp], n)
-    ptd = np.where(mapd, npdp + ma, np.where(has_pdp, pdp, -1))
-    # Some PDP enrollees changed plans at a January within their history.
-    y0, y1 = year_of(start), year_of(end)
-    switch = has_pdp & (npdp > 1) & (y1 > y0) & (rc.random(n) < 0.12)
-    switch_year = np.where(switch, y0 + 1 + (rc.random(n) * (y1 - y0)).astype(np.int64), 0)
-    ptd_prev = np.where(switch, (pdp + 1 + (rc.random(n) * (npdp - 1)).astype(np.int64)) % max(npdp, 1), ptd)
-
-    rf = r("frailty")
-    frail = rf.gamma(2.0, 0.5, n) * np.where(dies, 1.8, 1.0)
-    years = (end - start + 1) / 365.25
-    frail /= (frail * years).sum() / years.sum()  # exposure-weighted mean 1: rates hit their targets
-
-    rd = r("conditions")
-    sud = rd.random(n) < np.where(group == 1, 0.08, 0.025)
-    chronic_w = np.array(V.DX_CHRONIC_W)
-    ndx = 1 + rd.binomial(5, 0.5, n)
-    keys = np.log(np.where(chronic_w > 0, chronic_w, 1e-300))[None, :] + rd.gumbel(size=(n, len(chronic_w)))
-    dxm = np.argsort(-keys, axis=1)[:, :6]
-    sud_dx = np.array(V.SUD_CODES)[choose(rd, (50, 30, 5, 6, 4, 5, 0, 0), n)]
-    dxm[np.arange(n), ndx - 1] = np.where(sud, sud_dx, dxm[np.arange(n), ndx - 1])
-
-    rh = r("hospice")
-    los = np.minimum(np.exp(rh.normal(np.log(18), 1.8, n)), 720).astype(np.int64) + 1
-    enters = (dies & (rh.random(n) < 0.5)) | (~dies & (rh.random(n) < 0.003 * window))
-    live_end = start + np.floor(rh.random(n) * (aod - start + 1)).astype(np.int64)
-    h_end = np.where(dies, death, live_end)
-    h_start = np.maximum(start, h_end - los)
-    hospice = (np.where(enters, h_start, NO_DATE), np.where(enters, h_end, NO_DATE))
-
-    rm = r("mbi")
-    rows = np.arange(n)
-    changed = (rm.random(n) < 0.03) & (end - start > 90)
-    change = np.where(changed, start + 30 + np.floor(rm.random(n) * (end - start - 60)).astype(np.int64), NO_DATE)
-    hic_suffix = vocab(["A", "B", "D", "C1"])
-    hic = concat("9", digits(rm.integers(0, 100_000_000, n), 8), take(hic_suffix, choose(rm, (80, 12, 7, 1), n)))
-
-    pcp_spec = np.array(V.sp("01", "08", "11", "50", "97"))[choose(r("pcp"), (30, 35, 25, 6, 4), n)]
-    pcp = pcp_spec * _PER_SPECIALTY + (r("pcp_i").random(n) * _PER_SPECIALTY).astype(np.int64)
-    return _Pop(
-        n=n,
-        seed=seed,
-        as_of=aod,
-        preset=preset,
-        sex=np.where(rg.random(n) < 0.55, 2, 1),
-        dob=dob,
-        group=group,
-        start=start,
-        end=end,
-        death=death,
-        loc=choose(r("place"), [loc[6] for loc in V.LOCATIONS], n),
-        ma=ma,
-        ptd=ptd,
-        ptd_prev=ptd_prev,
-        switch_year=switch_year,
-        frail=frail,
-        sud=sud,
-        dx=dxm,
-        ndx=ndx,
-        pcp=pcp,
-        hospice=hospice,
-        mbi=mbi(rows, seed),
-        prev_mbi=mbi(rows + (1 << 40), seed),
-        mbi_change=change,
-        hic=hic,
-        # Patient ids: negative numbers, as BFD gives synthetic beneficiaries.
-        bene_id=concat("-", digits(10**13 + rows + 1, 14)),
-    )
-
-
-_LOC_TXT = {
-    name: vocab([loc[i] for loc in V.LOCATIONS]) for name, i in (("usps", 0), ("city", 4), ("zip3", 5))
-}
-_FIRST_F, _FIRST_M, _LAST, _MIDDLE = vocab(V.FIRST_F), vocab(V.FIRST_M), vocab(V.LAST), vocab(V.MIDDLE)
-_STREETS, _LINE2 = vocab(V.STREETS), vocab(V.LINE2)
-_STATE_FIPS = tuple(sorted({loc[1] for loc in V.LOCATIONS}))
-_CNTY_FIPS = tuple(sorted({loc[2] for loc in V.LOCATIONS}))
-_USPS = tuple(sorted({loc[0] for loc in V.LOCATIONS}))
-_LOC_STATE = np.array([_STATE_FIPS.index(loc[1]) for loc in V.LOCATIONS])
-_LOC_CNTY = np.array([_CNTY_FIPS.index(loc[2]) for loc in V.LOCATIONS])
-_LOC_USPS = np.array([_USPS.index(loc[0]) for loc in V.LOCATIONS])
-_PBP = ("001", "002", "003")
-
-
-def _bene_table(pop: _Pop, links: dict[str, np.ndarray]) -> Table:
-    n, r = pop.n, (lambda name: rng_for(pop.seed, "bene_cols", name))
-    rn = r("names")
-    female = pop.sex == 2
-    f_idx = (rn.random(n) * len(_FIRST_F)).astype(np.int64)
-    m_idx = (rn.random(n) * len(_FIRST_M)).astype(np.int64)
-    w = max(_FIRST_F.mat.shape[1], _FIRST_M.mat.shape[1])
-    fm = np.zeros((n, w), np.uint8)
-    fm[female, : _FIRST_F.mat.shape[1]] = _FIRST_F.mat[f_idx[female]]
-    fm[~female, : _FIRST_M.mat.shape[1]] = _FIRST_M.mat[m_idx[~female]]
-    first = Txt(fm, np.where(female, _FIRST_F.lens[f_idx], _FIRST_M.lens[m_idx]))
-    last = take(_LAST, (rn.random(n) ** 1.3 * len(_LAST)).astype(np.int64))
-    middle = take(_MIDDLE, (rn.random(n) * len(_MIDDLE)).astype(np.int64))
-
-    ra = r("address")
-    street_no = number(ra.integers(1, 9_999, n), 4)
-    line1 = concat(street_no, " ", take(_STREETS, (ra.random(n) * len(_STREETS)).astype(np.int64)))
-    line2 = blank(
-        concat(take(_LINE2, (ra.random(n) * len(_LINE2)).astype(np.int64)), " ", number(ra.integers(1, 450, n), 3)),
-        ra.random(n) > 0.3,
-    )
-    zip5 = concat(take(_LOC_TXT["zip3"], pop.loc), digits(ra.integers(0, 100, n), 2))
-
-    rs = r("status")
-    aged, disabled, esrd = pop.group == 0, pop.group == 1, pop.group == 2
-    age_end = ((pop.end - pop.dob) / 365.25).astype(np.int64)
-    old = age_end >= 65
-    stus = np.where(aged, 0, np.where(disabled, 2, np.where(old, 1, np.where(rs.random(n) < 0.5, 3, 4))))
-    was_disabled = aged & (rs.random(n) < 0.2)
-    orig = np.where(aged, np.where(was_disabled, 1, 0), np.where(disabled, 1, np.where(rs.random(n) < 0.8, 2, 3)))
-    crec = np.where(aged, 0, np.where(disabled, 1, 2))
-    dual_p = np.where(disabled, 0.4, 0.15)
-    dual = np.where(rs.random(n) < dual_p, 1 + choose(rs, V.DUAL_W[1:], n), 0)
-    full_dual = np.isin(np.array(V.DUAL)[dual], list(V.DUAL_FULL))
-    buyin = np.where(dual == 0, 3, np.where(full_dual, 6, 5))
-    part_a = np.where(aged & ~was_disabled, month_start(month_of(pop.dob) + 65 * 12), pop.start - rs.integers(0, 2000, n))
-    part_a = np.minimum(part_a, pop.start)
-    part_b = np.where(rs.random(n) < 0.9, part_a, month_start(month_of(part_a) + rs.integers(1, 36, n)))
-    part_b = np.minimum(part_b, pop.start)
-
-    contracts = pop.contracts()
-    ptd_txt = vocab(contracts)
-    has_c, has_d = pop.ma >= 0, pop.ptd >= 0
-    npdp = len(pop.preset.pdp)
-    pbp = vocab(_PBP)
-    rc = r("contracts")
-    ptc = blank(take(ptd_txt, np.where(has_c, npdp + pop.ma, 0)), ~has_c)
-    ptd = blank(take(ptd_txt, np.maximum(pop.ptd, 0)), ~has_d)
-    pbp_d = take(pbp, (rc.random(n) * 3).astype(np.int64))
-
-    ru = r("updated")
-    upd_day = pop.start + np.floor(ru.random(n) * (pop.as_of - pop.start + 1)).astype(np.int64)
-    upd_day = np.where(pop.mbi_change != NO_DATE, np.maximum(upd_day, pop.mbi_change), upd_day)
-    updated = upd_day * DAY_MS + ru.integers(3_600_000, 20 * 3_600_000, n)
-
-    cols: dict[str, Column] = {
-        "bene_id": to_str(pop.bene_id),
-        "bene_mbi_id": to_str(pop.mbi),
-        "bene_hic_num": to_str(pop.hic),
-        "bene_fips_state_cd": cat(_STATE_FIPS, _LOC_STATE[pop.loc]),
-        "bene_fips_cnty_cd": cat(_CNTY_FIPS, _LOC_CNTY[pop.loc]),
-        "bene_zip_cd": to_str(zip5),
-        "bene_dob": date(pop.dob),
-        "bene_sex_cd": cat(V.SEX, pop.sex),
-        "bene_race_cd": cat(V.RACE, choose(r("race"), V.RACE_W, n)),
-        "bene_age": integer(age_end),
-        "bene_mdcr_stus_cd": cat(V.MDCR_STUS, stus),
-        "bene_dual_stus_cd": cat(V.DUAL, dual),
-        "bene_death_dt": date(pop.death),
-        "bene_rng_bgn_dt": date(pop.hospice[0]),
-        "bene_rng_end_dt": date(pop.hospice[1]),
-        "bene_1st_name": to_str(first),
-        "bene_midl_name": to_str(middle),
-        "bene_last_name": to_str(last),
-        "bene_orgnl_entlmt_rsn_cd": cat(V.ENTLMT_RSN, orig),
-        "bene_entlmt_buyin_ind": cat(V.BUYIN, buyin),
-        "bene_part_a_enrlmt_bgn_dt": date(part_a),
-        "bene_part_b_enrlmt_bgn_dt": date(part_b),
-        "bene_line_1_adr": to_str(line1),
-        "bene_line_2_adr": to_str(line2),
-        "geo_zip_plc_name": to_str(take(_LOC_TXT["city"], pop.loc)),
-        "geo_usps_state_cd": cat(_USPS, _LOC_USPS[pop.loc]),
-        "geo_zip5_cd": to_str(zip5),
-        "geo_zip4_cd": to_str(digits(ra.integers(1, 10_000, n), 4)),
-        "ptc_cntrct_id": to_str(ptc),
-        "ptc_pbp_id": to_str(blank(pbp_d, ~has_c)),
-        "ptd_cntrct_id": to_str(ptd),
-        "ptd_pbp_id": to_str(blank(pbp_d, ~has_d)),
-        "bene_crec_cd": cat(V.ENTLMT_RSN, crec),
-        "bene_esrd_ind": cat(V.ESRD, esrd.astype(np.int64)),
-        "last_updated": Time(updated),
-    }
-    return schema.complete("bene", cols, n, links)
-
-
-# ---- claim machinery ------------------------------------------------------------------
-
-
-def _events(
-    rng: np.random.Generator, pop: _Pop, rows: np.ndarray, rate: float, eligible: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Event days per beneficiary: Poisson(rate x years x frailty), uniform over
-    the beneficiary's history, sorted by (beneficiary, day)."""
-    years = (pop.end[rows] - pop.start[rows] + 1) / 365.25
-    lam = rate * years * pop.frail[rows] * eligible[rows]
-    k = rng.poisson(lam)
-    bene = np.repeat(rows, k)
-    span = pop.end[bene] - pop.start[bene] + 1
-    day = pop.start[bene] + np.floor(rng.random(len(bene)) * span).astype(np.int64)
-    order = np.lexsort((day, bene))
-    return bene[order], day[order]
-
-
-def _first_load(rng: np.random.Generator, thru: np.ndarray, as_of: int, mean_lag) -> np.ndarray:
-    """The weekly load (on the as-of weekday) after the claim was processed."""
-    ready = thru + 2 + rng.gamma(2.0, mean_lag / 2, len(thru)).astype(np.int64)
-    return ready + (as_of - ready) % 7
-
-
-class _Versions(NamedTuple):
-    base: np.ndarray  # base claim of each version row
-    num: np.ndarray  # 0 = original
-    last: np.ndarray  # final action
-    kind: np.ndarray  # 0 original, 1 cancel, 2 adjustment
-    factor: np.ndarray  # amount multiplier
-    load: np.ndarray  # IDR load day
-    efctv: np.ndarray
-    updated: np.ndarray  # ms
-
-
-def _versions(rng: np.random.Generator, first_load: np.ndarray, as_of: int) -> _Versions:
-    """Versions of each base claim: an original, and for some an adjustment
-    or a cancel followed by a replacement, each loaded weeks later. Versions
-    not loaded by the as-of date do not exist yet."""
-    m = len(first_load)
-    u = rng.random(m)
-    nv = 1 + (u < ADJUST_P + CANCEL_P) + (u < CANCEL_P)
-    off, base, num = ragged(nv)
-    gap = np.where(num == 0, 0, 7 * rng.integers(1, 10, len(base)))
-    cs = np.cumsum(gap)
-    load = first_load[base] + cs - cs[off[:-1]][base]
-    keep = load <= as_of
-    base, num, load = base[keep], num[keep], load[keep]
-    kept = np.bincount(base, minlength=m)
-    kind = np.where(num == 0, 0, np.where((nv[base] == 3) & (num == 1), 1, 2))
-    nr = len(base)
-    factor = np.where(kind == 0, 1.0, np.where(kind == 1, -1.0, rng.uniform(0.85, 1.1, nr)))
-    return _Versions(
-        base=base,
-        num=num,
-        last=num == kept[base] - 1,
-        kind=kind,
-        factor=factor,
-        load=load,
-        efctv=load - rng.integers(1, 6, nr),
-        updated=load * DAY_MS + rng.integers(2 * 3_600_000, 14 * 3_600_000, nr),
-    )
-
-
-def _icn(day: np.ndarray, seq: np.ndarray) -> Txt:
-    """Claim control numbers: year, Julian day of receipt and a unique sequence."""
-    y, _, _ = _ymd(day)
-    julian = day - _jan1(y) + 1
-    return digits(((y % 100) * 1_000 + julian) * 10**11 + seq, 16)
-
-
-def _scaled(cents: np.ndarray, factor: np.ndarray) -> np.ndarray:
-    return np.rint(cents * factor).astype(np.int64)
-
-
-_TABLE_CODE = {"parta": 1, "partb": 2, "dme": 3, "pde": 4}
-
-
-def _claim_cols(
-    pop: _Pop, table: str, chunk: int, bene: np.ndarray, day: np.ndarray, v: _Versions, sud: np.ndarray
-) -> dict[str, Column]:
-    """The store-derived and version columns every claim table has."""
-    code = _TABLE_CODE[table]
-    uniq = to_str(digits(code * 10**12 + chunk * 10**8 + np.arange(len(v.base)), 13))
-    cols: dict[str, Column] = {
-        "clm_id": uniq,
-        "cur_clm_uniq_id": uniq,
-        "bene_id": to_str(take(pop.bene_id, bene)),
-        "bene_mbi_id": to_str(pop.mbi_at(bene, day)),
-        "bene_hic_num": to_str(take(pop.hic, bene)),
-        "last_updated": Time(v.updated),
-        "final_action": cat(("F", "N"), np.where(v.last, 0, 1)),
-        "clm_grp_id": to_str(digits((code + 5) * 10**12 + chunk * 10**8 + v.base, 13)),
-        "sud_ind": cat(("N", "Y"), sud.astype(np.int64)),
-        "clm_adjsmt_type_cd": cat(("0", "1", "2"), v.kind),
-        "clm_efctv_dt": date(v.efctv),
-        "clm_idr_ld_dt": date(v.load),
-    }
-    if table != "pde":
-        cols["bene_eqtbl_bic_hicn_num"] = cols["bene_hic_num"]
-    return cols
-
-
-def _dx_matrix(
-    rng: np.random.Generator, pop: _Pop, bene: np.ndarray, first: np.ndarray, count: np.ndarray
-) -> np.ndarray:
-    """(m, max count) diagnosis indices, -1 padded: `first` (or a chronic
-    condition where first < 0) then distinct chronic conditions."""
-    m = len(bene)
-    ndx = pop.ndx[bene]
-    s0 = (rng.random(m) * ndx).astype(np.int64)
-    j = np.arange(int(count.max()) if m else 1)[None, :]
-    slots = (s0[:, None] + j - (first >= 0)[:, None]) % ndx[:, None]
-    out = pop.dx[bene[:, None], slots]
-    out[:, 0] = np.where(first >= 0, first, out[:, 0])
-    limit = np.minimum(count, ndx + (first >= 0))
-    return np.where(j < limit[:, None], out, -1)
-
-
-_DX_TXT = vocab(V.DX_CODES)
-_DX_SUD = np.array(V.DX_SUD)
-
-
-def _dx_txt(idx: np.ndarray) -> Txt:
-    return blank(take(_DX_TXT, np.maximum(idx, 0)), idx < 0)
-
-
-def _has_sud(dxm: np.ndarray) -> np.ndarray:
-    return (_DX_SUD[np.maximum(dxm, 0)] & (dxm >= 0)).any(axis=1)
-
-
-def _by_year(table: dict[int, float], days: np.ndarray) -> np.ndarray:
-    """A per-year dollar figure (deductibles, coinsurance) in cents for each day."""
-    years = np.array(sorted(table))
-    y = np.clip(year_of(days), years[0], years[-1])
-    return np.rint(np.array([table[k] for k in years])[y - years[0]] * 100).astype(np.int64)
-
-
-# Medicare Part A/B beneficiary cost sharing (CMS annual announcements).
-_IP_DEDUCTIBLE = {2021: 1484, 2022: 1556, 2023: 1600, 2024: 1632, 2025: 1676}
-_SNF_COINS = {2021: 185.5, 2022: 194.5, 2023: 200.0, 2024: 204.0, 2025: 209.5}
-_B_DEDUCTIBLE = {2021: 203, 2022: 233, 2023: 226, 2024: 240, 2025: 257}
-
-
-class _Prof(NamedTuple):
-    """Compiled professional profiles (carrier or DME)."""
-
-    weights: np.ndarray
-    spec: Pools
-    place: Pools
-    first: Pools
-    rest: Pools
-    modifier: Pools
-    acute: Pools
-    lo: np.ndarray
-    hi: np.ndarray
-    days: np.ndarray
-    referred: np.ndarray
-    pcp: np.ndarray  # billed by the beneficiary's primary care provider (mostly)
-
-
-def _compile_prof(profiles: Sequence[V.Profile]) -> _Prof:
-    return _Prof(
-        weights=np.array([p.weight for p in profiles]),
-        spec=Pools([p.specialties for p in profiles]),
-        place=Pools([p.places for p in profiles]),
-        first=Pools([p.first for p in profiles]),
-        rest=Pools([p.rest or p.first for p in profiles]),
-        modifier=Pools([p.modifier for p in profiles]),
-        acute=Pools([p.acute or [-1] for p in profiles]),
-        lo=np.array([p.lines[0] for p in profiles]),
-        hi=np.array([p.lines[1] for p in profiles]),
-        days=np.array([p.days for p in profiles]),
-        referred=np.array([p.referred for p in profiles]),
-        pcp=np.array([p.name in ("office", "wellness", "telehealth") for p in profiles]),
-    )
-
-
-_CARRIER = _compile_prof(V.CARRIER + [V.CARRIER_SUD])
-_CARRIER_OFFICE, _CARRIER_SUD = 0, len(V.CARRIER)
-_DME = _compile_prof(V.DME)
-_HC_FEE = np.array([h.fee for h in V.HCPCS])
-_HC_UNITS = np.array([h.units for h in V.HCPCS])
-_HC_TXT = vocab([h.code for h in V.HCPCS])
-_BETOS = tuple(sorted({h.betos for h in V.HCPCS if h.betos}))
-_HC_BETOS = np.array([_BETOS.index(h.betos) if h.betos else -1 for h in V.HCPCS])
-_TOS = tuple(sorted({h.tos for h in V.HCPCS}))
-_HC_TOS = np.array([_TOS.index(h.tos) for h in V.HCPCS])
-_APC = vocab([h.apc for h in V.HCPCS])
-_MAC_A, _MAC_B = vocab(V.MAC_A), vocab(V.MAC_B)
-
-
-def _hcpcs_txt(idx: np.ndarray) -> Txt:
-    return blank(take(_HC_TXT, np.maximum(idx, 0)), idx < 0)
-
-
-def _modifier(idx: np.ndarray) -> Cat:
-    return cat(V.MODIFIERS, np.maximum(idx, 0), idx < 0)
-
-
-class _Lines(NamedTuple):
-    """Child rows of the versions: which base row each copies, and groups."""
-
-    src: np.ndarray  # base child row per version child row
-    offsets: np.ndarray  # per version row (n+1)
-    factor: np.ndarray  # amount multiplier per child row
-
-
-def _child_rows(base_off: np.ndarray, v: _Versions) -> _Lines:
-    counts = np.diff(base_off)[v.base]
-    off, group, _ = ragged(counts)
-    return _Lines(ragged_take(base_off[:-1][v.base], counts), off, v.factor[group])
-
-
-def _professional(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int, table: str):
-    """Carrier (partb) or DME claims of a chunk: header and line columns."""
-    rng = rng_for(pop.seed, table, chunk)
-    dme = table == "dme"
-    P = _DME if dme else _CARRIER
-    rate = FFS_RATES["dme"] if dme else RATES["carrier"] / FFS_SHARE
-    bene, day = _events(rng, pop, rows, rate, pop.ffs)
-    m = len(bene)
-    prof = choose(rng, P.weights, m)
-    if not dme:
-        sud_visit = pop.sud[bene] & (prof == _CARRIER_OFFICE) & (rng.random(m) < 0.35)
-        prof = np.where(sud_visit, _CARRIER_SUD, prof)
-    nl = P.lo[prof] + (rng.random(m) * (P.hi[prof] - P.lo[prof] + 1)).astype(np.int64)
-    thru = np.minimum(day + (nl - 1) * P.days[prof], pop.end[bene])
-    load0 = _first_load(rng, thru, pop.as_of, 14.0 if dme else 12.0)
-    keep = load0 <= pop.as_of
-    bene, day, prof, nl, thru, load0 = bene[keep], day[keep], prof[keep], nl[keep], thru[keep], load0[keep]
-    m = len(bene)
-
-    # lines of the base claims
-    loff, lg, ln = ragged(nl)
-    nlines = len(lg)
-    hcpcs = np.where(ln == 0, P.first.draw(rng, prof[lg]), P.rest.draw(rng, prof[lg]))
-    units = np.maximum(1, np.rint(_HC_UNITS[hcpcs] * rng.uniform(0.6, 1.4, nlines))).astype(np.int64)
-    allowed = np.rint(_HC_FEE[hcpcs] * units * rng.lognormal(0, 0.08, nlines)).astype(np.int64)
-    denied = choose(rng, (90, 3, 4, 3), m)  # pmt_dnl: 1 physician, 2 beneficiary, 0 denied, A
-    line_denied = denied[lg] == 2
-    allowed = np.where(line_denied, 0, allowed)
-    deductible = rng.random(nlines) < 0.06
-    paid = np.where(deductible, 0, np.rint(allowed * 0.8 * 0.98)).astype(np.int64)
-    line_from = np.minimum(day[lg] + ln * P.days[prof[lg]], thru[lg])
-    mod1 = P.modifier.draw(rng, prof[lg])
-    mod2 = np.where(rng.random(nlines) < 0.03, V.md("59"), -1)
-    spec = P.spec.draw(rng, prof)
-    prvdr = prov.by_specialty(rng, spec)
-    prvdr = np.where(P.pcp[prof] & (rng.random(m) < 0.75), pop.pcp[bene], prvdr)
-    place = P.place.draw(rng, prof)
-    acute = np.where(rng.random(m) < 0.55, P.acute.draw(rng, prof), -1)
-    if not dme:
-        acute = np.where(prof == _CARRIER_SUD, pop.dx[bene, pop.ndx[bene] - 1], acute)
-    dxm = _dx_matrix(rng, pop, bene, acute, 1 + rng.binomial(4, 0.35, m))
-    refer = np.where(P.referred[prof], pop.pcp[bene], -1)
-
-    v = _versions(rng, load0, pop.as_of)
-    b = v.base
-    L = _child_rows(loff, v)
-    vb = bene[b]
-    line_paid = _scaled(paid[L.src], L.factor)
-    line_allowed = _scaled(allowed[L.src], L.factor)
-    head = _claim_cols(pop, table, chunk, vb, day[b], v, (_has_sud(dxm) & ~dme)[b])
-    head.update(
-        clm_type_cd=cat(("71", "72", "81", "82"), (np.where(rng.random(m) < 0.9, 3, 2) if dme else
-                                                   np.where(rng.random(m) < 0.98, 0, 1))[b]),
-        clm_from_dt=date(day[b]),
-        clm_thru_dt=date(thru[b]),
-        clm_carr_pmt_dnl_cd=cat(("1", "2", "0", "A"), denied[b]),
-        # Carrier versions share the claim control number: it is their natural key.
-        clm_cntl_num=to_str(_icn(day[b], chunk * 10**7 + b)),
-        clm_disp_cd=cat(("01", "02", "03"), np.where(v.kind == 1, 2, np.where(v.kind == 2, 1, 0))),
-        clm_pmt_amt=money(np.add.reduceat(line_paid, L.offsets[:-1]) if len(b) else line_paid[:0]),
-        clm_alowd_chrg_amt=money(np.add.reduceat(line_allowed, L.offsets[:-1]) if len(b) else line_allowed[:0]),
-    )
-    lines: dict[str, Column] = {
-        "clm_line_num": integer(ln[L.src] + 1),
-        "clm_pos_cd": cat(V.PLACE, place[lg][L.src]),
-        "clm_line_from_dt": date(line_from[L.src]),
-        "clm_line_thru_dt": date(line_from[L.src]),
-        "clm_line_hcpcs_cd": to_str(_hcpcs_txt(hcpcs[L.src])),
-        "clm_line_cvrd_pd_amt": money(line_paid),
-        "clm_line_alowd_chrg_amt": money(line_allowed),
-        "clm_line_srvc_unit_qty": qty(units[L.src]),
-        "hcpcs_1_mdfr_cd": _modifier(mod1[L.src]),
-        "hcpcs_2_mdfr_cd": _modifier(mod2[L.src]),
-        "hcpcs_betos_cd": cat(_BETOS, np.maximum(_HC_BETOS[hcpcs[L.src]], 0), _HC_BETOS[hcpcs[L.src]] < 0),
-        "clm_fed_type_srvc_cd": cat(_TOS, _HC_TOS[hcpcs[L.src]]),
-        "clm_prcsg_ind_cd": cat(("A", "R", "D", "S"), np.where(line_denied, 2, choose(rng, (96, 2, 0, 2), nlines))[L.src]),
-    }
-    line_bene = bene[lg][L.src]
-    if dme:
-        supplier = (rng.random(m) ** 1.5 * _NATIONAL["dme"]).astype(np.int64)
-        head.update(
-            clm_blg_prvdr_npi_num=to_str(take(prov.facility["dme"], supplier[b])),
-            clm_rfrg_prvdr_npi_num=to_str(take(prov.individual, pop.pcp[vb])),
-        )
-        lines.update(
-            clm_prmry_pyr_cd=cat(("A", "B", "E"), np.zeros(len(L.src), np.int64), rng.random(len(L.src)) > 0.02),
-            payto_prvdr_npi_num=to_str(take(prov.facility["dme"], supplier[lg][L.src])),
-            ordrg_prvdr_npi_num=to_str(take(prov.individual, pop.pcp[line_bene])),
-        )
-        return head, {"dme_line": (lines, L.offsets)}, vb
-    dx_cols = {f"clm_dgns_{k + 1}_cd": to_str(_dx_txt(dxm[b, k])) for k in range(min(12, dxm.shape[1]))}
-    head.update(dx_cols)
-    head.update(
-        dgns_prcdr_icd_ind=cat(("0", "9"), np.zeros(len(b), np.int64)),
-        clm_rfrg_prvdr_npi_num=to_str(blank(take(prov.individual, np.maximum(refer[b], 0)), refer[b] < 0)),
-        clm_cntrctr_num=to_str(take(_MAC_B, pop.loc[vb] % len(V.MAC_B))),
-    )
-    line_prvdr = prvdr[lg][L.src]
-    state = _LOC_STATE[pop.loc[line_bene]]
-    npi_col = to_str(take(prov.individual, line_prvdr))
-    lines.update(
-        rndrg_prvdr_type_cd=cat(("0", "1", "2", "4"), np.where(spec[lg][L.src] == V.SPECIALTY.index("69"), 3,
-                                                                np.where(spec[lg][L.src] == V.SPECIALTY.index("59"), 2,
-                                                                         (rng.random(len(L.src)) < 0.7).astype(np.int64)))),
-        rndrg_prvdr_fips_st_cd=cat(_STATE_FIPS, state),
-        clm_prvdr_spclty_cd=cat(tuple(V.SPECIALTY), spec[lg][L.src]),
-        clm_line_prmry_pyr_cd=cat(("A", "B", "E"), np.zeros(len(L.src), np.int64), rng.random(len(L.src)) > 0.02),
-        clm_line_dgns_cd=to_str(_dx_txt(dxm[lg, 0][L.src])),
-        clm_rndrg_prvdr_tax_num=to_str(take(prov.tin, line_prvdr)),
-        rndrg_prvdr_npi_num=npi_col,
-        clm_rndrg_prvdr_npi_num=npi_col,
-    )
-    return head, {"partb_line": (lines, L.offsets)}, vb
-
-
-# ---- institutional (CCLF1-4) ------------------------------------------------------------
-
-_INST = V.INPATIENT + V.OUTPATIENT + [V.SNF, V.HHA, V.HOSPICE]
-_OP0 = len(V.INPATIENT)
-_SNF_P, _HHA_P, _HOSPICE_P = len(_INST) - 3, len(_INST) - 2, len(_INST) - 1
-_LINE_KINDS = sorted({(ln.rev, ln.hcpcs[0]) for p in _INST for ln in p.first + p.rest})
-_KIND_INDEX = {k: i for i, k in enumerate(_LINE_KINDS)}
-_LK_REV = np.array([k[0] for k in _LINE_KINDS])
-_LK_HCPCS = np.array([k[1] for k in _LINE_KINDS])
-
-
-def _line_pool(lines: Sequence[V.Line]) -> list[int]:
-    return [_KIND_INDEX[(ln.rev, ln.hcpcs[0])] for ln in lines]
-
-
-_I_FIRST = Pools([_line_pool(p.first) for p in _INST])
-_I_REST = Pools([_line_pool(p.rest or p.first) for p in _INST])
-_I_LO = np.array([p.lines[0] for p in _INST])
-_I_HI = np.array([p.lines[1] for p in _INST])
-_I_DX = Pools([p.dx or [-1] for p in _INST])
-_DRG_RW = np.array([d[1] for d in V.DRGS])  # relative (payment) weight
-_DRG_LOS = np.array([d[2] for d in V.DRGS])
-_DRG_SURG = np.array([d[5] for d in V.DRGS])
-_DRG_DX = Pools([d[3] for d in V.DRGS])
-_DRG_PX = Pools([d[4] for d in V.DRGS])
-_PCS_TXT = vocab(V.PCS)
-_REV_DAYS = np.isin(np.arange(len(V.REV)), V.DAY_REV)
-_SNF_HIPPS, _HHA_HIPPS = vocab(V.SNF_HIPPS), vocab(V.HHA_HIPPS)
-
-# claim kinds: inpatient, outpatient, SNF, home health, hospice
-_TYPE_LABELS = ("10", "20", "40", "50", "60")
-_T_CODE = np.array([4, 2, 1, 0, 3])
-_T_FAC = np.array([0, 0, 1, 2, 3])  # facility kind: hospital, SNF, HHA, hospice
-_FAC_KINDS = ("hospital", "snf", "hha", "hospice")
-_BILL_FAC, _BILL_CLS = ("1", "2", "3", "8"), ("1", "2", "3")
-_T_BILL_FAC = np.array([0, 0, 1, 2, 3])  # bill types 11x, 13x, 21x, 32x, 81x
-_T_BILL_CLS = np.array([0, 2, 0, 1, 0])
-_T_LAG = np.array([20.0, 14.0, 20.0, 20.0, 15.0])  # mean days from thru date to first load
-_BILL_FREQ = ("1", "2", "3", "4", "7", "8", "9")
-
-
-def _monthly(bene: np.ndarray, s: np.ndarray, e: np.ndarray):
-    """Split stays into calendar-month claims (SNF and hospice bill monthly):
-    bene, from, thru, segment (0 only, 1 first, 2 middle, 3 last), stay start."""
-    ms = month_of(s)
-    months = month_of(e) - ms + 1
-    _, g, j = ragged(months)
-    frm = np.maximum(s[g], month_start(ms[g] + j))
-    thru = np.minimum(e[g], month_start(ms[g] + j + 1) - 1)
-    seg = np.where(months[g] == 1, 0, np.where(j == 0, 1, np.where(j == months[g] - 1, 3, 2)))
-    return bene[g], frm, thru, seg, s[g]
-
-
-def _pick_txt(txts: Sequence[Txt], which: np.ndarray, idx: np.ndarray) -> Txt:
-    """Row i from txts[which[i]] at idx[i] (equal widths)."""
-    w = txts[0].mat.shape[1]
-    mat = np.zeros((len(which), w), np.uint8)
-    for k, t in enumerate(txts):  # per facility kind
-        sel = which == k
-        mat[sel] = t.mat[idx[sel]]
-    return Txt(mat, np.full(len(which), w, np.int64))
-
-
-def _inst_stays(rng: np.random.Generator, pop: _Pop, rows: np.ndarray) -> dict[str, np.ndarray]:
-    """Base institutional claims of all five kinds, sorted by (beneficiary, from)."""
-    ffs = pop.ffs
-    out = []
-
-    def add(typ, bene, frm, thru, prof, seg=None, stay=None, drg=None):
-        m = len(bene)
-        out.append(dict(
-            typ=np.full(m, typ), bene=bene, frm=frm, thru=thru, prof=prof,
-            seg=np.zeros(m, np.int64) if seg is None else seg,
-            stay=frm if stay is None else stay,
-            drg=np.full(m, -1) if drg is None else drg,
-        ))
-
-    bene, day = _events(rng, pop, rows, RATES["inpatient"] / FFS_SHARE, ffs)
-    drg = choose(rng, V.DRG_W, len(bene))
-    los = np.maximum(1, np.rint(rng.gamma(2.0, _DRG_LOS[drg] / 2))).astype(np.int64)
-    add(0, bene, day, np.minimum(day + los, pop.end[bene]), _DRG_SURG[drg].astype(np.int64), drg=drg)
-
-    bene, day = _events(rng, pop, rows, RATES["outpatient"] / FFS_SHARE, ffs)
-    add(1, bene, day, day, _OP0 + choose(rng, [p.weight for p in V.OUTPATIENT], len(bene)))
-
-    bene, day = _events(rng, pop, rows, FFS_RATES["snf_stays"], ffs)
-    los = np.clip(np.rint(rng.gamma(1.5, 18.0, len(bene))), 1, 100).astype(np.int64)
-    b, frm, thru, seg, stay = _monthly(bene, day, np.minimum(day + los - 1, pop.end[bene]))
-    add(2, b, frm, thru, np.full(len(b), _SNF_P), seg, stay)
-
-    # Home health: admissions of one to three 30-day periods (two on average).
-    bene, day = _events(rng, pop, rows, FFS_RATES["hha"] / 2, ffs)
-    _, g, j = ragged(rng.integers(1, 4, len(bene)))
-    frm = day[g] + 30 * j
-    ok = frm <= pop.end[bene[g]]
-    g, j, frm = g[ok], j[ok], frm[ok]
-    add(3, bene[g], frm, np.minimum(frm + 29, pop.end[bene[g]]), np.full(len(g), _HHA_P), stay=day[g])
-
-    h0, h1 = pop.hospice[0][rows], pop.hospice[1][rows]
-    has = h0 != NO_DATE
-    b, frm, thru, seg, stay = _monthly(rows[has], h0[has], h1[has])
-    add(4, b, frm, thru, np.full(len(b), _HOSPICE_P), seg, stay)
-
-    cols = {k: np.concatenate([o[k] for o in out]) for k in out[0]}
-    order = np.lexsort((cols["typ"], cols["frm"], cols["bene"]))
-    return {k: v[order] for k, v in cols.items()}
-
-
-def _parta(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
-    rng = rng_for(pop.seed, "parta", chunk)
-    c = _inst_stays(rng, pop, rows)
-    load0 = _first_load(rng, c["thru"], pop.as_of, _T_LAG[c["typ"]])
-    keep = load0 <= pop.as_of
-    c = {k: v[keep] for k, v in c.items()}
-    load0 = load0[keep]
-    typ, bene, frm, thru, prof, seg, stay, drg = (
-        c[k] for k in ("typ", "bene", "frm", "thru", "prof", "seg", "stay", "drg")
-    )
-    m = len(typ)
-    ip, op, snf, hha, hos = (typ == t for t in range(5))
-    days = np.where(ip, np.maximum(thru - frm, 1), np.where(op, 1, thru - frm + 1))
-    u_stay = hashed_uniform(bene, stay, typ)
-    loc = pop.loc[bene]
-
-    # providers
-    fkind = _T_FAC[typ]
-    fidx = np.zeros(m, np.int64)
-    for k, kind in enumerate(_FAC_KINDS):  # per facility kind
-        sel = fkind == k
-        fidx[sel] = prov.local(kind, loc[sel], u_stay[sel])
-    # The natural key of Part A versions is (beneficiary, facility, from, thru):
-    # two distinct claims must not share it (e.g. two visits to one hospital a day).
-    order = np.lexsort((fidx, fkind, thru, frm, bene))
-    same = np.zeros(m, bool)
-    if m > 1:
-        a, z = order[1:], order[:-1]
-        same[a] = (bene[a] == bene[z]) & (frm[a] == frm[z]) & (thru[a] == thru[z]) & (fkind[a] == fkind[z]) & (fidx[a] == fidx[z])
-    if same.any():
-        keep = ~same
-        c = {k: v[keep] for k, v in c.items()}
-        load0, fkind, fidx, u_stay, loc = load0[keep], fkind[keep], fidx[keep], u_stay[keep], loc[keep]
-        typ, bene, frm, thru, prof, seg, stay, drg = (
-            c[k] for k in ("typ", "bene", "frm", "thru", "prof", "seg", "stay", "drg")
-        )
-        m = len(typ)
-        ip, op, snf, hha, hos = (typ == t for t in range(5))
-        days = np.where(ip, np.maximum(thru - frm, 1), np.where(op, 1, thru - frm + 1))
-    fac_npi = _pick_txt([prov.facility[k] for k in _FAC_KINDS], fkind, fidx)
-    ccn = _pick_txt([prov.ccn[k] for k in _FAC_KINDS], fkind, fidx)
-    er = prof == _OP0  # outpatient emergency profile
-    att_spec = np.where(ip, V.SPECIALTY.index("11"), V.SPECIALTY.index("93"))
-    attending = np.where(ip | er, prov.by_specialty(rng, att_spec), pop.pcp[bene])
-    surgical = (prof == 1) | (prof == _OP0 + 7)
-    operating = np.where(surgical, prov.by_specialty(rng, np.full(m, V.SPECIALTY.index("20"))), -1)
-    other = np.where(rng.random(m) < 0.15, prov.by_specialty(rng, np.full(m, V.SPECIALTY.index("11"))), -1)
-
-    # diagnoses and procedures
-    pdx = np.where(ip, _DRG_DX.draw(rng, np.maximum(drg, 0)), _I_DX.draw(hashed_uniform(bene, stay, 7), prof))
-    pdx = np.where(ip | (rng.random(m) < 0.6), pdx, -1)
-    ndx = np.where(ip, rng.integers(4, 13, m), np.where(op, rng.integers(1, 5, m), rng.integers(2, 7, m)))
-    dxm = _dx_matrix(rng, pop, bene, pdx, ndx)
-    admit = np.where(ip, np.array(V.ADMIT_DX)[(rng.random(m) * len(V.ADMIT_DX)).astype(np.int64)], -1)
-    all_dx = np.concatenate([dxm[:, :1], admit[:, None], dxm[:, 1:]], axis=1)
-    dx_kind = np.array([0, 1] + [2] * (dxm.shape[1] - 1))  # P principal, A admitting, D other
-    valid = all_dx >= 0
-    dx_off, dx_g, dx_j = ragged(valid.sum(axis=1))
-    dx_code = all_dx[valid]
-    dx_type = np.broadcast_to(dx_kind, all_dx.shape)[valid]
-    npx = np.where(ip, np.where(_DRG_SURG[np.maximum(drg, 0)], rng.integers(1, 3, m), (rng.random(m) < 0.4) * 1), 0)
-    px_off, px_g, px_j = ragged(npx)
-    px_code = _DRG_PX.draw(rng, drg[px_g])
-    px_day = frm[px_g] + np.minimum(rng.integers(0, 3, len(px_g)), days[px_g] - 1)
-
-    # revenue center lines
-    nl = _I_LO[prof] + (rng.random(m) * (_I_HI[prof] - _I_LO[prof] + 1)).astype(np.int64)
-    loff, lg, ln = ragged(nl)
-    nlines = len(lg)
-    kind = np.where(ln == 0, _I_FIRST.draw(rng, prof[lg]), _I_REST.draw(rng, prof[lg]))
-    rev, hcpcs = _LK_REV[kind], _LK_HCPCS[kind]
-    has_hc = hcpcs >= 0
-    hc0 = np.maximum(hcpcs, 0)
-    units = np.where(
-        _REV_DAYS[rev], days[lg],
-        np.where(has_hc, np.maximum(1, np.rint(_HC_UNITS[hc0] * rng.uniform(0.6, 1.4, nlines))), rng.integers(1, 6, nlines)),
-    ).astype(np.int64)
-    line_pay = np.where(
-        op[lg] & has_hc, np.rint(_HC_FEE[hc0] * np.where(_HC_UNITS[hc0] > 1, units, 1) * rng.lognormal(0, 0.1, nlines)),
-        np.where(rev == V.REV.index("0651"), units * 21_800, 0),
-    ).astype(np.int64)
-    rev_day = np.where(op[lg], frm[lg], frm[lg] + (rng.random(nlines) * days[lg]).astype(np.int64))
-    hipps = np.where(rev == V.REV.index("0022"), 1, np.where(rev == V.REV.index("0023"), 2, 0))
-    hipps_i = (hashed_uniform(bene[lg], stay[lg]) * 8).astype(np.int64)
-    apc_txt = take(_APC, hc0)
-    apc = Txt(
-        np.where((hipps == 1)[:, None], _pad_to(take(_SNF_HIPPS, hipps_i), 5).mat,
-                 np.where((hipps == 2)[:, None], _pad_to(take(_HHA_HIPPS, hipps_i), 5).mat, _pad_to(apc_txt, 5).mat)),
-        np.where(hipps > 0, 5, np.where(op[lg] & has_hc, apc_txt.lens, 0)),
-    )
-    em = np.isin(hc0, V.hc("99284", "99285", "G0463")) & has_hc
-    mod1 = np.where(em & (rng.random(nlines) < 0.25), V.md("25"), -1)
-
-    # header amounts (cents), by claim kind
-    yr_ded = _by_year(_IP_DEDUCTIBLE, frm)
-    gross_ip = np.rint(_DRG_RW[np.maximum(drg, 0)] * 690_000 * rng.lognormal(0, 0.08, m)).astype(np.int64)
-    ded_ip = np.where(ip & (rng.random(m) < 0.85), yr_ded, 0)
-    teaching, dsh_hosp = fidx % 3 == 0, fidx % 2 == 0
-    ime = np.where(ip & teaching, gross_ip * 8 // 100, 0)
-    dsh = np.where(ip & dsh_hosp, gross_ip * 5 // 100, 0)
-    outlier = np.where(ip & (rng.random(m) < 0.03), gross_ip // 2, 0)
-    line_sum = np.add.reduceat(line_pay, loff[:-1]) if m else line_pay[:0]
-    coins_days = np.maximum(0, np.minimum(frm - stay + days, 100) - np.maximum(frm - stay, 20))
-    gross_snf = np.rint(days * 62_000 * rng.lognormal(0, 0.1, m)).astype(np.int64)
-    snf_coins = np.where(snf, coins_days * _by_year(_SNF_COINS, frm), 0)
-    gross_hha = np.rint(200_000 * rng.lognormal(0, 0.25, m)).astype(np.int64)
-    pay = np.select(
-        [ip, op, snf, hha],
-        [np.maximum(gross_ip - ded_ip, 0) + ime + dsh + outlier, line_sum, np.maximum(gross_snf - snf_coins, 0), gross_hha],
-        line_sum,
-    )
-    op_allowed = np.rint(line_sum / 0.8).astype(np.int64)
-    coins = np.where(op, op_allowed - line_sum, snf_coins)
-    b_ded = np.where(op & (rng.random(m) < 0.08), np.minimum(_by_year(_B_DEDUCTIBLE, frm), op_allowed // 3), 0)
-    charges = np.rint(
-        np.select([ip, op, snf, hha], [gross_ip * rng.uniform(3.5, 6, m), op_allowed * rng.uniform(2.5, 4.5, m),
-                                       gross_snf * rng.uniform(1.3, 2, m), gross_hha * rng.uniform(1.2, 1.8, m)],
-                  pay * rng.uniform(1.1, 1.5, m))
-    ).astype(np.int64)
-    npmt = rng.random(m) < 0.01
-    pay = np.where(npmt, 0, pay)
-
-    # codes
-    died = (pop.death[bene] >= frm) & (pop.death[bene] <= thru)
-    last_seg = (seg == 0) | (seg == 3)
-    st = V.STATUS.index
-    status = np.select(
-        [ip & died, ip, op, (snf | hos | hha) & ~last_seg, (snf | hha) & died, snf | hha, hos & died],
-        [st("20"), choose(rng, V.IP_STATUS_W, m), st("01"), st("30"), st("20"),
-         np.where(rng.random(m) < 0.7, st("01"), st("06")), np.where(rng.random(m) < 0.6, st("40"), st("41"))],
-        st("01"),
-    )
-    freq = np.where(hha, 6, np.where(seg > 0, seg, 0))  # 1, 2 first, 3 middle, 4 last, 9 home health
-    elective = np.where(_DRG_SURG[np.maximum(drg, 0)], 0.7, 0.1)
-    admsn_type = np.where(rng.random(m) < elective, 2, np.where(rng.random(m) < 0.8, 0, 1))
-    admsn_src = np.where(snf, 2, choose(rng, (75, 8, 8, 2, 2, 2, 1, 2), m))
-    first_seg = seg <= 1
-
-    v = _versions(rng, load0, pop.as_of)
-    b = v.base
-    vb = bene[b]
-    nv = len(b)
-    icn = _icn(frm[b], chunk * 10**7 + np.arange(nv))
-    orig = np.arange(nv) - v.num
-    f = v.factor
-
-    def amt(cents: np.ndarray, where: np.ndarray | None = None) -> Num:
-        a = _scaled(cents[b], f)
-        return money(a if where is None else np.where(where[b], a, NO_NUM))
-
-    head = _claim_cols(pop, "parta", chunk, vb, frm[b], v, _has_sud(all_dx)[b])
-    ipb, opb, adm = ip[b], op[b], (ip | (snf & first_seg))[b]
-    head.update(
-        prvdr_oscar_num=to_str(take(ccn, b)),
-        clm_type_cd=cat(_TYPE_LABELS, _T_CODE[typ[b]]),
-        clm_from_dt=date(frm[b]),
-        clm_thru_dt=date(thru[b]),
-        clm_bill_fac_type_cd=cat(_BILL_FAC, _T_BILL_FAC[typ[b]]),
-        clm_bill_clsfctn_cd=cat(_BILL_CLS, _T_BILL_CLS[typ[b]]),
-        clm_bill_freq_cd=cat(_BILL_FREQ, np.where(v.kind == 1, 5, np.where(v.kind == 2, 4, freq[b]))),
-        prncpl_dgns_cd=to_str(_dx_txt(dxm[b, 0])),
-        admtg_dgns_cd=to_str(_dx_txt(admit[b])),
-        clm_mdcr_npmt_rsn_cd=cat(V.NPMT_RSN, (rng.random(nv) * 4).astype(np.int64), ~npmt[b]),
-        clm_pmt_amt=amt(pay),
-        clm_nch_prmry_pyr_cd=cat(V.PRMRY_PYR, choose(rng, (4, 2, 1, 1, 1, 1, 1), nv), rng.random(nv) > 0.03),
-        prvdr_fac_fips_st_cd=cat(_STATE_FIPS, _LOC_STATE[loc[b]]),
-        bene_ptnt_stus_cd=cat(V.STATUS, status[b]),
-        dgns_drg_cd=cat(V.DRG_CODES, np.maximum(drg[b], 0), ~ipb),
-        clm_op_srvc_type_cd=cat(("1", "3"), np.where(er[b], 0, 1), ~opb),
-        fac_prvdr_npi_num=to_str(take(fac_npi, b)),
-        clm_blg_prvdr_npi_num=to_str(take(fac_npi, b)),
-        clm_blg_prvdr_oscar_num=to_str(take(ccn, b)),
-        clm_admsn_type_cd=cat(V.ADMSN_TYPE, admsn_type[b], ~adm),
-        clm_admsn_src_cd=cat(V.ADMSN_SRC, admsn_src[b], ~adm),
-        clm_query_cd=cat(("0", "3", "5"), np.where(v.kind == 1, 0, np.where(v.kind == 2, 2, 1))),
-        dgns_prcdr_icd_ind=cat(("0", "9"), np.zeros(nv, np.int64)),
-        clm_mdcr_instnl_tot_chrg_amt=amt(charges),
-        clm_mdcr_ip_pps_cptl_ime_amt=amt(ime * 6 // 80, ip),
-        clm_oprtnl_ime_amt=amt(ime, ip),
-        clm_mdcr_ip_pps_dsprprtnt_amt=amt(dsh, ip),
-        clm_hipps_uncompd_care_amt=amt(dsh // 2, ip),
-        clm_oprtnl_dsprprtnt_amt=amt(dsh, ip),
-        clm_cntl_num=to_str(icn),
-        clm_org_cntl_num=to_str(blank(take(icn, orig), v.num == 0)),
-        clm_cntrctr_num=to_str(take(_MAC_A, loc[b] % len(V.MAC_A))),
-        clm_actv_care_from_dt=date(stay[b], ~adm),
-        clm_instnl_per_diem_amt=amt(pay // days, ip),
-        clm_mdcr_ip_bene_ddctbl_amt=amt(ded_ip, ip),
-        clm_mdcr_coinsrnc_amt=amt(coins, op | snf),
-        clm_blood_lblty_amt=amt(np.zeros(m, np.int64), ip),
-        clm_ncvrd_chrg_amt=amt(np.where(rng.random(m) < 0.1, charges // 20, 0)),
-        clm_mdcr_ddctbl_amt=amt(b_ded, op),
-        clm_oprtnl_outlr_amt=amt(outlier, ip),
-        clm_sqstrtn_rdctn_amt=amt(pay * 2 // 100),
-        clm_1_rev_cntr_ansi_grp_cd=cat(V.ANSI_GRP, np.where((coins > 0) | (ded_ip > 0) | (b_ded > 0), 1, 0)[b]),
-        clm_1_rev_cntr_ansi_rsn_cd=cat(V.ANSI_RSN, np.where((ded_ip > 0) | (b_ded > 0), 0, np.where(coins > 0, 1, 2))[b]),
-    )
-    for col, who in (("atndg", attending), ("oprtg", operating), ("othr", other)):
-        t = to_str(blank(take(prov.individual, np.maximum(who[b], 0)), who[b] < 0))
-        head[f"{col}_prvdr_npi_num"] = t
-        head[f"clm_{col}_prvdr_npi_num"] = t
-
-    L = _child_rows(loff, v)
-    ls = L.src
-    lrow = lg[ls]
-    rev_cols = {
-        "clm_line_num": integer(ln[ls] + 1),
-        "clm_line_from_dt": date(frm[lrow]),
-        "clm_line_thru_dt": date(np.where(op[lrow], frm[lrow], thru[lrow])),
-        "clm_line_prod_rev_ctr_cd": cat(tuple(V.REV), rev[ls]),
-        "clm_line_instnl_rev_ctr_dt": date(rev_day[ls]),
-        "clm_line_hcpcs_cd": to_str(_hcpcs_txt(hcpcs[ls])),
-        "clm_line_srvc_unit_qty": qty(units[ls]),
-        "clm_line_cvrd_pd_amt": money(_scaled(line_pay[ls], L.factor)),
-        "hcpcs_1_mdfr_cd": _modifier(mod1[ls]),
-        "clm_rev_apc_hipps_cd": to_str(take(apc, ls)),
-        "clm_fac_prvdr_oscar_num": to_str(take(ccn, lrow)),
-    }
-    D = _child_rows(dx_off, v)
-    poa = np.where(ip[dx_g] & (dx_type != 1), choose(rng, (90, 5, 3, 2, 0), len(dx_g)), -1)
-    dx_cols = {
-        "clm_prod_type_cd": cat(("P", "A", "D"), dx_type[D.src]),
-        "clm_val_sqnc_num": integer(dx_j[D.src] + 1),
-        "clm_dgns_cd": to_str(_dx_txt(dx_code[D.src])),
-        "clm_poa_ind": to_str(blank(take(vocab(V.POA), np.maximum(poa[D.src], 0)), poa[D.src] < 0)),
-        "dgns_prcdr_icd_ind": cat(("0", "9"), np.zeros(len(D.src), np.int64)),
-    }
-    X = _child_rows(px_off, v)
-    px_cols = {
-        "clm_val_sqnc_num": integer(px_j[X.src] + 1),
-        "clm_prcdr_cd": to_str(take(_PCS_TXT, px_code[X.src])),
-        "clm_prcdr_prfrm_dt": date(px_day[X.src]),
-        "dgns_prcdr_icd_ind": cat(("0", "9"), np.zeros(len(X.src), np.int64)),
-    }
-    children = {"parta_rev": (rev_cols, L.offsets), "parta_px": (px_cols, X.offsets), "parta_dx": (dx_cols, D.offsets)}
-    return head, children, vb
-
-
-def _pad_to(t: Txt, width: int) -> Txt:
-    mat = np.zeros((len(t), width), np.uint8)
-    w = min(width, t.mat.shape[1])
-    mat[:, :w] = t.mat[:, :w]
-    return Txt(mat, np.minimum(t.lens, width))
-
-
-# ---- Part D events (CCLF7) -----------------------------------------------------------------
-
-_DRUG_TXT = vocab([d[0] for d in V.DRUGS])
-_DRUG_COST = np.array([d[2] for d in V.DRUGS])
-_DRUG_PER_DAY = np.array([d[3] for d in V.DRUGS])
-_DRUG_BRAND = np.array([d[4] for d in V.DRUGS])
-_DRUG_SUD = np.array([d[5] for d in V.DRUGS])
-_DRUG_W = np.array([d[6] for d in V.DRUGS])
-_SLOTS = 8
-
-
-def _regimens(pop: _Pop, rows: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per beneficiary: up to 8 distinct maintenance drugs (Gumbel top-k over
-    use weights), how many are taken, and which are filled for 90 days."""
-    rr = rng_for(pop.seed, "pde_regimen", chunk)
-    nr = len(rows)
-    keys = np.log(np.where(_DRUG_W > 0, _DRUG_W, 1e-300))[None, :] + rr.gumbel(size=(nr, len(_DRUG_W)))
-    regimen = np.argsort(-keys, axis=1)[:, :_SLOTS]
-    sud_drug = np.array(V.DRUG_SUD)[(rr.random(nr) * len(V.DRUG_SUD)).astype(np.int64)]
-    regimen[:, 0] = np.where(pop.sud[rows] & (rr.random(nr) < 0.5), sud_drug, regimen[:, 0])
-    return regimen, 1 + rr.binomial(_SLOTS - 1, 0.35, nr), rr.random((nr, _SLOTS)) < 0.3
-
-
-def _pde(pop: _Pop, prov: _Providers, rows: np.ndarray, chunk: int):
-    rng = rng_for(pop.seed, "pde", chunk)
-    bene, day = _events(rng, pop, rows, RATES["pde"] / PARTD_SHARE, pop.ptd >= 0)
-    m = len(bene)
-    regimen, nslots, ninety = _regimens(pop, rows, chunk)
-    local = bene - rows[0]
-    acute = rng.random(m) < 0.1
-    slot = np.where(acute, _SLOTS, (rng.random(m) * nslots[local]).astype(np.int64))
-    maint = np.minimum(slot, _SLOTS - 1)
-    drug = np.where(acute, np.array(V.DRUG_ACUTE)[(rng.random(m) * len(V.DRUG_ACUTE)).astype(np.int64)],
-                    regimen[local, maint])
-    supply = np.where(acute, np.array([5, 7, 10, 14])[rng.integers(0, 4, m)],
-                      np.where(ninety[local, maint], 90, 30))
-    load0 = _first_load(rng, day, pop.as_of, 10.0)
-    keep = load0 <= pop.as_of
-    bene, day, local, acute, slot, drug, supply, load0 = (
-        a[keep] for a in (bene, day, local, acute, slot, drug, supply, load0)
-    )
-    m = len(bene)
-    units = np.rint(supply * _DRUG_PER_DAY[drug] * 100) / 100
-    cost = np.rint(_DRUG_COST[drug] * supply / 30 * rng.lognormal(0, 0.05, m)).astype(np.int64)
-    copay = np.where(_DRUG_BRAND[drug], cost // 4, np.minimum(cost, rng.integers(0, 11, m) * 100))
-    dispensing = np.where(rng.random(m) < 0.02, (rng.random(m) * 2).astype(np.int64), -1)  # part of the natural key
-
-    # Refills of one prescription share its number and count up in date order.
-    key = np.where(acute, -1 - np.arange(m), local * (_SLOTS + 1) + slot)
-    order = np.lexsort((np.arange(m), key))
-    ks = key[order]
-    starts = np.r_[True, ks[1:] != ks[:-1]]
-    run_start = np.maximum.accumulate(np.where(starts, np.arange(m), 0))
-    fill = np.empty(m, np.int64)
-    fill[order] = np.arange(m) - run_start
-    rx = np.where(acute, 2 * 10**11 + chunk * 10**7 + np.arange(m), 10**11 + bene * (_SLOTS + 1) + slot)
-
-    loc = pop.loc[bene]
-    mail = ~acute & (supply == 90) & (rng.random(m) < 0.5)
-    pharmacy = np.where(mail, (rng.random(m) * _NATIONAL["mail"]).astype(np.int64),
-                        prov.local("pharmacy", loc, hashed_uniform(bene, 11)))
-    ph_npi = _pick_txt([prov.facility["pharmacy"], prov.facility["mail"]], mail.astype(np.int64), pharmacy)
-    ph_type = np.where(mail, 2, np.where(rng.random(m) < 0.03, 1, 0))
-    spec = np.array(V.sp("01", "08", "11", "06", "93", "26"))[choose(rng, (2, 2, 2, 2, 1, 1), m)]
-    prescriber = np.where(~acute & (rng.random(m) < 0.7), pop.pcp[bene], prov.by_specialty(rng, spec))
-    contracts = vocab(pop.contracts())
-
-    v = _versions(rng, load0, pop.as_of)
-    b = v.base
-    vb = bene[b]
-    nv = len(b)
-    head = _claim_cols(pop, "pde", chunk, vb, day[b], v, _DRUG_SUD[drug[b]])
-    head.update(
-        clm_line_ndc_cd=to_str(take(_DRUG_TXT, drug[b])),
-        clm_type_cd=cat(("01",), np.zeros(nv, np.int64)),
-        clm_line_from_dt=date(day[b]),
-        prvdr_srvc_id_qlfyr_cd=cat(("01",), np.zeros(nv, np.int64)),
-        clm_srvc_prvdr_gnrc_id_num=to_str(take(ph_npi, b)),
-        clm_dspnsng_stus_cd=cat(V.DISPENSING, np.maximum(dispensing[b], 0), dispensing[b] < 0),
-        clm_daw_prod_slctn_cd=cat(V.DAW, choose(rng, V.DAW_W, nv)),
-        clm_line_srvc_unit_qty=qty(units[b]),
-        clm_line_days_suply_qty=qty(supply[b]),
-        prvdr_prsbng_id_qlfyr_cd=cat(("01",), np.zeros(nv, np.int64)),
-        clm_prsbng_prvdr_gnrc_id_num=to_str(take(prov.individual, prescriber[b])),
-        clm_line_bene_pmt_amt=money(_scaled(copay[b], v.factor)),
-        clm_line_rx_srvc_rfrnc_num=to_str(digits(rx[b], 12)),
-        clm_line_rx_fill_num=to_str(number(fill[b], 3)),
-        clm_phrmcy_srvc_type_cd=cat(V.PHARMACY_TYPE, ph_type[b]),
-        ptd_cntrct_id=to_str(take(contracts, pop.contract_at(vb, day[b]))),
-    )
-    return head, {}, vb
 
 
 # ---- organizations ---------------------------------------------------------------------------
@@ -1428,15 +274,17 @@ def _chunk(pop: _Pop, prov: _Providers, chunk: int) -> dict[str, tuple[Table, np
         for child, (cols, off) in children.items():  # per child table
             links[child] = off
             out[child] = (schema.complete(child, cols, int(off[-1]), check=False), None)
-        out[table] = (schema.complete(table, head, len(vb), links, check=False), np.bincount(vb - lo, minlength=hi - lo))
+        header = schema.complete(table, head, len(vb), links, check=False)
+        out[table] = (header, np.bincount(vb - lo, minlength=hi - lo))
     return out
 
 
 def _concat_columns(cols: Sequence[Column]) -> Column:
     first = cols[0]
     if isinstance(first, Str):
-        shifts = np.cumsum([0] + [len(c.data) for c in cols[:-1]])
-        offsets = np.concatenate([cols[0].offsets[:1]] + [c.offsets[1:] - c.offsets[0] + s for c, s in zip(cols, shifts)])
+        shifts = np.cumsum([0] + [int(c.offsets[-1] - c.offsets[0]) for c in cols[:-1]])
+        tails = [c.offsets[1:] - c.offsets[0] + s for c, s in zip(cols, shifts)]
+        offsets = np.concatenate([cols[0].offsets[:1]] + tails)
         return Str(offsets - offsets[0], np.concatenate([c.data[c.offsets[0] : c.offsets[-1]] for c in cols]))
     if isinstance(first, Cat):
         return Cat(np.concatenate([c.codes for c in cols]), first.labels)
@@ -1447,6 +295,8 @@ def _concat_columns(cols: Sequence[Column]) -> Column:
 
 def _concat_tables(name: str, parts: Sequence[Table]) -> Table:
     """Tables of consecutive chunks as one; links are shifted to stay absolute."""
+    if len(parts) == 1:
+        return parts[0]
     links = {}
     for child in schema.LINKS.get(name, ()):
         base = 0
@@ -1503,16 +353,26 @@ def _setup(n: int | None, seed: int, preset: str, as_of: dt.date) -> tuple[_Pop,
     return _population(n, seed, p, as_of), _Providers(seed)
 
 
-def chunks(pop_prov: tuple[_Pop, _Providers], progress: bool = False) -> Iterator[tuple[range, dict[str, Table], dict[str, np.ndarray]]]:
-    """Claim tables chunk by chunk: (beneficiary rows, tables with chunk-local
-    links, claim rows per beneficiary for each claim table)."""
-    pop, prov = pop_prov
+def _chunks(
+    pop: _Pop, prov: _Providers, progress: bool
+) -> Iterator[tuple[range, dict[str, Table], dict[str, np.ndarray]]]:
     bar = _Progress(progress, pop.n)
     for c in range(-(-pop.n // CHUNK)):
         res = _chunk(pop, prov, c)
         rows = range(c * CHUNK, min(pop.n, (c + 1) * CHUNK))
         bar.step(rows.stop, sum(res[t][0].n for t in schema.CLAIM_TABLES))
         yield rows, {k: v[0] for k, v in res.items()}, {t: res[t][1] for t in schema.CLAIM_TABLES}
+
+
+def chunks(
+    n: int | None = None, seed: int = 0, *, preset: str = "default", as_of: dt.date = AS_OF, progress: bool = False
+) -> Iterator[tuple[range, dict[str, Table]]]:
+    """The claim tables of `generate`'s dataset, `CHUNK` beneficiaries at a
+    time: (beneficiary rows, claim and child tables linked among themselves;
+    `bene_mbi_id` names each claim's beneficiary)."""
+    pop, prov = _setup(n, seed, preset, as_of)
+    for rows, tables, _ in _chunks(pop, prov, progress):
+        yield rows, tables
 
 
 def generate(
@@ -1528,7 +388,7 @@ def generate(
     pop, prov = _setup(n, seed, preset, as_of)
     parts: dict[str, list[Table]] = {}
     counts: dict[str, list[np.ndarray]] = {t: [] for t in schema.CLAIM_TABLES}
-    for _, tables, cnt in chunks((pop, prov), progress):
+    for _, tables, cnt in _chunks(pop, prov, progress):
         for name, t in tables.items():
             parts.setdefault(name, []).append(t)
         for name, c in cnt.items():
@@ -1544,7 +404,21 @@ def generate(
     for t in tables.values():
         t.validate()
         t.check_links(tables)
-    return SynthData({name: tables[name] for name in schema.TABLES}, orgs)
+    return SynthData({name: tables[name] for name in schema.TABLES}, orgs, _exposure(pop))
+
+
+def _exposure(pop: _Pop) -> dict[str, float]:
+    years = pop.years
+    return {"all": float(years.sum()), "ffs": float(years[pop.ffs].sum()), "partd": float(years[pop.ptd >= 0].sum())}
+
+
+def organizations(
+    n: int | None = None, seed: int = 0, *, preset: str = "default", as_of: dt.date = AS_OF
+) -> tuple[dict[str, Table], list[SynthOrg]]:
+    """Only the organizations and their tables (roster, optout, enroll) of the
+    dataset `generate` would build with the same arguments: cheap, no claims."""
+    pop, _ = _setup(n, seed, preset, as_of)
+    return _org_tables(pop)
 
 
 def write_orgs(path, orgs: Sequence[SynthOrg]) -> None:
@@ -1676,7 +550,7 @@ def write(
         people = _merge.merge(empty, {"bene": bene_raw, "bene_mbi": mbi_table, **org_tables}, now_ms, 1)
         counts: dict[str, list[np.ndarray]] = {t: [] for t in schema.CLAIM_TABLES}
         source_rows = {name: t.n for name, t in people.tables.items() if name not in schema.LINKS.get("bene", ())}
-        for rows, tables, _ in chunks((pop, prov), progress):
+        for rows, tables, _ in _chunks(pop, prov, progress):
             lo, hi = rows.start, rows.stop
             delta = dict(tables)
             delta["bene"] = _slice_rows(bene_raw, lo, hi)

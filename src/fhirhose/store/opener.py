@@ -1,0 +1,45 @@
+"""Store snapshots shared within a process, and a picklable opener for worker pools.
+
+A worker process opens a store generation once, by path, and keeps it (with its
+lease, so the generation cannot be collected under it) for the process' life:
+every chunk it runs afterwards reuses the same memory maps. The server's chunk
+worker and `fhirhose export --workers N` both go through `shared_snapshot`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+from ..columns import Table
+from .store import Snapshot, Store
+
+__all__ = ["shared_snapshot", "SnapshotOpener"]
+
+_OPEN: dict[tuple[str, int | None], Snapshot] = {}
+
+
+def shared_snapshot(path: str | os.PathLike, generation: int | None = None) -> Snapshot:
+    """This process' snapshot of `generation` of the store at `path` (None: the generation
+    current when it is first opened here), opened on first use and kept."""
+    key = (str(path), generation)
+    snap = _OPEN.get(key)
+    if snap is None:
+        snap = _OPEN[key] = Store(path).snapshot(generation)
+    return snap
+
+
+class SnapshotOpener(NamedTuple):
+    """`opener` for `fhirhose.export.exporter.export_store`: plain data, so it pickles to
+    pool processes, which call it to get the tables of one store generation."""
+
+    path: str
+    generation: int
+
+    def __call__(self) -> dict[str, Table]:
+        return shared_snapshot(self.path, self.generation).tables
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """The snapshot's identity, for per-process caches of exporters."""
+        return (self.path, self.generation)
