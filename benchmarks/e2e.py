@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import datetime as dt
 import json
 import math
 import os
@@ -42,11 +43,13 @@ CLK = os.sysconf("SC_CLK_TCK")
 # --- the dataset ------------------------------------------------------------------------------
 
 
-def synthesize(path: Path, benes: int, seed: int) -> int:
+def synthesize(path: Path, benes: int, seed: int, as_of: dt.date) -> int:
     """A store in which ACO A9001 has exactly `benes` beneficiaries; returns the population size.
 
     ACOs attribute living fee-for-service beneficiaries only (about 62 % of a synthetic
-    population), so the population is drawn larger and grown until the roster fits."""
+    population), so the population is drawn larger and grown until the roster fits. The
+    history runs through `as_of` (yesterday: this performance year's rosters, and no load
+    stamped after the kick-off's transaction time)."""
     from fhirhose.errors import InputError
     from fhirhose.store import synth
 
@@ -57,7 +60,7 @@ def synthesize(path: Path, benes: int, seed: int) -> int:
         synth.PRESETS["e2e"] = synth.Preset(population, (aco,), demo.pdp, demo.ma)
         try:
             shutil.rmtree(path, ignore_errors=True)
-            synth.write(path, population, seed, preset="e2e", progress=True)
+            synth.write(path, population, seed, preset="e2e", as_of=as_of, progress=True)
             return population
         except InputError as e:
             if "attributable" not in str(e):
@@ -66,13 +69,14 @@ def synthesize(path: Path, benes: int, seed: int) -> int:
 
 
 def dataset(work: Path, benes: int, seed: int) -> Path:
-    data = work / f"aco-{benes}"
+    as_of = dt.date.today() - dt.timedelta(days=1)
+    data = work / f"aco-{benes}-seed{seed}-{as_of}"
     if not (data / "store" / "orgs.json").exists():
         t = time.perf_counter()
-        population = synthesize(data / "store", benes, seed)
+        population = synthesize(data / "store", benes, seed, as_of)
         print(f"synthesized {population:,} beneficiaries ({benes:,} in {ORG}) in {time.perf_counter() - t:.0f} s",
               file=sys.stderr)
-    for stale in ("jobs", "jobs.sqlite", "credentials.json", "clients.json"):
+    for stale in ("jobs", "jobs.sqlite", "credentials.json", "clients.json", "access.sqlite", "operator.key"):
         p = data / stale
         shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     return data
