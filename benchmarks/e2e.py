@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 ORG = "A9001"
 TICK = 0.2
+BEGIN, END = "<!-- e2e:begin -->", "<!-- e2e:end -->"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -421,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", action="store_true", help="py-spy the server tree and print where time goes")
     p.add_argument("--native", action="store_true", help="with --profile: include native frames (C, Cython)")
     p.add_argument("--no-save", action="store_true", help="print only; leave results/ alone")
+    p.add_argument("--readme", type=Path, help="also rewrite the table between the e2e markers in this file")
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT / "src"))
     args.work.mkdir(parents=True, exist_ok=True)
@@ -435,6 +437,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_save:
         print(f"wrote {RESULTS / 'e2e.json'} and {plot(runs)}", file=sys.stderr)
     print(table(runs))
+    if args.readme:
+        text = args.readme.read_text()
+        head, sep, rest = text.partition(BEGIN)
+        _, sep2, tail = rest.partition(END)
+        if not (sep and sep2):
+            raise SystemExit(f"{args.readme}: no {BEGIN} ... {END} markers")
+        args.readme.write_text(f"{head}{BEGIN}\n{table(runs)}\n{END}{tail}")
     return 0
 
 
