@@ -145,11 +145,22 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvloop
 
-        result = uvloop.run(go())
+        runner = uvloop.run
     except ImportError:
-        result = asyncio.run(go())
+        runner = asyncio.run
+    try:
+        result = runner(go())
+    except (ClientError, KeyboardInterrupt):
+        state = PullState.load(args.out)
+        if state is not None and not state.complete:
+            print(f"fhirhose pull: interrupted; continue with: fhirhose pull --resume --out {args.out} ...",
+                  file=sys.stderr)
+        raise
     if args.json:
+        # The event loop may leave stdout non-blocking: a pipe would then cut the JSON short.
+        os.set_blocking(sys.stdout.fileno(), True)
         sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")
+        sys.stdout.flush()
     else:
         print(_summary(result), file=sys.stderr)
     return 0

@@ -333,7 +333,7 @@ class BulkClient:
                     if not where:
                         raise ClientError(f"kick-off {url}: 202 without a Content-Location header")
                     status_url = urljoin(url, where)
-                    log.info("export accepted: %s", status_url)
+                    log.debug("export accepted: %s", status_url)
                     return status_url, request
                 error = ServerError(f"kick-off {request}", r.status, body, r.content_type)
                 if r.status == 429 and throttled < 3:

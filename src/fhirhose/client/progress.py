@@ -60,7 +60,8 @@ class TqdmProgress(Progress):
         return self._tqdm(file=self.file, disable=self.disable, dynamic_ncols=True, **kw)
 
     def kickoff(self, url: str) -> None:
-        self._kick = self._bar(total=1, desc="kick-off", bar_format="{desc}: {postfix} {elapsed}", postfix=url)
+        # tqdm puts ", " before a postfix, so it goes last: "kick-off 00:01, <url>".
+        self._kick = self._bar(total=1, desc="kick-off", bar_format="{desc} {elapsed}{postfix}", postfix=url)
 
     def accepted(self, status_url: str) -> None:
         if self._kick is None:
@@ -68,7 +69,7 @@ class TqdmProgress(Progress):
         self._kick.set_postfix_str(f"accepted: {status_url}")
         self._kick.update(1)
         self._kick.close()
-        self._status = self._bar(total=100, desc="export", unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} {elapsed}")
+        self._status = self._bar(total=100, desc="export", unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}{postfix}")
         self._total = self._bar(total=0, desc="resources", unit=" res", unit_scale=True)
 
     def polled(self, status: int, progress: str | None) -> None:

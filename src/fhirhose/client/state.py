@@ -54,7 +54,6 @@ class PullState(msgspec.Struct, kw_only=True):
     request: str | None = None  # kick-off URL
     transaction_time: str | None = None
     manifest: dict | None = None  # pages merged (output, error, deleted), once complete
-    pages: list[str] = []  # manifest page URLs fully read (immutable once served)
     files: list[FileState] = []
     complete: bool = False  # every file downloaded and verified
     deleted: bool = False  # DELETE sent
