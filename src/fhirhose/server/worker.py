@@ -22,6 +22,7 @@ import msgspec
 import numpy as np
 
 from ..errors import ExportError
+from ..store.layout import fsync_dir
 from .params import TypeFilter
 
 __all__ = ["ChunkTask", "ChunkFile", "ChunkExporter", "run_chunk", "load_exporter", "STORED_SUFFIX", "fsync_dir",
@@ -110,14 +111,6 @@ def write_ndjson(path: Path, lines: Iterable[bytes], compression: str, level: in
         raw.flush()
         os.fsync(raw.fileno())
     return count, digest.hexdigest(), length
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def run_chunk(task: ChunkTask) -> list[dict]:
