@@ -65,6 +65,16 @@ def claim_id(bene: int, iso: str) -> str:
     return f"{bene}-{iso.replace('-', '')}"
 
 
+def carrier(benes, pred=lambda d: True) -> set[str]:
+    """Ids of the carrier claims of `benes` serviced on dates `pred` accepts (never the SUD claim)."""
+    return {claim_id(b, d) for b in benes for d in CARRIER_DATES if pred(d)} - {SUD_CLAIM}
+
+
+def pde(benes, pred=lambda d: True) -> set[str]:
+    """Ids of the Part D events of `benes` on dates `pred` accepts."""
+    return {claim_id(b, d) for b in benes for d in PDE_DATES if pred(d)}
+
+
 def build_store() -> dict:
     c = schema.column_for
     mbis = [f"{i}EG4TE5MK7{i}" for i in range(N_BENES)]
@@ -198,3 +208,29 @@ def make_db(path, **config) -> AccessDB:
 def add_user(db, org_id: str, role: str, title: str = "", now: float = NOW - 150 * DAY):
     user, key = db.orgs.add_user(Actor.system(), org_id, f"{role} of {org_id}", f"{role}@{org_id}.example", role, title, now=now)
     return Actor.user(user.id), key
+
+
+# -- the world behind a running server ------------------------------------------------------
+
+_EXPORTER = None
+
+
+def world_exporter(task, out_dir):
+    """The server's `ChunkExporter` over this world (run in its worker processes): the real
+    Exporter and the job's scope, as `store_exporter` does over a store. Held while the
+    file `DATA/hold` exists (restart tests)."""
+    import time
+    from pathlib import Path
+
+    from fhirhose.export.exporter import Exporter
+    from fhirhose.server.worker import export_scoped
+
+    global _EXPORTER
+    if _EXPORTER is None:
+        _EXPORTER = Exporter(build_store(), sources())
+    data = Path(task.job_dir).parent.parent
+    with open(data / "exports.log", "a") as log:
+        log.write(f"{task.job_id} {task.seq}\n")
+    while (data / "hold").exists():
+        time.sleep(0.02)
+    return export_scoped(task, out_dir, _EXPORTER)

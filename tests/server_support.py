@@ -1,5 +1,9 @@
 """Test harness for the Bulk Data server: real app on 127.0.0.1, real HTTP, real files.
 
+Clients are real sandbox credentials in the server's access database
+(`DATA/access.sqlite`), registered by `register_clients`; the harness looks their
+ids and secrets up by the names in CLIENTS.
+
 `fixture_exporter` is a `ChunkExporter` the tests own: it writes real gzip/zstd NDJSON of
 real C4BB-shaped resources (the idr_out fixtures, re-identified per beneficiary row),
 rolling over every `ROLL` lines. It logs each chunk start to `DATA/exports.log` and can
@@ -13,6 +17,7 @@ import asyncio
 import base64
 import contextlib
 import copy
+import datetime as dt
 import functools
 import json
 import os
@@ -23,23 +28,60 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
+from fhirhose.access import AccessConfig, AccessDB, Actor
 from fhirhose.columns import Str
-from fhirhose.server import ChunkFile, ChunkTask, ClientIdentity, ServerConfig, TablePopulation, create_app
-from fhirhose.server.auth import hash_secret
-from fhirhose.server.models import ClientRecord, ClientsFile
+from fhirhose.server import ChunkFile, ChunkTask, ServerConfig, TablePopulation, create_app
 from fhirhose.server.worker import STORED_SUFFIX, write_ndjson
 from fhirhose.store.schema import column_for, complete
 
 FIXTURES = Path(__file__).parent / "fixtures" / "idr_out"
 ROLL = 40
-SECRET = "s3cret-for-tests"
-# (client_id, organization, kind, beneficiaries in group all, in runout)
+# Test speed: scrypt at a lower cost than production's 2**14.
+ACCESS = AccessConfig(scrypt_n=2**12)
+# (client name, organization, kind, beneficiaries in group all, in runout)
 CLIENTS = (
     ("small-aco", "A0001", "aco", 30, 5),
     ("big-aco", "A0002", "aco", 130, 0),
     ("sponsor", "S1234", "pdp", 20, 3),
-    ("narrow", "A0003", "aco", 4, 0),  # scope: Patient only
+    ("narrow", "A0003", "aco", 4, 0),  # asks for scope system/Patient.read only
 )
+SCOPES = {"narrow": "system/Patient.read"}
+
+
+def today() -> dt.date:
+    return dt.datetime.now(dt.timezone.utc).date()
+
+
+def day_ts(d: dt.date) -> float:
+    return dt.datetime.combine(d, dt.time(), dt.timezone.utc).timestamp()
+
+
+def register_clients(data: Path, orgs, *, config: AccessConfig = ACCESS) -> dict[str, dict]:
+    """Register organizations `(name, org, kind, attested day or None)` in DATA/access.sqlite,
+    each with a sandbox credential (secret), and save name → {client_id, secret, org} in
+    DATA/test-clients.json. Sponsors (kind pdp) hold contract `org` and an attestor (CEO)
+    who attested on the given day."""
+    data.mkdir(parents=True, exist_ok=True)
+    db = AccessDB(data / "access.sqlite", config)
+    op = Actor.system("tests")
+    out = {}
+    for name, org, kind, attested in orgs:
+        if org not in {o.id for o in db.orgs.list()}:
+            db.orgs.create(op, org, "sponsor" if kind == "pdp" else "ssp", f"Test {org}")
+            if kind == "pdp":
+                db.orgs.add_contract(op, org, org)
+                ceo, _ = db.orgs.add_user(op, org, "CEO", f"ceo@{org.lower()}.example", "attestor", "CEO")
+                db.orgs.attest(Actor.user(ceo.id), org, org, now=day_ts(attested))
+        ops, _ = db.orgs.add_user(op, org, "Ops", f"ops-{name}@{org.lower()}.example", "data_ops")
+        cred, secret = db.credentials.issue(Actor.user(ops.id), org, label=name)
+        out[name] = {"client_id": cred.client_id, "secret": secret, "org": org, "credential": cred.id}
+    db.close()
+    (data / "test-clients.json").write_text(json.dumps(out))
+    return out
+
+
+def clients_of(data: Path) -> dict[str, dict]:
+    return json.loads((data / "test-clients.json").read_text())
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -125,10 +167,14 @@ def failing_exporter(task: ChunkTask, out_dir: Path) -> list[ChunkFile]:
 
 
 def tables() -> dict:
-    """bene / roster / enroll tables for CLIENTS (rows of each org are disjoint)."""
+    """bene / roster / enroll / opt-out tables for CLIENTS (rows of each org are disjoint):
+    ACO rosters of this performance year (runout: last year's) delivered yesterday;
+    sponsors enrolled all year, this year (group all) or last year only (runout)."""
     n = sum(c[3] + c[4] for c in CLIENTS)
+    year = today().year
     bene = complete("bene", {"bene_id": Str.from_list([f"b{i}" for i in range(n)])}, n)
-    roster_cols: dict[str, list] = {"org_id": [], "bene_row": [], "roster_kind": [], "performance_year": []}
+    roster_cols: dict[str, list] = {"org_id": [], "bene_row": [], "roster_kind": [], "performance_year": [],
+                                    "file_date": []}
     enroll_cols: dict[str, list] = {"bene_row": [], "cntrct_id": [], "year": [], "month_mask": []}
     row = 0
     for _, org, kind, n_all, n_runout in CLIENTS:
@@ -137,43 +183,47 @@ def tables() -> dict:
                 roster_cols["org_id"].append(org)
                 roster_cols["bene_row"].append(row)
                 roster_cols["roster_kind"].append("Y" if i < n_all else "R")
-                roster_cols["performance_year"].append(2025)
+                roster_cols["performance_year"].append(year if i < n_all else year - 1)
+                roster_cols["file_date"].append(today() - dt.timedelta(days=1))
             else:
                 enroll_cols["bene_row"].append(row)
                 enroll_cols["cntrct_id"].append(org)
-                enroll_cols["year"].append(2025 if i < n_all else 2024)
+                enroll_cols["year"].append(year if i < n_all else year - 1)
                 enroll_cols["month_mask"].append(0xFFF)
             row += 1
     # An older performance year of the small ACO, which group `all` must not include.
     roster_cols["org_id"].append("A0001")
     roster_cols["bene_row"].append(n - 1)
     roster_cols["roster_kind"].append("Y")
-    roster_cols["performance_year"].append(2024)
+    roster_cols["performance_year"].append(year - 1)
+    roster_cols["file_date"].append(today() - dt.timedelta(days=300))
 
     def build(name, cols):
-        kinds = {"org_id": "str", "cntrct_id": "str", "roster_kind": "cat"}
+        kinds = {"org_id": "str", "cntrct_id": "str", "roster_kind": "cat", "file_date": "date"}
         return complete(name, {k: column_for(kinds.get(k, "int"), v) for k, v in cols.items()},
                         len(next(iter(cols.values()))))
 
-    return {"bene": bene, "roster": build("roster", roster_cols), "enroll": build("enroll", enroll_cols)}
+    return {"bene": bene, "roster": build("roster", roster_cols), "enroll": build("enroll", enroll_cols),
+            "optout": complete("optout", {}, 0)}
 
 
 def group_rows(org: str, group: str = "all") -> list[int]:
+    """Rows a group gives. A sponsor's `all` covers every month since its attestation
+    (last year's enrollees too); its `runout` only last year's."""
     row = 0
-    for _, o, _, n_all, n_runout in CLIENTS:
+    for _, o, kind, n_all, n_runout in CLIENTS:
         if o == org:
-            return list(range(row, row + n_all)) if group == "all" else list(range(row + n_all, row + n_all + n_runout))
+            if group == "all":
+                return list(range(row, row + n_all + (n_runout if kind == "pdp" else 0)))
+            return list(range(row + n_all, row + n_all + n_runout))
         row += n_all + n_runout
     raise KeyError(org)
 
 
-def write_clients(path: Path) -> None:
-    records = [
-        ClientRecord(client_id=cid, organization=org, kind=kind, secret_hash=hash_secret(SECRET),
-                     scopes=["system/Patient.read"] if cid == "narrow" else ["system/*.read"])
-        for cid, org, kind, *_ in CLIENTS
-    ]
-    path.write_bytes(msgspec.json.encode(ClientsFile(records)))
+def register_harness_clients(data: Path) -> dict[str, dict]:
+    """CLIENTS in the access DB; the sponsor attested on Jan 1 of last year."""
+    attested = dt.date(today().year - 1, 1, 1)
+    return register_clients(data, [(name, org, kind, attested) for name, org, kind, *_ in CLIENTS])
 
 
 # --- running servers ---------------------------------------------------------------------
@@ -194,31 +244,39 @@ class Clock:
 
 def config(data: Path, **kw) -> ServerConfig:
     data.mkdir(parents=True, exist_ok=True)
-    if not (data / "clients.json").exists():
-        write_clients(data / "clients.json")
+    if not (data / "test-clients.json").exists():
+        register_harness_clients(data)
     opts = dict(workers=1, chunk_size=50, retry_after=3, exporter="tests.server_support:fixture_exporter")
     opts.update(kw)
     return ServerConfig(data_dir=str(data), **opts)
 
 
 class Harness:
-    """An HTTP client session against one running server."""
+    """An HTTP client session against one running server; clients are named as in
+    `DATA/test-clients.json` (see `register_clients`)."""
 
-    def __init__(self, base: str, session: aiohttp.ClientSession, clock: Clock, app: web.Application | None):
+    def __init__(self, base: str, session: aiohttp.ClientSession, clock: Clock, app: web.Application | None,
+                 clients: dict[str, dict]):
         self.base = base
         self.session = session
         self.clock = clock
         self.app = app
+        self.clients = clients
         self._tokens: dict[str, str] = {}
 
-    async def token(self, client_id: str, *, fresh: bool = False) -> str:
-        if fresh or client_id not in self._tokens:
-            async with self.session.post(
-                f"{self.base}/auth/token", data={"grant_type": "client_credentials"}, headers=basic(client_id, SECRET),
-            ) as r:
+    def basic(self, name: str, secret: str | None = None) -> dict[str, str]:
+        c = self.clients[name]
+        return basic(c["client_id"], c["secret"] if secret is None else secret)
+
+    async def token(self, name: str, *, fresh: bool = False) -> str:
+        if fresh or name not in self._tokens:
+            form = {"grant_type": "client_credentials"}
+            if name in SCOPES:
+                form["scope"] = SCOPES[name]
+            async with self.session.post(f"{self.base}/auth/token", data=form, headers=self.basic(name)) as r:
                 assert r.status == 200, await r.text()
-                self._tokens[client_id] = (await r.json())["access_token"]
-        return self._tokens[client_id]
+                self._tokens[name] = (await r.json())["access_token"]
+        return self._tokens[name]
 
     async def headers(self, client_id: str, **extra: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {await self.token(client_id)}", **extra}
@@ -256,7 +314,7 @@ class Harness:
 async def running(data: Path, *, clock: Clock | None = None, population=None, **kw):
     """A server on 127.0.0.1 (ephemeral port) over `data`, with the tests' population."""
     clock = clock or Clock()
-    app = create_app(config(data, **kw), clock=clock, population=population or TablePopulation(tables))
+    app = create_app(config(data, **kw), access=ACCESS, clock=clock, population=population or TablePopulation(tables))
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -264,7 +322,7 @@ async def running(data: Path, *, clock: Clock | None = None, population=None, **
     port = runner.addresses[0][1]
     try:
         async with aiohttp.ClientSession() as session:
-            yield Harness(f"http://127.0.0.1:{port}/api/v2", session, clock, app)
+            yield Harness(f"http://127.0.0.1:{port}/api/v2", session, clock, app, clients_of(data))
     finally:
         await runner.cleanup()
 
@@ -274,7 +332,8 @@ def serve_main(data: str, port: int) -> None:
     import uvloop
 
     async def main():
-        app = create_app(config(Path(data), workers=1, chunk_size=10, retry_after=0), population=TablePopulation(tables))
+        app = create_app(config(Path(data), workers=1, chunk_size=10, retry_after=0), access=ACCESS,
+                         population=TablePopulation(tables))
         runner = web.AppRunner(app)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -282,10 +341,6 @@ def serve_main(data: str, port: int) -> None:
         await asyncio.Event().wait()
 
     uvloop.run(main())
-
-
-def identity(org: str, kind: str = "aco") -> ClientIdentity:
-    return ClientIdentity("x", org, kind, frozenset({"system/*.read"}))
 
 
 # --- a real store, exported by the real exporter ----------------------------------------
@@ -348,9 +403,8 @@ def store_test_exporter(task: ChunkTask, out_dir: Path) -> list[ChunkFile]:
 
 
 def build_store(path: Path) -> None:
-    """A real store: beneficiaries, an ACO roster, Part D enrollment, carrier claims with versions."""
-    import datetime as dt
-
+    """A real store: beneficiaries, an ACO roster of this performance year delivered
+    yesterday, Part D enrollment in 2024 (every month), carrier claims of 2024 with versions."""
     from fhirhose.store import Store
 
     c = column_for
@@ -368,11 +422,12 @@ def build_store(path: Path) -> None:
     pdp = [i for i, (_, k) in enumerate(orgs) if k == "pdp"]
     roster = complete("roster", {
         "org_id": c("str", [orgs[i][0] for i in aco]), "bene_mbi_id": c("str", [mbis[i] for i in aco]),
-        "roster_kind": c("cat", ["Y"] * len(aco)), "performance_year": c("int", [2025] * len(aco)),
+        "roster_kind": c("cat", ["Y"] * len(aco)), "performance_year": c("int", [today().year] * len(aco)),
+        "file_date": c("date", [today() - dt.timedelta(days=1)] * len(aco)),
     }, len(aco))
     enroll = complete("enroll", {
         "bene_row": c("int", pdp), "cntrct_id": c("str", [orgs[i][0] for i in pdp]),
-        "year": c("int", [2025] * len(pdp)), "month_mask": c("int", [0xFFF] * len(pdp)),
+        "year": c("int", [2024] * len(pdp)), "month_mask": c("int", [0xFFF] * len(pdp)),
     }, len(pdp))
     claims = {k: [] for k in ("bene_mbi_id", "cur_clm_uniq_id", "clm_cntl_num", "clm_from_dt", "clm_thru_dt",
                               "clm_efctv_dt", "clm_type_cd")}
@@ -393,7 +448,6 @@ def build_store(path: Path) -> None:
                now=dt.datetime(2025, 1, 2, tzinfo=dt.timezone.utc))
 
 
-def write_store_clients(path: Path) -> None:
-    records = [ClientRecord(client_id=f"client-{org}", organization=org, kind=kind, secret_hash=hash_secret(SECRET))
-               for org, kind, _ in STORE_ORGS]
-    path.write_bytes(msgspec.json.encode(ClientsFile(records)))
+def register_store_clients(data: Path) -> dict[str, dict]:
+    """One client `client-<org>` per STORE_ORGS organization; the sponsor attested 2024-01-01."""
+    return register_clients(data, [(f"client-{org}", org, kind, dt.date(2024, 1, 1)) for org, kind, _ in STORE_ORGS])

@@ -113,7 +113,8 @@ def test_access_authenticator_plugs_into_the_server_interface(tmp_path):
 
     async def whoami(request):
         who = await auth.authenticate(request)
-        return web.json_response({"org": who.org_id, "kind": who.kind, "types": list(request[PRINCIPAL].types)})
+        assert request[PRINCIPAL] is who
+        return web.json_response({"org": who.org_id, "kind": who.org_kind, "types": list(who.types)})
 
     async def scenario():
         app = web.Application()
@@ -140,7 +141,7 @@ def test_access_authenticator_plugs_into_the_server_interface(tmp_path):
                                      headers={"Authorization": basic, "Content-Type": "application/x-www-form-urlencoded"}) as r:
                     tok = (await r.json())["access_token"]
                 async with http.get(f"{base}/whoami", headers={"Authorization": f"Bearer {tok}"}) as r:
-                    assert await r.json() == {"org": "Z0001", "kind": "pdp", "types": ["ExplanationOfBenefit"]}
+                    assert await r.json() == {"org": "Z0001", "kind": "sponsor", "types": ["ExplanationOfBenefit"]}
                 async with http.get(f"{base}/whoami", headers={"Authorization": f"Bearer {tok}x"}) as r:
                     assert r.status == 401
                 async with http.get(f"{base}/whoami") as r:

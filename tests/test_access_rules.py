@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from fhirhose import AuthError, RequestError
-from fhirhose.access import Actor, ScopedExporter, TokenRequest, TokenService, attribution_status, plan_scope
+from fhirhose.access import Actor, Scope, ScopedExporter, TokenRequest, TokenService, attribution_status, plan_scope
 from fhirhose.export.exporter import Exporter, ExportSpec
+from fhirhose.store import schema
 
-from .access_world import CARRIER_DATES, DAY, NOW, PDE_DATES, SUD_CLAIM, UTC, add_user, build_store, claim_id, make_db, sources
+from .access_world import DAY, NOW, SUD_CLAIM, UTC, add_user, build_store, carrier, make_db, pde, sources
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +49,6 @@ def exported(tables, scope, tmp_path, spec=None):
         for line in gzip.decompress((out / f.name).read_bytes()).splitlines():
             got.setdefault(f.type, []).append(json.loads(line)["id"])
     return {k: sorted(v) for k, v in got.items()}
-
-
-def carrier(benes, pred=lambda d: True):
-    return {claim_id(b, d) for b in benes for d in CARRIER_DATES if pred(d)} - {SUD_CLAIM}
-
-
-def pde(benes, pred=lambda d: True):
-    return {claim_id(b, d) for b in benes for d in PDE_DATES if pred(d)}
 
 
 def eob_ids(got):
@@ -295,3 +288,47 @@ def test_suspended_organization_gets_no_scope(db, tables):
     with pytest.raises(AuthError) as e:
         plan_scope(db, tables, p, "all", None, NOW)
     assert e.value.status == 403
+
+
+def test_sponsor_runout_is_the_prior_years_enrolled_months(db, tables, tmp_path):
+    attest(db, "Z0001", "S1234", dt.datetime(2023, 3, 1, tzinfo=UTC).timestamp())
+    scope = plan_scope(db, tables, principal(db, "Z0001"), "runout", None, NOW)
+    assert scope.bene_rows.tolist() == [5]  # 6 was enrolled in 2024 only
+    assert scope.claims_through == (dt.date(2023, 12, 31) - dt.date(1970, 1, 1)).days
+    # 2023 from the March attestation on; 5-20231220 ends in 2024 but was serviced in December.
+    assert eob_ids(exported(tables, scope, tmp_path)) == {"5-20230315", "5-20231220", "5-20230601"}
+
+
+def test_scope_survives_bytes_and_narrows_to_some_beneficiaries(db, tables, tmp_path):
+    attest(db, "Z0001", "S1234", FEB10)
+    attest(db, "Z0001", "S5678", FEB10)
+    scope = plan_scope(db, tables, principal(db, "Z0001"), "all", None, NOW)
+    again = Scope.from_bytes(scope.to_bytes())
+    assert (again.org_id, again.group, again.types, again.rules) == (scope.org_id, scope.group, scope.types, scope.rules)
+    assert (again.since_ms, again.claims_from, again.claims_through) == (scope.since_ms, scope.claims_from, scope.claims_through)
+    assert again.bene_rows.tolist() == [5, 6, 9] and exported(tables, again, tmp_path) == exported(tables, scope, tmp_path)
+    part = again.for_benes(np.array([6, 9, 0]))  # 0 is not in scope: never added
+    assert part.bene_rows.tolist() == [6, 9]
+    assert [sorted(set(k // 10_000)) for _, k, _, _ in part.enrollment.contracts] == [[6], [9]]
+    assert eob_ids(exported(tables, part, tmp_path)) == {"6-20240301", "9-20240301", "9-20240410", "9-20240520"}
+
+
+def test_roster_rows_known_only_by_a_historic_or_unknown_mbi(db, tables):
+    """Rows without bene_row are matched by MBI, current or historic (CCLF9), vectorized;
+    an MBI nobody has adds nobody."""
+    c = schema.column_for
+    bene = tables["bene"]
+    # Bene 8 had MBI "OLD8" before its current one.
+    counts = np.zeros(bene.n, np.int64)
+    counts[8] = 1
+    links = {**bene.links, "bene_mbi": np.r_[0, np.cumsum(counts)]}
+    world = {**tables,
+             "bene": schema.complete("bene", dict(bene.columns), bene.n, links),
+             "bene_mbi": schema.complete("bene_mbi", {"prvs_num": c("str", ["OLD8"]), "crnt_num": c("str", ["x"])}, 1)}
+    mbis = ["OLD8", "NOBODY1", bene["bene_mbi_id"].get(4), ""]
+    world["roster"] = schema.complete("roster", {
+        "org_id": c("str", ["A0001"] * 4), "bene_mbi_id": c("str", mbis), "bene_row": c("int", [None] * 4),
+        "roster_kind": c("cat", ["Y"] * 4), "performance_year": c("int", [2024] * 4),
+        "file_date": c("date", ["2024-06-01"] * 4)}, 4)
+    scope = plan_scope(db, world, principal(db, "A0001"), "all", None, NOW)
+    assert scope.bene_rows.tolist() == [4, 8]

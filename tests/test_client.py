@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hashlib
 import json
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import jwt
-import msgspec
 import pytest
 from aiohttp import web
 
@@ -30,17 +31,20 @@ from fhirhose.client.files import decoded
 from fhirhose.errors import ClientError
 from fhirhose.fhir import c4bb
 from fhirhose.fhir.validate import validate_r4
-from fhirhose.server import ClientIdentity, ServerConfig, create_app, hash_secret
-from fhirhose.server.models import ClientRecord, ClientsFile
-from fhirhose.server.population import StorePopulation
-from fhirhose.store import Store, synth
+from fhirhose.access import AccessDB, Actor
+from fhirhose.columns import NO_DATE
+from fhirhose.server import ServerConfig, create_app
+from fhirhose.server.demo import sandbox_access_config
+from fhirhose.store import Store, rosters, synth
 
-from .server_support import SECRET, Clock, async_test, basic
+from .server_support import Clock, async_test, basic
 
 ROOT = Path(__file__).resolve().parent.parent
 ORG = "A1002"  # 10 beneficiaries in the 300-beneficiary synthetic store
-CLIENT = f"client-{ORG}"
 HOLD_EXPORTER = "tests.server_support:store_test_exporter"  # the real exporter, holdable per chunk
+# The server runs on the synthetic store's calendar (history through synth.AS_OF), so its
+# 2025 rosters are the current performance year's; the sandbox rules accept their age.
+STORE_NOW = dt.datetime.combine(synth.AS_OF + dt.timedelta(days=1), dt.time(12), dt.timezone.utc).timestamp()
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +56,9 @@ def store(tmp_path_factory) -> Path:
 
 
 class Server:
-    def __init__(self, base: str, data: Path, clock: Clock):
+    def __init__(self, base: str, data: Path, clock: Clock, client_id: str, secret: str | None):
         self.base, self.data, self.clock = base, data, clock
+        self.client_id, self.secret = client_id, secret
 
     def hold(self, seq: int | None) -> None:
         """Hold the export at chunk `seq` (None: release)."""
@@ -64,7 +69,7 @@ class Server:
 
     async def token(self, session: aiohttp.ClientSession) -> str:
         async with session.post(f"{self.base}/auth/token", data={"grant_type": "client_credentials"},
-                                headers=basic(CLIENT, SECRET)) as r:
+                                headers=basic(self.client_id, self.secret)) as r:
             assert r.status == 200, await r.text()
             return (await r.json())["access_token"]
 
@@ -81,37 +86,57 @@ class Server:
         return headers["Content-Location"]
 
 
-@contextlib.asynccontextmanager
-async def serving(tmp: Path, store: Path, *, authenticator=None, sock: socket.socket | None = None, **kw):
-    data = tmp / "server"
+def access_db(data: Path, token_ttl: int | None = None) -> AccessDB:
+    """The server's access database: ORG, a Shared Savings ACO (sandbox rules)."""
     data.mkdir(parents=True, exist_ok=True)
-    if authenticator is None and not (data / "clients.json").exists():
-        rec = ClientRecord(client_id=CLIENT, organization=ORG, kind="aco", secret_hash=hash_secret(SECRET))
-        (data / "clients.json").write_bytes(msgspec.json.encode(ClientsFile([rec])))
+    cfg = sandbox_access_config(scrypt_n=2**12, **({"basic_token_seconds": token_ttl} if token_ttl else {}))
+    db = AccessDB(data / "access.sqlite", cfg)
+    if not db.orgs.list():
+        db.orgs.create(Actor.system(), ORG, "ssp", "Piñon Valley Health Partners")
+    return db
+
+
+@contextlib.asynccontextmanager
+async def serving(tmp: Path, store: Path, *, access: AccessDB | None = None, token_ttl: int | None = None,
+                  sock: socket.socket | None = None, **kw):
+    data = tmp / "server"
+    client_id = secret = None
+    if access is None:  # a sandbox secret for ORG
+        access = access_db(data, token_ttl)
+        cred, secret = access.credentials.issue(Actor.system(), ORG)
+        client_id = cred.client_id
     opts = dict(workers=1, chunk_size=4, retry_after=1)
     opts.update(kw)
     clock = Clock()
-    app = create_app(ServerConfig(data_dir=str(data), store_path=str(store), **opts), clock=clock,
-                     authenticator=authenticator)
+    clock.advance(STORE_NOW - time.time())
+    app = create_app(ServerConfig(data_dir=str(data), store_path=str(store), **opts), access=access, clock=clock)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.SockSite(runner, sock) if sock else web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     try:
-        yield Server(f"http://127.0.0.1:{runner.addresses[0][1]}/api/v2", data, clock)
+        yield Server(f"http://127.0.0.1:{runner.addresses[0][1]}/api/v2", data, clock, client_id, secret)
     finally:
         await runner.cleanup()
 
 
 def client(server: Server, **kw) -> BulkClient:
-    return BulkClient(server.base, SecretAuth(CLIENT, SECRET), **kw)
+    return BulkClient(server.base, SecretAuth(server.client_id, server.secret), **kw)
 
 
 def group_ids(store: Path) -> list[str]:
-    rows = StorePopulation(str(store)).members(ClientIdentity("x", ORG, "aco"), "all").rows
+    """Patient ids `Group/all` gives ORG: its roster, less whoever opted out of data sharing."""
     with Store.open(store) as snap:
-        ids = snap.tables["bene"]["bene_id"].to_list()
-    return sorted(ids[int(r)] for r in rows)
+        t = snap.tables
+        ids = t["bene"]["bene_id"].to_list()
+        latest: dict[int, tuple[int, str]] = {}
+        o = t["optout"]
+        today = (dt.datetime.fromtimestamp(STORE_NOW, dt.timezone.utc).date() - dt.date(1970, 1, 1)).days
+        for b, pref, eff in zip(o["bene_row"].values.tolist(), o["pref_ind"].to_list(), o["effective_dt"].values.tolist()):
+            if NO_DATE < eff <= today and eff >= latest.get(b, (eff, ""))[0]:
+                latest[b] = (eff, pref)
+        rows = [int(r) for r in rosters.org_benes(t, ORG) if latest.get(int(r), (0, "Y"))[1] != "N"]
+    return sorted(ids[r] for r in rows)
 
 
 def check_files(out: Path, result, *, compressed: bool = False) -> dict[str, list[dict]]:
@@ -258,9 +283,9 @@ async def test_cli_resume_status_url(tmp_path, store):
     async with serving(tmp_path, store) as srv:
         status_url = await srv.kickoff("?_type=Patient,Coverage")
         secret = tmp_path / "secret"
-        secret.write_text(SECRET)
+        secret.write_text(srv.secret)
         out = tmp_path / "out"
-        cmd = [sys.executable, "-m", "fhirhose.cli", "pull", srv.base, "--client-id", CLIENT,
+        cmd = [sys.executable, "-m", "fhirhose.cli", "pull", srv.base, "--client-id", srv.client_id,
                "--secret-file", str(secret), "--out", str(out), "--json", "--no-delete"]
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
 
@@ -298,7 +323,7 @@ async def test_expired_token_is_renewed(tmp_path, store):
 async def test_token_is_refreshed_before_it_expires(tmp_path, store):
     async with serving(tmp_path, store, token_ttl=100) as srv, aiohttp.ClientSession() as s:
         now = [0.0]
-        tokens = Tokens(SecretAuth(CLIENT, SECRET), f"{srv.base}/auth/token", s, clock=lambda: now[0])
+        tokens = Tokens(SecretAuth(srv.client_id, srv.secret), f"{srv.base}/auth/token", s, clock=lambda: now[0])
         first = await tokens.get()
         now[0] = 79.0  # more than a fifth of the lifetime left: kept
         assert await tokens.get() == first and tokens.issued == 1
@@ -343,7 +368,7 @@ async def test_server_errors_carry_the_operation_outcome(tmp_path, store):
                 await c.export("group", "nope", out_dir=tmp_path / "b")
             with pytest.raises(ClientError, match=r"HTTP 404: .*job 0+ does not exist"):
                 await c.resume(f"{srv.base}/jobs/{'0' * 32}", tmp_path / "c")
-        async with BulkClient(srv.base, SecretAuth(CLIENT, "wrong")) as c:
+        async with BulkClient(srv.base, SecretAuth(srv.client_id, "wrong")) as c:
             with pytest.raises(ClientError, match=r"token endpoint .*/auth/token: HTTP 401: invalid_client: client "):
                 await c.export("group", out_dir=tmp_path / "d")
 
@@ -359,7 +384,7 @@ async def test_incremental_pull_uses_last_transaction_time(tmp_path, store):
         assert second.since == first.transaction_time
         assert parse_qs(urlsplit(second.request).query)["_since"] == [first.transaction_time]
         assert json.loads(since_file.read_text())["since"] == {
-            f"{srv.base} {CLIENT} /Group/all/$export *": second.transaction_time}
+            f"{srv.base} {srv.client_id} /Group/all/$export *": second.transaction_time}
         # Nothing in the store changed after the first pull's transaction time.
         assert first.resources["ExplanationOfBenefit"] > 0
         assert second.resource_count < first.resource_count
@@ -425,19 +450,22 @@ def test_rsa_pem_key_signs_rs384(tmp_path):
 async def test_pull_with_jwk_against_access_token_endpoint(tmp_path, store):
     """SMART Backend Services end to end: the access library's token endpoint verifies the
     client's ES384 assertion (aud = the discovered token URL, jti spent once)."""
-    from fhirhose.access import AccessConfig, AccessDB, Actor
-    from fhirhose.access.http import AccessAuthenticator
-
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     base = f"http://127.0.0.1:{sock.getsockname()[1]}/api/v2"
-    db = AccessDB(tmp_path / "access.db", AccessConfig(scrypt_n=2**12, token_url=f"{base}/auth/token"))
-    db.orgs.create(Actor.system(), ORG, "ssp", "Piñon Valley Health Partners")
+    db = access_db(tmp_path / "server")
     private, public = _ec_jwk()
     cred, _ = db.credentials.issue(Actor.system(), ORG, secret=False, jwks={"keys": [public]})
-    async with serving(tmp_path, store, authenticator=AccessAuthenticator(db), sock=sock) as srv:
+    async with serving(tmp_path, store, access=db, sock=sock) as srv:
         assert srv.base == base
-        async with BulkClient(base, JwkAuth(private, cred.client_id)) as c:
+
+        class ServerTimeJwk(JwkAuth):
+            """Assertions dated on the server's (the store's) calendar."""
+
+            def assertion(self, token_url: str, now: float | None = None) -> str:
+                return super().assertion(token_url, srv.clock() if now is None else now)
+
+        async with BulkClient(base, ServerTimeJwk(private, cred.client_id)) as c:
             result = await c.export("group", out_dir=tmp_path / "out", types=["Patient"])
             assert c.token_url == f"{base}/auth/token"
         assert result.resources == {"Patient": len(group_ids(store))}

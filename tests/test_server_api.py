@@ -14,7 +14,7 @@ from fhirhose.fhir.validate import validate_r4
 from fhirhose.server.app import API
 from fhirhose.server.models import EXT_LENGTH, EXT_SHA256
 
-from .server_support import async_test, basic, group_rows, running
+from .server_support import async_test, basic, clients_of, group_rows, running
 
 
 def outcome_text(body: dict) -> str:
@@ -80,15 +80,15 @@ async def test_discovery_auth_and_kickoff_errors(tmp_path):
         assert smart["grant_types_supported"] == ["client_credentials"]
 
         tok = f"{base}/auth/token"
-        r = await s.post(tok, data={"grant_type": "password"}, headers=basic("small-aco", "x"))
+        r = await s.post(tok, data={"grant_type": "password"}, headers=h.basic("small-aco", "x"))
         assert r.status == 400 and (await r.json())["error"] == "unsupported_grant_type"
-        r = await s.post(tok, data={"grant_type": "client_credentials"}, headers=basic("small-aco", "x"))
+        r = await s.post(tok, data={"grant_type": "client_credentials"}, headers=h.basic("small-aco", "x"))
         assert r.status == 401 and (await r.json())["error"] == "invalid_client"
         assert r.headers["WWW-Authenticate"].startswith("Basic")
         r = await s.post(tok, data={"grant_type": "client_credentials"})
         assert r.status == 401
         r = await s.post(tok, data={"grant_type": "client_credentials", "scope": "system/*.write"},
-                         headers=basic("small-aco", "s3cret-for-tests"))
+                         headers=h.basic("small-aco"))
         assert r.status == 400 and (await r.json())["error"] == "invalid_scope"
 
         hdr = {"Accept": "application/fhir+json", "Prefer": "respond-async"}
@@ -189,7 +189,7 @@ async def test_export_flow_every_line_valid(tmp_path):
 @async_test
 async def test_download_encodings_ranges_etags(tmp_path):
     async with running(tmp_path / "d") as h:
-        r = await h.kickoff("sponsor", params={"_type": "Patient"})
+        r = await h.kickoff("sponsor", params={"_type": "ExplanationOfBenefit"})
         manifest = await (await h.wait("sponsor", r.headers["Content-Location"])).json()
         url = manifest["output"][0]["url"]
         get = lambda **hd: h.fetch("sponsor", url, **hd)  # noqa: E731
@@ -226,7 +226,7 @@ async def test_download_encodings_ranges_etags(tmp_path):
         assert r.status == 200 and int(r.headers["Content-Length"]) == len(ndjson) and await r.read() == b""
 
         job = job_id_of(r.url.parent.path)
-        for name in ("..%2F..%2Fjobs.sqlite", "Patient-00000-001.ndjson.gz", "nope.ndjson"):
+        for name in ("..%2F..%2Fjobs.sqlite", "ExplanationOfBenefit-00000-001.ndjson.gz", "nope.ndjson"):
             r = await h.fetch("sponsor", f"{h.base}/data/{job}/{name}")
             assert r.status == 404
 
@@ -234,7 +234,7 @@ async def test_download_encodings_ranges_etags(tmp_path):
 @async_test
 async def test_zstd_storage(tmp_path):
     async with running(tmp_path / "d", compression="zstd", level=3) as h:
-        r = await h.kickoff("sponsor", params={"_type": "Coverage"})
+        r = await h.kickoff("sponsor", params={"_type": "ExplanationOfBenefit"})
         manifest = await (await h.wait("sponsor", r.headers["Content-Location"])).json()
         url = manifest["output"][0]["url"]
         z = await h.fetch("sponsor", url, **{"Accept-Encoding": "zstd, gzip"})
@@ -362,7 +362,7 @@ async def test_concurrent_jobs_fair_across_organizations(tmp_path):
         big = r.headers["Content-Location"]
         await hold_until_started(data, job_id_of(big), 1)
         small = (await h.kickoff("small-aco", params={"_type": "Patient"})).headers["Content-Location"]
-        sponsor = (await h.kickoff("sponsor", params={"_type": "Patient"})).headers["Content-Location"]
+        sponsor = (await h.kickoff("sponsor", params={"_type": "ExplanationOfBenefit"})).headers["Content-Location"]
         (data / "hold").unlink()
         results = await asyncio.gather(
             h.wait("big-aco", big), h.wait("small-aco", small), h.wait("sponsor", sponsor))
@@ -416,11 +416,12 @@ async def test_mounted_as_subapp_with_custom_base(tmp_path, base):
 
     from fhirhose.server import TablePopulation, create_app
 
-    from .server_support import Clock, config, tables
+    from .server_support import ACCESS, Clock, config, tables
 
     parent = web.Application()
-    parent.add_subapp("/bulk", create_app(config(tmp_path / "d", base=base), clock=Clock(),
+    parent.add_subapp("/bulk", create_app(config(tmp_path / "d", base=base), access=ACCESS, clock=Clock(),
                                           population=TablePopulation(tables)))
+    small = clients_of(tmp_path / "d")["small-aco"]
     runner = web.AppRunner(parent)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -431,7 +432,7 @@ async def test_mounted_as_subapp_with_custom_base(tmp_path, base):
             r = await s.get(f"http://127.0.0.1:{port}/bulk{base}/.well-known/smart-configuration")
             assert (await r.json())["token_endpoint"] == f"http://127.0.0.1:{port}/bulk{base}/auth/token"
             r = await s.post(f"http://127.0.0.1:{port}/bulk{base}/auth/token", data={"grant_type": "client_credentials"},
-                             headers=basic("small-aco", "s3cret-for-tests"))
+                             headers=basic(small["client_id"], small["secret"]))
             tok = (await r.json())["access_token"]
             r = await s.get(f"http://127.0.0.1:{port}/bulk{base}/Patient/$export",
                             headers={"Authorization": f"Bearer {tok}", "Prefer": "respond-async"})

@@ -1,36 +1,46 @@
-"""`fhirhose serve --demo` plumbing: credentials.json shape and a sandbox client that works."""
+"""`fhirhose serve --demo` plumbing: credentials.json shape, registrations in the access DB."""
 
 import json
 
 import msgspec
 
-from fhirhose.server.auth import load_clients, verify_secret
+from fhirhose.access import AccessDB
 from fhirhose.server.demo import ensure_demo
 
-from .server_support import STORE_ORGS, build_store
+from .server_support import ACCESS, STORE_ORGS, build_store
 
 
 def test_demo_credentials(tmp_path):
     data = tmp_path / "demo"
     build_store(data / "store")
-    creds = ensure_demo(data, "http://127.0.0.1:8123/api/v2")
+    db = AccessDB(data / "access.sqlite", ACCESS)
+    creds = ensure_demo(data, "http://127.0.0.1:8123/api/v2", db)
     doc = json.loads((data / "credentials.json").read_text())
+    assert set(doc) == {"fhir_base", "clients"}
     assert doc["fhir_base"] == "http://127.0.0.1:8123/api/v2"
+    # Beneficiaries Group/all gives each today: the roster; the sponsor's enrollees since attestation.
     assert [(c["organization"], c["kind"], c["beneficiaries"]) for c in doc["clients"]] == [
         (org, kind, n) for org, kind, n in STORE_ORGS]
-    registered = load_clients(data / "clients.json")
     for c in doc["clients"]:
         assert set(c) == {"organization", "kind", "client_id", "client_secret", "jwk", "groups", "beneficiaries"}
         assert c["groups"] == ["all", "runout"]
         jwk = c["jwk"]
         assert (jwk["kty"], jwk["crv"], jwk["alg"]) == ("EC", "P-384", "ES384") and jwk["kid"] and jwk["d"]
-        rec = registered[c["client_id"]]
-        assert verify_secret(c["client_secret"], rec.secret_hash) and c["client_secret"] not in rec.secret_hash
-        (public,) = rec.jwks["keys"]
-        assert public["kid"] == jwk["kid"] and "d" not in public
+        cred = db.credentials.by_client_id(c["client_id"])
+        assert cred.org_id == c["organization"] and cred.env == "sandbox" and cred.revoked_at is None
+        assert db.credentials.verify_secret(cred, c["client_secret"])
+        assert not db.credentials.verify_secret(cred, c["client_secret"] + "x")
+        alg, public = db.credentials.key(cred.id, jwk["kid"])
+        assert alg == "ES384" and "d" not in public and (public["x"], public["y"]) == (jwk["x"], jwk["y"])
+        kind = db.orgs.get(c["organization"]).kind
+        assert kind == ("sponsor" if c["kind"] == "pdp" else "ssp")
+    assert list(db.orgs.attested_contracts("S1234")) == ["S1234"]
+    raw = b"".join(p.read_bytes() for p in data.glob("access.sqlite*"))  # the WAL too
+    assert all(c["client_secret"].encode() not in raw for c in doc["clients"])
     assert (data / "credentials.json").stat().st_mode & 0o077 == 0
 
     # A second start on another port keeps the registrations and rewrites only fhir_base.
-    again = ensure_demo(data, "http://127.0.0.1:9999/api/v2")
+    again = ensure_demo(data, "http://127.0.0.1:9999/api/v2", db)
     assert again.fhir_base.endswith(":9999/api/v2")
     assert msgspec.to_builtins(again.clients) == msgspec.to_builtins(creds.clients)
+    assert len(db.orgs.list()) == len(STORE_ORGS)

@@ -17,7 +17,8 @@ from fhirhose.fhir.validate import validate_r4
 from fhirhose.server import ServerConfig, create_app
 from fhirhose.store import Store
 
-from .server_support import CLAIMS, SECRET, STORE_ORGS, Clock, Harness, async_test, basic, build_store, write_store_clients
+from .server_support import (ACCESS, CLAIMS, STORE_ORGS, Clock, Harness, async_test, basic, build_store, clients_of,
+                             register_store_clients, today)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def sandbox(data: Path) -> None:
     data.mkdir(parents=True)
     build_store(data / "store")
-    write_store_clients(data / "clients.json")
+    register_store_clients(data)
 
 
 async def all_lines(h: Harness, client: str, manifest: dict) -> dict[str, list[dict]]:
@@ -53,13 +54,13 @@ async def test_real_store_and_exporter(tmp_path):
     clock = Clock()
     cfg = ServerConfig(data_dir=str(data), workers=1, chunk_size=5, retry_after=3,
                        exporter="tests.server_support:store_test_exporter")
-    runner = web.AppRunner(create_app(cfg, clock=clock))
+    runner = web.AppRunner(create_app(cfg, access=ACCESS, clock=clock))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     try:
         async with aiohttp.ClientSession() as s:
-            h = Harness(f"http://127.0.0.1:{runner.addresses[0][1]}/api/v2", s, clock, None)
+            h = Harness(f"http://127.0.0.1:{runner.addresses[0][1]}/api/v2", s, clock, None, clients_of(data))
             with Store.open(data / "store") as snap:
                 ids = snap.tables["bene"]["bene_id"].to_list()
                 roster = snap.tables["roster"]["bene_row"].values.tolist()
@@ -70,9 +71,11 @@ async def test_real_store_and_exporter(tmp_path):
                 manifest = await (await h.wait(client, r.headers["Content-Location"])).json()
                 got = await all_lines(h, client, manifest)
                 counts = {t: sum(o["count"] for o in manifest["output"] if o["type"] == t) for t in got}
-                assert counts == {"Patient": n, "Coverage": n, "ExplanationOfBenefit": n * CLAIMS}
                 if kind == "aco":
+                    assert counts == {"Patient": n, "Coverage": n, "ExplanationOfBenefit": n * CLAIMS}
                     assert sorted(p["id"] for p in got["Patient"]) == sorted(ids[r] for r in roster)
+                else:  # a Part D sponsor gets claims only
+                    assert counts == {"ExplanationOfBenefit": n * CLAIMS}
 
             # _typeFilter reaches the exporter: final-action claims only, then a service window.
             client, n = "client-A0001", STORE_ORGS[0][2]
@@ -85,8 +88,9 @@ async def test_real_store_and_exporter(tmp_path):
                 manifest = await (await h.wait(client, r.headers["Content-Location"])).json()
                 assert sum(o["count"] for o in manifest["output"]) == n * per_bene
 
-            # _since after the load: nothing changed since, so no files (an empty output array).
-            r = await h.kickoff(client, params={"_since": "2025-01-03T00:00:00Z"})
+            # _since after the load (and after the roster delivery, so nobody is new to the
+            # roster): nothing changed since, so no files (an empty output array).
+            r = await h.kickoff(client, params={"_since": f"{today().isoformat()}T00:00:00Z"})
             manifest = await (await h.wait(client, r.headers["Content-Location"])).json()
             assert manifest["output"] == [] and manifest["error"] == []
 
@@ -136,13 +140,14 @@ async def test_restart_resumes_without_loss_or_duplicates(tmp_path):
     port = _free_port()
     base = f"http://127.0.0.1:{port}/api/v2"
     client, n = "client-A0001", STORE_ORGS[0][2]  # 12 beneficiaries: chunks of 5, 5, 2
+    creds = clients_of(data)[client]
     proc = _start(data, port)
     try:
         async with aiohttp.ClientSession() as s:
             async def token():
                 try:
                     r = await s.post(f"{base}/auth/token", data={"grant_type": "client_credentials"},
-                                     headers=basic(client, SECRET))
+                                     headers=basic(creds["client_id"], creds["secret"]))
                 except aiohttp.ClientConnectionError:
                     return None
                 return (await r.json())["access_token"]

@@ -1,19 +1,15 @@
-"""Server pieces without HTTP: kick-off parameters, auth primitives, Range/encoding, groups."""
+"""Server pieces without HTTP: kick-off parameters, client addresses, Range/encoding, groups."""
 
 import datetime as dt
 import json
 
-import numpy as np
 import pytest
+from aiohttp.test_utils import make_mocked_request
 
-from fhirhose.errors import AuthError, RequestError
-from fhirhose.server import TablePopulation, TokenAuthenticator, hash_secret
-from fhirhose.server.auth import scopes_cover, verify_secret
+from fhirhose.errors import InputError, RequestError
+from fhirhose.server.auth import client_address
 from fhirhose.server.files import accepts, parse_range
-from fhirhose.server.models import ClientRecord
 from fhirhose.server.params import DateBound, parse_body, parse_query
-
-from .server_support import group_rows, identity, tables
 
 NOW = dt.datetime(2025, 6, 1, tzinfo=dt.timezone.utc)
 
@@ -136,41 +132,38 @@ def test_post_body_semantic_errors():
     assert bad(body, {"name": "patient", "valueReference": {"reference": "Patient/1"}}, kind="system").param == "patient"
 
 
-def test_scrypt_secrets():
-    h = hash_secret("hunter2")
-    assert h.startswith("scrypt$") and "hunter2" not in h
-    assert verify_secret("hunter2", h) and not verify_secret("hunter3", h)
-    assert hash_secret("hunter2") != h  # salted
-    assert not verify_secret("x", "md5$abc")
+class _Transport:
+    """The one thing make_mocked_request needs to report a peer address."""
+
+    def __init__(self, peer):
+        self.peer = peer
+
+    def get_extra_info(self, name, default=None):
+        return (self.peer, 4711) if name == "peername" else default
 
 
-def test_tokens_verify_and_expire():
-    now = [1_000_000.0]
-    client = ClientRecord(client_id="c1", organization="A1", kind="aco", secret_hash=hash_secret("s"))
-    auth = TokenAuthenticator({"c1": client}, b"k" * 32, token_ttl=60, clock=lambda: now[0])
-    tok = auth.issue(client, ["system/*.read"])
-    who = auth.verify(tok)
-    assert (who.client_id, who.org_id, who.kind) == ("c1", "A1", "aco") and who.may_export("Coverage")
-    head, payload, sig = tok.split(".")
-    forged = payload[:-2] + ("AA" if payload[-2:] != "AA" else "BB")
-    for t in (f"{head}.{forged}.{sig}", tok + "x", "abc", f"{head}.{payload}"):
-        with pytest.raises(AuthError) as e:
-            auth.verify(t)
-        assert e.value.status == 401
-    other = TokenAuthenticator({"c1": client}, b"z" * 32, clock=lambda: now[0])
-    with pytest.raises(AuthError):
-        other.verify(tok)
-    now[0] += 61
-    with pytest.raises(AuthError, match="expired"):
-        auth.verify(tok)
+def _request(peer: str, *forwarded: str):
+    headers = [("X-Forwarded-For", f) for f in forwarded]
+    from multidict import CIMultiDict
+
+    return make_mocked_request("GET", "/", headers=CIMultiDict(headers), transport=_Transport(peer))
 
 
-def test_scopes():
-    assert scopes_cover(["system/*.read"], "Patient")
-    assert scopes_cover(["system/ExplanationOfBenefit.rs"], "ExplanationOfBenefit")
-    assert not scopes_cover(["system/Patient.read"], "Coverage")
-    assert not scopes_cover(["patient/*.read", "user/*.read"], "Patient")
-    assert not scopes_cover(["system/*.c"], "Patient")
+def test_client_address_trusts_forwarded_for_only_from_trusted_proxies():
+    direct = client_address()
+    assert direct(_request("203.0.113.9", "198.51.100.1")) == "203.0.113.9"  # no proxies: the peer
+    proxied = client_address(["127.0.0.1", "10.0.0.0/8"])
+    assert proxied(_request("127.0.0.1", "198.51.100.1")) == "198.51.100.1"
+    # The right-most untrusted hop: the client cannot inject an address left of it.
+    assert proxied(_request("127.0.0.1", "6.6.6.6, 198.51.100.1, 10.1.2.3")) == "198.51.100.1"
+    assert proxied(_request("127.0.0.1", "6.6.6.6", "198.51.100.1")) == "198.51.100.1"  # repeated headers
+    assert proxied(_request("198.51.100.7", "127.0.0.1")) == "198.51.100.7"  # untrusted peer: header ignored
+    assert proxied(_request("127.0.0.1")) == "127.0.0.1"
+    assert proxied(_request("127.0.0.1", "10.0.0.1")) == "127.0.0.1"  # only proxies: the peer
+    assert proxied(_request("127.0.0.1", "not-an-ip")) == "not-an-ip"  # matches no allowlist
+    assert proxied(_request("::ffff:127.0.0.1", "192.0.2.1")) == "192.0.2.1"
+    with pytest.raises(InputError, match="trusted proxy"):
+        client_address(["localhost"])
 
 
 def test_accept_encoding_and_ranges():
@@ -185,21 +178,3 @@ def test_accept_encoding_and_ranges():
     assert parse_range("bytes=-0", 100) is False
     for ignored in ("bytes=5-1", "bytes=0-1,5-6", "items=0-1", "bytes=-", None):
         assert parse_range(ignored, 100) is None
-
-
-def test_groups_from_roster_and_enrollment():
-    pop = TablePopulation(tables)
-    def rows(org, group="all", kind="aco"):
-        return pop.members(identity(org, kind), group).rows.tolist()
-
-    assert rows("A0001") == group_rows("A0001")  # not the 2024 roster row
-    assert rows("A0001", "runout") == group_rows("A0001", "runout")
-    assert rows("S1234", kind="pdp") == group_rows("S1234")
-    assert rows("S1234", "runout", "pdp") == group_rows("S1234", "runout")
-    assert pop.members(identity("A0001"), "everyone") is None
-    assert rows("A9999") == []
-    everyone = pop.members(identity("CMS", "system"), "all")
-    assert np.array_equal(everyone.rows, np.arange(tables()["bene"].n)) and everyone.generation is None
-    a = group_rows("A0001")
-    m = pop.members(identity("A0001"), "all", [f"b{a[3]}", "nope", f"b{a[1]}", f"b{group_rows('A0002')[0]}"])
-    assert m.rows.tolist() == [a[1], a[3]] and m.unknown == ["nope", f"b{group_rows('A0002')[0]}"]

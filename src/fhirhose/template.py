@@ -210,28 +210,24 @@ class If(Node):
 
 
 @dataclass(frozen=True)
-class IfHas(Node):
+class _Guard(Node):
+    """A block run or skipped on whether a column has a value at the current row."""
+
+    col: str
+    children: tuple
+
+    def __init__(self, col: str, *children: Node):
+        object.__setattr__(self, "col", col)
+        object.__setattr__(self, "children", tuple(children))
+
+
+class IfHas(_Guard):
     """`children` only when the column has a value at the current row."""
 
-    col: str
-    children: tuple
 
-    def __init__(self, col: str, *children: Node):
-        object.__setattr__(self, "col", col)
-        object.__setattr__(self, "children", tuple(children))
-
-
-@dataclass(frozen=True)
-class IfMissing(Node):
+class IfMissing(_Guard):
     """`children` only when the column has no value at the current row: the fallback
     beside an `IfHas` (e.g. a data-absent-reason for a required element)."""
-
-    col: str
-    children: tuple
-
-    def __init__(self, col: str, *children: Node):
-        object.__setattr__(self, "col", col)
-        object.__setattr__(self, "children", tuple(children))
 
 
 @dataclass(frozen=True)

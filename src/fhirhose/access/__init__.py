@@ -2,10 +2,14 @@
 
 The server calls, per request:
 
-- token endpoint: `TokenService(db).issue(TokenRequest.parse(body, content_type, authorization), ip)`
+- token endpoint: `TokenService(db).issue(TokenRequest.parse(body, content_type, authorization), ip,
+  token_url=...)`; public keys registered by URL come through `jwks.JwksFetcher`
 - every API and file request: `TokenService(db).verify_access_token(token, ip, types=...)` → `Principal`
+  (`http.AccessAuthenticator` does both for an aiohttp app)
 - job planning: `plan_scope(db, tables, principal, group, since)` → `Scope`; export with
-  `ScopedExporter(tables, scope, sources)` and `scope.spec(...)`; `scope.rules` for the manifest
+  `ScopedExporter(tables, scope, sources)`, or `scope.export_chunk(exporter, ...)` with a
+  shared plain Exporter; `scope.to_bytes()` / `Scope.from_bytes` persist it (jobs, chunk
+  tasks); `scope.rules` for the manifest
 - `GET /attribution_status`: `attribution_status(db, tables, principal.org_id)`
 
 Administration (`db.orgs`, `db.credentials`) takes an `Actor`; `fhirhose admin` drives it.

@@ -2,6 +2,10 @@
 
     add_routes(app, db, job_completed=server_job_completed, operator_key=...)
 
+Handlers take the client address from `client_ip(request)` (default: the TCP
+peer), so a server behind a trusted proxy can pass the forwarded address that
+IP allowlists are checked against.
+
 - `POST /auth/token`: OAuth 2.0 client credentials (HTTP Basic or a SMART
   client assertion); RFC 6749 §5.2 errors; 429 with Retry-After.
 - `/admin/...`: authenticated with `Authorization: Bearer <user admin key>`
@@ -49,8 +53,22 @@ async def _off_loop(fn, *args, **kw):
     return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args, **kw))
 
 
-def token_handler(svc: TokenService):
-    """The `POST /auth/token` handler."""
+ClientIP = Callable[[web.Request], "str | None"]
+
+
+def _peer(request: web.Request) -> str | None:
+    return request.remote
+
+
+def token_handler(
+    svc: TokenService,
+    *,
+    client_ip: ClientIP = _peer,
+    token_url: Callable[[web.Request], str] | None = None,
+    clock: Callable[[], float] | None = None,
+):
+    """The `POST /auth/token` handler. `token_url(request)` is the audience client
+    assertions must carry (default `AccessConfig.token_url`); `clock` pins time."""
 
     async def handle(request: web.Request) -> web.Response:
         try:
@@ -58,7 +76,9 @@ def token_handler(svc: TokenService):
                 raise TokenError("invalid_request", "request body is too large")
             body = await request.content.read(_MAX_BODY + 1)
             req = TokenRequest.parse(body, request.headers.get("Content-Type"), request.headers.get("Authorization"))
-            tok = await _off_loop(svc.issue, req, request.remote)
+            aud = token_url(request) if token_url is not None else None
+            now = clock() if clock is not None else None
+            tok = await _off_loop(svc.issue, req, client_ip(request), now, token_url=aud)
         except AuthError as e:
             return _error(e)
         return _json(tok.to_dict(), headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
@@ -193,14 +213,17 @@ def add_routes(
     db: AccessDB,
     *,
     service: TokenService | None = None,
-    token_path: str = "/auth/token",
+    token_path: str | None = "/auth/token",
     admin_prefix: str = "/admin",
     operator_key: str | None = None,
     job_completed: Callable[[str, str], bool] | None = None,
+    client_ip: ClientIP = _peer,
 ) -> TokenService:
-    """Mount the token endpoint and the admin API on `app`; returns the TokenService used."""
+    """Mount the token endpoint (unless `token_path` is None) and the admin API on
+    `app`; returns the TokenService used."""
     svc = service or TokenService(db)
-    app.router.add_post(token_path, token_handler(svc))
+    if token_path is not None:
+        app.router.add_post(token_path, token_handler(svc, client_ip=client_ip))
     a = _Admin(db, operator_key, job_completed)
     p = admin_prefix.rstrip("/")
     app.router.add_post(f"{p}/orgs", a.route(a.create_org))
@@ -220,33 +243,41 @@ def add_routes(
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 
-# The server's organization kinds (ClientIdentity.kind) for ours.
-_SERVER_KIND = {"ssp": "aco", "reach": "aco", "kcc": "aco", "sponsor": "pdp", "provider": "provider"}
-
 
 class AccessAuthenticator:
-    """The server's `Authenticator` backed by this library: SMART or Basic tokens from
-    `TokenService`, every request re-checked (revocation, IPs, suspension).
+    """Bearer-token checks for a resource server: every request's token is verified
+    against the database now (signature, expiry, scope, IP allowlist, credential and
+    organization active), with no caching. The verified `Principal` is returned and
+    also left in `request[PRINCIPAL]` (for `plan_scope`).
 
-    `authenticate` also leaves the verified `Principal` in `request[PRINCIPAL]`
-    for `plan_scope`. Configure `AccessConfig.token_url` as `<base URL>/auth/token`
-    (the audience client assertions must carry)."""
+    `client_ip(request)` gives the address allowlists are checked against; `clock`
+    pins time (tests, or a server with an injectable clock)."""
 
-    def __init__(self, db: AccessDB, service: TokenService | None = None):
+    def __init__(self, db: AccessDB, service: TokenService | None = None, *, client_ip: ClientIP = _peer,
+                 clock: Callable[[], float] | None = None):
         self.db = db
         self.service = service or TokenService(db)
+        self.client_ip = client_ip
+        self.clock = clock
 
-    async def authenticate(self, request: web.Request):
-        from ..server.auth import ClientIdentity
-
+    async def authenticate(self, request: web.Request, types=()) -> Principal:
+        """The caller's Principal (AuthError 401/403 otherwise); `types` must all be granted."""
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         token = token.strip() if scheme.lower() == "bearer" else ""
-        p: Principal = await _off_loop(self.service.verify_access_token, token, request.remote)
+        now = self.clock() if self.clock is not None else None
+        p: Principal = await _off_loop(
+            self.service.verify_access_token, token, self.client_ip(request), now, types=tuple(types)
+        )
         request[PRINCIPAL] = p
-        return ClientIdentity(p.client_id, p.org_id, _SERVER_KIND.get(p.org_kind, p.org_kind), frozenset(p.scopes))
+        return p
 
-    def setup(self, app: web.Application, base: str) -> None:
-        app.router.add_post(f"{base}/auth/token", token_handler(self.service))
+    def setup(self, app: web.Application, base: str, token_url: Callable[[web.Request], str] | None = None) -> None:
+        """Add `POST {base}/auth/token`."""
+        app.router.add_post(
+            f"{base}/auth/token",
+            token_handler(self.service, client_ip=self.client_ip, token_url=token_url, clock=self.clock),
+            name="token",
+        )
 
     def smart_configuration(self, base_url: str):
         from ..server.models import SmartConfiguration

@@ -13,6 +13,9 @@ Population by organization kind (see config.KINDS for the per-kind rules):
   serviced through the runout cut-off); stale rosters are refused (404).
 - Part D sponsors: beneficiaries enrolled in an attested contract, claims only
   for enrolled months and from the attestation date; no attestor, no data (403).
+  `Group/<contract>` narrows to one contract; `Group/runout` (a fhirhose
+  extension, like an ACO's runout) to the prior calendar year's enrolled
+  months, claims serviced through its Dec 31.
 - Provider practices: patients on the practice roster within its lifetime.
 
 Then: claims lookback, 1-800-MEDICARE opt-outs, and substance-use-disorder
@@ -22,7 +25,7 @@ claims always excluded (42 CFR Part 2).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Iterable, Mapping
 
 import msgspec
@@ -48,7 +51,9 @@ _YEAR_KEY = 10_000  # (bene_row, year) → bene_row * 10_000 + year
 class EnrollmentFilter:
     """Per contract: sorted (bene_row, year) keys, allowed-month masks and the first day
     (attestation) claims may be serviced. A claim passes if some contract allows
-    its service month for its beneficiary and its service ends on or after that day."""
+    its service month for its beneficiary and its service ends on or after that day.
+
+    It is the exporter's `ClaimRule` for Part D sponsors."""
 
     contracts: tuple[tuple[str, np.ndarray, np.ndarray, int], ...]
 
@@ -66,6 +71,40 @@ class EnrollmentFilter:
             hit = (ckeys[pos] == keys) & ((cmasks[pos] >> months) & 1).astype(bool)
             ok |= known & hit & (thru_days >= start)
         return ok
+
+    def for_benes(self, bene_rows: np.ndarray) -> "EnrollmentFilter":
+        """Only the keys of these beneficiaries (what one chunk needs)."""
+        out = []
+        for c, keys, masks, start in self.contracts:
+            keep = np.isin(keys // _YEAR_KEY, bene_rows)
+            out.append((c, keys[keep], masks[keep], start))
+        return EnrollmentFilter(tuple(out))
+
+
+class _ContractRecord(msgspec.Struct, array_like=True):
+    contract: str
+    keys: bytes  # int64
+    masks: bytes  # int64
+    start: int
+
+
+class _ScopeRecord(msgspec.Struct, array_like=True):
+    """The persisted form of a Scope (msgpack; numpy arrays as raw int64 bytes)."""
+
+    org_id: str
+    group: str
+    bene_rows: bytes
+    since_exempt: bytes
+    types: list[str]
+    since_ms: int | None
+    claims_from: int | None
+    claims_through: int | None
+    enrollment: list[_ContractRecord] | None
+    rules: list[str]
+
+
+def _i64(raw: bytes) -> np.ndarray:
+    return np.frombuffer(raw, np.int64).copy()
 
 
 @dataclass(frozen=True)
@@ -100,6 +139,49 @@ class Scope:
             exclude_sud=True,
         )
 
+    def for_benes(self, bene_rows: np.ndarray) -> "Scope":
+        """This scope narrowed to some of its beneficiaries (a `patient` list, a chunk)."""
+        rows = np.intersect1d(np.asarray(bene_rows, np.int64), self.bene_rows)
+        return replace(
+            self,
+            bene_rows=rows,
+            since_exempt=np.intersect1d(self.since_exempt, rows),
+            enrollment=None if self.enrollment is None else self.enrollment.for_benes(rows),
+        )
+
+    def export_chunk(self, exporter: Exporter, bene_rows: np.ndarray, spec: ExportSpec, out_dir, **kw):
+        """`exporter.export_chunk` within this scope: beneficiaries, spec, since
+        exemptions and the enrollment rule all come from the scope (a plain, cached
+        Exporter serves many scopes)."""
+        rows = np.asarray(bene_rows, np.int64)
+        return exporter.export_chunk(
+            rows[np.isin(rows, self.bene_rows)], self.narrow(spec), out_dir,
+            since_exempt=self.since_exempt, claim_rule=self.enrollment, **kw,
+        )
+
+    def to_bytes(self) -> bytes:
+        """A compact, self-contained encoding (jobs persist it; chunk tasks carry it)."""
+        enrollment = None
+        if self.enrollment is not None:
+            enrollment = [
+                _ContractRecord(c, np.ascontiguousarray(k, np.int64).tobytes(), np.ascontiguousarray(m, np.int64).tobytes(), int(s))
+                for c, k, m, s in self.enrollment.contracts
+            ]
+        return msgspec.msgpack.encode(_ScopeRecord(
+            self.org_id, self.group, np.ascontiguousarray(self.bene_rows, np.int64).tobytes(),
+            np.ascontiguousarray(self.since_exempt, np.int64).tobytes(), list(self.types), self.since_ms,
+            self.claims_from, self.claims_through, enrollment, list(self.rules),
+        ))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "Scope":
+        r = msgspec.msgpack.decode(raw, type=_ScopeRecord)
+        enrollment = None
+        if r.enrollment is not None:
+            enrollment = EnrollmentFilter(tuple((c.contract, _i64(c.keys), _i64(c.masks), c.start) for c in r.enrollment))
+        return cls(r.org_id, r.group, _i64(r.bene_rows), _i64(r.since_exempt), tuple(r.types), r.since_ms,
+                   r.claims_from, r.claims_through, enrollment, tuple(r.rules))
+
 
 def _latest(a, b):
     return b if a is None else a if b is None else max(a, b)
@@ -117,23 +199,30 @@ class ScopedExporter(Exporter):
         super().__init__(tables, list(sources) if sources is not None else None, core)
         self.scope = scope
 
-    def rows_for(self, source: Source, bene_rows: np.ndarray, spec: ExportSpec, since_exempt=None) -> np.ndarray:
+    def rows_for(self, source: Source, bene_rows: np.ndarray, spec: ExportSpec, since_exempt=None,
+                 claim_rule=None) -> np.ndarray:
         scope = self.scope
         if source.rtype not in scope.types:
             return np.zeros(0, np.int64)
         bene_rows = np.asarray(bene_rows, np.int64)
         bene_rows = bene_rows[np.isin(bene_rows, scope.bene_rows)]
         exempt = scope.since_exempt if since_exempt is None else np.intersect1d(since_exempt, scope.since_exempt)
-        rows = super().rows_for(source, bene_rows, scope.narrow(spec), exempt)
-        if scope.enrollment is not None and source.table != "bene" and len(rows):
-            if source.service_dates is None:
-                return rows[:0]  # no service date, no way to test enrollment: withhold
-            table = self.tables[source.table]
-            frm = table[source.service_dates[0]].values[rows].astype(np.int64)
-            thru = table[source.service_dates[1]].values[rows].astype(np.int64)
-            thru = np.where(thru == NO_DATE, frm, thru)
-            rows = rows[scope.enrollment.allows(self._owner(source.table, rows), frm, thru)]
-        return rows
+        rules = [r for r in (scope.enrollment, claim_rule) if r is not None]
+        rule = _AllOf(tuple(rules)) if len(rules) > 1 else rules[0] if rules else None
+        return super().rows_for(source, bene_rows, scope.narrow(spec), exempt, rule)
+
+
+@dataclass(frozen=True)
+class _AllOf:
+    """Claim rules that must all allow a claim."""
+
+    rules: tuple
+
+    def allows(self, owners, from_days, thru_days) -> np.ndarray:
+        ok = np.ones(len(owners), bool)
+        for r in self.rules:
+            ok &= r.allows(owners, from_days, thru_days)
+        return ok
 
 
 # -- column helpers --------------------------------------------------------------------
@@ -356,9 +445,9 @@ class _Plan:
 
     def enrollment(self, group: str, t: float) -> None:
         contracts = self.db.orgs.contracts(self.org.id)
-        if group != "all" and group not in contracts:
+        if group not in ("all", "runout") and group not in contracts:
             self._no_group(group)
-        chosen = contracts if group == "all" else [group]
+        chosen = contracts if group in ("all", "runout") else [group]
         attested = self.db.orgs.attested_contracts(self.org.id, t)
         starts = {c: attested[c] for c in chosen if c in attested}
         missing = [c for c in chosen if c not in starts]
@@ -384,6 +473,8 @@ class _Plan:
             masks = np.where(years == start.year, masks & ~((1 << (start.month - 1)) - 1), masks)
             masks = np.where(years > cur_year, 0, masks)
             masks = np.where(years == cur_year, masks & ((1 << cur_month) - 1), masks)
+            if group == "runout":
+                masks = np.where(years == cur_year - 1, masks, 0)
             keep = (benes >= 0) & (masks != 0)
             keys = benes[keep] * _YEAR_KEY + years[keep]
             order = np.argsort(keys, kind="stable")
@@ -399,6 +490,10 @@ class _Plan:
         self.benes = np.unique(np.concatenate(populations)).astype(np.int64)
         self.enrollment_filter = EnrollmentFilter(tuple(parts))
         self.claims_from = min(p[3] for p in parts)
+        if group == "runout":
+            through = dt.date(cur_year - 1, 12, 31)
+            self.claims_through = date_to_days(through)
+            self.notes.append(f"runout: months enrolled in {cur_year - 1} only, claims serviced through {through.isoformat()}")
         floor_s = min(starts.values())
         if self.rules.since_floor:
             floor_s = max(floor_s, date_to_days(self.rules.since_floor) * 86400.0)

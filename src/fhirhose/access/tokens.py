@@ -237,8 +237,13 @@ class TokenService:
             raise InputError(f"token_alg {self.cfg.token_alg!r}: HS256 or ES256")
 
     # -- token endpoint ---------------------------------------------------------------
-    def issue(self, req: TokenRequest, ip: str | None, now: float | None = None) -> TokenResponse:
-        """Authenticate the client and mint an access token (TokenError on any failure)."""
+    def issue(
+        self, req: TokenRequest, ip: str | None, now: float | None = None, *, token_url: str | None = None
+    ) -> TokenResponse:
+        """Authenticate the client and mint an access token (TokenError on any failure).
+
+        `token_url` is the audience client assertions must name (default
+        `AccessConfig.token_url`); a server passes the URL it was reached at."""
         t = now_s(now)
         cred = None
         try:
@@ -252,7 +257,7 @@ class TokenService:
                 cred = self._basic(req, t)
                 method, ttl, extra = "secret", self.cfg.basic_token_seconds, {"sat": cred.secret_at}
             elif req.assertion is not None or req.assertion_type is not None:
-                cred, kid = self._assertion(req, t)
+                cred, kid = self._assertion(req, t, token_url or self.cfg.token_url)
                 method, ttl, extra = "jwt", self.cfg.smart_token_seconds, {"kid": kid}
             else:
                 raise _fail("invalid_client", "client authentication is required (HTTP Basic or a client assertion)")
@@ -295,7 +300,7 @@ class TokenService:
             raise _fail("invalid_client", "client id or secret is not valid")
         return cred
 
-    def _assertion(self, req: TokenRequest, t: float) -> tuple[Credential, str]:
+    def _assertion(self, req: TokenRequest, t: float, token_url: str) -> tuple[Credential, str]:
         if req.assertion_type != ASSERTION_TYPE:
             raise _fail("invalid_request", f"client_assertion_type must be {ASSERTION_TYPE}")
         if not req.assertion:
@@ -326,7 +331,7 @@ class TokenService:
             raise _fail("invalid_client", f"key {kid[:60]!r} is registered for {key_alg}, assertion says {alg}")
         if not _jws.verify(alg, key, signing_input, signature):
             raise _fail("invalid_client", "client assertion signature is not valid")
-        self._check_assertion_claims(claims, t)
+        self._check_assertion_claims(claims, t, token_url)
         self._spend_jti(cred.client_id, claims["jti"], float(claims["exp"]), t)
         return cred, kid
 
@@ -346,12 +351,12 @@ class TokenService:
         except InputError:
             return None, None
 
-    def _check_assertion_claims(self, claims: dict, t: float) -> None:
+    def _check_assertion_claims(self, claims: dict, t: float, token_url: str) -> None:
         skew = self.cfg.clock_skew_seconds
         aud = claims.get("aud")
         auds = aud if isinstance(aud, list) else [aud]
-        if self.cfg.token_url not in auds:
-            raise _fail("invalid_client", f"client assertion aud must be {self.cfg.token_url}")
+        if token_url not in auds:
+            raise _fail("invalid_client", f"client assertion aud must be {token_url}")
         exp = claims.get("exp")
         if not _is_num(exp):
             raise _fail("invalid_client", "client assertion exp must be a number")

@@ -15,7 +15,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple, Sequence
+from typing import Callable, Iterable, NamedTuple, Protocol, Sequence
 
 import msgspec
 import numpy as np
@@ -32,6 +32,7 @@ __all__ = [
     "Pipeline",
     "Source",
     "ClaimFilter",
+    "ClaimRule",
     "ExportSpec",
     "Exporter",
     "ExportResult",
@@ -69,6 +70,16 @@ class ClaimFilter(msgspec.Struct, frozen=True):
     service_ge: int | None = None
     service_le: int | None = None
     final_action: str | None = None
+
+
+class ClaimRule(Protocol):
+    """A per-claim test beyond the spec (e.g. a Part D sponsor's enrolled months).
+
+    `allows` gets, for candidate claim rows, the owning bene row and the service
+    from/thru days (thru falls back to from) and returns a boolean mask. Claims of
+    a source without service dates cannot be tested and are withheld."""
+
+    def allows(self, owners: np.ndarray, from_days: np.ndarray, thru_days: np.ndarray) -> np.ndarray: ...
 
 
 class ExportSpec(msgspec.Struct, frozen=True):
@@ -205,8 +216,16 @@ class Exporter:
         return w
 
     # -- selection ----------------------------------------------------------
-    def rows_for(self, source: Source, bene_rows: np.ndarray, spec: ExportSpec, since_exempt=None) -> np.ndarray:
-        """Root rows of `source` to write for these beneficiaries under `spec`."""
+    def rows_for(
+        self,
+        source: Source,
+        bene_rows: np.ndarray,
+        spec: ExportSpec,
+        since_exempt=None,
+        claim_rule: ClaimRule | None = None,
+    ) -> np.ndarray:
+        """Root rows of `source` to write for these beneficiaries under `spec`
+        (claims also through `claim_rule` when given)."""
         table = self.tables[source.table]
         is_claim = source.table != "bene"
         rows = claim_rows(self.tables["bene"], source.table, bene_rows) if is_claim else bene_rows
@@ -225,7 +244,17 @@ class Exporter:
             keep &= window
         if is_claim:
             keep &= self._claim_mask(source, table, rows, spec)
+            if claim_rule is not None:
+                keep &= self._ruled(source, table, rows, claim_rule)
         return rows[keep]
+
+    def _ruled(self, source: Source, table: Table, rows: np.ndarray, claim_rule: ClaimRule) -> np.ndarray:
+        if source.service_dates is None:
+            return np.zeros(len(rows), bool)  # no service date, no way to test: withhold
+        frm = table[source.service_dates[0]].values[rows].astype(np.int64)
+        thru = table[source.service_dates[1]].values[rows].astype(np.int64)
+        thru = np.where(thru == NO_DATE, frm, thru)
+        return np.asarray(claim_rule.allows(self._owner(source.table, rows), frm, thru), bool)
 
     def _owner(self, table: str, rows: np.ndarray) -> np.ndarray:
         """Bene row owning each claim row (claims are sorted by beneficiary)."""
@@ -274,11 +303,14 @@ class Exporter:
         *,
         tag: str = "",
         since_exempt: np.ndarray | None = None,
+        claim_rule: ClaimRule | None = None,
         cancelled: Callable[[], bool] | None = None,
     ) -> list[FileInfo]:
         """Write the files of one chunk of beneficiaries; returns them in type order.
 
-        On any error (or cancellation) no partial file is left behind.
+        `since_exempt` beneficiaries get their full history despite `spec.since_ms`;
+        `claim_rule` narrows claims further. On any error (or cancellation) no
+        partial file is left behind.
         """
         spec.check()
         bene_rows = np.asarray(bene_rows, dtype=np.int64)
@@ -292,7 +324,7 @@ class Exporter:
                     for source in self.sources:
                         if source.rtype != rtype:
                             continue
-                        rows = self.rows_for(source, bene_rows, spec, since_exempt)
+                        rows = self.rows_for(source, bene_rows, spec, since_exempt, claim_rule)
                         if not len(rows):
                             continue
                         w = self.writer(source.template, rtype, spec.elements)
@@ -391,25 +423,22 @@ def export_store(
 ) -> ExportResult:
     """Export with a process pool; `opener()` (picklable) returns the tables in each worker,
     `key` identifies the snapshot (store path, generation) for per-process caching."""
+    if workers <= 1:
+        return Exporter(opener()).export(
+            bene_rows, spec, out_dir, chunk_benes=chunk_benes, request=request, progress=progress
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now(dt.timezone.utc)
     chunks = chunk_rows(bene_rows, chunk_benes)
     files: list[FileInfo] = []
-    if workers <= 1:
-        ex = Exporter(opener())
-        for i, rows in enumerate(chunks):
-            files.extend(ex.export_chunk(rows, spec, out_dir, tag=f"-{i:05d}"))
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        futs = [
+            pool.submit(_worker_chunk, opener, key, rows, spec, str(out_dir), f"-{i:05d}", None)
+            for i, rows in enumerate(chunks)
+        ]
+        for done, fut in enumerate(futs, 1):
+            files.extend(fut.result())
             if progress:
-                progress(i + 1, len(chunks))
-    else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            futs = [
-                pool.submit(_worker_chunk, opener, key, rows, spec, str(out_dir), f"-{i:05d}", None)
-                for i, rows in enumerate(chunks)
-            ]
-            for done, fut in enumerate(futs, 1):
-                files.extend(fut.result())
-                if progress:
-                    progress(done, len(chunks))
+                progress(done, len(chunks))
     return ExportResult(files, str(write_manifest(out_dir, files, started, request)))

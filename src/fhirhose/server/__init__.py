@@ -2,23 +2,22 @@
 
 `create_app(config)` returns an `aiohttp.web.Application` that can run alone
 (`fhirhose serve`) or be mounted into another aiohttp server with `add_subapp`.
+Authentication, credentials and the CMS data rules come from `fhirhose.access`.
 """
 
-from .app import create_app
-from .auth import Authenticator, ClientIdentity, TokenAuthenticator, hash_secret
+from .app import RULES_EXT, create_admin_app, create_app
 from .config import ServerConfig
-from .population import Population, TablePopulation
+from .population import Population, StorePopulation, TablePopulation
 from .worker import ChunkExporter, ChunkFile, ChunkTask
 
 __all__ = [
     "create_app",
+    "create_admin_app",
+    "RULES_EXT",
     "ServerConfig",
-    "Authenticator",
-    "ClientIdentity",
-    "TokenAuthenticator",
-    "hash_secret",
     "Population",
     "TablePopulation",
+    "StorePopulation",
     "ChunkExporter",
     "ChunkFile",
     "ChunkTask",

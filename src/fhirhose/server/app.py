@@ -6,12 +6,22 @@ Routes under the FHIR base (default `/api/v2`):
 |---|---|
 | `GET /metadata` | 200 CapabilityStatement |
 | `GET /.well-known/smart-configuration` | 200 |
-| `POST /auth/token` | 200 token; 400 unsupported_grant_type / invalid_scope; 401 invalid_client |
-| `GET|POST /$export`, `/Patient/$export`, `/Group/{id}/$export` | 202 + Content-Location; 400 bad parameter or header; 401; 403 type/level not allowed; 404 unknown group; 429 same export already running |
+| `POST /auth/token` | 200 token; 400 invalid_request / unsupported_grant_type / invalid_scope; 401 invalid_client; 429 rate limit |
+| `GET|POST /$export`, `/Patient/$export`, `/Group/{id}/$export` | 202 + Content-Location; 400 bad parameter or header; 401; 403 type/level not allowed, no attestor; 404 unknown group, missing or stale roster; 429 same export already running |
 | `GET /jobs/{id}` | 202 + X-Progress + Retry-After (body: partial manifest when asked); 200 manifest + Expires; 429 polled too fast; 500 failed; 404 unknown/cancelled; 410 expired; 403 not yours |
 | `DELETE /jobs/{id}` | 202; 404 |
 | `GET /jobs` | 200 the organization's jobs |
+| `GET /attribution_status` | 200 roster and runout load dates |
 | `GET|HEAD /data/{job}/{file}` | 200 / 206 / 304 / 416; 404; 410 expired; 403 |
+| `/admin/...` (outside the FHIR base) | the access library's admin API (operator key or a user's admin key) |
+
+Authentication is the access library's (`fhirhose.access`, database `DATA/access.sqlite`):
+client secrets (HTTP Basic) or SMART Backend Services assertions at the token endpoint;
+every other request's bearer token is re-verified against the database (signature,
+expiry, scope, IP allowlist, credential and organization active). Kick-offs are planned
+with `plan_scope` (CMS rules per organization kind); the job keeps the planned scope, so
+a restart exports exactly what was granted, and its manifest lists the rules applied
+(`extension["urn:fhirhose:access-rules"]`). Kick-offs, cancels and downloads are audited.
 
 Errors are OperationOutcome JSON (`application/fhir+json`).
 """
@@ -20,10 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+import json
 import logging
 import math
 import secrets
 import shutil
+import sqlite3
+import ssl
 import time
 from email.utils import formatdate
 from pathlib import Path
@@ -33,40 +46,47 @@ import msgspec
 from aiohttp import web
 
 from .. import __version__
+from ..access import AccessConfig, AccessDB, Principal, TokenService, attribution_status
+from ..access.http import AccessAuthenticator, add_routes
+from ..access.jwks import JwksFetcher
 from ..errors import AuthError, FhirhoseError, RequestError
 from . import models as m
-from .auth import Authenticator, ClientIdentity, TokenAuthenticator, load_clients
+from .auth import client_address, operator_key
 from .config import ServerConfig
 from .db import FileRow, Job, JobDB
 from .files import serve_file
 from .params import ExportParams, parse_body, parse_query
-from .population import Members, Population, StorePopulation
+from .population import Planned, Population, StorePopulation, current_tables, plan
 from .runner import JobRunner, RunnerSettings, iso_instant
 from .worker import STORED_SUFFIX, write_ndjson
 
-__all__ = ["create_app", "API"]
+__all__ = ["create_app", "create_admin_app", "API", "RULES_EXT"]
 
 log = logging.getLogger("fhirhose.access")
 
 FHIR_JSON = "application/fhir+json"
 API = web.AppKey("fhirhose_api", "BulkApi")
+# Manifest extension listing the access rules a job was planned with.
+RULES_EXT = "urn:fhirhose:access-rules"
 
 
 def create_app(
     config: ServerConfig,
     *,
-    authenticator: Authenticator | None = None,
+    access: AccessDB | AccessConfig | None = None,
     population: Population | None = None,
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
     """The Bulk Data application. Jobs resume when it starts; the pool stops when it cleans up.
 
-    `authenticator` defaults to `TokenAuthenticator` over `config.clients`; `population`
-    to the store's roster/enrollment tables; `clock` (epoch seconds) is injectable so
-    expiry and poll pacing can be exercised without waiting.
+    `access` is the access database (or the configuration to open `config.access_db`
+    with); `population` defaults to the store's roster/enrollment/opt-out tables;
+    `clock` (epoch seconds) is injectable so token, job and file expiry and poll pacing
+    can be exercised without waiting. The admin API is mounted under
+    `config.admin_prefix` unless that is None (see `create_admin_app`).
     """
     app = web.Application(middlewares=[_errors])
-    api = BulkApi(config, authenticator, population, clock)
+    api = BulkApi(config, access, population, clock)
     app[API] = api
     base = config.base.rstrip("/")
     r = app.router
@@ -84,10 +104,21 @@ def create_app(
     r.add_get(f"{base}/jobs/{{job}}", api.status, name="job")
     r.add_delete(f"{base}/jobs/{{job}}", api.delete)
     r.add_get(f"{base}/data/{{job}}/{{file}}", api.download, name="data")  # GET also answers HEAD
-    api.auth.setup(app, base)
+    r.add_get(f"{base}/attribution_status", api.attribution)
+    api.auth.setup(app, base, token_url=lambda request: api.fhir_base(request) + "/auth/token")
+    if config.admin_prefix is not None:
+        api.mount_admin(app, config.admin_prefix)
     app.on_startup.append(api.start)
     app.on_cleanup.append(api.stop)
     return app
+
+
+def create_admin_app(app: web.Application, prefix: str = "/admin") -> web.Application:
+    """The admin API of a Bulk Data app as an application of its own (to serve on another
+    port, e.g. bound to an internal interface); same database, operator key and audit log."""
+    admin = web.Application()
+    app[API].mount_admin(admin, prefix)
+    return admin
 
 
 @web.middleware
@@ -126,17 +157,19 @@ def _http_date(t: float) -> str:
 class BulkApi:
     """Handlers and the state they share (DB, runner, auth, population, poll pacing)."""
 
-    def __init__(self, config: ServerConfig, authenticator: Authenticator | None,
+    def __init__(self, config: ServerConfig, access: AccessDB | AccessConfig | None,
                  population: Population | None, clock: Callable[[], float]):
         self.config = config
         self.clock = clock
         self.base = config.base.rstrip("/")
         self.jobs_dir = config.data / "jobs"
+        config.data.mkdir(parents=True, exist_ok=True)
+        config.access_db.parent.mkdir(parents=True, exist_ok=True)
         self.db = JobDB(config.data / "jobs.sqlite")
-        self.auth = authenticator or TokenAuthenticator(
-            load_clients(config.clients), _signing_key(config.data / "server.key"),
-            token_ttl=config.token_ttl, clock=clock,
-        )
+        self.access = access if isinstance(access, AccessDB) else AccessDB(config.access_db, access)
+        self.tokens = TokenService(self.access)
+        self.client_ip = client_address(config.trusted_proxies)
+        self.auth = AccessAuthenticator(self.access, self.tokens, client_ip=self.client_ip, clock=clock)
         self.population = population or StorePopulation(str(config.store))
         self.runner = JobRunner(
             self.db,
@@ -155,6 +188,9 @@ class BulkApi:
 
     async def start(self, app: web.Application) -> None:
         self.config.data.mkdir(parents=True, exist_ok=True)
+        ctx = ssl.create_default_context(cafile=self.config.jwks_ca_file) if self.config.jwks_ca_file else None
+        self.tokens.jwks_fetcher = JwksFetcher(asyncio.get_running_loop(), ttl=self.config.jwks_ttl,
+                                               allow_http=self.config.jwks_allow_http, ssl=ctx)
         await self.runner.start()
         await self.expire()
         self._janitor = asyncio.create_task(self._janitor_loop())
@@ -165,6 +201,32 @@ class BulkApi:
             await asyncio.gather(self._janitor, return_exceptions=True)
         await self.runner.stop()
         await self.db.close()
+        self.tokens.jwks_fetcher = None
+
+    # --- admin API and audit ----------------------------------------------------------------
+
+    def mount_admin(self, app: web.Application, prefix: str) -> None:
+        """The access library's admin API on `app` under `prefix` (operator key: `config.operator_key`)."""
+        add_routes(app, self.access, service=self.tokens, token_path=None, admin_prefix=prefix,
+                   operator_key=operator_key(self.config.operator_key), job_completed=self.sandbox_job_completed,
+                   client_ip=self.client_ip)
+
+    def sandbox_job_completed(self, job_id: str, org_id: str) -> bool:
+        """Whether `job_id` is a completed sandbox export of `org_id` (production onboarding).
+
+        Called from the admin API's worker threads: its own short-lived connection."""
+        conn = sqlite3.connect(f"{(self.config.data / 'jobs.sqlite').resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return JobDB.completed_in(conn, job_id, org_id, "sandbox")
+        except sqlite3.OperationalError:  # no job DB yet
+            return False
+        finally:
+            conn.close()
+
+    async def audit(self, who: Principal, action: str, request: web.Request, /, **detail) -> None:
+        """One audit entry for a request made with a verified token (off the loop)."""
+        await asyncio.to_thread(self.tokens.audit_request, who, action, self.client_ip(request), self.clock(),
+                                path=request.path, **detail)
 
     async def _janitor_loop(self) -> None:
         while True:
@@ -235,36 +297,39 @@ class BulkApi:
                                    param=next(iter(request.query)))
         else:
             params = parse_query(request.query.items(), now_dt, kind=kind, lenient=lenient)
-        params = self._authorize_types(who, params)
         group = request.match_info.get("group", "all")
-        if kind == "system" and who.kind != "system":
-            raise AuthError(f"organization {who.org_id} may not run a system-level export; "
-                            f"use Group/all/$export", status=403)
-        members = await asyncio.to_thread(self.population.members, who, group, params.patients)
-        if members is None:
-            raise RequestError(f"Group/{group} is not a group of organization {who.org_id}", status=404,
-                               param="group")
-        if members.unknown:
-            msg = f"patient {', '.join('Patient/' + p for p in members.unknown)}: not in Group/{group}"
+        try:
+            params = self._authorize_types(who, params)
+            planned: Planned = await asyncio.to_thread(
+                plan, self.access, self.population, who, kind, group, params.since, params.types, params.patients, now)
+        except (AuthError, RequestError) as e:
+            await self.audit(who, "export.kickoff", request, outcome="denied", level=kind, group=group,
+                             status=e.status, reason=str(e))
+            raise
+        if planned.unknown:
+            msg = f"patient {', '.join('Patient/' + p for p in planned.unknown)}: not in Group/{group}"
             if not lenient:
                 raise RequestError(msg, param="patient")
             params = msgspec.structs.replace(params, warnings=[*params.warnings, ["patient", msg]])
-        return await self._create(request, who, kind, group, params, members, now)
+        params = msgspec.structs.replace(params, types=[t for t in params.types if t in planned.scope.types])
+        return await self._create(request, who, kind, group, params, planned, now)
 
-    def _authorize_types(self, who: ClientIdentity, params: ExportParams) -> ExportParams:
-        """Types named in `_type` must all be allowed (403); without `_type`, the allowed subset."""
-        allowed = [t for t in params.types if who.may_export(t)]
+    def _authorize_types(self, who: Principal, params: ExportParams) -> ExportParams:
+        """Types named in `_type` must all be granted (403); without `_type`, the granted subset."""
+        allowed = [t for t in params.types if who.allows(t)]
         if params.explicit_types and len(allowed) < len(params.types):
             denied = [t for t in params.types if t not in allowed]
-            raise AuthError(f"the token's scopes do not allow exporting {', '.join(denied)}", status=403)
+            raise AuthError(f"the token's scopes do not allow exporting {', '.join(denied)} "
+                            f"(granted: {', '.join(who.types) or 'none'})", status=403)
         if not allowed:
             raise AuthError("the token's scopes allow no exported resource type", status=403)
         return msgspec.structs.replace(params, types=allowed)
 
-    async def _create(self, request: web.Request, who: ClientIdentity, kind: str, group: str,
-                      params: ExportParams, members: Members, now: float) -> web.Response:
+    async def _create(self, request: web.Request, who: Principal, kind: str, group: str,
+                      params: ExportParams, planned: Planned, now: float) -> web.Response:
         job_id = secrets.token_hex(16)
-        benes = members.rows
+        scope = planned.scope
+        benes = scope.bene_rows
         size = max(1, self.config.chunk_size)
         chunks = [(lo, min(lo + size, len(benes))) for lo in range(0, len(benes), size)]
         scope_key = f"{kind}:{group}:{','.join(sorted(params.types))}"
@@ -273,11 +338,12 @@ class BulkApi:
             id=job_id, client_id=who.client_id, org_id=who.org_id, kind=kind, group_id=group,
             scope_key=scope_key, request_url=request_url, params=msgspec.json.encode(params),
             status="queued", error=None, chunks_total=len(chunks), chunks_done=0, created=now,
-            transaction_time=now, completed=None, expires=None, generation=members.generation,
+            transaction_time=now, completed=None, expires=None, generation=planned.generation,
+            env=who.env, rules=json.dumps(list(scope.rules)),
         )
         job_dir = self.jobs_dir / job_id
         files = await asyncio.to_thread(self._kickoff_files, job_dir, params, now)
-        running = await self.db.call(JobDB.insert_unless_active, job, benes, chunks, files)
+        running = await self.db.call(JobDB.insert_unless_active, job, benes, chunks, files, scope.to_bytes())
         if running is not None:
             await asyncio.to_thread(shutil.rmtree, job_dir, True)
             where = self.url(request, "job", job=running.id)
@@ -286,6 +352,8 @@ class BulkApi:
             return web.Response(status=429, body=body, content_type=FHIR_JSON,
                                 headers={"Retry-After": str(self.config.retry_after), "Content-Location": where})
         await self.runner.submit(job)
+        await self.audit(who, "export.kickoff", request, job=job_id, level=kind, group=group, types=params.types,
+                         beneficiaries=int(len(benes)), since=params.since, url=request_url)
         where = self.url(request, "job", job=job_id)
         log.info("job %s queued for %s (%s %s, %d beneficiaries, %d chunks)",
                  job_id, who.client_id, kind, group, len(benes), len(chunks))
@@ -309,12 +377,15 @@ class BulkApi:
 
     # --- status / manifest ------------------------------------------------------------------
 
-    async def _owned_job(self, request: web.Request, who: ClientIdentity) -> Job:
+    async def _owned_job(self, request: web.Request, who: Principal, action: str) -> Job:
+        """The job of the URL if it belongs to the caller's organization (404 / 403 otherwise;
+        a 403 is audited: someone holds another organization's job URL)."""
         job_id = request.match_info["job"]
         job = await self.db.call(JobDB.get_job, job_id)
         if job is None or job.status == "cancelled":
-            raise RequestError(f"job {job_id} does not exist (or was deleted)", status=404, param="job")
+            raise RequestError(f"job {job_id[:64]} does not exist (or was deleted)", status=404, param="job")
         if job.org_id != who.org_id:
+            await self.audit(who, action, request, outcome="denied", job=job_id, reason="job of another organization")
             raise AuthError(f"job {job_id} belongs to another organization", status=403)
         return job
 
@@ -323,7 +394,7 @@ class BulkApi:
 
     async def status(self, request: web.Request) -> web.Response:
         who = await self.auth.authenticate(request)
-        job = await self._owned_job(request, who)
+        job = await self._owned_job(request, who, "export.status")
         if self._expired(job):
             raise RequestError(f"job {job.id} expired at {iso_instant(job.expires or 0)}; its files are gone",
                                status=410, param="job")
@@ -387,6 +458,7 @@ class BulkApi:
             error=[item(f) for f in files if f.kind == "error"],
             deleted=[item(f) for f in files if f.kind == "deleted"],
             link=link,
+            extension={RULES_EXT: json.loads(job.rules)},
         )
         h = dict(headers or {})
         if job.expires is not None:
@@ -395,9 +467,10 @@ class BulkApi:
 
     async def delete(self, request: web.Request) -> web.Response:
         who = await self.auth.authenticate(request)
-        job = await self._owned_job(request, who)
+        job = await self._owned_job(request, who, "export.cancel")
         await self.db.call(JobDB.set_status, job.id, "cancelled")
         await self.runner.cancel(job.id)
+        await self.audit(who, "export.cancel", request, job=job.id)
         self._last_poll.pop(job.id, None)
         log.info("job %s deleted by %s", job.id, who.client_id)
         body = m.encode(m.outcome(f"job {job.id} deleted", code="informational", severity="information"))
@@ -417,18 +490,29 @@ class BulkApi:
         ]
         return web.Response(body=m.encode(m.JobList(out)), content_type="application/json")
 
+    async def attribution(self, request: web.Request) -> web.Response:
+        """BCDA's `GET /attribution_status`: load dates of the roster and the runout roster."""
+        who = await self.auth.authenticate(request)
+
+        def status():
+            return attribution_status(self.access, current_tables(self.population), who.org_id, self.clock())
+
+        return web.json_response(await asyncio.to_thread(status))
+
     # --- downloads --------------------------------------------------------------------------
 
     async def download(self, request: web.Request) -> web.StreamResponse:
         who = await self.auth.authenticate(request)
-        job = await self._owned_job(request, who)
+        job = await self._owned_job(request, who, "export.download")
         if self._expired(job):
             raise RequestError(f"the files of job {job.id} expired", status=410, param="file")
         name = request.match_info["file"]
         # The URL name is only a key: the path on disk comes from the DB row.
         row = await self.db.call(JobDB.file, job.id, name)
         if row is None:
-            raise RequestError(f"job {job.id} has no file {name!r}", status=404, param="file")
+            raise RequestError(f"job {job.id} has no file {name[:80]!r}", status=404, param="file")
+        await self.audit(who, "export.download", request, job=job.id, file=name, type=row.type, count=row.count,
+                         method=request.method, range=request.headers.get("Range"))
         self._downloads[job.id] = self._downloads.get(job.id, 0) + 1
         try:
             headers = {"Expires": _http_date(job.expires)} if job.expires else {}
@@ -437,19 +521,6 @@ class BulkApi:
             self._downloads[job.id] -= 1
             if not self._downloads[job.id]:
                 del self._downloads[job.id]
-
-
-def _signing_key(path: Path) -> bytes:
-    """The token signing key, created (0600) on first start so tokens survive restarts."""
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_bytes(32)
-        with open(path, "xb") as f:
-            path.chmod(0o600)
-            f.write(key)
-        return key
 
 
 def _capability_statement(base_url: str) -> m.CapabilityStatement:

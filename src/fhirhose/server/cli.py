@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import socket
 from pathlib import Path
 
 from aiohttp import web
 
+from ..access import AccessConfig, AccessDB
 from ..errors import FhirhoseError
-from .app import create_app
+from .app import create_admin_app, create_app
 from .config import ServerConfig
 
 __all__ = ["add_parser", "serve"]
@@ -21,13 +23,18 @@ log = logging.getLogger("fhirhose.server")
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("serve", help="run the FHIR Bulk Data Access server",
                               description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, help="data directory (store, job DB, job files); --demo: ./fhirhose-demo")
+    p.add_argument("--data", type=Path, help="data directory (store, job DB, access DB, job files); --demo: ./fhirhose-demo")
     p.add_argument("--store", type=Path, help="store directory (default DATA/store)")
-    p.add_argument("--clients", type=Path, help="client registrations JSON (default DATA/clients.json)")
+    p.add_argument("--access-db", type=Path, help="access database (default DATA/access.sqlite; `fhirhose admin --db`)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=int, default=8080, help="port (0: any free port)")
     p.add_argument("--base", default="/api/v2", help="FHIR base path (default /api/v2)")
     p.add_argument("--public-url", help="origin used in absolute URLs (default http://HOST:PORT)")
+    p.add_argument("--admin-port", type=int,
+                   help="serve the admin API on this port (bound to --admin-host) instead of under /admin")
+    p.add_argument("--admin-host", default="127.0.0.1", help="interface of --admin-port (default 127.0.0.1)")
+    p.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",
+                   help="proxy whose X-Forwarded-For names the client address (repeat)")
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop", help="event loop (default uvloop)")
     p.add_argument("--workers", type=int, default=2, help="export worker processes")
     p.add_argument("--chunk-size", type=int, default=2500, help="beneficiaries per chunk")
@@ -36,12 +43,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--retry-after", type=int, default=5, help="seconds between status polls")
     p.add_argument("--exporter", default=None, help=argparse.SUPPRESS)  # tests: module:function
     p.add_argument("--demo", action="store_true",
-                   help="sandbox: generate a synthetic store if DATA has none, write DATA/credentials.json")
+                   help="sandbox: generate a synthetic store if DATA has none, register its organizations, "
+                        "write DATA/credentials.json")
     p.set_defaults(func=serve)
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> ServerConfig:
+def config_from_args(args: argparse.Namespace, port: int) -> ServerConfig:
     data = args.data or (Path("fhirhose-demo") if args.demo else None)
     if data is None:
         raise FhirhoseError("--data DIR is required (or --demo)")
@@ -50,32 +58,56 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         data_dir=str(data.resolve()),
         store_path=str(args.store) if args.store else None,
-        clients_path=str(args.clients) if args.clients else None,
+        access_db_path=str(args.access_db) if args.access_db else None,
         base=args.base,
-        public_url=args.public_url or f"http://{host}:{args.port}",
+        public_url=args.public_url or f"http://{host}:{port}",
         workers=args.workers,
         chunk_size=args.chunk_size,
         compression=args.compression,
         file_ttl=args.ttl_hours * 3600,
         retry_after=args.retry_after,
+        admin_prefix=None if args.admin_port is not None else "/admin",
+        trusted_proxies=list(args.trusted_proxy),
         **kw,
     )
 
 
-def serve(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
-    if args.demo:
-        from .demo import ensure_demo
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket (port 0: the kernel picks), so URLs can name the real port."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, addr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as e:
+        sock.close()
+        raise FhirhoseError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
 
-        creds = ensure_demo(config.data, config.public_url.rstrip("/") + config.base.rstrip("/"))
+
+def serve(args: argparse.Namespace) -> int:
+    sock = _bind(args.host, args.port)
+    admin_sock = _bind(args.admin_host, args.admin_port) if args.admin_port is not None else None
+    config = config_from_args(args, sock.getsockname()[1])
+    access_config = None
+    if args.demo:
+        from .demo import ensure_demo, sandbox_access_config
+
+        access_config = sandbox_access_config()
+        config.access_db.parent.mkdir(parents=True, exist_ok=True)
+        db = AccessDB(config.access_db, access_config)
+        creds = ensure_demo(config.data, config.public_url.rstrip("/") + config.base.rstrip("/"), db)
+        db.close()
         log.info("sandbox credentials for %d clients in %s", len(creds.clients), config.data / "credentials.json")
-    if not config.clients.exists():
-        raise FhirhoseError(f"{config.clients}: no client registrations (run with --demo, or pass --clients)")
-    run(config, args.host, args.port, loop=args.loop)
+    run(config, sock, admin_sock, access_config, loop=args.loop)
     return 0
 
 
-def run(config: ServerConfig, host: str, port: int, *, loop: str = "uvloop") -> None:
+def run(config: ServerConfig, sock: socket.socket, admin_sock: socket.socket | None = None,
+        access_config: AccessConfig | None = None, *, loop: str = "uvloop") -> None:
     """Serve until interrupted; `loop` picks uvloop (default) or the stdlib event loop."""
     if loop == "uvloop":
         import uvloop
@@ -83,16 +115,25 @@ def run(config: ServerConfig, host: str, port: int, *, loop: str = "uvloop") -> 
         runner = uvloop.run
     else:
         runner = asyncio.run
-    runner(_serve(config, host, port))
+    runner(_serve(config, sock, admin_sock, access_config))
 
 
-async def _serve(config: ServerConfig, host: str, port: int) -> None:
-    app_runner = web.AppRunner(create_app(config), access_log=logging.getLogger("fhirhose.access"))
-    await app_runner.setup()
-    site = web.TCPSite(app_runner, host, port)
-    await site.start()
-    log.info("serving %s%s on %s:%d", config.public_url or "", config.base, host, port)
+async def _serve(config: ServerConfig, sock: socket.socket, admin_sock: socket.socket | None,
+                 access_config: AccessConfig | None) -> None:
+    app = create_app(config, access=access_config)
+    runners = [web.AppRunner(app, access_log=logging.getLogger("fhirhose.access"))]
+    if admin_sock is not None:
+        runners.append(web.AppRunner(create_admin_app(app), access_log=logging.getLogger("fhirhose.access")))
+    for r in runners:
+        await r.setup()
+    await web.SockSite(runners[0], sock).start()
+    if admin_sock is not None:
+        await web.SockSite(runners[1], admin_sock).start()
+        log.info("admin API on %s:%d/admin", *admin_sock.getsockname()[:2])
+    log.info("serving %s%s on %s:%d (operator key for the admin API: %s)", config.public_url or "", config.base,
+             *sock.getsockname()[:2], config.operator_key)
     try:
         await asyncio.Event().wait()
     finally:
-        await app_runner.cleanup()
+        for r in reversed(runners):
+            await r.cleanup()

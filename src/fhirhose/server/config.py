@@ -14,13 +14,15 @@ class ServerConfig(msgspec.Struct, kw_only=True):
     """Everything `create_app` needs; paths default to places inside `data_dir`.
 
     Layout of `data_dir`: `store/` (the columnar store), `jobs.sqlite` (job DB),
-    `jobs/<id>/` (job files), `clients.json` (client registrations, hashed secrets),
-    `server.key` (token signing key, created on first start).
+    `jobs/<id>/` (job files), `access.sqlite` (organizations, credentials, audit log:
+    `fhirhose admin --db`), `operator.key` (the admin API's operator credential,
+    created on first start, mode 0600).
     """
 
     data_dir: str
     store_path: str | None = None
-    clients_path: str | None = None
+    access_db_path: str | None = None
+    operator_key_path: str | None = None
     base: str = "/api/v2"
     # Absolute origin for URLs in responses (e.g. "http://127.0.0.1:8080"); else from the request.
     public_url: str | None = None
@@ -30,9 +32,17 @@ class ServerConfig(msgspec.Struct, kw_only=True):
     level: int = 1
     file_ttl: float = 24 * 3600.0  # seconds from completion until files expire (410)
     retry_after: int = 5  # seconds clients should wait between status polls
-    token_ttl: int = 1200
     janitor_interval: float = 60.0
     exporter: str = "fhirhose.server.worker:store_exporter"
+    # Admin HTTP API path on this app (operator key or a user's admin key); None: not
+    # mounted here (`create_admin_app` serves it elsewhere, e.g. on another port).
+    admin_prefix: str | None = "/admin"
+    # Proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client address
+    # that IP allowlists are checked against; empty: the TCP peer is the client.
+    trusted_proxies: list[str] = []
+    jwks_ttl: float = 60.0  # seconds a fetched JWKS URL's key set is reused
+    jwks_ca_file: str | None = None  # CA bundle for JWKS URLs (default: the system's)
+    jwks_allow_http: bool = False  # test mode only: fetch http:// JWKS URLs too
 
     @property
     def data(self) -> Path:
@@ -43,5 +53,9 @@ class ServerConfig(msgspec.Struct, kw_only=True):
         return Path(self.store_path) if self.store_path else self.data / "store"
 
     @property
-    def clients(self) -> Path:
-        return Path(self.clients_path) if self.clients_path else self.data / "clients.json"
+    def access_db(self) -> Path:
+        return Path(self.access_db_path) if self.access_db_path else self.data / "access.sqlite"
+
+    @property
+    def operator_key(self) -> Path:
+        return Path(self.operator_key_path) if self.operator_key_path else self.data / "operator.key"

@@ -44,7 +44,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     completed REAL,
     expires REAL,
     generation INTEGER,            -- store generation the rows index (NULL: not a store)
-    benes BLOB NOT NULL            -- int64 store rows of the job's beneficiaries
+    env TEXT NOT NULL DEFAULT 'sandbox',  -- credential environment that asked (sandbox | production)
+    rules TEXT NOT NULL DEFAULT '[]',     -- JSON list: the access rules applied (manifest extension)
+    benes BLOB NOT NULL,           -- int64 store rows of the job's beneficiaries
+    scope BLOB                     -- fhirhose.access.Scope.to_bytes() of the planned scope
 );
 CREATE INDEX IF NOT EXISTS jobs_client ON jobs(client_id, status);
 CREATE INDEX IF NOT EXISTS jobs_org ON jobs(org_id);
@@ -95,6 +98,8 @@ class Job:
     completed: float | None
     expires: float | None
     generation: int | None
+    env: str = "sandbox"
+    rules: str = "[]"
 
     @property
     def active(self) -> bool:
@@ -141,6 +146,7 @@ class JobDB:
             self._conn.execute("PRAGMA synchronous=FULL")  # a committed chunk survives power loss
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.executescript(_SCHEMA)
+            _migrate(self._conn)
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -164,10 +170,10 @@ class JobDB:
 
     @staticmethod
     def insert_job(c: sqlite3.Connection, job: Job, benes: np.ndarray, chunks: list[tuple[int, int]],
-                   files: list[FileRow]) -> None:
+                   files: list[FileRow], scope: bytes) -> None:
         c.execute(
-            f"INSERT INTO jobs ({_JOB_COLS}, benes) VALUES ({', '.join('?' * (len(Job.__dataclass_fields__) + 1))})",
-            (*job.__dict__.values(), np.ascontiguousarray(benes, np.int64).tobytes()),
+            f"INSERT INTO jobs ({_JOB_COLS}, benes, scope) VALUES ({', '.join('?' * (len(Job.__dataclass_fields__) + 2))})",
+            (*job.__dict__.values(), np.ascontiguousarray(benes, np.int64).tobytes(), scope),
         )
         c.executemany(
             "INSERT INTO chunks (job_id, seq, lo, hi, status) VALUES (?, ?, ?, ?, 'pending')",
@@ -190,7 +196,7 @@ class JobDB:
 
     @staticmethod
     def insert_unless_active(c: sqlite3.Connection, job: Job, benes: np.ndarray, chunks: list[tuple[int, int]],
-                             files: list[FileRow]) -> Job | None:
+                             files: list[FileRow], scope: bytes) -> Job | None:
         """Insert the job unless the same client has an active job of the same scope (returned then)."""
         row = c.execute(
             f"SELECT {_JOB_COLS} FROM jobs WHERE client_id = ? AND scope_key = ? AND status IN {ACTIVE} "
@@ -199,7 +205,7 @@ class JobDB:
         ).fetchone()
         if row:
             return Job(*row)
-        JobDB.insert_job(c, job, benes, chunks, files)
+        JobDB.insert_job(c, job, benes, chunks, files, scope)
         return None
 
     @staticmethod
@@ -211,6 +217,18 @@ class JobDB:
     def benes(c: sqlite3.Connection, job_id: str) -> np.ndarray:
         (blob,) = c.execute("SELECT benes FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return np.frombuffer(blob, np.int64)
+
+    @staticmethod
+    def scope(c: sqlite3.Connection, job_id: str) -> bytes | None:
+        """The planned scope a job was created with (None: planned before scopes were kept)."""
+        (blob,) = c.execute("SELECT scope FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if blob is None else bytes(blob)
+
+    @staticmethod
+    def completed_in(c: sqlite3.Connection, job_id: str, org_id: str, env: str) -> bool:
+        """Whether `job_id` is a completed export of `org_id` made with an `env` credential."""
+        row = c.execute("SELECT status, env FROM jobs WHERE id = ? AND org_id = ?", (job_id, org_id)).fetchone()
+        return row is not None and row[0] in ("done", "expired") and row[1] == env
 
     @staticmethod
     def reset_running(c: sqlite3.Connection) -> int:
@@ -320,6 +338,17 @@ class JobDB:
                 (now,),
             )
         ]
+
+
+def _migrate(c: sqlite3.Connection) -> None:
+    """Add the columns a job DB written by an older version lacks (its jobs keep
+    env 'sandbox' and no scope; the runner fails active ones instead of exporting
+    them unscoped)."""
+    have = {r[1] for r in c.execute("PRAGMA table_info(jobs)")}
+    for name, decl in (("env", "TEXT NOT NULL DEFAULT 'sandbox'"), ("rules", "TEXT NOT NULL DEFAULT '[]'"),
+                       ("scope", "BLOB")):
+        if name not in have:
+            c.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
 
 
 def _insert_files(c: sqlite3.Connection, files: list[FileRow]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 import msgspec
-from msgspec import Struct, field
+from msgspec import Struct
 
 from ..export.manifest import CHECKSUM_EXT, FILESIZE_EXT
 
@@ -29,8 +29,6 @@ __all__ = [
     "SmartConfiguration",
     "TokenResponse",
     "TokenError",
-    "ClientRecord",
-    "ClientsFile",
     "DemoClient",
     "DemoCredentials",
     "JobSummary",
@@ -246,22 +244,6 @@ class TokenError(_Doc):
 
 
 # --- configuration files --------------------------------------------------------------------
-
-
-class ClientRecord(_Doc, forbid_unknown_fields=True):
-    """Server-side registration of one client: the secret only as an scrypt hash."""
-
-    client_id: str
-    organization: str
-    kind: Literal["aco", "pdp", "system"]
-    secret_hash: str | None = None
-    scopes: list[str] = field(default_factory=lambda: ["system/*.read"])
-    jwks: dict | None = None
-    disabled: bool = False
-
-
-class ClientsFile(_Doc, forbid_unknown_fields=True):
-    clients: list[ClientRecord]
 
 
 class DemoClient(Struct):

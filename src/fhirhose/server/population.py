@@ -1,107 +1,81 @@
-"""Who is in an export: an organization's groups resolved to store beneficiary rows.
+"""Who is in an export: the CMS access rules (`fhirhose.access.plan_scope`) over the
+store's roster, enrollment and opt-out tables.
 
-Groups (the `Group/{id}/$export` ids), selected by `fhirhose.store.rosters`:
+A `Population` supplies the tables to plan against and the store generation they
+come from, so a job's chunks export exactly the rows its kick-off resolved.
+`plan` maps a kick-off onto `plan_scope`:
 
-- ACO (`kind` aco): `all` — the attribution roster (`roster_kind` Y) of the latest
-  performance year; `runout` — the runout roster (`roster_kind` R) of the year before.
-- Part D sponsor (`kind` pdp, organization = contract id): `all` — beneficiaries enrolled
-  in the contract in any month of the latest enrollment year; `runout` — those enrolled
-  in the year before.
-- `system` clients: `all` — every beneficiary in the store.
+| kick-off | plan_scope group |
+|---|---|
+| `Group/{id}/$export` | `id` (`all`, `runout`, or a sponsor's contract id) |
+| `Patient/$export` | None: the organization's whole population, no new-beneficiary rule |
+| `/$export` | refused (403): no organization kind has system-level access |
 
-`Patient/$export` exports group `all`. Data-sharing preferences (opt-outs) and other CMS
-access rules are applied by a later layer on top of these rows.
+A POST `patient` list narrows the scope to those patients; ids outside it are
+reported as unknown whether or not they exist elsewhere.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import threading
 from typing import Callable, Mapping, NamedTuple, Protocol, Sequence
 
 import numpy as np
 
+from ..access import AccessDB, Principal, Scope, plan_scope
 from ..columns import Table
-from ..store import rosters
-from .auth import ClientIdentity
+from ..errors import AuthError
 
-__all__ = ["Members", "Population", "TablePopulation", "StorePopulation"]
+__all__ = ["Population", "TablePopulation", "StorePopulation", "Planned", "plan", "current_tables"]
 
-GROUPS = rosters.GROUPS
-
-
-class Members(NamedTuple):
-    """A resolved export scope: sorted store rows and the store generation they index."""
-
-    rows: np.ndarray
-    generation: int | None
-    unknown: list[str]  # requested Patient ids that are not members of the group
+# Kick-off endpoints each population rule serves (named in the 403 of `/$export`).
+_ENDPOINTS = {
+    "aco_roster": "Group/all/$export, Group/runout/$export or Patient/$export",
+    "enrollment": "Patient/$export, Group/all/$export, Group/runout/$export or Group/<contract>/$export",
+    "provider_roster": "Group/all/$export or Patient/$export",
+}
 
 
 class Population(Protocol):
-    """Resolves an identity's export scope to beneficiary rows (sync; run in a thread)."""
+    """The tables export scopes are planned against (sync; run in a thread)."""
 
-    def groups(self, who: ClientIdentity) -> list[str]: ...
+    def snapshot(self) -> tuple[Mapping[str, Table], int | None]:
+        """The tables and their store generation (None: not a store)."""
+        ...
 
-    def members(self, who: ClientIdentity, group_id: str, patients: Sequence[str] = ()) -> Members | None:
-        """Rows of the group (only `patients`, by Patient id, when given), or None when the
-        identity has no such group. Rows and generation come from one snapshot."""
+    def patient_rows(self, ids: Sequence[str]) -> dict[str, int]:
+        """bene rows of the Patient ids that exist (in the tables `snapshot` gave last)."""
         ...
 
 
 class TablePopulation:
-    """`Population` over roster / enroll / bene tables (see module doc); `tables()` is
-    called once, on first use."""
+    """A `Population` over fixed tables; `tables()` is called once, on first use."""
 
     def __init__(self, tables: Callable[[], Mapping[str, Table]]):
         self._load = tables
         self._tables: Mapping[str, Table] | None = None
         self._ids: dict[str, int] | None = None
-        self._lock = threading.RLock()
 
-    def _snapshot(self) -> tuple[Mapping[str, Table], int | None]:
-        """The tables to resolve against and their generation (None: not a store)."""
+    def snapshot(self) -> tuple[Mapping[str, Table], int | None]:
         if self._tables is None:
             self._tables = self._load()
         return self._tables, None
 
-    def groups(self, who: ClientIdentity) -> list[str]:
-        return ["all"] if who.kind == "system" else list(GROUPS)
-
-    def members(self, who: ClientIdentity, group_id: str, patients: Sequence[str] = ()) -> Members | None:
-        if group_id not in self.groups(who):
-            return None
-        with self._lock:
-            tables, generation = self._snapshot()
-            if who.kind == "system":
-                rows = np.arange(tables["bene"].n, dtype=np.int64)
-            else:
-                rows = rosters.org_benes(tables, who.org_id, group_id, who.kind)
-            unknown: list[str] = []
-            if patients:
-                found = self._patient_rows(tables, patients)
-                asked = np.array([found.get(p, -1) for p in patients], np.int64)
-                member = np.isin(asked, rows)
-                unknown = [p for p, ok in zip(patients, member.tolist()) if not ok]
-                rows = np.unique(asked[member])
-            return Members(rows, generation, unknown)
-
-    def _patient_rows(self, tables: Mapping[str, Table], ids: Sequence[str]) -> dict[str, int]:
+    def patient_rows(self, ids: Sequence[str]) -> dict[str, int]:
         if self._ids is None:
-            self._ids = {v: i for i, v in enumerate(tables["bene"]["bene_id"].to_list())}
+            self._ids = {v: i for i, v in enumerate(self.snapshot()[0]["bene"]["bene_id"].to_list())}
         return {i: self._ids[i] for i in ids if i in self._ids}
 
 
-class StorePopulation(TablePopulation):
-    """`TablePopulation` over a store directory, following its current generation: each
-    kick-off resolves against the newest snapshot, and the job records that generation
-    so its chunks export exactly the rows it resolved."""
+class StorePopulation:
+    """A `Population` over a store directory that follows its current generation."""
 
     def __init__(self, store_path: str):
-        super().__init__(lambda: {})
         self.store_path = store_path
         self._snap = None
 
-    def _snapshot(self) -> tuple[Mapping[str, Table], int | None]:
+    def snapshot(self) -> tuple[Mapping[str, Table], int | None]:
         from ..store import Store  # late: the server starts without a store until asked
 
         store = Store(self.store_path)
@@ -109,10 +83,9 @@ class StorePopulation(TablePopulation):
             if self._snap is not None:
                 self._snap.close()
             self._snap = store.snapshot()
-            self._ids = None
         return self._snap.tables, self._snap.generation
 
-    def _patient_rows(self, tables: Mapping[str, Table], ids: Sequence[str]) -> dict[str, int]:
+    def patient_rows(self, ids: Sequence[str]) -> dict[str, int]:
         found = {}
         for i in ids:
             try:
@@ -120,3 +93,44 @@ class StorePopulation(TablePopulation):
             except KeyError:
                 pass
         return found
+
+
+class Planned(NamedTuple):
+    """A kick-off's scope, the store generation it indexes and the unknown patient ids."""
+
+    scope: Scope
+    generation: int | None
+    unknown: list[str]
+
+
+_LOCK = threading.RLock()
+
+
+def current_tables(population: Population) -> Mapping[str, Table]:
+    """The population's current tables (refreshing its snapshot safely)."""
+    with _LOCK:
+        return population.snapshot()[0]
+
+
+def plan(db: AccessDB, population: Population, principal: Principal, kind: str, group: str | None,
+         since: str | None, types: Sequence[str], patients: Sequence[str], now: float) -> Planned:
+    """The scope of one kick-off (see the module doc); raises AuthError / RequestError."""
+    if kind == "system":
+        rules = db.config.rules(principal.org_kind)
+        raise AuthError(
+            f"organization {principal.org_id} ({rules.title}) has no system-level export; "
+            f"use {_ENDPOINTS[rules.population]}",
+            status=403,
+        )
+    since_dt = None if since is None else _dt.datetime.fromisoformat(since.replace("Z", "+00:00"))
+    with _LOCK:  # one snapshot refresh at a time; planning reads it
+        tables, generation = population.snapshot()
+        scope = plan_scope(db, tables, principal, group if kind == "group" else None, since_dt, now, types=types)
+        unknown: list[str] = []
+        if patients:
+            found = population.patient_rows(patients)
+            rows = np.array([found.get(p, -1) for p in patients], np.int64)
+            member = np.isin(rows, scope.bene_rows)
+            unknown = [p for p, ok in zip(patients, member.tolist()) if not ok]
+            scope = scope.for_benes(rows[member])
+    return Planned(scope, generation, unknown)

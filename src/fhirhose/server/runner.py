@@ -28,6 +28,7 @@ from typing import Callable
 
 import msgspec
 
+from ..access import Scope
 from .db import FileRow, Job, JobDB
 from .params import ExportParams
 from .worker import ChunkTask, run_chunk
@@ -56,12 +57,13 @@ def iso_instant(t: float) -> str:
 class _Active:
     """Scheduling state of one active job."""
 
-    __slots__ = ("job", "params", "benes", "pending", "inflight", "cancelled")
+    __slots__ = ("job", "params", "benes", "scope", "pending", "inflight", "cancelled")
 
-    def __init__(self, job: Job, params: ExportParams, benes, pending):
+    def __init__(self, job: Job, params: ExportParams, benes, scope: Scope, pending):
         self.job = job
         self.params = params
         self.benes = benes
+        self.scope = scope
         self.pending = collections.deque(pending)
         self.inflight = 0
         self.cancelled = False
@@ -140,9 +142,15 @@ class JobRunner:
         if not pending and job.chunks_done >= job.chunks_total:
             await self.db.call(JobDB.complete, job.id, self.clock(), self.settings.ttl)
             return
+        raw = await self.db.call(JobDB.scope, job.id)
+        if raw is None:
+            await self.db.call(JobDB.fail, job.id, "planned without an access scope (older version); "
+                               "kick off the export again", self.clock(), self.settings.ttl)
+            return
         benes = await self.db.call(JobDB.benes, job.id)
         params = msgspec.json.decode(job.params, type=ExportParams)
-        self._active[job.id] = _Active(job, params, benes, pending)
+        # The scope planned at kick-off, not re-planned: a resumed job exports what was granted then.
+        self._active[job.id] = _Active(job, params, benes, Scope.from_bytes(raw), pending)
         # Newcomers go to the front: they have had no turn yet, the others have.
         if job.org_id not in self._orgs:
             self._orgs[job.org_id] = collections.deque()
@@ -198,7 +206,7 @@ class JobRunner:
             store_path=s.store_path,
             job_dir=str(self.job_dir(job.id)),
             benes=a.benes[lo:hi].tobytes(),
-            types=p.types,
+            types=[t for t in p.types if t in a.scope.types],
             since=p.since,
             until=p.until,
             transaction_time=tx,
@@ -208,6 +216,7 @@ class JobRunner:
             compression=s.compression,
             level=s.level,
             exporter=s.exporter,
+            scope=a.scope.for_benes(a.benes[lo:hi]).to_bytes(),
         )
 
     async def _run(self, a: _Active, chunk: tuple[int, int, int]) -> None:

@@ -22,10 +22,11 @@ import msgspec
 import numpy as np
 
 from ..errors import ExportError
+from ..store.layout import fsync_dir
 from .params import TypeFilter
 
 __all__ = ["ChunkTask", "ChunkFile", "ChunkExporter", "run_chunk", "load_exporter", "STORED_SUFFIX", "fsync_dir",
-           "write_ndjson", "export_from_store", "store_exporter", "claim_filters"]
+           "write_ndjson", "export_scoped", "export_from_store", "store_exporter", "claim_filters"]
 
 STORED_SUFFIX = {"gzip": ".gz", "zstd": ".zst", "identity": ""}
 
@@ -48,6 +49,9 @@ class ChunkTask(msgspec.Struct, frozen=True):
     compression: str  # gzip | zstd
     level: int
     exporter: str  # "module:function" of a ChunkExporter
+    # fhirhose.access.Scope.to_bytes() of the job's scope narrowed to this chunk: the
+    # access rules (opt-outs, lookback, runout cut-off, enrolled months, since exemptions)
+    scope: bytes
 
     @property
     def rows(self) -> np.ndarray:
@@ -109,14 +113,6 @@ def write_ndjson(path: Path, lines: Iterable[bytes], compression: str, level: in
     return count, digest.hexdigest(), length
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def run_chunk(task: ChunkTask) -> list[dict]:
     """Run one chunk in this process; returns the placed files as dicts for the job DB."""
     job_dir = Path(task.job_dir)
@@ -174,19 +170,18 @@ def claim_filters(filters: list[TypeFilter]):
     return tuple(out)
 
 
-def export_from_store(task: ChunkTask, out_dir: Path, sources=None) -> list[ChunkFile]:
-    """`fhirhose.export.Exporter` over the job's store generation (opened once per process).
+def export_scoped(task: ChunkTask, out_dir: Path, exporter) -> list[ChunkFile]:
+    """One chunk through `exporter` (a `fhirhose.export.Exporter`) within the job's access
+    scope (`task.scope`; a task without one is refused).
 
     `_until` is exclusive; the transaction time is inclusive (IG: resources changed up to
     and including it are in), so the cut-off is the earlier of `_until` and tx + 1 ms.
     """
-    from ..export.exporter import Exporter, ExportSpec
-    from ..store.opener import shared_snapshot
+    from ..access import Scope
+    from ..export.exporter import ExportSpec
 
-    key = (task.store_path, task.generation, id(sources))
-    ex = _EXPORTERS.get(key)
-    if ex is None:
-        ex = _EXPORTERS[key] = Exporter(shared_snapshot(task.store_path, task.generation).tables, sources)
+    if not task.scope:
+        raise ExportError(f"job {task.job_id} chunk {task.seq}: no access scope; refusing to export unscoped")
     until = _ms(task.transaction_time) + 1
     if task.until:
         until = min(until, _ms(task.until))
@@ -195,9 +190,21 @@ def export_from_store(task: ChunkTask, out_dir: Path, sources=None) -> list[Chun
         claim_filters=claim_filters(task.type_filters), compression=task.compression, level=task.level,
         elements=tuple(task.elements),
     )
-    infos = ex.export_chunk(task.rows, spec, out_dir, tag=f"-{task.seq:05d}")
+    infos = Scope.from_bytes(task.scope).export_chunk(exporter, task.rows, spec, out_dir, tag=f"-{task.seq:05d}")
     return [ChunkFile(name=i.name, type=i.type, count=i.count, sha256=i.sha256, length=i.length,
                       compression="identity" if i.compression == "none" else i.compression) for i in infos]
+
+
+def export_from_store(task: ChunkTask, out_dir: Path, sources=None) -> list[ChunkFile]:
+    """`export_scoped` with an Exporter over the job's store generation (opened once per process)."""
+    from ..export.exporter import Exporter
+    from ..store.opener import shared_snapshot
+
+    key = (task.store_path, task.generation, id(sources))
+    ex = _EXPORTERS.get(key)
+    if ex is None:
+        ex = _EXPORTERS[key] = Exporter(shared_snapshot(task.store_path, task.generation).tables, sources)
+    return export_scoped(task, out_dir, ex)
 
 
 def store_exporter(task: ChunkTask, out_dir: Path) -> list[ChunkFile]:

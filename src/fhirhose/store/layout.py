@@ -112,7 +112,8 @@ class Manifest(msgspec.Struct):
         return {name: t.n for name, t in self.tables.items()}
 
 
-def _fsync_file(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory (a rename is durable once its directory is synced)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -120,12 +121,7 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+_fsync_file = fsync_dir = fsync_path
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -21,6 +21,7 @@ from typing import Mapping, NamedTuple
 import numpy as np
 
 from ..columns import NO_DATE, NO_NUM, Cat, Str, Table
+from . import _ops
 
 __all__ = [
     "GROUPS",
@@ -72,18 +73,48 @@ def cat_eq(col: Cat, label: str) -> np.ndarray:
 
 
 def bene_rows(tables: Mapping[str, Table], table: Table, rows: np.ndarray) -> np.ndarray:
-    """bene row of each given row of an organization table (`bene_row`, else by MBI); -1 if unknown."""
+    """bene row of each given row of an organization table (`bene_row`, else by MBI,
+    current or historic); -1 if unknown."""
     n = tables["bene"].n
     got = table["bene_row"].values[rows].astype(np.int64)
     bad = (got == NO_NUM) | (got < 0) | (got >= n)
     if bad.any() and "bene_mbi_id" in table.columns:
-        by_mbi = {m: i for i, m in enumerate(tables["bene"]["bene_mbi_id"].to_list()) if m}
-        mbis = table["bene_mbi_id"]
-        for i in np.flatnonzero(bad):
-            got[i] = by_mbi.get(mbis.get(int(rows[i])), -1)
+        keys, owners = _mbi_index(tables)
+        want = _ops.fixed(_ops.take(table["bene_mbi_id"], rows[bad]))
+        if len(keys):
+            pos = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
+            found = (keys[pos] == want) & (want != b"")
+            got[np.flatnonzero(bad)] = np.where(found, owners[pos], -1)
         bad = got < 0
     got[bad] = -1
     return got
+
+
+_MBI_INDEXES: dict[int, tuple[Table, np.ndarray, np.ndarray]] = {}
+
+
+def _mbi_index(tables: Mapping[str, Table]) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted MBIs, bene row of each): current MBIs, then historic ones (CCLF9) where the
+    bene table links them. Built once per bene table (a few are kept, not one per request)."""
+    bene = tables["bene"]
+    hit = _MBI_INDEXES.get(id(bene))
+    if hit is not None and hit[0] is bene:
+        return hit[1], hit[2]
+    keys, owners = [_ops.fixed(bene["bene_mbi_id"])], [np.arange(bene.n, dtype=np.int64)]
+    xref = tables.get("bene_mbi")
+    if xref is not None and "bene_mbi" in bene.links and xref.n:
+        owner = np.repeat(np.arange(bene.n, dtype=np.int64), np.diff(bene.links["bene_mbi"]))
+        keys.append(_ops.fixed(xref["prvs_num"])[: len(owner)])
+        owners.append(owner)
+    width = max(k.dtype.itemsize for k in keys)
+    allk = np.concatenate([k.astype(f"S{width}") for k in keys])
+    # Stable: a current MBI wins over the same string as someone's historic MBI.
+    order = np.argsort(allk, kind="stable")
+    index = (allk[order], np.concatenate(owners)[order])
+    if len(_MBI_INDEXES) >= 4:
+        _MBI_INDEXES.clear()
+    _MBI_INDEXES[id(bene)] = (bene, *index)
+    return index
 
 
 def unique_rows(rows: np.ndarray) -> np.ndarray:
