@@ -186,6 +186,8 @@ class BulkClient:
                     doc = json.loads(await r.read())
                 except ValueError:
                     continue
+            if not isinstance(doc, dict):
+                continue
             url = doc.get("token_endpoint") if path.startswith("/.well") else _oauth_token_uri(doc)
             if url:
                 return urljoin(self.fhir_base + "/", url)
@@ -261,7 +263,8 @@ class BulkClient:
         """
         if level not in LEVELS:
             raise ClientError(f"level {level!r}: one of {', '.join(LEVELS)}")
-        if level == "system" and (group or list(patients)):
+        patients = list(patients)
+        if level == "system" and (group or patients):
             raise ClientError("a system-level export takes no group or patients")
         out = Path(out_dir)
         types = list(types) if types else None
