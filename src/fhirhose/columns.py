@@ -39,6 +39,7 @@ __all__ = [
     "EPOCH",
     "date_to_days",
     "days_to_date",
+    "release_pages",
 ]
 
 NO_DATE = int(np.iinfo(np.int32).min)
@@ -60,6 +61,42 @@ def date_to_days(d: _dt.date | str | None) -> int:
 
 def days_to_date(days: int) -> _dt.date | None:
     return None if days == NO_DATE else EPOCH + _dt.timedelta(days=int(days))
+
+
+def _arrays(table: "Table"):
+    for col in table.columns.values():
+        for attr in ("offsets", "data", "codes", "values"):
+            a = getattr(col, attr, None)
+            if a is not None:
+                yield a
+    yield from table.links.values()
+
+
+def release_pages(tables) -> int:
+    """Drop this process's resident pages of memory-mapped columns (madvise DONTNEED).
+
+    The pages stay in the OS page cache, so touching them again is a minor fault;
+    a long export then holds only its current chunk's pages, not the whole store
+    it has walked. Arrays that are not memory-mapped are left alone. Returns the
+    number of mappings released.
+    """
+    import mmap
+
+    seen: set[int] = set()
+    for table in tables:
+        for a in _arrays(table):
+            m = None
+            while a is not None and m is None:  # views keep their memmap as a base
+                m = getattr(a, "_mmap", None)  # numpy.memmap keeps its mmap here
+                a = getattr(a, "base", None)
+            if m is None or id(m) in seen:
+                continue
+            seen.add(id(m))
+            try:
+                m.madvise(mmap.MADV_DONTNEED)
+            except (OSError, ValueError):  # closed or not madvisable: nothing to release
+                pass
+    return len(seen)
 
 
 class Column:

@@ -21,7 +21,7 @@ import msgspec
 import numpy as np
 
 from .._backend import core as _default_core
-from ..columns import NO_DATE, NO_NUM, Table
+from ..columns import NO_DATE, NO_NUM, Table, release_pages
 from ..errors import ExportError, InputError
 from ..fhir.elements import elements_for, subset
 from ..template import Template
@@ -95,7 +95,7 @@ class ExportSpec(msgspec.Struct, frozen=True):
     compression: str = "gzip"
     level: int | None = None
     max_file_bytes: int = 256 << 20
-    batch_rows: int = 2048
+    batch_rows: int = 256  # ~6 MB of carrier EOBs per write: small buffers, warm caches
     overlap: bool = True  # hash+compress+write on a second thread while the writer renders
     elements: tuple[str, ...] = ()  # `_elements`: "[Type.]element" names; () = whole resources
 
@@ -203,6 +203,7 @@ class Exporter:
         self.sources = list(sources)
         self.core = core or _default_core
         self._writers: dict[tuple, object] = {}
+        self._bound: dict[int, Table] = {}  # tables the bound plans read, by identity
 
     def writer(self, template: Template, rtype: str = "", elements: tuple[str, ...] = ()):
         """The bound writer of `template` (cut to `_elements` when they apply to `rtype`)."""
@@ -212,8 +213,14 @@ class Exporter:
         if w is None:
             if names is not None:
                 template = subset(template, rtype, names)
-            w = self._writers[key] = self.core.Writer(template.bind(self.tables))
+            plan = template.bind(self.tables)
+            self._bound.update((id(t), t) for t in plan.tables)
+            w = self._writers[key] = self.core.Writer(plan)
         return w
+
+    def release_pages(self) -> int:
+        """Release the memory-mapped pages of the tables this exporter has bound."""
+        return release_pages(self._bound.values())
 
     # -- selection ----------------------------------------------------------
     def rows_for(
@@ -337,6 +344,7 @@ class Exporter:
                             pipe.submit(roll, out, len(batch))
                     pipe.drain()
                     files.extend(roll.close())
+                    self.release_pages()  # the next type reads other tables
                 except BaseException:
                     pipe.drain(raise_errors=False)
                     roll.abort()
