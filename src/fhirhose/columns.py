@@ -19,6 +19,7 @@ needs rebasing: writers take the table whole plus the row numbers to write.
 from __future__ import annotations
 
 import datetime as _dt
+import mmap
 from decimal import Decimal
 from typing import Iterable, Mapping, Sequence
 
@@ -80,8 +81,6 @@ def release_pages(tables) -> int:
     it has walked. Arrays that are not memory-mapped are left alone. Returns the
     number of mappings released.
     """
-    import mmap
-
     seen: set[int] = set()
     for table in tables:
         for a in _arrays(table):
