@@ -44,6 +44,7 @@ __all__ = [
 log = logging.getLogger("fhirhose.export")
 
 RESOURCE_TYPES = ("Patient", "Coverage", "ExplanationOfBenefit")
+_FIRST_BATCH = 16  # rows of a source's first batch, which measures its bytes per row
 
 
 class Source(NamedTuple):
@@ -95,7 +96,9 @@ class ExportSpec(msgspec.Struct, frozen=True):
     compression: str = "gzip"
     level: int | None = None
     max_file_bytes: int = 256 << 20
-    batch_rows: int = 256  # ~6 MB of carrier EOBs per write: small buffers, warm caches
+    batch_rows: int = 256  # at most this many resources per write
+    batch_bytes: int = 2 << 20  # aim for about this much NDJSON per write: small buffers, warm caches
+    release_bytes: int = 32 << 20  # release the store's mapped pages after this much NDJSON of a source
     overlap: bool = True  # hash+compress+write on a second thread while the writer renders
     elements: tuple[str, ...] = ()  # `_elements`: "[Type.]element" names; () = whole resources
 
@@ -204,6 +207,7 @@ class Exporter:
         self.core = core or _default_core
         self._writers: dict[tuple, object] = {}
         self._bound: dict[int, Table] = {}  # tables the bound plans read, by identity
+        self._plan_tables: dict[int, list[Table]] = {}  # id(writer) → the tables its plan reads
 
     def writer(self, template: Template, rtype: str = "", elements: tuple[str, ...] = ()):
         """The bound writer of `template` (cut to `_elements` when they apply to `rtype`)."""
@@ -216,6 +220,8 @@ class Exporter:
             plan = template.bind(self.tables)
             self._bound.update((id(t), t) for t in plan.tables)
             w = self._writers[key] = self.core.Writer(plan)
+            self._plan_tables[id(w)] = plan.tables
+            release_pages(plan.tables)  # binding read column ends, not the rows a chunk needs
         return w
 
     def release_pages(self) -> int:
@@ -322,7 +328,8 @@ class Exporter:
         spec.check()
         bene_rows = np.asarray(bene_rows, dtype=np.int64)
         files: list[FileInfo] = []
-        with Pipeline(self.core, spec.overlap) as pipe:
+        # Batches aim at batch_bytes, so a buffer rarely has to grow past this.
+        with Pipeline(self.core, spec.overlap, capacity=2 * spec.batch_bytes) as pipe:
             for rtype in spec.types:
                 roll = RollingWriter(
                     Path(out_dir), rtype, spec.compression, max_bytes=spec.max_file_bytes, tag=tag, level=spec.level
@@ -332,19 +339,11 @@ class Exporter:
                         if source.rtype != rtype:
                             continue
                         rows = self.rows_for(source, bene_rows, spec, since_exempt, claim_rule)
-                        if not len(rows):
-                            continue
-                        w = self.writer(source.template, rtype, spec.elements)
-                        for i in range(0, len(rows), spec.batch_rows):
-                            if cancelled is not None and cancelled():
-                                raise ExportError("export cancelled")
-                            batch = rows[i : i + spec.batch_rows]
-                            out = pipe.buffer()
-                            w.write(batch, out)
-                            pipe.submit(roll, out, len(batch))
+                        if len(rows):
+                            self._write_source(source, rows, spec, pipe, roll, cancelled)
+                        self.release_pages()  # rows_for read the source's table, the next source reads others
                     pipe.drain()
                     files.extend(roll.close())
-                    self.release_pages()  # the next type reads other tables
                 except BaseException:
                     pipe.drain(raise_errors=False)
                     roll.abort()
@@ -352,6 +351,37 @@ class Exporter:
                         (Path(out_dir) / f.name).unlink(missing_ok=True)
                     raise
         return files
+
+    def _write_source(self, source: Source, rows: np.ndarray, spec: ExportSpec, pipe: Pipeline, sink,
+                      cancelled: Callable[[], bool] | None) -> None:
+        """Render `rows` of one source into `sink` through `pipe`.
+
+        Batch sizes follow the source's NDJSON bytes per row so far (a first batch of
+        `_FIRST_BATCH` rows measures it): a batch is about `spec.batch_bytes`, whether
+        the source's resources are 2 KB Coverages or 60 KB inpatient claims, and the
+        pipeline's buffers stay that small. Every `spec.release_bytes` of NDJSON the
+        writer's store pages are released: the kernel maps whole folios of the files
+        around each page the writer reads, and the rows already written never come back.
+        """
+        w = self.writer(source.template, source.rtype, spec.elements)
+        tables = self._plan_tables[id(w)]
+        n = min(_FIRST_BATCH, spec.batch_rows)
+        i = rendered = unreleased = 0
+        while i < len(rows):
+            if cancelled is not None and cancelled():
+                raise ExportError("export cancelled")
+            batch = rows[i : i + n]
+            out = pipe.buffer()
+            w.write(batch, out)
+            size = len(out)
+            pipe.submit(sink, out, len(batch))
+            i += len(batch)
+            rendered += size
+            unreleased += size
+            if unreleased >= spec.release_bytes:
+                release_pages(tables)
+                unreleased = 0
+            n = max(1, min(spec.batch_rows, spec.batch_bytes * i // max(rendered, 1)))
 
     def export(
         self,

@@ -1,0 +1,134 @@
+"""Memory held by an export: batch sizes, memory-mapped store pages, what a worker imports."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pytest
+
+from fhirhose.export.exporter import Exporter, ExportSpec
+from fhirhose.store import schema
+
+
+SMAPS = "/proc/self/smaps"
+needs_smaps = pytest.mark.skipif(not os.path.exists(SMAPS), reason="reads Linux /proc/self/smaps")
+# claim tables by the table whose source reads them (a source's writer reads its table and its children)
+CLAIM_FAMILY = {t: parent for parent in schema.CLAIM_TABLES for t in (parent, *schema.LINKS.get(parent, ()))}
+
+
+def resident_tables(store_dir) -> set[str]:
+    """Tables of the store at `store_dir` with memory-mapped pages resident in this process."""
+    where = str(Path(store_dir).resolve()) + "/generations/"
+    found, current = set(), None
+    with open(SMAPS) as f:
+        for line in f:
+            head, _, rest = line.partition(" ")
+            if not head.endswith(":"):  # a mapping: address perms offset device inode [path]
+                path = rest.split(maxsplit=4)[-1].strip() if rest.count(" ") >= 4 else ""
+                current = Path(path).name.split(".")[0] if path.startswith(where) else None
+            elif head == "Rss:" and current is not None and int(rest.split()[0]) > 0:
+                found.add(current)
+    return found
+
+
+@pytest.fixture(scope="module")
+def synth_store(tmp_path_factory):
+    from fhirhose.store import synth
+
+    path = tmp_path_factory.mktemp("synth") / "store"
+    synth.write(path, 30, seed=5)
+    return path
+
+
+def _probed_export(store, sources, spec, out_dir, benes=None):
+    """Export through `sources` and return, per batch (the exporter asks `cancelled` before
+    each), the store tables then resident."""
+    from fhirhose.store import Store
+
+    seen = []
+
+    def probe():
+        seen.append(resident_tables(store))
+        return False
+
+    with Store.open(store) as snap:
+        ex = Exporter(snap.tables, sources)
+        rows = np.arange(snap.tables["bene"].n) if benes is None else benes
+        out_dir.mkdir()
+        ex.export_chunk(rows, spec, out_dir, cancelled=probe)
+    return seen
+
+
+@needs_smaps
+def test_store_pages_released_after_each_source(tmp_path, synth_store):
+    """While one claim source is written, no other claim source's store pages stay resident."""
+    from fhirhose.fhir.registry import SOURCES
+
+    spec = ExportSpec(types=("ExplanationOfBenefit",), compression="none", batch_rows=64)
+    seen = _probed_export(synth_store, SOURCES, spec, tmp_path / "out")
+    families = [{CLAIM_FAMILY[t] for t in tables if t in CLAIM_FAMILY} for tables in seen]
+    assert set().union(*families) == set(schema.CLAIM_TABLES)  # the probe sees what the writers read
+    assert max(len(f) for f in families) == 1
+
+
+@needs_smaps
+def test_store_pages_released_within_a_source(tmp_path, synth_store):
+    """Every `release_bytes` of NDJSON the writer's pages go, so a long source holds only recent rows.
+    Claim line tables are read by the writer alone: with release after every batch, a probe
+    between batches never finds them resident; with the default it does."""
+    from fhirhose.fhir.registry import EOB_TYPES
+
+    sources = [EOB_TYPES["CARRIER"], EOB_TYPES["INPATIENT"]]
+    lines = {"partb_line", "parta_rev", "parta_px", "parta_dx"}
+    spec = ExportSpec(types=("ExplanationOfBenefit",), compression="none", batch_rows=2, batch_bytes=1)
+    benes = np.arange(8)
+    kept = _probed_export(synth_store, sources, spec, tmp_path / "kept", benes)
+    assert any(tables & lines for tables in kept)
+    spec = msgspec.structs.replace(spec, release_bytes=1)
+    released = _probed_export(synth_store, sources, spec, tmp_path / "released", benes)
+    assert len(released) == len(kept)
+    assert not any(tables & lines for tables in released)
+
+
+def test_batches_aim_at_batch_bytes(tmp_path, core, synth_store):
+    """A source's first batch measures its bytes per row; later ones hold about `batch_bytes`
+    of NDJSON (here each write is its own file), never more than `batch_rows` resources."""
+    from fhirhose.fhir.registry import EOB_TYPES
+    from fhirhose.store import Store
+
+    def batches(spec, out):
+        out.mkdir()
+        with Store.open(synth_store) as snap:
+            ex = Exporter(snap.tables, [EOB_TYPES["CARRIER"]], core=core)
+            return ex.export_chunk(np.arange(snap.tables["bene"].n), spec, out)
+
+    eob = ("ExplanationOfBenefit",)
+    target = 100_000
+    files = batches(ExportSpec(types=eob, batch_bytes=target, max_file_bytes=1, compression="none"), tmp_path / "a")
+    assert files[0].count == 16
+    later = files[1:-1]  # the last batch holds what is left
+    assert len(later) >= 5
+    assert 0.8 * target <= sum(f.length for f in later) / len(later) <= 1.2 * target
+    assert max(f.count for f in later) < 16  # carrier EOBs are ~25 KB: a few per batch
+    whole = ExportSpec(types=eob, batch_bytes=1 << 30, batch_rows=100, max_file_bytes=1, compression="none")
+    counts = [f.count for f in batches(whole, tmp_path / "b")]
+    assert counts[0] == 16 and set(counts[1:-1]) == {100} and 0 < counts[-1] <= 100
+    assert sum(counts) == sum(f.count for f in files)
+
+
+def test_worker_imports_leave_the_web_app_out():
+    """A spawn export worker imports `fhirhose.server.worker` and the exporter; the aiohttp app
+    (and what it loads) would cost each worker memory it never uses."""
+    code = (
+        "import sys, fhirhose.server.worker, fhirhose.export.exporter, fhirhose.access.rules\n"
+        "print(sorted(m for m in ('aiohttp', 'fhirhose.server.app') if m in sys.modules))\n"
+        "from fhirhose.server import ServerConfig, create_app\n"
+        "print(create_app.__module__, ServerConfig.__module__)\n"
+    )
+    src = str(Path(__file__).resolve().parent.parent / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.splitlines() == ["[]", "fhirhose.server.app fhirhose.server.config"]
