@@ -119,6 +119,12 @@ def test_batches_aim_at_batch_bytes(tmp_path, core, synth_store):
     assert sum(counts) == sum(f.count for f in files)
 
 
+def _env() -> dict[str, str]:
+    """This environment with this checkout's sources first on the path (for subprocesses)."""
+    src = str(Path(__file__).resolve().parent.parent / "src")
+    return {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
 def test_worker_imports_leave_the_web_app_out():
     """A spawn export worker imports `fhirhose.server.worker` and the exporter; the aiohttp app
     (and what it loads) would cost each worker memory it never uses."""
@@ -128,7 +134,38 @@ def test_worker_imports_leave_the_web_app_out():
         "from fhirhose.server import ServerConfig, create_app\n"
         "print(create_app.__module__, ServerConfig.__module__)\n"
     )
-    src = str(Path(__file__).resolve().parent.parent / "src")
-    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), check=True)
     assert out.stdout.splitlines() == ["[]", "fhirhose.server.app fhirhose.server.config"]
+
+
+_RETAINED = """
+import sys
+from fhirhose._memory import limit_malloc_retention
+if sys.argv[1] == "limit":
+    assert limit_malloc_retention()
+def anon_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) >> 10
+big = bytearray(16 << 20)  # freeing it lifts glibc's dynamic mmap threshold to 16 MiB
+del big
+base = anon_mb()
+blocks = [bytearray(4 << 20) for _ in range(10)]
+last = blocks[-1]  # a live block above the freed ones
+del blocks
+print(anon_mb() - base)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None,
+                    reason="glibc malloc")
+def test_limit_malloc_retention_returns_freed_blocks():
+    """Nine freed 4 MiB blocks under a live one: the heap keeps them resident, unless the
+    thresholds are fixed and each large block has its own mapping."""
+    def retained(mode):
+        out = subprocess.run([sys.executable, "-c", _RETAINED, mode], capture_output=True, text=True,
+                             env=_env(), check=True)
+        return int(out.stdout)
+
+    assert retained("default") >= 30
+    assert retained("limit") <= 8

@@ -174,18 +174,13 @@ class StoreWorkload:
         `sink()` per resource type (as the exporter opens files); NDJSON bytes written."""
         from fhirhose.export.exporter import Pipeline
 
-        ex, batch, total = self.exporter, self.spec.batch_rows, 0
+        ex, total = self.exporter, 0
         with Pipeline(ex.core, overlap) as pipe:
             for rtype in self.spec.types:
                 out_sink = sink()
                 for src, rows in self.selected:
-                    if src.rtype != rtype:
-                        continue
-                    w = ex.writer(src.template)
-                    for i in range(0, len(rows), batch):
-                        buf = pipe.buffer()
-                        w.write(rows[i : i + batch], buf)
-                        pipe.submit(out_sink, buf, min(batch, len(rows) - i))
+                    if src.rtype == rtype:
+                        ex.write_rows(src, rows, self.spec, pipe, out_sink)  # the export's batches, so its bytes
                 pipe.drain()
                 total += out_sink.close()
         return total

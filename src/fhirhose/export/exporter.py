@@ -21,6 +21,7 @@ import msgspec
 import numpy as np
 
 from .._backend import core as _default_core
+from .._memory import limit_malloc_retention
 from ..columns import NO_DATE, NO_NUM, Table, release_pages
 from ..errors import ExportError, InputError
 from ..fhir.elements import elements_for, subset
@@ -340,7 +341,7 @@ class Exporter:
                             continue
                         rows = self.rows_for(source, bene_rows, spec, since_exempt, claim_rule)
                         if len(rows):
-                            self._write_source(source, rows, spec, pipe, roll, cancelled)
+                            self.write_rows(source, rows, spec, pipe, roll, cancelled)
                         self.release_pages()  # rows_for read the source's table, the next source reads others
                     pipe.drain()
                     files.extend(roll.close())
@@ -352,9 +353,9 @@ class Exporter:
                     raise
         return files
 
-    def _write_source(self, source: Source, rows: np.ndarray, spec: ExportSpec, pipe: Pipeline, sink,
-                      cancelled: Callable[[], bool] | None) -> None:
-        """Render `rows` of one source into `sink` through `pipe`.
+    def write_rows(self, source: Source, rows: np.ndarray, spec: ExportSpec, pipe: Pipeline, sink,
+                   cancelled: Callable[[], bool] | None = None) -> None:
+        """Render `rows` of one source into `sink` (`write(buf, count)`) through `pipe`.
 
         Batch sizes follow the source's NDJSON bytes per row so far (a first batch of
         `_FIRST_BATCH` rows measures it): a batch is about `spec.batch_bytes`, whether
@@ -470,7 +471,7 @@ def export_store(
     started = dt.datetime.now(dt.timezone.utc)
     chunks = chunk_rows(bene_rows, chunk_benes)
     files: list[FileInfo] = []
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=limit_malloc_retention) as pool:
         futs = [
             pool.submit(_worker_chunk, opener, key, rows, spec, str(out_dir), f"-{i:05d}", None)
             for i, rows in enumerate(chunks)

@@ -28,6 +28,7 @@ from typing import Callable
 
 import msgspec
 
+from .._memory import limit_malloc_retention
 from ..access import Scope
 from .db import FileRow, Job, JobDB
 from .params import ExportParams
@@ -92,6 +93,7 @@ class JobRunner:
 
     async def start(self) -> None:
         """Resume queued and running jobs left by a previous process."""
+        limit_malloc_retention()  # a server lives long: give freed kick-off and download buffers back
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         redone = await self.db.call(JobDB.reset_running)
         jobs = await self.db.call(JobDB.active_jobs)
@@ -193,7 +195,8 @@ class JobRunner:
     def _pool_now(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                max_workers=self.settings.workers, mp_context=multiprocessing.get_context("spawn")
+                max_workers=self.settings.workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=limit_malloc_retention,
             )
         return self._pool
 
