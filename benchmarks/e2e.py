@@ -44,13 +44,15 @@ CLK = os.sysconf("SC_CLK_TCK")
 # --- the dataset ------------------------------------------------------------------------------
 
 
-def synthesize(path: Path, benes: int, seed: int, as_of: dt.date) -> int:
+def synthesize(path: Path, benes: int, seed: int, as_of: dt.date, years: int) -> int:
     """A store in which ACO A9001 has exactly `benes` beneficiaries; returns the population size.
 
     ACOs attribute living fee-for-service beneficiaries only (about 62 % of a synthetic
     population), so the population is drawn larger and grown until the roster fits. The
     history runs through `as_of` (yesterday: this performance year's rosters, and no load
-    stamped after the kick-off's transaction time)."""
+    stamped after the kick-off's transaction time). Each beneficiary has `years` years of
+    claims: one year at the DE-SynPUF rates is ~37 claims, the issue's "100,000
+    beneficiaries, about 3.3 M EOBs"."""
     from fhirhose.errors import InputError
     from fhirhose.store import synth
 
@@ -58,7 +60,8 @@ def synthesize(path: Path, benes: int, seed: int, as_of: dt.date) -> int:
     aco = type(demo.acos[0])(ORG, "End-to-end benchmark ACO", "Shared Savings", benes)
     population = math.ceil(benes * 1.7) + 50
     while True:
-        synth.PRESETS["e2e"] = synth.Preset(population, (aco,), demo.pdp, demo.ma)
+        synth.PRESETS["e2e"] = synth.Preset(population, (aco,), demo.pdp, demo.ma,
+                                              history_years=(years, years))
         try:
             shutil.rmtree(path, ignore_errors=True)
             synth.write(path, population, seed, preset="e2e", as_of=as_of, progress=True)
@@ -69,12 +72,12 @@ def synthesize(path: Path, benes: int, seed: int, as_of: dt.date) -> int:
             population = int(population * 1.25)
 
 
-def dataset(work: Path, benes: int, seed: int) -> Path:
+def dataset(work: Path, benes: int, seed: int, years: int) -> Path:
     as_of = dt.date.today() - dt.timedelta(days=1)
-    data = work / f"aco-{benes}-seed{seed}-{as_of}"
+    data = work / f"aco-{benes}-seed{seed}-{years}y-{as_of}"
     if not (data / "store" / "orgs.json").exists():
         t = time.perf_counter()
-        population = synthesize(data / "store", benes, seed, as_of)
+        population = synthesize(data / "store", benes, seed, as_of, years)
         print(f"synthesized {population:,} beneficiaries ({benes:,} in {ORG}) in {time.perf_counter() - t:.0f} s",
               file=sys.stderr)
     for stale in ("jobs", "jobs.sqlite", "credentials.json", "clients.json", "access.sqlite", "operator.key"):
@@ -236,7 +239,7 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> Non
 
 
 def run_once(work: Path, benes: int, args: argparse.Namespace) -> dict:
-    data = dataset(work, benes, args.seed)
+    data = dataset(work, benes, args.seed, args.history_years)
     port = _free_port()
     base = f"http://127.0.0.1:{port}/api/v2"
     log = open(data / "server.log", "w")
@@ -292,7 +295,7 @@ def run_once(work: Path, benes: int, args: argparse.Namespace) -> dict:
     resources = sum(r["resources"].values())
     secs = r["seconds"]
     row = {
-        "benes": benes, "mode": "gzip kept" if args.keep_compressed else "NDJSON", "resources": resources,
+        "benes": benes, "history_years": args.history_years, "mode": "gzip kept" if args.keep_compressed else "NDJSON", "resources": resources,
         "by_type": r["resources"], "files": len(r["files"]), "seconds": round(secs, 2),
         "client_wall_s": round(wall, 2), "server_export_s": round(completed - created, 2) if completed else None,
         "resources_per_s": round(resources / secs),
@@ -414,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "fhirhose-e2e",
                    help="stores (cached per size), server data and pulled files")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--history-years", type=int, default=1,
+                   help="years of claims per beneficiary (default 1: ~37 claims each, the issue's "
+                        "3.3 M EOBs per 100,000 beneficiaries)")
     p.add_argument("--workers", type=int, default=2, help="server export worker processes (default 2)")
     p.add_argument("--chunk-size", type=int, default=1000, help="beneficiaries per export chunk (default 1000)")
     p.add_argument("--retry-after", type=int, default=1, help="server poll pacing in seconds (default 1)")

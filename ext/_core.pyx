@@ -7,3 +7,4 @@ Pure-Python twin: src/fhirhose/_core_py.py (same names, bytes and errors).
 
 include "buffer.pxi"
 include "interp.pxi"
+include "scan.pxi"

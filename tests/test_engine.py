@@ -74,6 +74,16 @@ def test_escape_round_trips(s):
         assert json.loads(b'"' + c.escape_utf8(s.encode("utf-8", "surrogatepass")) + b'"') == s if _valid(s) else True
 
 
+@given(st.binary(max_size=300), st.integers(0, 64))
+def test_count_newlines_agrees_with_bytes_count(data, cut):
+    """Both backends count b"\\n" like bytes.count, on bytes, bytearrays and memoryview slices."""
+    want = data.count(b"\n")
+    for c in BACKENDS:
+        assert c.count_newlines(data) == want
+        assert c.count_newlines(bytearray(data)) == want
+        assert c.count_newlines(memoryview(data)[cut:]) == data[cut:].count(b"\n")
+
+
 def _valid(s):
     try:
         s.encode("utf-8")

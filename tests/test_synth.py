@@ -295,6 +295,23 @@ def test_preset_errors():
         synth.organizations(500, preset="demo")
 
 
+def test_history_years_bounds_each_history(monkeypatch):
+    """A one-year preset (the end-to-end benchmark's) dates every claim within the year
+    before as_of and halves the claims of the default 1-3 years."""
+    base = synth.PRESETS["default"]
+    monkeypatch.setitem(synth.PRESETS, "one-year", base._replace(history_years=(1, 1)))
+    one, default = synth.generate(1500, seed=3, preset="one-year"), synth.generate(1500, seed=3)
+    assert one.exposure["all"] <= 1500 * 1.001
+    first = (np.datetime64(synth.AS_OF) - np.datetime64("1970-01-01")).astype(int) - 366
+    thru = one.tables["partb"]["clm_thru_dt"].values
+    assert thru.min() >= first
+    ratio = one.tables["partb"].n / default.tables["partb"].n
+    assert 0.35 < ratio < 0.65, ratio
+    monkeypatch.setitem(synth.PRESETS, "bad", base._replace(history_years=(2, 1)))
+    with pytest.raises(ValueError, match="history_years must be 1 <= low <= high"):
+        synth.generate(10, preset="bad")
+
+
 def test_every_resource_from_synthetic_data_passes_c4bb_and_r4(data):
     """Patient, Coverage A-D and all eight EOB types, through the export registry."""
     seen = set()

@@ -37,7 +37,7 @@ from .template import (
     Plan,
 )
 
-__all__ = ["OutBuffer", "Writer", "format_date", "format_time", "format_num", "escape_utf8"]
+__all__ = ["OutBuffer", "Writer", "format_date", "format_time", "format_num", "escape_utf8", "count_newlines"]
 
 _ESCAPES = {0x08: b"\\b", 0x09: b"\\t", 0x0A: b"\\n", 0x0C: b"\\f", 0x0D: b"\\r", 0x22: b'\\"', 0x5C: b"\\\\"}
 
@@ -51,6 +51,11 @@ def escape_utf8(raw: bytes) -> bytes:
         else:
             out.append(b)
     return bytes(out)
+
+
+def count_newlines(data) -> int:
+    """Number of b"\\n" bytes in `data` (any contiguous buffer)."""
+    return bytes(data).count(b"\n") if not isinstance(data, bytes) else data.count(b"\n")
 
 
 def _civil(days: int) -> tuple[int, int, int]:

@@ -13,20 +13,13 @@ import os
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-import numpy as np
-
+from .._backend import core
 from ..errors import ClientError
 
 __all__ = ["SUFFIX", "Verified", "decoded", "finish", "safe_name"]
 
 SUFFIX = {None: "", "gzip": ".gz", "zstd": ".zst"}
 _READ = 4 << 20
-_NL = 10
-
-
-def _lines(chunk: bytes) -> int:
-    """Newlines in `chunk`: numpy's compare-and-count runs ~5x faster than bytes.count here."""
-    return int(np.count_nonzero(np.frombuffer(chunk, np.uint8) == _NL))
 
 
 def safe_name(name: str) -> str:
@@ -73,7 +66,7 @@ def finish(part: Path, encoding: str | None, final: Path, *, keep_compressed: bo
                 while chunk := f.read(_READ):
                     digest.update(chunk)
                     n += len(chunk)
-                    lines += _lines(chunk)
+                    lines += core.count_newlines(chunk)
                     last = chunk[-1:]
                     if out is not None:
                         out.write(chunk)

@@ -66,6 +66,9 @@ class Preset(NamedTuple):
     pdp: tuple[_Contract, ...]
     ma: tuple[_Contract, ...]
     ma_share: float = 0.30
+    # Years of claims history per beneficiary, drawn uniformly from this inclusive range
+    # (fewer for those entitled later). (1, 1) is one year: ~37 claims per beneficiary.
+    history_years: tuple[int, int] = (1, 3)
 
     @property
     def ffs_share(self) -> float:
@@ -220,7 +223,10 @@ def _population(n: int, seed: int, preset: Preset, as_of: dt.date) -> _Pop:
         at65,
         aod - np.floor(rg.uniform(0.2, 1, n) * np.minimum(age - 20, 12) * 365.25).astype(np.int64),
     )
-    hist_years = rg.integers(1, 4, n)
+    lo, hi = preset.history_years
+    if not 1 <= lo <= hi:
+        raise ValueError(f"synth preset: history_years must be 1 <= low <= high, got {preset.history_years}")
+    hist_years = rg.integers(lo, hi + 1, n)
     start = np.maximum(aod - np.floor(hist_years * 365.25).astype(np.int64) + 1, entitled)
     window = (aod - start + 1) / 365.25
     hazard = np.where(group == 0, 0.0125 * np.exp(0.085 * (age - 65)), np.where(group == 1, 0.02, 0.15))
