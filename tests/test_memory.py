@@ -126,16 +126,22 @@ def _env() -> dict[str, str]:
 
 
 def test_worker_imports_leave_the_web_app_out():
-    """A spawn export worker imports `fhirhose.server.worker` and the exporter; the aiohttp app
-    (and what it loads) would cost each worker memory it never uses."""
+    """A spawn export worker imports `fhirhose.server.worker`, the exporter and `Scope`; the
+    aiohttp app and the token service's cryptography bindings would cost each worker memory
+    it never uses. The packages' names still resolve on first use."""
     code = (
-        "import sys, fhirhose.server.worker, fhirhose.export.exporter, fhirhose.access.rules\n"
-        "print(sorted(m for m in ('aiohttp', 'fhirhose.server.app') if m in sys.modules))\n"
+        "import sys, fhirhose.server.worker, fhirhose.export.exporter\n"
+        "from fhirhose.access import Scope\n"
+        "print(sorted(m for m in ('aiohttp', 'cryptography', 'fhirhose.server.app') if m in sys.modules))\n"
         "from fhirhose.server import ServerConfig, create_app\n"
-        "print(create_app.__module__, ServerConfig.__module__)\n"
+        "from fhirhose.access import TokenService\n"
+        "print(create_app.__module__, ServerConfig.__module__, TokenService.__module__)\n"
+        "import fhirhose.access\n"
+        "print('plan_scope' in dir(fhirhose.access), hasattr(fhirhose.access, 'nothing'))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), check=True)
-    assert out.stdout.splitlines() == ["[]", "fhirhose.server.app fhirhose.server.config"]
+    assert out.stdout.splitlines() == [
+        "[]", "fhirhose.server.app fhirhose.server.config fhirhose.access.tokens", "True False"]
 
 
 _RETAINED = """

@@ -13,41 +13,53 @@ The server calls, per request:
 - `GET /attribution_status`: `attribution_status(db, tables, principal.org_id)`
 
 Administration (`db.orgs`, `db.credentials`) takes an `Actor`; `fhirhose admin` drives it.
+Names are imported on first use (`fhirhose._lazy`): an export worker needs `Scope`, not the
+token service and its cryptography bindings.
 """
 
-from .config import ALL_TYPES, KINDS, AccessConfig, KindRules
-from .credentials import Credential, Credentials
-from .db import AccessDB, Actor, AuditEntry
-from .orgs import ATTESTOR, DATA_OPS, READ_ONLY, Org, Orgs, PermissionDenied, User
-from .rules import EnrollmentFilter, Scope, ScopedExporter, attribution_status, plan_scope
-from .tokens import ASSERTION_TYPE, Principal, TokenError, TokenRequest, TokenResponse, TokenService
+from __future__ import annotations
 
-__all__ = [
-    "AccessConfig",
-    "KindRules",
-    "KINDS",
-    "ALL_TYPES",
-    "AccessDB",
-    "Actor",
-    "AuditEntry",
-    "Org",
-    "User",
-    "Orgs",
-    "ATTESTOR",
-    "DATA_OPS",
-    "READ_ONLY",
-    "PermissionDenied",
-    "Credential",
-    "Credentials",
-    "ASSERTION_TYPE",
-    "TokenError",
-    "TokenRequest",
-    "TokenResponse",
-    "TokenService",
-    "Principal",
-    "Scope",
-    "EnrollmentFilter",
-    "ScopedExporter",
-    "plan_scope",
-    "attribution_status",
-]
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .config import ALL_TYPES, KINDS, AccessConfig, KindRules
+    from .credentials import Credential, Credentials
+    from .db import AccessDB, Actor, AuditEntry
+    from .orgs import ATTESTOR, DATA_OPS, READ_ONLY, Org, Orgs, PermissionDenied, User
+    from .rules import EnrollmentFilter, Scope, ScopedExporter, attribution_status, plan_scope
+    from .tokens import ASSERTION_TYPE, Principal, TokenError, TokenRequest, TokenResponse, TokenService
+
+_HOMES = {
+    "AccessConfig": ".config",
+    "KindRules": ".config",
+    "KINDS": ".config",
+    "ALL_TYPES": ".config",
+    "AccessDB": ".db",
+    "Actor": ".db",
+    "AuditEntry": ".db",
+    "Org": ".orgs",
+    "User": ".orgs",
+    "Orgs": ".orgs",
+    "ATTESTOR": ".orgs",
+    "DATA_OPS": ".orgs",
+    "READ_ONLY": ".orgs",
+    "PermissionDenied": ".orgs",
+    "Credential": ".credentials",
+    "Credentials": ".credentials",
+    "ASSERTION_TYPE": ".tokens",
+    "TokenError": ".tokens",
+    "TokenRequest": ".tokens",
+    "TokenResponse": ".tokens",
+    "TokenService": ".tokens",
+    "Principal": ".tokens",
+    "Scope": ".rules",
+    "EnrollmentFilter": ".rules",
+    "ScopedExporter": ".rules",
+    "plan_scope": ".rules",
+    "attribution_status": ".rules",
+}
+
+__all__ = list(_HOMES)
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)

@@ -3,16 +3,15 @@
 `create_app(config)` returns an `aiohttp.web.Application` that can run alone
 (`fhirhose serve`) or be mounted into another aiohttp server with `add_subapp`.
 Authentication, credentials and the CMS data rules come from `fhirhose.access`.
-
-Names are imported on first use (PEP 562): an export worker process imports
-`fhirhose.server.worker`, and loading the app with aiohttp there would cost each
-worker ~15 MB of memory it never uses.
+Names are imported on first use (`fhirhose._lazy`): export workers import
+`fhirhose.server.worker` and need none of the app.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .app import RULES_EXT, create_admin_app, create_app
@@ -20,7 +19,6 @@ if TYPE_CHECKING:
     from .population import Population, StorePopulation, TablePopulation
     from .worker import ChunkExporter, ChunkFile, ChunkTask
 
-# public name → the module defining it
 _HOMES = {
     "create_app": ".app",
     "create_admin_app": ".app",
@@ -35,16 +33,4 @@ _HOMES = {
 }
 
 __all__ = list(_HOMES)
-
-
-def __getattr__(name: str):
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOMES))
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)
