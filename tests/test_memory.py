@@ -125,6 +125,12 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
+def _run(code: str, *args: str) -> str:
+    """stdout of `python -c code args` (a fresh process: its own allocator and imports)."""
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=_env(),
+                          check=True).stdout
+
+
 def test_worker_imports_leave_the_web_app_out():
     """A spawn export worker imports `fhirhose.server.worker`, the exporter and `Scope`; the
     aiohttp app and the token service's cryptography bindings would cost each worker memory
@@ -139,20 +145,25 @@ def test_worker_imports_leave_the_web_app_out():
         "import fhirhose.access\n"
         "print('plan_scope' in dir(fhirhose.access), hasattr(fhirhose.access, 'nothing'))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), check=True)
-    assert out.stdout.splitlines() == [
+    assert _run(code).splitlines() == [
         "[]", "fhirhose.server.app fhirhose.server.config fhirhose.access.tokens", "True False"]
 
 
-_RETAINED = """
+needs_glibc = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None, reason="glibc malloc")
+
+_MALLOC_PRELUDE = """
 import sys
-from fhirhose._memory import limit_malloc_retention
-if sys.argv[1] == "limit":
-    assert limit_malloc_retention()
+from fhirhose._memory import limit_malloc_retention, release_free_memory
 def anon_mb():
     for line in open("/proc/self/status"):
         if line.startswith("RssAnon:"):
             return int(line.split()[1]) >> 10
+"""
+
+_RETAINED = _MALLOC_PRELUDE + """
+if sys.argv[1] == "limit":
+    assert limit_malloc_retention()
 big = bytearray(16 << 20)  # freeing it lifts glibc's dynamic mmap threshold to 16 MiB
 del big
 base = anon_mb()
@@ -163,15 +174,27 @@ print(anon_mb() - base)
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None,
-                    reason="glibc malloc")
+@needs_glibc
 def test_limit_malloc_retention_returns_freed_blocks():
     """Nine freed 4 MiB blocks under a live one: the heap keeps them resident, unless the
     thresholds are fixed and each large block has its own mapping."""
-    def retained(mode):
-        out = subprocess.run([sys.executable, "-c", _RETAINED, mode], capture_output=True, text=True,
-                             env=_env(), check=True)
-        return int(out.stdout)
+    assert int(_run(_RETAINED, "default")) >= 30
+    assert int(_run(_RETAINED, "limit")) <= 8
 
-    assert retained("default") >= 30
-    assert retained("limit") <= 8
+
+_FRAGMENTED = _MALLOC_PRELUDE + """
+blocks = [bytearray(2000) for _ in range(60_000)]  # ~120 MB of small heap blocks
+live = blocks[::100]  # one live block every ~200 KB: free() cannot shrink the heap
+del blocks
+before = anon_mb()
+if sys.argv[1] == "release":
+    release_free_memory()
+print(before - anon_mb())
+"""
+
+
+@needs_glibc
+def test_release_free_memory_returns_pages_between_live_blocks():
+    """free() gives back only the top of the heap; malloc_trim also the free pages between."""
+    assert int(_run(_FRAGMENTED, "keep")) <= 5
+    assert int(_run(_FRAGMENTED, "release")) >= 80

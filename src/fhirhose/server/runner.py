@@ -28,7 +28,7 @@ from typing import Callable
 
 import msgspec
 
-from .._memory import limit_malloc_retention
+from .._memory import limit_malloc_retention, release_free_memory
 from ..access import Scope
 from .db import FileRow, Job, JobDB
 from .params import ExportParams
@@ -123,6 +123,7 @@ class JobRunner:
     async def submit(self, job: Job) -> None:
         """Schedule a job already written to the DB."""
         await self._schedule(job)
+        release_free_memory()  # what planning the kick-off freed
 
     async def cancel(self, job_id: str) -> None:
         """Forget a cancelled/expired job; its directory goes once no chunk of it is in flight."""
@@ -250,6 +251,7 @@ class JobRunner:
                 log.info("job %s %s (%d chunks)", job_id, job.status, job.chunks_total)
                 self._active.pop(job_id, None)
                 self._unlist(job)
+                release_free_memory()
         finally:
             a.inflight -= 1
             self._free += 1
