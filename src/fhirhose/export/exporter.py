@@ -359,7 +359,7 @@ class Exporter:
 
         Batch sizes follow the source's NDJSON bytes per row so far (a first batch of
         `_FIRST_BATCH` rows measures it): a batch is about `spec.batch_bytes`, whether
-        the source's resources are 2 KB Coverages or 60 KB inpatient claims, and the
+        the source's resources are small Coverages or long inpatient claims, and the
         pipeline's buffers stay that small. Every `spec.release_bytes` of NDJSON the
         writer's store pages are released: the kernel maps whole folios of the files
         around each page the writer reads, and the rows already written never come back.

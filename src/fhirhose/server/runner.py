@@ -251,10 +251,10 @@ class JobRunner:
                 log.info("job %s %s (%d chunks)", job_id, job.status, job.chunks_total)
                 self._active.pop(job_id, None)
                 self._unlist(job)
-                release_free_memory()
         finally:
             a.inflight -= 1
             self._free += 1
+            release_free_memory()  # status polls, downloads and DB rows of the chunk freed small blocks
             if a.cancelled and a.inflight == 0:
                 await asyncio.to_thread(shutil.rmtree, self.job_dir(job_id), True)
             self._wake.set()
