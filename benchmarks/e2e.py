@@ -297,6 +297,7 @@ def run_once(work: Path, benes: int, args: argparse.Namespace) -> dict:
     row = {
         "benes": benes, "history_years": args.history_years, "mode": "gzip kept" if args.keep_compressed else "NDJSON", "resources": resources,
         "by_type": r["resources"], "files": len(r["files"]), "seconds": round(secs, 2),
+        "verified_s": round(r["total_seconds"], 2),
         "client_wall_s": round(wall, 2), "server_export_s": round(completed - created, 2) if completed else None,
         "resources_per_s": round(resources / secs),
         "ndjson_mb": round(r["ndjson_bytes"] / 1e6, 1), "wire_mb": round(r["wire_bytes"] / 1e6, 1),
@@ -352,8 +353,9 @@ def summarize_profile(path: Path, top: int = 15) -> dict:
 def merge(rows: list[dict]) -> list[dict]:
     path = RESULTS / "e2e.json"
     old = json.loads(path.read_text())["runs"] if path.exists() else []
-    keys = {(r["benes"], r["mode"]) for r in rows}
-    runs = sorted([r for r in old if (r["benes"], r["mode"]) not in keys] + rows, key=lambda r: (r["mode"], r["benes"]))
+    key = lambda r: (r["benes"], r["mode"], r.get("history_years"))  # noqa: E731
+    keys = {key(r) for r in rows}
+    runs = sorted([r for r in old if key(r) not in keys] + rows, key=lambda r: (r["mode"], r["benes"]))
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"runs": runs}, indent=2, ensure_ascii=False) + "\n")
     return runs
@@ -397,14 +399,16 @@ def derived(r: dict) -> dict:
 
 
 def table(runs: list[dict]) -> str:
-    head = ("| beneficiaries | output | resources | kick-off → last byte | resources/s | NDJSON MB/s | wire MB/s "
+    head = ("| beneficiaries | output | resources | kick-off → last byte | → verified | resources/s | NDJSON MB/s "
+            "| wire MB/s "
             "| CPU s server + client (floor on 2 idle cores) | other load (cores) | server peak RSS (anon) "
             "| client peak RSS |")
     lines = [head, "|" + "---:|" * (head.count("|") - 1)]
     for r in runs:
         d = derived(r)
         lines.append(
-            f"| {r['benes']:,} | {r['mode']} | {r['resources']:,} | {r['seconds']:.1f} s | {r['resources_per_s']:,} "
+            f"| {r['benes']:,} | {r['mode']} | {r['resources']:,} | {r['seconds']:.1f} s "
+            f"| {r.get('verified_s', float('nan')):.1f} s | {r['resources_per_s']:,} "
             f"| {r['ndjson_mb_s']:,.0f} | {r['wire_mb_s']:,.1f} "
             f"| {r['server_cpu_s']:.0f} + {r['client_cpu_s']:.0f} ({d['floor_s']:.0f} s) | {d['others_cores']:.1f} "
             f"| {r['server_peak_rss_mb']:,.0f} MB ({r['server_peak_anon_mb']:,.0f} MB) | {r['client_peak_rss_mb']:.0f} MB |")

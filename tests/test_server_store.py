@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from fhirhose.fhir.validate import validate_r4
 from fhirhose.server import ServerConfig, create_app
@@ -201,3 +202,91 @@ async def test_restart_resumes_without_loss_or_duplicates(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        kids.append(int(d))
+            except (OSError, IndexError, ValueError):
+                continue
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+async def _held_export(data: Path, port: int) -> tuple[subprocess.Popen, list[int]]:
+    """A server whose export worker is stuck in chunk 0; returns it and its worker pids."""
+    sandbox(data)
+    (data / "hold").write_text("0")
+    proc = _start(data, port)
+    base = f"http://127.0.0.1:{port}/api/v2"
+    creds = clients_of(data)["client-A0001"]
+    async with aiohttp.ClientSession() as s:
+        async def token():
+            try:
+                r = await s.post(f"{base}/auth/token", data={"grant_type": "client_credentials"},
+                                 headers=basic(creds["client_id"], creds["secret"]))
+            except aiohttp.ClientConnectionError:
+                return None
+            return (await r.json())["access_token"]
+
+        tok = await _until(token, "server did not start")
+        r = await s.get(f"{base}/Group/all/$export", headers={
+            "Authorization": f"Bearer {tok}", "Prefer": "respond-async", "Accept": "application/fhir+json"})
+        assert r.status == 202
+        job = r.headers["Content-Location"].rsplit("/", 1)[1]
+        partial = data / "jobs" / job / ".chunk-00000" / "Patient.partial"
+
+        async def held():
+            return partial.exists()
+
+        await _until(held, "chunk 0 never reached its hold")
+
+    async def workers():
+        return [p for p in _children(proc.pid) if "resource_tracker" not in Path(f"/proc/{p}/cmdline").read_text()]
+
+    return proc, await _until(workers, "no export worker")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+@async_test
+async def test_sigterm_stops_the_server_and_its_busy_workers(tmp_path):
+    proc, workers = await _held_export(tmp_path / "d", _free_port())
+    try:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0  # a clean stop, not death by signal
+        await _until(_async(lambda: not any(map(_alive, workers))), "workers outlived the server", 15)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+@async_test
+async def test_workers_exit_when_the_server_is_killed(tmp_path):
+    proc, workers = await _held_export(tmp_path / "d", _free_port())
+    try:
+        proc.kill()  # the server only: its pool gets no chance to stop the workers
+        proc.wait()
+        await _until(_async(lambda: not any(map(_alive, workers))), "orphaned workers kept running", 15)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _async(f):
+    async def call():
+        return f()
+    return call

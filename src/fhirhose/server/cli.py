@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import socket
 from pathlib import Path
 
@@ -89,6 +90,9 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def serve(args: argparse.Namespace) -> int:
+    from .._memory import limit_malloc_retention
+
+    limit_malloc_retention()  # before the sandbox setup: its arrays are freed back, not kept in the heap
     sock = _bind(args.host, args.port)
     admin_sock = _bind(args.admin_host, args.admin_port) if args.admin_port is not None else None
     config = config_from_args(args, sock.getsockname()[1])
@@ -132,8 +136,13 @@ async def _serve(config: ServerConfig, sock: socket.socket, admin_sock: socket.s
         log.info("admin API on %s:%d/admin", *admin_sock.getsockname()[:2])
     log.info("serving %s%s on %s:%d (operator key for the admin API: %s)", config.public_url or "", config.base,
              *sock.getsockname()[:2], config.operator_key)
+    stop = asyncio.Event()
+    try:  # SIGTERM (systemd, docker stop, kill) stops as cleanly as Ctrl-C
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    except (NotImplementedError, RuntimeError):  # no signals here (Windows, a non-main thread)
+        pass
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
         for r in reversed(runners):
             await r.cleanup()

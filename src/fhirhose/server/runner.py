@@ -20,6 +20,7 @@ import collections
 import datetime as _dt
 import logging
 import multiprocessing
+import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -32,7 +33,7 @@ from .._memory import limit_malloc_retention, release_free_memory
 from ..access import Scope
 from .db import FileRow, Job, JobDB
 from .params import ExportParams
-from .worker import ChunkTask, run_chunk
+from .worker import ChunkTask, init_worker, run_chunk
 
 __all__ = ["JobRunner", "RunnerSettings", "iso_instant"]
 
@@ -113,10 +114,15 @@ class JobRunner:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._pool is not None:
-            # Chunks already running finish in their processes; their results are not
-            # recorded, so the next start redoes them (no loss, no duplicates).
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+            # Chunks still running are not recorded and the next start redoes them (no loss,
+            # no duplicates), so their processes are stopped rather than waited for: a long
+            # chunk would otherwise hold up the server's exit. (`_processes` is private;
+            # Python 3.14 names this `terminate_workers`.)
+            pool, self._pool = self._pool, None
+            procs = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for p in procs:
+                p.terminate()
 
     # --- API used by the routes ------------------------------------------------------------
 
@@ -197,7 +203,7 @@ class JobRunner:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.settings.workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=limit_malloc_retention,
+                initializer=init_worker, initargs=(os.getpid(),),
             )
         return self._pool
 

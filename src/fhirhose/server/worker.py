@@ -15,20 +15,40 @@ import hashlib
 import importlib
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 from typing import Callable, Iterable, Protocol
 
 import msgspec
 import numpy as np
 
+from .._memory import limit_malloc_retention
 from ..errors import ExportError
 from ..store.layout import fsync_dir
 from .params import TypeFilter
 
-__all__ = ["ChunkTask", "ChunkFile", "ChunkExporter", "run_chunk", "load_exporter", "STORED_SUFFIX", "fsync_dir",
+__all__ = ["init_worker", "ChunkTask", "ChunkFile", "ChunkExporter", "run_chunk", "load_exporter", "STORED_SUFFIX", "fsync_dir",
            "write_ndjson", "export_scoped", "export_from_store", "store_exporter", "claim_filters"]
 
 STORED_SUFFIX = {"gzip": ".gz", "zstd": ".zst", "identity": ""}
+
+
+def init_worker(parent: int, every: float = 1.0) -> None:
+    """Pool initializer: bounded malloc retention, and exit when the server `parent` is gone.
+
+    A server killed outright (SIGKILL, the OOM killer) cannot stop its pool, and a worker
+    never sees the call queue close (every worker holds its write end too): it would wait
+    forever, or finish a chunk nobody records (the next start redoes it). Checked once a
+    second on a daemon thread."""
+    limit_malloc_retention()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="fhirhose-parent-watch", daemon=True).start()
 
 
 class ChunkTask(msgspec.Struct, frozen=True):
