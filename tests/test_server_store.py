@@ -123,6 +123,16 @@ def _start(data: Path, port: int) -> subprocess.Popen:
         )
 
 
+async def _token(s: aiohttp.ClientSession, base: str, creds: dict) -> str | None:
+    """A bearer token, or None while the server is not listening yet."""
+    try:
+        r = await s.post(f"{base}/auth/token", data={"grant_type": "client_credentials"},
+                         headers=basic(creds["client_id"], creds["secret"]))
+    except aiohttp.ClientConnectionError:
+        return None
+    return (await r.json())["access_token"]
+
+
 async def _until(cond, what: str, deadline: float = 60.0):
     end = time.monotonic() + deadline
     while True:
@@ -145,13 +155,8 @@ async def test_restart_resumes_without_loss_or_duplicates(tmp_path):
     proc = _start(data, port)
     try:
         async with aiohttp.ClientSession() as s:
-            async def token():
-                try:
-                    r = await s.post(f"{base}/auth/token", data={"grant_type": "client_credentials"},
-                                     headers=basic(creds["client_id"], creds["secret"]))
-                except aiohttp.ClientConnectionError:
-                    return None
-                return (await r.json())["access_token"]
+            def token():
+                return _token(s, base, creds)
 
             tok = await _until(token, "server did not start")
             hd = {"Authorization": f"Bearer {tok}", "Prefer": "respond-async", "Accept": "application/fhir+json"}
@@ -233,13 +238,8 @@ async def _held_export(data: Path, port: int) -> tuple[subprocess.Popen, list[in
     base = f"http://127.0.0.1:{port}/api/v2"
     creds = clients_of(data)["client-A0001"]
     async with aiohttp.ClientSession() as s:
-        async def token():
-            try:
-                r = await s.post(f"{base}/auth/token", data={"grant_type": "client_credentials"},
-                                 headers=basic(creds["client_id"], creds["secret"]))
-            except aiohttp.ClientConnectionError:
-                return None
-            return (await r.json())["access_token"]
+        def token():
+            return _token(s, base, creds)
 
         tok = await _until(token, "server did not start")
         r = await s.get(f"{base}/Group/all/$export", headers={
