@@ -359,7 +359,7 @@ def store_sources():
         return SOURCES
     except ImportError:
         pass
-    from fhirhose.export.exporter import Source
+    from fhirhose.fhir.source import Source
     from fhirhose.template import Arr, K, Obj, Template, Val
 
     return [

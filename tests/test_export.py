@@ -12,7 +12,8 @@ import zstandard
 
 from fhirhose import ExportError, InputError
 from fhirhose.columns import date_to_days
-from fhirhose.export.exporter import ClaimFilter, Exporter, ExportSpec, Source, claim_rows
+from fhirhose.export.exporter import ClaimFilter, Exporter, ExportSpec, claim_rows
+from fhirhose.fhir.source import Source
 from fhirhose.export.files import NdjsonFile
 from fhirhose.export.manifest import CHECKSUM_EXT, FILESIZE_EXT
 from fhirhose.store import schema

@@ -27,6 +27,7 @@ from typing import Callable
 from aiohttp import web
 
 from ..errors import AuthError, InputError, RequestError
+from ..fhir.registry import RESOURCE_TYPES
 from .db import AccessDB, Actor
 from .orgs import ROLES
 from .tokens import Principal, TokenError, TokenRequest, TokenService
@@ -282,7 +283,7 @@ class AccessAuthenticator:
     def smart_configuration(self, base_url: str):
         from ..server.models import SmartConfiguration
 
-        types = ("Patient", "Coverage", "ExplanationOfBenefit")
+        types = RESOURCE_TYPES
         return SmartConfiguration(
             issuer=base_url,
             token_endpoint=f"{base_url}/auth/token",

@@ -23,7 +23,9 @@ from ..errors import InputError, StoreError
 from ..store import Store, rosters
 from ..store.opener import SnapshotOpener, shared_snapshot
 from .compress import SUFFIX
-from .exporter import RESOURCE_TYPES, ExportResult, ExportSpec, export_store
+from ..fhir.instant import parse_instant
+from ..fhir.registry import RESOURCE_TYPES, registry_sources
+from .exporter import ExportResult, ExportSpec, export_store
 
 __all__ = ["add_parser", "run", "parse_types", "parse_since", "select_benes", "chunk_size"]
 
@@ -71,8 +73,6 @@ def parse_types(value: str) -> tuple[str, ...]:
 
 def parse_since(value: str, now: dt.datetime) -> int:
     """`--since` (a FHIR instant with its zone, or a date = midnight UTC) as epoch ms."""
-    from ..server.params import parse_instant  # the server's parser: one grammar for `_since` everywhere
-
     since = parse_instant(value, "--since")
     if since > now:
         raise InputError(f"--since {value} is in the future (now is {now.isoformat(timespec='seconds')})")
@@ -173,7 +173,7 @@ def _export(opener: SnapshotOpener, benes: np.ndarray, spec: ExportSpec, args, c
         def progress(done: int, _total: int) -> None:
             bar.update(min(done * chunk, len(benes)) - bar.n)
 
-        return export_store(opener, opener.key, benes, spec, args.out, workers=args.workers, chunk_benes=chunk,
+        return export_store(opener, opener.key, registry_sources, benes, spec, args.out, workers=args.workers, chunk_benes=chunk,
                             request=_request(args, spec.types), progress=progress)
 
 

@@ -17,6 +17,8 @@ import msgspec
 from msgspec import Struct
 
 from ..errors import RequestError
+from ..fhir.instant import parse_instant
+from ..fhir.registry import RESOURCE_TYPES
 from .models import Parameters, Reference
 
 __all__ = [
@@ -31,7 +33,6 @@ __all__ = [
     "parse_body",
 ]
 
-RESOURCE_TYPES = ("Patient", "Coverage", "ExplanationOfBenefit")
 OUTPUT_FORMATS = frozenset({"application/fhir+ndjson", "application/ndjson", "ndjson"})
 # Final-action tag systems: BFD's newer outputs and its v2 one.
 FINAL_ACTION_SYSTEMS = (
@@ -43,12 +44,6 @@ _DATE_PREFIXES = ("eq", "ge", "gt", "le", "lt")
 _LIST_PARAMS = ("_type", "_elements", "_typeFilter", "includeAssociatedData")
 _SINGLE_PARAMS = ("_outputFormat", "_since", "_until", "allowPartialManifests", "organizeOutputBy")
 _ELEMENT = re.compile(r"^(?:(?P<type>[A-Z][A-Za-z]+)\.)?(?P<name>[a-z][A-Za-z0-9]*)$")
-# FHIR instant: seconds required, zone required (a date alone is accepted as midnight UTC).
-_INSTANT = re.compile(
-    r"^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2}))?$"
-)
-
-
 class DateBound(Struct, array_like=True):
     """One `service-date` comparison: prefix (eq/ge/gt/le/lt) and ISO date."""
 
@@ -77,18 +72,6 @@ class ExportParams(Struct, omit_defaults=True):
     patients: list[str] = []  # Patient ids (POST `patient`)
     allow_partial: bool = False
     warnings: list[list[str]] = []  # [parameter, message] dropped under handling=lenient
-
-
-def parse_instant(value: str, param: str) -> _dt.datetime:
-    """A FHIR instant (or a plain date) as an aware datetime; RequestError naming `param`."""
-    if not _INSTANT.match(value):
-        raise RequestError(f"{param} {value!r} is not a FHIR instant (e.g. 2024-01-31T00:00:00Z)", param=param)
-    try:
-        if len(value) == 10:
-            return _dt.datetime.fromisoformat(value).replace(tzinfo=_dt.timezone.utc)
-        return _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise RequestError(f"{param} {value!r} is not a valid instant", param=param) from None
 
 
 class _Collector:

@@ -18,7 +18,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Protocol
+from typing import TYPE_CHECKING, Callable, Iterable, Protocol, Sequence
 
 import msgspec
 import numpy as np
@@ -27,6 +27,9 @@ from .._memory import limit_malloc_retention
 from ..errors import ExportError
 from ..store.layout import fsync_dir
 from .params import TypeFilter
+
+if TYPE_CHECKING:
+    from ..fhir.source import Source
 
 __all__ = ["init_worker", "ChunkTask", "ChunkFile", "ChunkExporter", "run_chunk", "load_exporter", "STORED_SUFFIX", "fsync_dir",
            "write_ndjson", "export_scoped", "export_from_store", "store_exporter", "claim_filters"]
@@ -215,7 +218,7 @@ def export_scoped(task: ChunkTask, out_dir: Path, exporter) -> list[ChunkFile]:
                       compression="identity" if i.compression == "none" else i.compression) for i in infos]
 
 
-def export_from_store(task: ChunkTask, out_dir: Path, sources=None) -> list[ChunkFile]:
+def export_from_store(task: ChunkTask, out_dir: Path, sources: Sequence[Source]) -> list[ChunkFile]:
     """`export_scoped` with an Exporter over the job's store generation (opened once per process)."""
     from ..export.exporter import Exporter
     from ..store.opener import shared_snapshot
@@ -229,4 +232,6 @@ def export_from_store(task: ChunkTask, out_dir: Path, sources=None) -> list[Chun
 
 def store_exporter(task: ChunkTask, out_dir: Path) -> list[ChunkFile]:
     """The production `ChunkExporter`: the store's resources through the template registry."""
-    return export_from_store(task, out_dir)
+    from ..fhir.registry import SOURCES
+
+    return export_from_store(task, out_dir, SOURCES)
