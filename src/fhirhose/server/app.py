@@ -58,7 +58,8 @@ from .files import serve_file
 from .params import ExportParams, parse_body, parse_query
 from .population import Planned, Population, StorePopulation, current_tables, plan
 from .runner import JobRunner, RunnerSettings, iso_instant
-from .worker import STORED_SUFFIX, write_ndjson
+from ..export.compress import SUFFIX as STORED_SUFFIX
+from ..export.files import write_ndjson
 
 __all__ = ["create_app", "create_admin_app", "API", "RULES_EXT"]
 
