@@ -23,8 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..access import AccessConfig, AccessDB, Actor, Principal, plan_scope
 from ..errors import FhirhoseError, StoreError
-from ..store import Store
-from ..store._ops import fixed
+from ..store import Store, fixed
 from ..store.synth import SynthOrg
 from .models import DemoClient, DemoCredentials
 
