@@ -30,11 +30,9 @@ from ..errors import AuthError, InputError, RequestError
 from ..fhir.registry import RESOURCE_TYPES
 from .db import AccessDB, Actor
 from .orgs import ROLES
-from .tokens import Principal, TokenError, TokenRequest, TokenService
+from .tokens import MAX_BODY, Principal, TokenError, TokenRequest, TokenService
 
 __all__ = ["add_routes", "token_handler", "AccessAuthenticator", "PRINCIPAL"]
-
-_MAX_BODY = 65536
 
 
 def _json(data, status: int = 200, headers: dict | None = None) -> web.Response:
@@ -73,9 +71,9 @@ def token_handler(
 
     async def handle(request: web.Request) -> web.Response:
         try:
-            if request.content_length is not None and request.content_length > _MAX_BODY:
+            if request.content_length is not None and request.content_length > MAX_BODY:
                 raise TokenError("invalid_request", "request body is too large")
-            body = await request.content.read(_MAX_BODY + 1)
+            body = await request.content.read(MAX_BODY + 1)
             req = TokenRequest.parse(body, request.headers.get("Content-Type"), request.headers.get("Authorization"))
             aud = token_url(request) if token_url is not None else None
             now = clock() if clock is not None else None
@@ -107,8 +105,8 @@ class _Admin:
             try:
                 body = {}
                 if request.can_read_body:
-                    raw = await request.content.read(_MAX_BODY + 1)
-                    if len(raw) > _MAX_BODY:
+                    raw = await request.content.read(MAX_BODY + 1)
+                    if len(raw) > MAX_BODY:
                         raise InputError("request body is too large")
                     try:
                         body = json.loads(raw or b"{}")

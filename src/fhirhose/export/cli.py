@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import logging
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import msgspec
 import numpy as np
 
 from ..errors import InputError, StoreError
+from ..log import get_logger
 from ..store import Store, rosters
 from ..store.opener import SnapshotOpener, shared_snapshot
 from .compress import SUFFIX
@@ -29,7 +29,7 @@ from .exporter import ExportResult, ExportSpec, export_store
 
 __all__ = ["add_parser", "run", "parse_types", "parse_since", "select_benes", "chunk_size"]
 
-log = logging.getLogger("fhirhose.export")
+log = get_logger(__name__)
 
 MAX_CHUNK = 5000  # beneficiaries per chunk: bounds a worker's memory and a file's lifetime
 MIN_CHUNK = 100  # below this, per-chunk overhead (files, fsyncs) outweighs spreading the work

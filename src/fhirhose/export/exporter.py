@@ -10,7 +10,6 @@ writer then sees only row numbers, never Python objects per record.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import os
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import get_context
@@ -27,6 +26,7 @@ from ..errors import ExportError, InputError
 from ..fhir.elements import elements_for, subset
 from ..fhir.registry import RESOURCE_TYPES
 from ..fhir.source import Source
+from ..log import get_logger
 from ..template import Template
 from .files import FileInfo, RollingWriter
 from .manifest import Manifest, output_item
@@ -44,7 +44,7 @@ __all__ = [
     "export_store",
 ]
 
-log = logging.getLogger("fhirhose.export")
+log = get_logger(__name__)
 
 _FIRST_BATCH = 16  # rows of a source's first batch, which measures its bytes per row
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import json
-import logging
 import math
 import secrets
 import shutil
@@ -60,10 +59,11 @@ from .population import Planned, Population, StorePopulation, current_tables, pl
 from .runner import JobRunner, RunnerSettings, iso_instant
 from ..export.compress import SUFFIX as STORED_SUFFIX
 from ..export.files import write_ndjson
+from ..log import get_logger
 
 __all__ = ["create_app", "create_admin_app", "API", "RULES_EXT"]
 
-log = logging.getLogger("fhirhose.access")
+log = get_logger(__name__)
 
 FHIR_JSON = "application/fhir+json"
 API = web.AppKey("fhirhose_api", "BulkApi")
