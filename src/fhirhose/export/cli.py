@@ -51,7 +51,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"resource types, comma-separated (default {','.join(RESOURCE_TYPES)})")
     p.add_argument("--since", help="only resources updated at or after this FHIR instant "
                                    "(e.g. 2024-01-31T00:00:00Z; a date alone is midnight UTC)")
-    # "none" is the pre-0.2 spelling of "identity" (the HTTP Content-Encoding token)
+    # "none": the older spelling of "identity" (the HTTP Content-Encoding token), still accepted
     p.add_argument("--compression", type=lambda v: "identity" if v == "none" else v, choices=sorted(SUFFIX),
                    default="gzip", help="file compression (default gzip)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
