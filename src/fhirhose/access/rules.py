@@ -36,7 +36,7 @@ from ..errors import AuthError, RequestError
 from ..export.exporter import Exporter, ExportSpec
 from ..fhir.source import Source
 from ..store.rosters import Roster, bene_rows, cat_eq, latest_file, roster_benes, roster_entries, str_eq, unique_rows
-from .db import now_s
+from .actors import now_s
 
 if TYPE_CHECKING:
     from .db import AccessDB

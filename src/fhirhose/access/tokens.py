@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from ..errors import AuthError, InputError
 from . import jws
 from .credentials import Credential, public_key_from_jwk
-from .db import now_s
+from .actors import now_s
 
 if TYPE_CHECKING:
     from .db import AccessDB
