@@ -667,7 +667,7 @@ def test_keys_by_jwks_url_over_https(tmp_path, keys):
 
 
 def test_jwks_fetcher_https_only_unless_test_mode_ttl_and_bad_documents(tmp_path, keys):
-    from fhirhose.access.jwks import JwksError, JwksFetcher
+    from fhirhose.server.jwks import JwksError, JwksFetcher
 
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)

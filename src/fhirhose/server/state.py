@@ -18,7 +18,7 @@ from typing import Callable
 from aiohttp import web
 
 from ..access import AccessConfig, AccessDB, Principal, TokenService
-from ..access.jwks import JwksFetcher
+from .jwks import JwksFetcher
 from ..errors import AuthError, RequestError
 from .auth import client_address, operator_key
 from .config import ServerConfig
