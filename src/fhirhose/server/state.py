@@ -18,11 +18,11 @@ from typing import Callable
 from aiohttp import web
 
 from ..access import AccessConfig, AccessDB, Principal, TokenService
-from .jwks import JwksFetcher
 from ..errors import AuthError, RequestError
 from .auth import client_address, operator_key
 from .config import ServerConfig
 from .db import Job, JobDB
+from .jwks import JwksFetcher
 from .population import Population, StorePopulation
 from .runner import JobRunner, RunnerSettings
 from .web_admin import add_routes

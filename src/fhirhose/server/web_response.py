@@ -4,6 +4,7 @@ OperationOutcome response, and HTTP dates."""
 from __future__ import annotations
 
 from email.utils import formatdate
+from typing import Literal
 
 from aiohttp import web
 
@@ -15,7 +16,8 @@ FHIR_JSON = "application/fhir+json"
 
 
 def outcome_response(status: int, text: str, *, code: str, expression: str | None = None,
-                     severity: str = "error", headers: dict | None = None) -> web.Response:
+                     severity: Literal["fatal", "error", "warning", "information"] = "error",
+                     headers: dict | None = None) -> web.Response:
     """An OperationOutcome (`application/fhir+json`) with one issue."""
     body = m.encode(m.outcome(text, code=code, expression=expression, severity=severity))
     return web.Response(status=status, body=body, content_type=FHIR_JSON, headers=headers)
