@@ -56,7 +56,7 @@ def synthesize(path: Path, benes: int, seed: int, as_of: dt.date, years: int) ->
     claims: one year at the DE-SynPUF rates is ~37 claims, the issue's "100,000
     beneficiaries, about 3.3 M EOBs"."""
     from fhirhose.errors import InputError
-    from fhirhose.store import synth
+    from fhirhose import synth
 
     demo = synth.PRESETS["demo"]
     aco = type(demo.acos[0])(ORG, "End-to-end benchmark ACO", "Shared Savings", benes)

@@ -14,7 +14,9 @@ from fhirhose.cli import main as cli_main
 from fhirhose.fhir.c4bb import check
 from fhirhose.fhir.registry import SOURCES
 from fhirhose.fhir.validate import validate_r4
-from fhirhose.store import schema, synth
+from fhirhose import synth
+from fhirhose.synth import dataset
+from fhirhose.store import schema
 from fhirhose.store.store import SourceInfo, Store
 
 MBI_RE = re.compile(r"[1-9][AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9][0-9][AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9][0-9][AC-HJKMNP-RT-Y]{2}[0-9]{2}")
@@ -334,7 +336,7 @@ def test_every_resource_from_synthetic_data_passes_c4bb_and_r4(data):
 
 
 def test_write_equals_store_load_of_the_whole_dataset(tmp_path, monkeypatch):
-    monkeypatch.setattr(synth, "CHUNK", 250)  # several chunks
+    monkeypatch.setattr(dataset, "CHUNK", 250)  # several chunks
     orgs = synth.write(tmp_path / "streamed", 600, seed=3)
     whole = synth.generate(600, seed=3)
     assert orgs == whole.orgs

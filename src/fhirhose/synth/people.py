@@ -12,9 +12,9 @@ from typing import NamedTuple
 import numpy as np
 
 from ..columns import EPOCH, NO_DATE, Column, Table, Time
-from . import _synth_vocab as V
-from . import schema
-from ._synth_kit import (
+from . import vocab as V
+from ..store import schema
+from .kit import (
     Txt,
     blank,
     cat,

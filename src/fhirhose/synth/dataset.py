@@ -51,14 +51,14 @@ import numpy as np
 
 from ..columns import EPOCH, NO_DATE, Cat, Column, Num, Str, Table
 from ..errors import InputError
-from . import _merge, _ops, layout, schema
-from .layout import FORMAT_VERSION, LoadEntry, Manifest
-from .store import SourceInfo, Store
-from ._synth_claims import FFS_RATES, RATES, _parta, _pde, _professional  # noqa: F401 (re-exported)
-from ._synth_kit import (
+from ..store import _merge, _ops, layout, schema
+from ..store.layout import FORMAT_VERSION, LoadEntry, Manifest
+from ..store import SourceInfo, Store
+from .claims import FFS_RATES, RATES, _parta, _pde, _professional  # noqa: F401 (re-exported)
+from .kit import (
     cat, choose, concat, date, digits, integer, month_of, ragged, rng_for, take, to_str, vocab, year_of,
 )
-from ._synth_people import (
+from .people import (
     _Aco,
     _bene_table,
     _Contract,

@@ -11,8 +11,8 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from ..columns import NO_DATE, NO_NUM, Cat, Column, Num, Time
-from . import _synth_vocab as V
-from ._synth_kit import (
+from . import vocab as V
+from .kit import (
     Pools,
     Txt,
     blank,
@@ -36,7 +36,7 @@ from ._synth_kit import (
     vocab,
     year_of,
 )
-from ._synth_people import (
+from .people import (
     _LOC_STATE,
     _LOC_TXT,
     _LOC_USPS,
