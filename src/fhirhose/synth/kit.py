@@ -18,6 +18,7 @@ import numpy as np
 
 from ..columns import NO_DATE, Cat, Date, Num, Str
 
+DAY_MS = 86_400_000
 _MONEY = 2
 _QTY = 4
 
@@ -275,3 +276,17 @@ def month_of(days: np.ndarray) -> np.ndarray:
 
 def month_start(months: np.ndarray) -> np.ndarray:
     return np.asarray(months, np.int64).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
+
+
+def jan1_of(years: np.ndarray) -> np.ndarray:
+    """Day number of January 1 of each year."""
+    return (np.asarray(years, np.int64) - 1970).astype("datetime64[Y]").astype("datetime64[D]").astype(np.int64)
+
+
+def ymd(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Year, month (1-12) and day of month of day numbers."""
+    d = np.asarray(days, np.int64).astype("datetime64[D]")
+    y = d.astype("datetime64[Y]").astype(np.int64) + 1970
+    m = d.astype("datetime64[M]").astype(np.int64) % 12 + 1
+    day = (d - d.astype("datetime64[M]").astype("datetime64[D]")).astype(np.int64) + 1
+    return y, m, day
