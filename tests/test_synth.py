@@ -9,16 +9,15 @@ import msgspec
 import numpy as np
 import pytest
 
-from fhirhose import NO_DATE, NO_NUM, Cat, Num, Str
+from fhirhose import NO_DATE, NO_NUM, Cat, Num, Str, synth
 from fhirhose._backend import core
 from fhirhose.cli import main as cli_main
 from fhirhose.fhir.c4bb import check
 from fhirhose.fhir.registry import SOURCES
 from fhirhose.fhir.validate import validate_r4
-from fhirhose import synth
-from fhirhose.synth import dataset
 from fhirhose.store import schema
 from fhirhose.store.store import SourceInfo, Store
+from fhirhose.synth import dataset
 
 MBI_RE = re.compile(r"[1-9][AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9][0-9][AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9][0-9][AC-HJKMNP-RT-Y]{2}[0-9]{2}")
 NPI_COLUMNS = {
