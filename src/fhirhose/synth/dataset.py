@@ -9,11 +9,11 @@ import datetime as dt
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Iterator, Sequence, cast
 
 import numpy as np
 
-from ..columns import NO_DATE, Cat, Column, Num, Str, Table, date_to_days
+from ..columns import NO_DATE, Cat, Column, Date, Num, Str, Table, Time, date_to_days
 from ..errors import InputError
 from ..store import schema
 from . import carrier, dme, institutional, pde
@@ -54,34 +54,38 @@ _FAMILIES = {"parta": institutional.parta, "partb": carrier.carrier, "dme": dme.
 
 
 def _chunk(pop: Pop, prov: Providers, chunk: int) -> dict[str, tuple[Table, np.ndarray]]:
-    """The claim tables of one chunk of beneficiaries, each with the
-    beneficiary-row counts (for the bene links)."""
+    """The claim and child tables of one chunk of beneficiaries, each claim
+    table with the beneficiary-row counts (for the bene links)."""
     lo, hi = chunk * CHUNK, min(pop.n, (chunk + 1) * CHUNK)
     rows = np.arange(lo, hi)
-    out = {}
+    out: dict[str, tuple[Table, np.ndarray]] = {}
     for table in schema.CLAIM_TABLES:  # per claim table
         head, children, vb = _FAMILIES[table](pop, prov, rows, chunk)
         links = {}
         for child, (cols, off) in children.items():  # per child table
             links[child] = off
-            out[child] = (schema.complete(child, cols, int(off[-1]), check=False), None)
+            out[child] = (schema.complete(child, cols, int(off[-1]), check=False), np.zeros(0, np.int64))  # no counts
         header = schema.complete(table, head, len(vb), links, check=False)
         out[table] = (header, np.bincount(vb - lo, minlength=hi - lo))
     return out
 
 
 def _concat_columns(cols: Sequence[Column]) -> Column:
+    """Columns of one kind (the same table's column in consecutive chunks) as one."""
     first = cols[0]
     if isinstance(first, Str):
-        shifts = np.cumsum([0] + [int(c.offsets[-1] - c.offsets[0]) for c in cols[:-1]])
-        tails = [c.offsets[1:] - c.offsets[0] + s for c, s in zip(cols, shifts)]
-        offsets = np.concatenate([cols[0].offsets[:1]] + tails)
-        return Str(offsets - offsets[0], np.concatenate([c.data[c.offsets[0] : c.offsets[-1]] for c in cols]))
+        strs = cast(Sequence[Str], cols)
+        shifts = np.cumsum(np.array([0] + [int(c.offsets[-1] - c.offsets[0]) for c in strs[:-1]], np.int64))
+        tails = [c.offsets[1:] - c.offsets[0] + s for c, s in zip(strs, shifts)]
+        offsets = np.concatenate([strs[0].offsets[:1]] + tails)
+        return Str(offsets - offsets[0], np.concatenate([c.data[c.offsets[0] : c.offsets[-1]] for c in strs]))
     if isinstance(first, Cat):
-        return Cat(np.concatenate([c.codes for c in cols]), first.labels)
+        return Cat(np.concatenate([c.codes for c in cast(Sequence[Cat], cols)]), first.labels)
     if isinstance(first, Num):
-        return Num(np.concatenate([c.values for c in cols]), first.scale, first.trim)
-    return type(first)(np.concatenate([c.values for c in cols]))
+        return Num(np.concatenate([c.values for c in cast(Sequence[Num], cols)]), first.scale, first.trim)
+    if isinstance(first, (Date, Time)):
+        return type(first)(np.concatenate([c.values for c in cast(Sequence[Date | Time], cols)]))
+    raise TypeError(f"unknown column kind {type(first).__name__}")
 
 
 def _concat_tables(name: str, parts: Sequence[Table]) -> Table:

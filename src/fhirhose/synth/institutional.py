@@ -4,7 +4,7 @@ periods; with revenue center lines, diagnoses and procedures."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -59,7 +59,7 @@ from .people import LOC_STATE, STATE_FIPS, Pop
 from .providers import Providers
 
 
-def _by_year(table: dict[int, float], days: np.ndarray) -> np.ndarray:
+def _by_year(table: Mapping[int, float], days: np.ndarray) -> np.ndarray:
     """A per-year dollar figure (deductibles, coinsurance) in cents for each day."""
     years = np.array(sorted(table))
     y = np.clip(year_of(days), years[0], years[-1])

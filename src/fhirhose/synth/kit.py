@@ -90,7 +90,7 @@ def concat(*parts: Txt | str) -> Txt:
     if all(len(t) == 0 or int(t.lens.min()) == t.mat.shape[1] for t in ts):  # fixed widths: side by side
         return Txt(mat, np.full(n, mat.shape[1], np.int64))
     valid = np.concatenate([np.arange(t.mat.shape[1])[None, :] < t.lens[:, None] for t in ts], axis=1)
-    lens = sum(t.lens for t in ts)
+    lens = np.sum([t.lens for t in ts], axis=0)
     width = max(int(lens.max()) if n else 0, 1)
     # Left-align: each valid byte moves to the count of valid bytes before it.
     dest = np.cumsum(valid, axis=1) - 1
@@ -144,11 +144,11 @@ class Pools:
         return self.table[profile, pick]
 
 
-def hashed_uniform(*keys: np.ndarray) -> np.ndarray:
+def hashed_uniform(first: np.ndarray, *keys: np.ndarray | int) -> np.ndarray:
     """Uniforms in [0, 1) that are a fixed function of integer keys: the same
     stay gets the same facility and diagnosis on each of its monthly claims."""
-    h = np.full(len(keys[0]), 0x9E3779B97F4A7C15, np.uint64)
-    for k in keys:
+    h = np.full(len(first), 0x9E3779B97F4A7C15, np.uint64)
+    for k in (first, *keys):
         h = (h ^ np.asarray(k).astype(np.uint64)) * np.uint64(0xBF58476D1CE4E5B9)
         h ^= h >> np.uint64(31)
     return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)

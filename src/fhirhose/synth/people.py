@@ -204,7 +204,7 @@ def population(n: int, seed: int, preset: Preset, as_of: dt.date) -> Pop:
 
 
 LOC_TXT = {
-    name: vocab([loc[i] for loc in V.LOCATIONS]) for name, i in (("usps", 0), ("city", 4), ("zip3", 5))
+    name: vocab([str(loc[i]) for loc in V.LOCATIONS]) for name, i in (("usps", 0), ("city", 4), ("zip3", 5))
 }
 _FIRST_F, _FIRST_M, _LAST, _MIDDLE = vocab(V.FIRST_F), vocab(V.FIRST_M), vocab(V.LAST), vocab(V.MIDDLE)
 _STREETS, _LINE2 = vocab(V.STREETS), vocab(V.LINE2)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..columns import Cat, Column, Num, Str, Table
+from ..columns import Cat, Column, Date, Num, Str, Table, Time
 from ..store import SourceInfo, Store, merge, schema
 from .dataset import _bene_mbi, _chunks, _offsets, _setup
 from .orgs import SynthOrg, _org_tables, write_orgs
@@ -58,10 +58,12 @@ class _Spool:
                 if self.labels.setdefault(k, col.labels) != col.labels:
                     raise AssertionError(f"{t.name}.{cname}: labels differ between chunks")
                 self._append((t.name, cname, "codes"), col.codes)
-            else:
+            elif isinstance(col, (Num, Date, Time)):
                 if isinstance(col, Num):
                     self.scale[k] = (col.scale, col.trim)
                 self._append((t.name, cname, "values"), col.values)
+            else:
+                raise TypeError(f"{t.name}.{cname}: unknown column kind {type(col).__name__}")
         for child, off in t.links.items():
             self._offsets((t.name, child, "link"), off)
 
@@ -95,7 +97,9 @@ def _slice_column(col: Column, lo: int, hi: int) -> Column:
         return Cat(col.codes[lo:hi], col.labels)
     if isinstance(col, Num):
         return Num(col.values[lo:hi], col.scale, col.trim)
-    return type(col)(col.values[lo:hi])
+    if isinstance(col, (Date, Time)):
+        return type(col)(col.values[lo:hi])
+    raise TypeError(f"unknown column kind {type(col).__name__}")
 
 
 def _slice_rows(t: Table, lo: int, hi: int) -> Table:
@@ -152,8 +156,8 @@ def write(
         final["bene"] = Table("bene", bene.columns, links, bene.n, check=False)
         for name in ("bene_mbi", "roster", "optout", "enroll"):
             final[name] = people.tables[name]
-        for t in final.values():
-            t.validate()
+        for table in final.values():
+            table.validate()
         source = SourceInfo("synth", rows=source_rows, note=f"seed={seed} preset={preset} benes={pop.n}")
         store.commit(final, source, next_bene_seq=people.next_bene_seq, now=now)  # checks the links
     finally:
