@@ -32,7 +32,7 @@ from .kit import (
 from .people import Pop
 
 # Claims per beneficiary-year over all beneficiaries (DE-SynPUF), and per
-# FFS beneficiary-year for the post-acute and DME lines (see `synth`).
+# FFS beneficiary-year for the post-acute and DME lines (sources: `fhirhose.synth`).
 RATES = {"carrier": 14.0, "outpatient": 2.3, "inpatient": 0.2, "pde": 16.0}
 FFS_RATES = {"snf_stays": 0.06, "hha": 0.17, "dme": 1.4}
 ADJUST_P, CANCEL_P = 0.06, 0.02
