@@ -35,7 +35,8 @@ from fhirhose.access import AccessDB, Actor
 from fhirhose.columns import NO_DATE
 from fhirhose.server import ServerConfig, create_app
 from fhirhose.server.demo import sandbox_access_config
-from fhirhose.store import Store, rosters, synth
+from fhirhose import synth
+from fhirhose.store import Store, rosters
 
 from .server_support import Clock, async_test, basic
 

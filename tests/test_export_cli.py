@@ -21,12 +21,13 @@ import pytest
 import zstandard
 
 import fhirhose
+from fhirhose import synth
 from fhirhose.cli import main
 from fhirhose.export.cli import select_benes
 from fhirhose.export.manifest import CHECKSUM_EXT, FILESIZE_EXT
 from fhirhose.fhir import c4bb
 from fhirhose.fhir.validate import validate_r4
-from fhirhose.store import Store, synth
+from fhirhose.store import Store
 
 BENES, SEED = 25, 2  # every EOB type occurs at this size and seed
 TYPES = ("Patient", "Coverage", "ExplanationOfBenefit")

@@ -36,7 +36,7 @@ def resident_tables(store_dir) -> set[str]:
 
 @pytest.fixture(scope="module")
 def synth_store(tmp_path_factory):
-    from fhirhose.store import synth
+    from fhirhose import synth
 
     path = tmp_path_factory.mktemp("synth") / "store"
     synth.write(path, 30, seed=5)

@@ -7,7 +7,7 @@ Two worlds:
   case states exactly which beneficiaries and claims come out. The server plans with
   `plan_scope` and its worker processes export through the real Exporter
   (`access_world.world_exporter`), at a pinned clock (2024-06-15).
-- a small synthetic store (`fhirhose.store.synth`) registered by the demo code, served
+- a small synthetic store (`fhirhose.synth`) registered by the demo code, served
   by the production exporter and templates; what each organization gets is counted
   from the store's tables by an independent per-row oracle.
 """
@@ -711,7 +711,7 @@ _LOOKBACK = {"Shared Savings": None, "REACH": dt.date(2022, 1, 1), "KCC": dt.dat
 
 @pytest.fixture(scope="module")
 def synth_store(tmp_path_factory):
-    from fhirhose.store import synth
+    from fhirhose import synth
 
     root = tmp_path_factory.mktemp("synth")
     synth.write(root / "store", 500, seed=3, as_of=SYNTH_AS_OF)
