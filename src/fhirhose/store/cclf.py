@@ -12,8 +12,11 @@ Fixed-width records are parsed in bulk: the file becomes an n × reclen byte
 matrix (a view of the file when every line has the CCLF0 length) and every
 field is a column slice of it, validated and converted with numpy. Record
 lengths come from CCLF0, so older versions with shorter records load: fields
-past the record end are missing. Lines shorter than the record length count
-as blank padded (senders trim trailing blanks); longer lines must be blank past it.
+past the record end are missing. Every record has exactly that length (a cut or
+lengthened record is refused, never read with shifted or missing fields) and
+every field parses by its picture; records end in LF or, throughout a file,
+CRLF. `trimmed=True` pads short lines instead (BCDA's synthetic sets cut
+trailing blanks), and then cannot tell a truncated record from a trimmed one.
 
 Rules beyond the layouts (CCLF Information Packet v36), stated here because a
 reader of the data should know them:
@@ -197,9 +200,9 @@ def _deliveries(members: Sequence[Member], org_id: str | None, year: int | None,
     return sorted(groups.values(), key=lambda d: (d.date or _dt.date.min, d.aco, d.year, d.kind))
 
 
-def _read_cclf0(m: Member) -> dict[str, tuple[int, int]]:
-    """CCLF0: file id → (record count, record length)."""
-    out: dict[str, tuple[int, int]] = {}
+def _read_cclf0(m: Member) -> dict[str, tuple[int, int, str]]:
+    """CCLF0: file id → (record count, record length, `file: line n` that says so)."""
+    out: dict[str, tuple[int, int, str]] = {}
     lines = bytes(m.data).decode("ascii", "replace").splitlines()
     for i, line in enumerate(lines, 1):
         if i == 1 and line.startswith("File Number"):
@@ -208,16 +211,16 @@ def _read_cclf0(m: Member) -> dict[str, tuple[int, int]]:
             continue
         parts = [p.strip() for p in line.split("|")]
         if len(parts) != 4 or not re.fullmatch(r"CCLF[0-9AB]", parts[0]):
-            raise IngestError(f"CCLF0 ({m.origin}) line {i}: expected 'CCLFn | description | count | length', got {line!r}")
+            raise IngestError(f"{m.origin}: line {i}: expected 'CCLFn | description | count | length', got {line!r}")
         for what, v in (("Total Records Count", parts[2]), ("Record Length", parts[3])):
             if not v.isdigit():
-                raise IngestError(f"CCLF0 ({m.origin}) line {i}: {what} {v!r} is not a number")
+                raise IngestError(f"{m.origin}: line {i}: {what} {v!r} is not a number")
         fid = parts[0][4:]
         if fid in out:
-            raise IngestError(f"CCLF0 ({m.origin}) line {i}: {parts[0]} is listed twice")
-        out[fid] = (int(parts[2]), int(parts[3]))
+            raise IngestError(f"{m.origin}: line {i}: {parts[0]} is listed twice")
+        out[fid] = (int(parts[2]), int(parts[3]), f"{m.origin}: line {i}")
     if not out:
-        raise IngestError(f"CCLF0 ({m.origin}): lists no files")
+        raise IngestError(f"{m.origin}: CCLF0 lists no files")
     return out
 
 
@@ -242,17 +245,18 @@ def _chunked(fn, raw: np.ndarray, *args):
 class Records:
     """The records of one CCLF file as an n × reclen uint8 matrix."""
 
-    def __init__(self, fid: str, member: Member, count: int, reclen: int):
+    def __init__(self, fid: str, member: Member, count: int, reclen: int, listed_at: str, trimmed: bool = False):
         self.fid = fid
         self.label = f"CCLF{fid}"
         self.origin = member.origin
         self.fields = {f.name: f for f in layout(fid)}
         self.reclen = reclen
         self._done: dict[tuple[str, str], Column] = {}
-        self.m, self.width = _split(member.data, reclen, self)
+        self._checked: set[str] = set()  # fields validated against their picture
+        self.m, self.width = _split(member.data, reclen, self, trimmed)
         self.n = len(self.m)
         if self.n != count:
-            raise IngestError(f"{self.where()}: CCLF0 says {count} records, the file has {self.n}")
+            raise IngestError(f"{self.where()}: the file has {self.n} records, CCLF0 says {count} ({listed_at})")
         bad = _chunked(lambda m: (((m < 32) | (m > 126)).any(axis=1),), self.m)[0]
         if bad.any():
             row = int(np.argmax(bad))
@@ -262,8 +266,8 @@ class Records:
             )
 
     def where(self, row: int | None = None) -> str:
-        w = f"{self.label} ({self.origin})"
-        return w if row is None else f"{w} line {row + 1}"
+        """`file` or `file: line n` for messages."""
+        return self.origin if row is None else f"{self.origin}: line {row + 1}"
 
     def field_at(self, col: int) -> str:
         for f in self.fields.values():
@@ -298,6 +302,7 @@ class Records:
         bad = digits != np.diff(col.offsets)  # anything but digits between the blanks
         if bad.any():
             raise self.fail(name, int(np.argmax(bad)), "is not a number")
+        self._checked.add(name)
         return col
 
     def integer(self, name: str) -> Num:
@@ -313,6 +318,9 @@ class Records:
         values, bad = _chunked(_parse_decimal, raw, scale)
         if bad.any():
             raise self.fail(name, int(np.argmax(bad)), what)
+        fmt = self.fields[name].fmt
+        if fmt.startswith("-9") and scale == _decimals(fmt):  # a 9(n) picture takes no sign: left to digits()
+            self._checked.add(name)
         return Num(values, scale, trim)
 
     def date(self, name: str) -> Date:
@@ -322,6 +330,7 @@ class Records:
         days, bad = _chunked(_parse_dates, raw, "iso")
         if bad.any():
             raise self.fail(name, int(np.argmax(bad)), "is not a date (YYYY-MM-DD)")
+        self._checked.add(name)
         return Date(days)
 
     def cat(self, name: str, domain: Sequence[str] | None = None, digits: bool = False) -> Cat:
@@ -337,6 +346,8 @@ class Records:
             if bad:
                 what = f"is not one of {', '.join(domain)}" if domain is not None and lab not in domain else "is not a number"
                 raise self.fail(name, int(np.argmax(inv.reshape(-1) == i)), what)
+        if digits:
+            self._checked.add(name)
         final = [""] + sorted(set(labels) - {""})
         index = {lab: k for k, lab in enumerate(final)}
         remap = np.array([index[lab] for lab in labels], np.uint16)
@@ -365,47 +376,87 @@ class Records:
             return self.digits(name) if fmt.startswith("9(") else self.text(name)
         raise IngestError(f"{self.label}: no reader for {name} as {kind}")
 
-    def check_pictures(self, skip: Iterable[str] = ()) -> None:
-        """Validate fields that no column reads (so bad input is caught everywhere)."""
-        skip = set(skip) | {name for name, _ in self._done}
+    def check_pictures(self) -> None:
+        """Validate every field against its picture (dates, signed amounts, digits) unless
+        a column read already did, so bad input is caught in fields no table keeps.
+        Fields past the widest line (MBI-only rosters) are not there to check."""
         for f in self.fields.values():
-            if f.name in skip or f.end > self.reclen:
+            if f.name in self._checked or f.end > min(self.reclen, self.width):
                 continue
             if f.fmt.startswith("YYYY"):
                 self.date(f.name)
             elif f.fmt.startswith("-9"):
-                self.amount(f.name, len(f.fmt.split(".")[1]) if "." in f.fmt else 0)
+                self.amount(f.name, _decimals(f.fmt))
             elif f.fmt.startswith("9("):
                 self.digits(f.name)
 
 
-def _split(data: bytes, reclen: int, rec: Records) -> tuple[np.ndarray, int]:
-    """Records as an n × reclen matrix; the widest line's length."""
-    a = np.frombuffer(data, np.uint8)
-    if len(a) == 0:
-        return np.zeros((0, reclen), np.uint8), 0
+def _decimals(fmt: str) -> int:
+    """Decimal places of a signed-amount picture (`-9(15).99` → 2)."""
+    return len(fmt.split(".")[1]) if "." in fmt else 0
+
+
+def _lines(a: np.ndarray, rec: Records) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end offsets of each record line. Records end in LF or, consistently
+    through the file, CRLF (the CR is not part of the record); the last record may
+    lack its line end; empty lines at the end of the file are not records."""
     nl = np.flatnonzero(a == 10)
-    n_fast = len(a) // (reclen + 1)
-    if len(a) == n_fast * (reclen + 1) and len(nl) == n_fast and (nl == np.arange(n_fast) * (reclen + 1) + reclen).all():
-        return a.reshape(n_fast, reclen + 1)[:, :reclen], reclen  # a view of the file: no copy
     starts = np.concatenate([[0], nl + 1])
     ends = np.concatenate([nl, [len(a)]])
-    if starts[-1] == len(a):  # the file ends with a newline
-        starts, ends = starts[:-1], ends[:-1]
-    cr = (ends > starts) & (a[np.maximum(ends - 1, 0)] == 13)
-    ends = ends - cr
+    keep = len(ends)
+    while keep and starts[keep - 1] == ends[keep - 1]:  # the trailing newline(s)
+        keep -= 1
+    starts, ends = starts[:keep], ends[:keep]
+    terminated = ends < len(a)  # lines that end in LF (all but maybe the last)
+    cr = terminated & (ends > starts) & (a[np.maximum(ends - 1, 0)] == 13)
+    if cr.any() and not cr[terminated].all():
+        row = int(np.argmax(terminated & ~cr))
+        first = int(np.argmax(cr))
+        raise IngestError(f"{rec.where(row)}: ends in LF, but line {first + 1} ends in CRLF (one line end per file)")
+    return starts, ends - cr
+
+
+def _split(data: bytes, reclen: int, rec: Records, trimmed: bool) -> tuple[np.ndarray, int]:
+    """Records as an n × reclen matrix; the widest line's length.
+
+    Every record is exactly `reclen` bytes (CCLF0's length), so a cut, lengthened or
+    split record is refused, not read with its fields shifted or missing. One
+    tolerance: records of the layout's full length when CCLF0 gives less and every
+    byte past CCLF0's length is blank (BCDA's archive lists CCLF9 as 54 bytes and
+    pads its records to the layout's 55). With `trimmed`, shorter lines are padded
+    with blanks instead (senders that cut trailing blanks; a truncated record is
+    then undetectable)."""
+    a = np.frombuffer(data, np.uint8)
+    if len(a) == 0:
+        return np.zeros((0, reclen), np.uint8), reclen
+    n_fast = len(a) // (reclen + 1)
+    nl_at = np.arange(n_fast) * (reclen + 1) + reclen
+    if len(a) == n_fast * (reclen + 1) and (a[nl_at] == 10).all() and np.count_nonzero(a == 10) == n_fast:
+        return a.reshape(n_fast, reclen + 1)[:, :reclen], reclen  # a view of the file: no copy
+    starts, ends = _lines(a, rec)
     lens = ends - starts
-    width = int(lens.max()) if len(lens) else 0
-    w = max(width, reclen)
-    m = np.full((len(lens), w), 32, np.uint8)
-    m[np.arange(w) < lens[:, None]] = a[_ops.ranges(starts, ends)]
-    if w > reclen:
+    if len(lens) == 0:
+        return np.zeros((0, reclen), np.uint8), reclen
+    if trimmed:
+        width = int(lens.max())
+        w = max(width, reclen)
+        m = np.full((len(lens), w), 32, np.uint8)
+        m[np.arange(w) < lens[:, None]] = a[_ops.ranges(starts, ends)]
+    else:
+        full = max(f.end for f in rec.fields.values())
+        length = int(lens[0]) if full > reclen and lens[0] == full else reclen
+        off = lens != length
+        if off.any():
+            row = int(np.argmax(off))
+            hint = " (every line is shorter: trailing blanks cut? see trimmed / --trimmed)" if (lens < length).all() else ""
+            raise IngestError(f"{rec.where(row)}: record is {int(lens[row])} bytes, expected {length}{hint}")
+        m = a[_ops.ranges(starts, ends)].reshape(len(lens), length)
+        width = reclen
+    if m.shape[1] > reclen:
         over = (m[:, reclen:] != 32).any(axis=1)
         if over.any():
             row = int(np.argmax(over))
-            raise IngestError(
-                f"{rec.where(row)}: record is {int(lens[row])} bytes, CCLF0 gives {rec.label} records of {reclen} bytes"
-            )
+            raise IngestError(f"{rec.where(row)}: record is {int(lens[row])} bytes, expected {reclen}")
         m = m[:, :reclen]
     return m, width
 
@@ -658,8 +709,8 @@ def _bene(rec: Records, d: Delivery) -> dict[str, Table]:
     if rec.width >= _DOB_END:
         cols = _columns(rec, "bene")
         rec.cat("BENE_SEX_CD", ("0", "1", "2"))
-        rec.check_pictures()
         out["bene"] = schema.complete("bene", cols, n)
+    rec.check_pictures()
     roster = {
         "org_id": _ops.const_str(d.aco, n),
         "bene_mbi_id": mbi,
@@ -678,7 +729,7 @@ def _xref(rec: Records) -> dict[str, Table]:
     return {"bene_mbi": schema.complete("bene_mbi", cols, rec.n)}
 
 
-def _read_delivery(d: Delivery) -> dict[str, Table]:
+def _read_delivery(d: Delivery, trimmed: bool = False) -> dict[str, Table]:
     if "0" not in d.files:
         raise IngestError(f"delivery {d.label}: no CCLF0 (record counts) among {sorted('CCLF' + f for f in d.files)}")
     counts = _read_cclf0(d.files["0"])
@@ -691,7 +742,7 @@ def _read_delivery(d: Delivery) -> dict[str, Table]:
             raise IngestError(
                 f"delivery {d.label}: CCLF0 lists CCLF{fid} ({counts[fid][0]} records) but no CCLF{fid} file is present"
             )
-    recs = {fid: Records(fid, m, *counts[fid]) for fid, m in d.files.items() if fid != "0"}
+    recs = {fid: Records(fid, m, *counts[fid], trimmed=trimmed) for fid, m in d.files.items() if fid != "0"}
     out: dict[str, Table] = {}
     if "1" in recs:
         out.update(_part_a(recs))
@@ -736,18 +787,21 @@ def _source(kind: str, members: Sequence[Member], tables: Mapping[str, Table], n
 
 
 def read_cclf(paths: Iterable[str | os.PathLike], *, org_id: str | None = None, year: int | None = None,
-              kind: str | None = None) -> tuple[dict[str, Table], SourceInfo]:
+              kind: str | None = None, trimmed: bool = False) -> tuple[dict[str, Table], SourceInfo]:
     """Parse and validate CCLF deliveries into delta tables for `Store.load`.
 
     `org_id`, `year` and `kind` ("Y"/"R") override what the file names say
-    (and are required for bare `ZC<n>` names). Raises IngestError naming the
-    file, line and field of the first problem.
+    (and are required for bare `ZC<n>` names). Every record must be exactly
+    CCLF0's record length; `trimmed=True` accepts lines whose trailing blanks
+    were cut (BCDA's synthetic sets), at the price of not detecting a
+    truncated record. Raises IngestError naming the file, line and field of
+    the first problem; nothing is returned for a delivery with any problem.
     """
     members = _members(paths)
     if not members:
         raise IngestError("no CCLF files given")
     deliveries = _deliveries(members, org_id, year, kind)
-    tables = _stack([_read_delivery(d) for d in deliveries])
+    tables = _stack([_read_delivery(d, trimmed) for d in deliveries])
     return tables, _source("cclf", members, tables, "; ".join(d.label for d in deliveries))
 
 
