@@ -51,10 +51,10 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..columns import NO_DATE, NO_NUM, Cat, Column, Date, Num, Str, Table
-from ..errors import IngestError
-from . import _ops, schema
-from .layout import SourceFile, SourceInfo
+from ...columns import NO_DATE, NO_NUM, Cat, Column, Date, Num, Str, Table
+from ...errors import IngestError
+from .. import _ops, schema
+from ..layout import SourceFile, SourceInfo
 
 __all__ = ["read_cclf", "ingest_cclf", "read_prefs", "ingest_prefs", "layout", "Field", "PREFS_LAYOUT"]
 
@@ -87,7 +87,7 @@ class Field:
 @lru_cache(maxsize=None)
 def layout(file_id: str) -> tuple[Field, ...]:
     """The v36 layout of CCLF file `file_id` ("1".."9", "A", "B") from the package data."""
-    text = resources.files(__package__).joinpath(f"layouts/cclf_{file_id.lower()}.csv").read_text("utf-8")
+    text = resources.files("fhirhose.store").joinpath(f"layouts/cclf_{file_id.lower()}.csv").read_text("utf-8")
     out = []
     for row in csv.DictReader(io.StringIO(text)):
         # Names were transcribed from a PDF: drop the line breaks, blanks and ellipses.
