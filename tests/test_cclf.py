@@ -21,9 +21,10 @@ import fhirhose
 from fhirhose import FhirhoseError, IngestError
 from fhirhose.cli import main
 from fhirhose.store import Store
-from fhirhose.store.cclf import _parse_dates, _parse_decimal, ingest_cclf, ingest_prefs, layout, read_cclf, read_prefs
+from fhirhose.store.cclf import ingest_cclf, ingest_prefs, layout, read_cclf, read_prefs
+from fhirhose.store.cclf.fixed import parse_dates, parse_decimal
 
-from .cclf_writer import file_name, record, reclen, write_delivery
+from .cclf_writer import file_name, reclen, write_delivery
 
 FIX = Path(__file__).parent / "fixtures" / "cclf"
 A0001 = FIX / "bcda_archive_valid_A0001"
@@ -689,22 +690,22 @@ def test_decimal_parser_matches_decimal(items):
         digits = f"{abs(d):.{decimals}f}"
         texts.append(sign + "0" * zeros + digits)
         want.append(int(d.scaleb(2)))
-    values, bad = _parse_decimal(_matrix(texts, 24), 2)
+    values, bad = parse_decimal(_matrix(texts, 24), 2)
     assert not bad.any() and values.tolist() == want
 
 
 @given(st.dates(min_value=dt.date(1, 1, 1), max_value=dt.date(9999, 12, 31)))
 def test_date_parser_matches_datetime(d):
-    days, bad = _parse_dates(_matrix([d.isoformat().rjust(10, "0")], 10), "iso")
+    days, bad = parse_dates(_matrix([d.isoformat().rjust(10, "0")], 10), "iso")
     assert not bad.any() and int(days[0]) == (d - dt.date(1970, 1, 1)).days
-    ymd, bad = _parse_dates(_matrix([d.strftime("%Y%m%d").rjust(8, "0")], 8), "ymd")
+    ymd, bad = parse_dates(_matrix([d.strftime("%Y%m%d").rjust(8, "0")], 8), "ymd")
     assert not bad.any() and int(ymd[0]) == int(days[0])
 
 
 def test_parsers_reject_malformed():
-    _, bad = _parse_decimal(_matrix(["1 2", "--1", "1.2.3", "1.234", "12-", ".", "99999999999999999999"], 24), 2)
+    _, bad = parse_decimal(_matrix(["1 2", "--1", "1.2.3", "1.234", "12-", ".", "99999999999999999999"], 24), 2)
     assert bad.tolist() == [True] * 7
-    _, bad = _parse_dates(_matrix(["2023-02-29", "2023-00-10", "2023/01/01", "0000-01-01", "          "], 10), "iso")
+    _, bad = parse_dates(_matrix(["2023-02-29", "2023-00-10", "2023/01/01", "0000-01-01", "          "], 10), "iso")
     assert bad.tolist() == [True, True, True, True, False]
 
 
