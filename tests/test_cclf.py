@@ -17,8 +17,8 @@ from fhirhose.cli import main
 from fhirhose.store import Store
 from fhirhose.store.cclf import _parse_dates, _parse_decimal, ingest_cclf, ingest_prefs, layout, read_cclf, read_prefs
 
-from .cclf_writer import file_name, record, reclen, write_delivery
-from .test_store import listing
+from .support.cclf_writer import file_name, record, reclen, write_delivery
+from .support.store import listing
 
 FIX = Path(__file__).parent / "fixtures" / "cclf"
 A0001 = FIX / "bcda_archive_valid_A0001"

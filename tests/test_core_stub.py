@@ -7,7 +7,6 @@ import ast
 import inspect
 from pathlib import Path
 
-import pytest
 
 from fhirhose import _core_py
 

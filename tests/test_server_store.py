@@ -18,7 +18,7 @@ from fhirhose.fhir.validate import validate_r4
 from fhirhose.server import ServerConfig, create_app
 from fhirhose.store import Store
 
-from .server_support import (ACCESS, CLAIMS, STORE_ORGS, Clock, Harness, async_test, basic, build_store, clients_of,
+from .support.server import (ACCESS, CLAIMS, STORE_ORGS, Clock, Harness, async_test, basic, build_store, clients_of,
                              register_store_clients, today)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +54,7 @@ async def test_real_store_and_exporter(tmp_path):
     sandbox(data)
     clock = Clock()
     cfg = ServerConfig(data_dir=str(data), workers=1, chunk_size=5, retry_after=3,
-                       exporter="tests.server_support:store_test_exporter")
+                       exporter="tests.support.server:store_test_exporter")
     runner = web.AppRunner(create_app(cfg, access=ACCESS, clock=clock))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -118,7 +118,7 @@ def _start(data: Path, port: int) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", "fhirhose.cli", "serve", "--data", str(data), "--port", str(port),
              "--workers", "1", "--chunk-size", "5", "--retry-after", "0", "--loop", "uvloop",
-             "--exporter", "tests.server_support:store_test_exporter"],
+             "--exporter", "tests.support.server:store_test_exporter"],
             env=env, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=log,
         )
 
