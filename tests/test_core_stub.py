@@ -7,7 +7,6 @@ import ast
 import inspect
 from pathlib import Path
 
-
 from fhirhose import _core_py
 
 STUB = Path(_core_py.__file__).with_name("_core.pyi")
