@@ -171,6 +171,7 @@ _BENE_TEMPLATES = (PATIENT, *COVERAGES.values())
 _CODES, _IDS = template_columns(*_BENE_TEMPLATES)
 
 
+@pytest.mark.slow
 @given(
     schema_tables(
         ["bene", "bene_mbi"],

@@ -189,12 +189,14 @@ def _hostile(template, root, line):
     )
 
 
+@pytest.mark.slow
 @given(_hostile(EOB_CARRIER, "partb", "partb_line"))
 def test_hostile_carrier_tables(tables):
     for doc in write_all(EOB_CARRIER, tables):
         assert_conformant(doc)
 
 
+@pytest.mark.slow
 @given(_hostile(EOB_DME, "dme", "dme_line"))
 def test_hostile_dme_tables(tables):
     for doc in write_all(EOB_DME, tables):

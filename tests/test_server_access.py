@@ -774,6 +774,7 @@ class Oracle:
         return benes, claims
 
 
+@pytest.mark.slow
 def test_synthetic_store_matrix_counted_by_an_independent_oracle(tmp_path, synth_store):
     from fhirhose.fhir.validate import validate_r4
     from fhirhose.server.demo import ensure_demo, sandbox_access_config, sandbox_orgs

@@ -143,6 +143,7 @@ async def _until(cond, what: str, deadline: float = 60.0):
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.slow
 @async_test
 async def test_restart_resumes_without_loss_or_duplicates(tmp_path):
     data = tmp_path / "d"
@@ -259,6 +260,7 @@ async def _held_export(data: Path, port: int) -> tuple[subprocess.Popen, list[in
     return proc, await _until(workers, "no export worker")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
 @async_test
 async def test_sigterm_stops_the_server_and_its_busy_workers(tmp_path):
@@ -271,6 +273,7 @@ async def test_sigterm_stops_the_server_and_its_busy_workers(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
 @async_test
 async def test_workers_exit_when_the_server_is_killed(tmp_path):
