@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as _dt
 import mmap
 from decimal import Decimal
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -301,12 +301,12 @@ class Cat(Column):
     def from_list(cls, values: Iterable[str | None], labels: Sequence[str] | None = None) -> "Cat":
         """A column of labels coded against `labels` (default: "" then the sorted distinct values);
         None → "" (code 0). Raises BatchError for a value not among `labels`."""
-        values = ["" if v is None else v for v in values]
+        texts = ["" if v is None else v for v in values]
         if labels is None:
-            labels = [""] + sorted(set(values) - {""})
+            labels = [""] + sorted(set(texts) - {""})
         index = {lab: i for i, lab in enumerate(labels)}
         try:
-            codes = [index[v] for v in values]
+            codes = [index[v] for v in texts]
         except KeyError as e:
             raise BatchError(f"Cat.from_list: {e.args[0]!r} is not one of the labels") from None
         return cls(np.array(codes, dtype=np.uint16), labels)
@@ -393,7 +393,9 @@ class Table:
     def __len__(self) -> int:
         return self.n
 
-    def __getitem__(self, name: str) -> Column:
+    def __getitem__(self, name: str) -> Any:
+        # Any, not Column: a column's kind comes from the table's schema at run time (and is
+        # checked by validate() and the template binder), so callers use Str/Num/... members.
         try:
             return self.columns[name]
         except KeyError:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -174,6 +174,9 @@ class Group(Node):
 
     key: str | None
     children: tuple
+    # the JSON brackets; set by ObjGroup / ArrGroup
+    open: ClassVar[str] = ""
+    close: ClassVar[str] = ""
 
 
 def Obj(key: str | None, *children: Node) -> "ObjGroup":
