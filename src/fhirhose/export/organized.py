@@ -82,7 +82,7 @@ def _write_blocks(exporter, benes, spec, patients, others, roll: RollingWriter, 
     for source in others:
         rows = exporter.rows_for(source, benes, spec, since_exempt, claim_rule)
         if len(rows):
-            owners = exporter._owner(source.table, rows)
+            owners = rows if source.table == "bene" else exporter._owner(source.table, rows)
             for owner, line in zip(owners.tolist(), render_lines(exporter, source, rows, spec.elements)):
                 members.setdefault(owner, []).append(line)
     heads = set(members)
