@@ -269,3 +269,26 @@ def test_superseded_between_follows_version_order_and_load_time():
     got = superseded_between(t, rows, since_ms=3, until_ms=8, stop=6)
     assert [u for u, s in zip(order, got.tolist()) if s] == ["a"]  # f came after the cut-off
     assert not superseded_between(t, rows, since_ms=0, until_ms=None, stop=6).any()  # nothing held before
+
+
+@async_test
+async def test_capability_statement_lists_exactly_the_v3_features_honoured(tmp_path):
+    from fhirhose.server.capability import ORGANIZE_BY_EXT, PREFER_EXT
+    from fhirhose.server.params import parse_query
+
+    now = dt.datetime(2025, 6, 1, tzinfo=dt.timezone.utc)
+    async with running(tmp_path / "d") as h:
+        cap = await (await h.session.get(f"{h.base}/metadata")).json(content_type=None)
+        validate_r4(cap)
+        assert cap["instantiates"] == ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data|3.0.0"]
+        for op in cap["rest"][0]["operation"]:
+            ext = op["extension"]
+            prefer = [e["valueCode"] for e in ext if e["url"] == PREFER_EXT]
+            organize = [e["valueCode"] for e in ext if e["url"] == ORGANIZE_BY_EXT]
+            assert prefer == ["respond-async", "handling=lenient", "separate-export-status"]
+            assert organize == ["Patient"]
+            for t in organize:  # accepted strictly...
+                assert parse_query([("organizeOutputBy", t)], now, kind="group", lenient=False).organize_by == t
+        # ...and every listed preference is applied by a kick-off (and echoed).
+        r = await h.kickoff("small-aco", prefer=", ".join(prefer + ["wait=10"]))
+        assert r.status == 202 and r.headers["Preference-Applied"].split(", ") == prefer

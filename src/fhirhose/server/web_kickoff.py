@@ -3,7 +3,8 @@
 202 + Content-Location; 400 bad parameter or header; 401; 403 type or level not allowed,
 no attestor; 404 unknown group, missing or stale roster; 429 the same export is already
 running. The job is planned with the CMS rules (`population.plan`) and keeps the planned
-scope, so a restart exports exactly what was granted. Parameters: `params.KICKOFF_PARAMS`.
+scope, so a restart exports exactly what was granted. Parameters: `params.KICKOFF_PARAMS`;
+Prefer values: `params.PREFERENCES` (those honoured are echoed in Preference-Applied).
 """
 
 from __future__ import annotations

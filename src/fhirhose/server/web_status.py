@@ -3,7 +3,9 @@
 202 + X-Progress + Retry-After while running (with the first manifest page when the
 client asked for partial manifests); 200 manifest + Expires when done; `?page=N` for
 manifest pages; 429 polled too fast; 500 failed; 404 unknown or cancelled; 410 expired;
-403 another organization's job.
+403 another organization's job. A job kicked off with `Prefer: separate-export-status`
+answers 200 where the job is running, done or failed, with the job's own status in
+`X-Export-Status` (Bulk Data v3); the manifest then names `outputOrganizedBy` when asked.
 """
 
 from __future__ import annotations

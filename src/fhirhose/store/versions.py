@@ -12,9 +12,11 @@ second. That is what an incremental (`_since`) export lists as deleted.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
-from ..columns import Table
+from ..columns import Str, Table, Time
 from ..errors import StoreError
 from . import _ops
 
@@ -32,9 +34,12 @@ def superseded_between(claims: Table, rows: np.ndarray, since_ms: int, until_ms:
     lo = int(rows[0])
     if stop <= lo or int(rows[-1]) >= stop:
         raise StoreError(f"{claims.name}: row bound {stop} does not follow rows {lo}..{int(rows[-1])}")
+    groups, loads = claims["clm_grp_id"], claims["last_updated"]
+    if not isinstance(groups, Str) or not isinstance(loads, Time):
+        raise StoreError(f"{claims.name}: clm_grp_id / last_updated are not the store's claim columns")
     span = np.arange(lo, stop, dtype=np.int64)
-    grp = _ops.fixed(_ops.take(claims.columns["clm_grp_id"], span))
-    lu = claims.columns["last_updated"].values[lo:stop]
+    grp = _ops.fixed(cast(Str, _ops.take(groups, span)))
+    lu = loads.values[lo:stop]
     first = np.ones(len(span), bool)
     first[1:] = grp[1:] != grp[:-1]
     starts = np.flatnonzero(first)
