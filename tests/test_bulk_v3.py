@@ -22,7 +22,7 @@ from fhirhose.store.schema import column_for, complete
 from fhirhose.store.versions import superseded_between
 
 from .support.server import (ACCESS, STORE_ORGS, Clock, Harness, async_test, build_store, clients_of, running,
-                             register_store_clients)
+                             register_store_clients, today)
 
 CLIENT = "client-A0001"
 GEN1 = dt.datetime(2025, 1, 2, tzinfo=dt.timezone.utc)  # build_store's load
@@ -82,7 +82,8 @@ def mbi(i: int) -> str:
 
 def second_generation(store: Path) -> None:
     """Load 2 (GEN2): a cancel of beneficiary 0's second claim, a replacement of 1's, a
-    late older version of 3's (sorts before the current one: changes nothing) and 2's opt-out."""
+    late older version of 3's (sorts before the current one: changes nothing), 2's opt-out
+    and 11 dropped from the ACO's roster."""
     c = column_for
     versions = [  # (beneficiary, new uid, control number, effective date, adjustment type)
         (0, "9001", "cn0-1", dt.date(2025, 2, 20), "1"),
@@ -101,7 +102,17 @@ def second_generation(store: Path) -> None:
     optout = complete("optout", {"bene_mbi_id": c("str", [mbi(2)]), "pref_ind": c("cat", ["N"]),
                                  "effective_dt": c("date", [dt.date(2025, 2, 15)]),
                                  "source_file": c("str", ["P.A0001.PREF"])}, 1)
-    Store(store).load({"partb": partb, "optout": optout}, "gen2", now=GEN2)
+    # Rosters: last performance year's (delivered before SINCE) had beneficiaries 0-11;
+    # this year's is delivered again without 11 (it replaces the stored one).
+    year, aco = today().year, STORE_ORGS[0][2]
+    kept = [mbi(i) for i in range(aco)] + [mbi(i) for i in range(aco - 1)]
+    roster = complete("roster", {
+        "org_id": c("str", ["A0001"] * len(kept)), "bene_mbi_id": c("str", kept),
+        "roster_kind": c("cat", ["Y"] * len(kept)),
+        "performance_year": c("int", [year - 1] * aco + [year] * (aco - 1)),
+        "file_date": c("date", [dt.date(2025, 1, 15)] * aco + [today() - dt.timedelta(days=1)] * (aco - 1)),
+    }, len(kept))
+    Store(store).load({"partb": partb, "optout": optout, "roster": roster}, "gen2", now=GEN2)
 
 
 async def deleted_urls(h: Harness, manifest: dict) -> list[set[str]]:
@@ -118,13 +129,13 @@ async def deleted_urls(h: Harness, manifest: dict) -> list[set[str]]:
 
 
 @async_test
-async def test_deleted_lists_exactly_the_cancelled_replaced_and_opted_out(tmp_path):
+async def test_deleted_lists_exactly_the_cancelled_replaced_opted_out_and_unrostered(tmp_path):
     data = tmp_path / "d"
     sandbox(data)
     with Store.open(data / "store") as snap:
         mbis = snap.tables["bene"]["bene_mbi_id"].to_list()
         ids = snap.tables["bene"]["bene_id"].to_list()
-    pid = {i: ids[mbis.index(mbi(i))] for i in range(4)}  # Patient id of build_store's i-th beneficiary
+    pid = {i: ids[mbis.index(mbi(i))] for i in (0, 1, 2, 3, 11)}  # Patient id of build_store's i-th beneficiary
     async with store_server(data) as h:
         before = await export(h)  # generation 1, no _since: everything, nothing deleted
         assert await deleted_urls(h, before) == []
@@ -134,33 +145,36 @@ async def test_deleted_lists_exactly_the_cancelled_replaced_and_opted_out(tmp_pa
                 held.setdefault(patient_of(res), set()).add(f"{res['resourceType']}/{res['id']}")
 
         second_generation(data / "store")
-        after = await export(h, _since=SINCE)
-        deleted: dict[str, set[str]] = {}
-        for urls in await deleted_urls(h, after):
-            (owner,) = {p for p, got in held.items() if urls & got}  # one Bundle per beneficiary
-            assert urls <= held[owner] and owner not in deleted
-            deleted[owner] = urls
-        assert deleted == {
+        want = {
             pid[0]: {"ExplanationOfBenefit/carrier-1001"},  # cancelled by 9001
             pid[1]: {"ExplanationOfBenefit/carrier-1011"},  # replaced by 9011
             pid[2]: held[pid[2]],  # opted out: everything the client got for them
+            pid[11]: held[pid[11]],  # off the roster: likewise
         }
-        output = {f"{r['resourceType']}/{r['id']}" for item in after["output"] for r in await lines_of(h, item)}
-        # The new versions are output (the cancel too: it is the claim's final state); the
-        # late older version of bene 3's claim is output but deletes nothing.
-        assert output == {"ExplanationOfBenefit/carrier-9001", "ExplanationOfBenefit/carrier-9011",
-                          "ExplanationOfBenefit/carrier-9031"}
-        assert not output & set().union(*deleted.values())
-        assert any("deleted: 1 beneficiaries" in rule for rule in after["extension"]["urn:fhirhose:access-rules"])
+        for path in ("/Patient/$export", "/Group/all/$export"):
+            after = await export(h, path, _since=SINCE)
+            deleted: dict[str, set[str]] = {}
+            for urls in await deleted_urls(h, after):
+                (owner,) = {p for p, got in held.items() if urls & got}  # one Bundle per beneficiary
+                assert urls <= held[owner] and owner not in deleted
+                deleted[owner] = urls
+            assert deleted == want, path
+            output = {f"{r['resourceType']}/{r['id']}" for item in after["output"] for r in await lines_of(h, item)}
+            # The new versions are output (the cancel too: it is the claim's final state); the
+            # late older version of beneficiary 3's claim is output but deletes nothing.
+            assert output == {"ExplanationOfBenefit/carrier-9001", "ExplanationOfBenefit/carrier-9011",
+                              "ExplanationOfBenefit/carrier-9031"}, path
+            assert not output & set().union(*deleted.values())
+            assert any("deleted: 2 beneficiaries" in rule for rule in after["extension"]["urn:fhirhose:access-rules"])
 
-        # _until before the second load: no claim was superseded by then. The opt-out is in
-        # effect today, so that beneficiary is out of every export and still listed.
+        # _until before the second load: no claim was superseded by then. The opt-out and the
+        # roster are in effect today, so those beneficiaries are out of every export and listed.
         until = await export(h, _since=SINCE, _until="2025-02-10T00:00:00Z")
-        assert await deleted_urls(h, until) == [held[pid[2]]]
+        assert sorted(map(sorted, await deleted_urls(h, until))) == sorted(map(sorted, [held[pid[2]], held[pid[11]]]))
         # No _since: nothing is deleted, and the opted-out beneficiary is simply absent.
         full = await export(h)
         assert await deleted_urls(h, full) == []
-        assert pid[2] not in {patient_of(r) for item in full["output"] for r in await lines_of(h, item)}
+        assert not {pid[2], pid[11]} & {patient_of(r) for item in full["output"] for r in await lines_of(h, item)}
 
 
 @async_test

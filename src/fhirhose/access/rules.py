@@ -436,21 +436,25 @@ class _Plan:
             through = self.cfg.runout_claims_through or dt.date(year, 12, 31)
             self.claims_through = date_to_days(through)
             self.notes.append(f"runout: claims serviced through {through.isoformat()}")
-        elif explicit_group and self.since_s is not None:
-            self._new_benes(roster)
+        elif self.since_s is not None:
+            self._since_roster(roster, exempt_new=explicit_group)
 
-    def _new_benes(self, roster: Roster) -> None:
-        """BCDA `Group/all` + `_since`: beneficiaries new to the roster since `_since` get full history."""
+    def _since_roster(self, roster: Roster, exempt_new: bool) -> None:
+        """The roster in effect at `_since` against today's: beneficiaries it lacked get full
+        history (BCDA, `Group/all` only: `exempt_new`); those it had and today's lacks left
+        the population (listed as deleted)."""
         since_day = date_to_days(_utc_date(self.since_s))
         if roster.file_date < since_day:
-            self.notes.append("_since: roster unchanged since _since; all beneficiaries get updates only")
+            if exempt_new:
+                self.notes.append("_since: roster unchanged since _since; all beneficiaries get updates only")
             return
         older = latest_file(self.tables, roster_entries(self.tables, self.org.id, "Y", None), before=since_day)
         old = np.zeros(0, np.int64) if older is None else roster_benes(self.tables, older)
-        self.exempt = self.benes[~np.isin(self.benes, old)]
         self.dropped = np.setdiff1d(old, self.benes)
-        base = "no earlier roster" if older is None else f"roster loaded {_day(older.file_date)}"
-        self.notes.append(f"_since: {len(self.exempt)} beneficiaries new since {base} get their full history")
+        if exempt_new:
+            self.exempt = self.benes[~np.isin(self.benes, old)]
+            base = "no earlier roster" if older is None else f"roster loaded {_day(older.file_date)}"
+            self.notes.append(f"_since: {len(self.exempt)} beneficiaries new since {base} get their full history")
 
     def provider(self, group: str) -> None:
         if group != "all":
