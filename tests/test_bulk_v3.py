@@ -306,3 +306,38 @@ async def test_capability_statement_lists_exactly_the_v3_features_honoured(tmp_p
         # ...and every listed preference is applied by a kick-off (and echoed).
         r = await h.kickoff("small-aco", prefer=", ".join(prefer + ["wait=10"]))
         assert r.status == 202 and r.headers["Preference-Applied"].split(", ") == prefer
+
+
+def _decoded(out_dir: Path, infos) -> bytes:
+    return b"".join(gzip.decompress((out_dir / f.name).read_bytes()) for f in infos)
+
+
+def test_blocks_and_deletions_are_the_same_bytes_on_both_backends(tmp_path):
+    """The library functions behind the server: the compiled core and its twin agree."""
+    from fhirhose.export.deleted import export_deleted
+    from fhirhose.export.exporter import Exporter, ExportSpec
+    from fhirhose.export.organized import export_organized
+    from fhirhose.fhir.registry import SOURCES
+
+    from .support.backends import BACKENDS
+
+    build_store(tmp_path / "store")
+    second_generation(tmp_path / "store")
+    since = int(dt.datetime(2025, 2, 1, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    spec = ExportSpec(types=("Patient", "Coverage", "ExplanationOfBenefit"))
+    written = []
+    with Store.open(tmp_path / "store") as snap:
+        rows = np.arange(snap.tables["bene"].n, dtype=np.int64)
+        for core in BACKENDS:
+            ex = Exporter(snap.tables, SOURCES, core)
+            out = tmp_path / core.__name__
+            (out / "o").mkdir(parents=True)
+            (out / "x").mkdir()
+            blocks = _decoded(out / "o", export_organized(ex, rows, spec, out / "o"))
+            dels = _decoded(out / "x", export_deleted(ex, rows, np.zeros(0, np.int64), spec, since, None, out / "x"))
+            heads = [x for x in blocks.splitlines() if x.startswith(b'{"resourceType":"Parameters"')]
+            assert len(heads) == len(rows)
+            urls = sorted(e["request"]["url"] for x in dels.splitlines() for e in json.loads(x)["entry"])
+            assert urls == ["ExplanationOfBenefit/carrier-1001", "ExplanationOfBenefit/carrier-1011"]
+            written.append((blocks, dels))
+    assert all(w == written[0] for w in written)
