@@ -25,9 +25,8 @@ from .support.server import (ACCESS, STORE_ORGS, Clock, Harness, async_test, bui
                              register_store_clients, today)
 
 CLIENT = "client-A0001"
-GEN1 = dt.datetime(2025, 1, 2, tzinfo=dt.timezone.utc)  # build_store's load
 SINCE = "2025-02-01T00:00:00Z"
-GEN2 = dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc)
+GEN2 = dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc)  # the second load (build_store loads 2025-01-02)
 
 
 def sandbox(data: Path) -> None:
