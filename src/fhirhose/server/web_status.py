@@ -31,6 +31,11 @@ __all__ = ["status", "RULES_EXT"]
 RULES_EXT = "urn:fhirhose:access-rules"
 
 
+# What a status response reports about the job itself (not about the status request:
+# 429 polled too fast, 4xx bad page, stay as they are under separate-export-status).
+_JOB_STATUSES = (200, 202, 500)
+
+
 async def status(request: web.Request) -> web.Response:
     """The job's progress, or its manifest (with `Prefer: separate-export-status` at
     kick-off, the job's status goes in X-Export-Status and the response is 200)."""
@@ -46,11 +51,6 @@ async def status(request: web.Request) -> web.Response:
         response.headers["X-Export-Status"] = f"{response.status} {HTTPStatus(response.status).phrase}"
         response.set_status(200)
     return response
-
-
-# What a status response reports about the job itself (not about the status request:
-# 429 polled too fast, 4xx bad page, stay as they are under separate-export-status).
-_JOB_STATUSES = (200, 202, 500)
 
 
 async def _job_status(st: ServerState, request: web.Request, job: Job, params: ExportParams) -> web.Response:
