@@ -116,6 +116,8 @@ def _location(*exts: Node) -> Node:
 
 
 def _line_adjudications(*extra: Node) -> Node:
+    """Line adjudications: amounts, then the benefitpaymentstatus slice C4BB 2.2.0 requires
+    once on every item (last, as the idr-out samples write it)."""
     return Arr(
         "adjudication",
         c.adjudication(
@@ -129,6 +131,7 @@ def _line_adjudications(*extra: Node) -> Node:
         c.adjudication("line_sbmtd_chrg_amt", "line_sbmtd_chrg_amt", c.ADJ_SUBMITTED),
         c.adjudication("clm_line_alowd_chrg_amt", "line_alowd_chrg_amt", c.ADJ_ELIGIBLE),
         *extra,
+        c.benefit_payment_status(),
     )
 
 
