@@ -186,6 +186,8 @@ def _hostile(template, root, line):
         codes=codes,
         ids=ids | {f"{root}.clm_id", f"{root}.bene_id"},
         overrides={"clm_line_num": st.integers(1, 2**31 - 1)},
+        # CCLF5/6 hold one row per claim line, so a claim has at least one (C4BB: item 1..*).
+        min_children=1,
     )
 
 

@@ -192,9 +192,11 @@ class _Profile:
             return []
         name, slice_name, choice = steps[i]
         if choice:
-            keys = [k for k in node if k.startswith(name) and k[len(name):len(name) + 1].isupper()]
+            keys = [k for k in node if _is_choice_key(k.lstrip("_"), name)]
         else:
-            keys = [name] if name in node else []
+            keys = [k for k in (name, "_" + name) if k in node]
+        # A primitive's extensions (`_servicedDate`) make it present; with its value, it is one.
+        keys = [k for k in keys if not (k.startswith("_") and k[1:] in node)]
         out: list[tuple[str, Any]] = []
         for k in keys:
             v = node[k]
@@ -213,6 +215,10 @@ class _Profile:
         for i in range(len(steps)):
             level = [c for loc, n in level for c in self.children(n, steps, i, loc)]
         return level
+
+
+def _is_choice_key(key: str, name: str) -> bool:
+    return key.startswith(name) and key[len(name):len(name) + 1].isupper()
 
 
 def _values(node: Any, dotted: str) -> list[Any]:
@@ -300,7 +306,7 @@ def _check_only(p: _Profile, r: dict) -> Iterator[str]:
             if not isinstance(parent, dict):
                 continue
             for k in parent:
-                if k.startswith(name) and k[len(name):len(name) + 1].isupper() and k not in allowed:
+                if _is_choice_key(k.lstrip("_"), name) and k.lstrip("_") not in allowed:
                     at = f"{loc}.{k}" if loc else k
                     yield f"{at}: type not allowed; {name}[x] only {', '.join(rule['types'])} {_tag(rule, path)}"
 
@@ -340,8 +346,19 @@ def _profiles_for(r: dict) -> tuple[list[_Profile], list[str]]:
         return [p for p in (_profile(known[0]),) if p], []
     if known:
         names = ", ".join(sorted(rules()["profiles"][u]["id"] for u in known))
-        return [], [f"meta.profile names no C4BB {rtype} profile ({names})"]
+        # The rules every candidate profile shares (the C4BB base profile's) still apply.
+        return [_common_profile(tuple(known))], [f"meta.profile names no C4BB {rtype} profile ({names})"]
     return [], []
+
+
+@lru_cache(maxsize=None)
+def _common_profile(urls: tuple[str, ...]) -> _Profile:
+    datas = [rules()["profiles"][u] for u in urls]
+    common: dict[str, Any] = {"id": "common", "resourceType": datas[0]["resourceType"], "obeys": []}
+    for kind in ("card", "fixed", "binding", "only", "slicing"):
+        common[kind] = {k: v for k, v in datas[0][kind].items() if all(d[kind].get(k) == v for d in datas[1:])}
+    common["obeys"] = [o for o in datas[0]["obeys"] if all(o in d["obeys"] for d in datas[1:])]
+    return _Profile("common:" + ",".join(urls), common)
 
 
 def check(resource: dict) -> list[str]:

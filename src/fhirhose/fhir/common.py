@@ -646,7 +646,36 @@ def benefit_payment_status(code: str = "other", display: str = "Other") -> Node:
     )
 
 
+def diagnosis_unknown(code_col: str, dx_type: tuple[str, str, str], counter: int = SEQ_DIAGNOSIS) -> Node:
+    """The `diagnosis` C4BB requires (1..*) when the claim's principal code column is blank:
+    that diagnosis, typed, with a data-absent `unknown` coding (as productOrService does)."""
+    system, code, display = dx_type
+    return IfMissing(
+        code_col,
+        Obj(
+            None,
+            Seq("sequence", counter),
+            codeable("diagnosisCodeableConcept", const_coding(CS_DATA_ABSENT, "unknown", "Unknown")),
+            Arr("type", codeable(None, const_coding(system, code, display))),
+        ),
+    )
+
+
+# C4BB Inpatient requires procedure.type (C4BBClaimProcedureType). CCLF3 does not flag the
+# principal procedure, so every CCLF3 procedure is typed `other` rather than guessing one.
+CS_C4BB_PROCEDURE_TYPE = f"{C4BB}/CodeSystem/C4BBClaimProcedureType"
+PROCEDURE_OTHER = (CS_C4BB_PROCEDURE_TYPE, "other", "Other")
+
+
 # productOrService is 1..1: lines without a procedure code say so (idr-out does the same).
 DATA_ABSENT_NOT_APPLICABLE = const_coding(CS_DATA_ABSENT, "not-applicable", "Not Applicable")
 
-__all__ += ["bb_ext_money", "created", "benefit_payment_status", "DATA_ABSENT_NOT_APPLICABLE"]
+__all__ += [
+    "bb_ext_money",
+    "created",
+    "benefit_payment_status",
+    "diagnosis_unknown",
+    "CS_C4BB_PROCEDURE_TYPE",
+    "PROCEDURE_OTHER",
+    "DATA_ABSENT_NOT_APPLICABLE",
+]
