@@ -302,6 +302,22 @@ def test_wrong_benefit_payment_status_reason():
            "is not in required value set C4BBPayerBenefitPaymentStatus" in msg
 
 
+def test_code_not_in_a_c4bb_code_system():
+    # C4BB 1.x's denialreason and npi are gone from the 2.2.0 code systems (all `complete`).
+    eob = _fixed(CARRIER)
+    eob["item"][0]["adjudication"].append({
+        "category": {"coding": [{"system": CS_ADJUDICATION_DISCRIMINATOR, "code": "denialreason"}]},
+        "reason": {"coding": [{"system": "https://example.org/x", "code": "A"}]},
+    })
+    eob["careTeam"][0]["provider"]["identifier"]["type"]["coding"].append(
+        {"system": c4bb.CS_IDENTIFIER_TYPE, "code": "npi"}
+    )
+    msgs = check(eob)
+    assert any(m.endswith("item[0].adjudication[9].category.coding[0]: code 'denialreason' is not in code system "
+                          "C4BBAdjudicationDiscriminator [CodeSystems.fsh:173]") for m in msgs), msgs
+    _violations_with(eob, "careTeam[0].provider.identifier.type.coding[1]: code 'npi' is not in code system C4BBIdentifierType")
+
+
 def test_fixed_values():
     eob = _fixed(INPATIENT)
     eob["subType"]["coding"][0]["code"] = "outpatient"

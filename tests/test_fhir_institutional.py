@@ -75,6 +75,11 @@ ALLOWED = [
     ),
     Allow(r"^diagnosis\[[^]]*\]\.onAdmission", "present-on-admission also as C4BB onAdmission (idr-out)"),
     Allow(
+        r"^item\[[^]]*\]\.adjudication\[[^]]*_ansi_cd\]\.category\.coding\[http://hl7\.org/fhir/us/carin-bb/CodeSystem/"
+        r"C4BBAdjudicationDiscriminator\]\.code",
+        "C4BB 2.x has no denialreason (1.x did): ANSI reason codes take the adjustmentreason slice",
+    ),
+    Allow(
         r"^procedure\[[^]]*\]\.type\[other\]",
         "C4BB Inpatient requires procedure.type (1..1); CCLF3 does not flag the principal one, so all are 'other'",
     ),

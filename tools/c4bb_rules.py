@@ -274,11 +274,20 @@ def code_systems(fsh: Fsh) -> dict[str, dict]:
         if kind != "CodeSystem" or key != e.name:
             continue
         codes = []
+        content = "complete"  # SUSHI's default when ^content is not given
         for line in e.rules:
             m = re.match(r"^#(\S+)", line.text)
             if m:
                 codes.append(m.group(1).strip('"'))
-        out[f"{CANONICAL}/CodeSystem/{_entity_id(e)}"] = {"name": e.name, "codes": sorted(set(codes)), "from": e.where}
+            m = re.match(r"^\^content\s*=\s*#(\S+)", line.text)
+            if m:
+                content = m.group(1)
+        out[f"{CANONICAL}/CodeSystem/{_entity_id(e)}"] = {
+            "name": e.name,
+            "content": content,
+            "codes": sorted(set(codes)),
+            "from": e.where,
+        }
     return dict(sorted(out.items()))
 
 

@@ -7,7 +7,8 @@ C4BB value sets expanded, type and reference-target restrictions, and invariants
 module only interprets them; it knows no profile by heart.
 
 A test helper, not a full validator: base FHIR R4 structure and datatypes are left to
-`fhirhose.fhir.validate`, bindings to value sets the C4BB FSH does not define (ICD, HCPCS,
+`fhirhose.fhir.validate`, codings in a C4BB code system must use its codes, bindings to
+value sets the C4BB FSH does not define (ICD, HCPCS,
 NUBC, X12 ...) are not checked, and an invariant is checked when `fhirhose.fhir._fhirpath`
 can evaluate its expression. Every message names the resource, the element instance, the
 rule's element path and the FSH line it came from.
@@ -326,6 +327,29 @@ def _check_invariants(p: _Profile, r: dict) -> Iterator[str]:
                 yield f"{at}: violates {ob['key']} ({inv['description']}) [{ob['path'] or '.'} @ {ob['from']}]"
 
 
+@lru_cache(maxsize=1)
+def _complete_code_systems() -> dict[str, tuple[frozenset[str], str, str]]:
+    return {
+        url: (frozenset(cs["codes"]), cs["name"], cs["from"])
+        for url, cs in rules()["codeSystems"].items()
+        if cs["content"] == "complete"
+    }
+
+
+def _check_code_systems(node: Any, path: str) -> Iterator[str]:
+    """A coding in a C4BB code system (all `complete`) must use one of its codes."""
+    if isinstance(node, dict):
+        system, code = node.get("system"), node.get("code")
+        cs = _complete_code_systems().get(system) if isinstance(system, str) else None
+        if cs is not None and isinstance(code, str) and code not in cs[0]:
+            yield f"{path}: code {code!r} is not in code system {cs[1]} [{cs[2]}]"
+        for k, v in node.items():
+            yield from _check_code_systems(v, f"{path}.{k}" if path else k)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _check_code_systems(v, f"{path}[{i}]")
+
+
 @lru_cache(maxsize=None)
 def _profile(url: str) -> _Profile | None:
     data = rules()["profiles"].get(url)
@@ -374,6 +398,8 @@ def check(resource: dict) -> list[str]:
     out = [f"{label}: {path} must not be {what} (FHIR JSON forbids it)" for path, what in _empties(resource, "")]
     profiles, problems = _profiles_for(resource)
     out += (f"{label}: {m}" for m in problems)
+    if profiles:
+        out += (f"{label}: {m}" for m in _check_code_systems(resource, ""))
     seen: set[str] = set()
     for p in profiles:
         for check_ in (_check_card, _check_fixed, _check_bindings, _check_only, _check_invariants):

@@ -316,7 +316,8 @@ ADJ_PRIOR_PAYER_PAID = (CS_ADJUDICATION, "priorpayerpaid", "Prior payer paid")
 ADJ_COINSURANCE = (CS_ADJUDICATION, "coinsurance", "Co-insurance")
 ADJ_NONCOVERED = (CS_ADJUDICATION, "noncovered", "Noncovered")
 ADJ_DISCOUNT = (CS_ADJUDICATION, "discount", "Discount")
-ADJ_DENIAL_REASON = (CS_ADJUDICATION_DISCRIMINATOR, "denialreason", "Denial Reason")
+# C4BB 2.x dropped 1.x's `denialreason`; reason codes sit in the `adjustmentreason` slice.
+ADJ_ADJUSTMENT_REASON = (CS_ADJUDICATION_DISCRIMINATOR, "adjustmentreason", "Adjustment Reason")
 
 
 def adjudication(col: str, var: str, c4bb: tuple[str, str, str] | None = None, *exts: Node) -> Node:
@@ -329,7 +330,7 @@ def adjudication(col: str, var: str, c4bb: tuple[str, str, str] | None = None, *
     return IfHas(col, Obj(None, *members))
 
 
-def adjudication_reason(col: str, var: str, c4bb: tuple[str, str, str] = ADJ_DENIAL_REASON) -> Node:
+def adjudication_reason(col: str, var: str, c4bb: tuple[str, str, str] = ADJ_ADJUSTMENT_REASON) -> Node:
     """An adjudication element carrying a coded reason (e.g. denial reason) instead of an amount."""
     return IfHas(col, Obj(None, _category(c4bb, None), bb_codeable("reason", var, col)))
 
@@ -428,15 +429,11 @@ def diagnosis_slot(
 
 
 def npi_identifier(col: str, key: str | None = "identifier") -> Node:
-    """An NPI Identifier from a column: system us-npi, typed both as idr-out does
-    (v2-0203 NPI) and as BFD v2 does (C4BBIdentifierType npi)."""
+    """An NPI Identifier from a column: system us-npi, typed v2-0203 NPI as idr-out does
+    (BFD v2's C4BBIdentifierType#npi is no longer a code of that system in C4BB 2.x)."""
     return IfHas(col, Obj(
         key,
-        codeable(
-            "type",
-            const_coding(CS_V2_0203, "NPI", "National provider identifier"),
-            const_coding(CS_IDENTIFIER_TYPE, "npi", "National Provider Identifier"),
-        ),
+        codeable("type", const_coding(CS_V2_0203, "NPI", "National provider identifier")),
         K("system", SYS_NPI),
         Val("value", col),
     ))
@@ -560,7 +557,7 @@ __all__ = [
     "ADJ_COINSURANCE",
     "ADJ_NONCOVERED",
     "ADJ_DISCOUNT",
-    "ADJ_DENIAL_REASON",
+    "ADJ_ADJUSTMENT_REASON",
     "DX_PRINCIPAL",
     "DX_ADMITTING",
     "DX_SECONDARY",
