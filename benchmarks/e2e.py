@@ -55,8 +55,8 @@ def synthesize(path: Path, benes: int, seed: int, as_of: dt.date, years: int) ->
     stamped after the kick-off's transaction time). Each beneficiary has `years` years of
     claims: one year at the DE-SynPUF rates is ~37 claims, the issue's "100,000
     beneficiaries, about 3.3 M EOBs"."""
+    from fhirhose import synth
     from fhirhose.errors import InputError
-    from fhirhose.store import synth
 
     demo = synth.PRESETS["demo"]
     aco = type(demo.acos[0])(ORG, "End-to-end benchmark ACO", "Shared Savings", benes)
@@ -334,6 +334,7 @@ def primitives(store: Path, benes: int = 400, reps: int = 3) -> dict:
 
     from fhirhose._backend import core
     from fhirhose.export.exporter import Exporter, ExportSpec
+    from fhirhose.fhir.registry import SOURCES
     from fhirhose.store import Store
 
     def best(f) -> float:
@@ -346,7 +347,7 @@ def primitives(store: Path, benes: int = 400, reps: int = 3) -> dict:
 
     snap = Store(store).snapshot()
     try:
-        ex = Exporter(snap.tables)
+        ex = Exporter(snap.tables, SOURCES)
         rows = np.arange(min(benes, snap.tables["bene"].n), dtype=np.int64)
         work = [(ex.writer(s.template, s.rtype), ex.rows_for(s, rows, ExportSpec()))
                 for s in ex.sources if s.rtype == "ExplanationOfBenefit"]

@@ -3,9 +3,9 @@
 The server calls, per request:
 
 - token endpoint: `TokenService(db).issue(TokenRequest.parse(body, content_type, authorization), ip,
-  token_url=...)`; public keys registered by URL come through `jwks.JwksFetcher`
+  token_url=...)`; keys registered by URL come through the `jwks_fetcher` the server sets
 - every API and file request: `TokenService(db).verify_access_token(token, ip, types=...)` → `Principal`
-  (`http.AccessAuthenticator` does both for an aiohttp app)
+  (`fhirhose.server.web_auth.AccessAuthenticator` does both for an aiohttp app)
 - job planning: `plan_scope(db, tables, principal, group, since)` → `Scope`; export with
   `ScopedExporter(tables, scope, sources)`, or `scope.export_chunk(exporter, ...)` with a
   shared plain Exporter; `scope.to_bytes()` / `Scope.from_bytes` persist it (jobs, chunk
@@ -26,8 +26,9 @@ from .._lazy import lazy_exports
 if TYPE_CHECKING:
     from .config import ALL_TYPES, KINDS, AccessConfig, KindRules
     from .credentials import Credential, Credentials
-    from .db import AccessDB, Actor, AuditEntry
-    from .orgs import ATTESTOR, DATA_OPS, READ_ONLY, Org, Orgs, PermissionDenied, User
+    from .actors import ATTESTOR, DATA_OPS, READ_ONLY, Actor, PermissionDenied
+    from .db import AccessDB, AuditEntry
+    from .orgs import Org, Orgs, User
     from .rules import EnrollmentFilter, Scope, ScopedExporter, attribution_status, plan_scope
     from .tokens import ASSERTION_TYPE, Principal, TokenError, TokenRequest, TokenResponse, TokenService
 
@@ -37,15 +38,15 @@ _HOMES = {
     "KINDS": ".config",
     "ALL_TYPES": ".config",
     "AccessDB": ".db",
-    "Actor": ".db",
+    "Actor": ".actors",
     "AuditEntry": ".db",
     "Org": ".orgs",
     "User": ".orgs",
     "Orgs": ".orgs",
-    "ATTESTOR": ".orgs",
-    "DATA_OPS": ".orgs",
-    "READ_ONLY": ".orgs",
-    "PermissionDenied": ".orgs",
+    "ATTESTOR": ".actors",
+    "DATA_OPS": ".actors",
+    "READ_ONLY": ".actors",
+    "PermissionDenied": ".actors",
     "Credential": ".credentials",
     "Credentials": ".credentials",
     "ASSERTION_TYPE": ".tokens",

@@ -12,15 +12,21 @@ from __future__ import annotations
 import datetime as _dt
 import re
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import msgspec
 from msgspec import Struct
 
 from ..errors import RequestError
+from ..fhir.instant import parse_instant
+from ..fhir.registry import RESOURCE_TYPES
 from .models import Parameters, Reference
 
 __all__ = [
     "RESOURCE_TYPES",
+    "KickoffParam",
+    "KICKOFF_PARAMS",
+    "TYPE_FILTER_PARAMS",
     "OUTPUT_FORMATS",
     "FINAL_ACTION_SYSTEMS",
     "DateBound",
@@ -31,7 +37,6 @@ __all__ = [
     "parse_body",
 ]
 
-RESOURCE_TYPES = ("Patient", "Coverage", "ExplanationOfBenefit")
 OUTPUT_FORMATS = frozenset({"application/fhir+ndjson", "application/ndjson", "ndjson"})
 # Final-action tag systems: BFD's newer outputs and its v2 one.
 FINAL_ACTION_SYSTEMS = (
@@ -40,15 +45,36 @@ FINAL_ACTION_SYSTEMS = (
 )
 FINAL_ACTION_CODES = frozenset({"FinalAction", "NotFinalAction"})
 _DATE_PREFIXES = ("eq", "ge", "gt", "le", "lt")
-_LIST_PARAMS = ("_type", "_elements", "_typeFilter", "includeAssociatedData")
-_SINGLE_PARAMS = ("_outputFormat", "_since", "_until", "allowPartialManifests", "organizeOutputBy")
-_ELEMENT = re.compile(r"^(?:(?P<type>[A-Z][A-Za-z]+)\.)?(?P<name>[a-z][A-Za-z0-9]*)$")
-# FHIR instant: seconds required, zone required (a date alone is accepted as midnight UTC).
-_INSTANT = re.compile(
-    r"^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2}))?$"
+
+
+class KickoffParam(NamedTuple):
+    """One kick-off parameter the parser recognises (the CapabilityStatement lists the supported ones)."""
+
+    name: str
+    type: str  # FHIR parameter type
+    repeats: bool  # comma-delimited values, may repeat (joined)
+    supported: bool = True  # False: recognised but rejected (dropped with a warning under handling=lenient)
+    post_only: bool = False  # only in a POST Parameters body, and not on a system-level export
+
+
+# The one table of kick-off parameters: the parser's dispatch and the CapabilityStatement read it.
+KICKOFF_PARAMS = (
+    KickoffParam("_outputFormat", "string", False),
+    KickoffParam("_since", "instant", False),
+    KickoffParam("_until", "instant", False),
+    KickoffParam("_type", "string", True),
+    KickoffParam("_elements", "string", True),
+    KickoffParam("_typeFilter", "string", True),
+    KickoffParam("allowPartialManifests", "boolean", False),
+    KickoffParam("patient", "Reference", True, post_only=True),
+    KickoffParam("organizeOutputBy", "string", False, supported=False),
+    KickoffParam("includeAssociatedData", "code", True, supported=False),
 )
-
-
+# Search parameters `_typeFilter` accepts, per resource type: (name, FHIR search type).
+TYPE_FILTER_PARAMS = {"ExplanationOfBenefit": (("service-date", "date"), ("_tag", "token"))}
+_LIST_PARAMS = tuple(p.name for p in KICKOFF_PARAMS if p.repeats and not p.post_only)
+_SINGLE_PARAMS = tuple(p.name for p in KICKOFF_PARAMS if not p.repeats)
+_ELEMENT = re.compile(r"^(?:(?P<type>[A-Z][A-Za-z]+)\.)?(?P<name>[a-z][A-Za-z0-9]*)$")
 class DateBound(Struct, array_like=True):
     """One `service-date` comparison: prefix (eq/ge/gt/le/lt) and ISO date."""
 
@@ -77,18 +103,6 @@ class ExportParams(Struct, omit_defaults=True):
     patients: list[str] = []  # Patient ids (POST `patient`)
     allow_partial: bool = False
     warnings: list[list[str]] = []  # [parameter, message] dropped under handling=lenient
-
-
-def parse_instant(value: str, param: str) -> _dt.datetime:
-    """A FHIR instant (or a plain date) as an aware datetime; RequestError naming `param`."""
-    if not _INSTANT.match(value):
-        raise RequestError(f"{param} {value!r} is not a FHIR instant (e.g. 2024-01-31T00:00:00Z)", param=param)
-    try:
-        if len(value) == 10:
-            return _dt.datetime.fromisoformat(value).replace(tzinfo=_dt.timezone.utc)
-        return _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise RequestError(f"{param} {value!r} is not a valid instant", param=param) from None
 
 
 class _Collector:
@@ -214,7 +228,7 @@ def _parse_type_filter(query: str) -> TypeFilter:
     from urllib.parse import parse_qsl
 
     rtype, sep, rest = query.partition("?")
-    if not sep or rtype != "ExplanationOfBenefit":
+    if not sep or rtype not in TYPE_FILTER_PARAMS:
         raise RequestError(
             f"_typeFilter {query!r}: only ExplanationOfBenefit?service-date=…&_tag=… is supported", param="_typeFilter"
         )
