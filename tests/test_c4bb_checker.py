@@ -13,8 +13,11 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from fhirhose import synth
+from fhirhose._backend import core
 from fhirhose.fhir import _fhirpath, c4bb
 from fhirhose.fhir.c4bb import (
     CS_ADJUDICATION,
@@ -24,6 +27,7 @@ from fhirhose.fhir.c4bb import (
     assert_conformant,
     check,
 )
+from fhirhose.fhir.registry import SOURCES
 from fhirhose.fhir.validate import R4ValidationError, validate_r4
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -220,6 +224,45 @@ def test_removing_a_required_element_is_named(name, profile_url, path):
     _remove(c4bb._profile(profile_url), res, path)
     rule = c4bb.rules()["profiles"][profile_url]["card"][path]
     _violations_with(res, f"[{path} @ {rule['from']}]")
+
+
+@pytest.fixture(scope="module")
+def template_outputs() -> list[tuple[str, dict]]:
+    """One resource from each of our templates (Patient, Coverage A-D, eight EOB kinds),
+    written from a small synthetic store; the richest of the first 60 rows of each."""
+    data = synth.generate(300, seed=5)
+    out = []
+    for src in SOURCES:
+        table = data.tables[src.table]
+        rows = np.arange(table.n, dtype=np.int64)
+        if src.select is not None:
+            rows = src.select(table, rows)
+        buf = core.OutBuffer()
+        core.Writer(src.template.bind(data.tables)).write(rows[:60], buf)
+        docs = [json.loads(line) for line in buf.getvalue().splitlines()]
+        out.append((src.template.name, max(docs, key=lambda d: len(json.dumps(d)))))
+    return out
+
+
+def test_removing_a_required_element_from_our_output_is_named(template_outputs):
+    """The same mutation over what our templates write: every required element or slice a
+    resource has, removed in turn, is named by its rule (so the checker can fail on our output)."""
+    tried, missed = 0, []
+    profiles_seen = set()
+    for name, res in template_outputs:
+        assert check(res) == [], (name, check(res))
+        for profile in c4bb._profiles_for(res)[0]:
+            for path in c4bb.required_rules(profile.url):
+                mutated = copy.deepcopy(res)
+                if not _remove(profile, mutated, path):
+                    continue
+                tried += 1
+                profiles_seen.add(profile.url)
+                rule = c4bb.rules()["profiles"][profile.url]["card"][path]
+                if not any(f"[{path} @ {rule['from']}]" in m for m in check(mutated)):
+                    missed.append((name, path))
+    assert missed == []
+    assert profiles_seen == set(c4bb.rules()["profiles"]) and tried >= 300, (tried, profiles_seen)
 
 
 def test_missing_benefit_payment_status_on_a_line():
