@@ -22,7 +22,6 @@ from fhirhose.fhir import _fhirpath, c4bb
 from fhirhose.fhir.c4bb import (
     CS_ADJUDICATION,
     CS_ADJUDICATION_DISCRIMINATOR,
-    CS_SUPPORTING_INFO,
     PROFILE_PROFESSIONAL,
     assert_conformant,
     check,
@@ -299,9 +298,9 @@ def _binding_cases() -> list[tuple[str, str, str]]:
                 for d in pdata["slicing"][key]["discriminator"]
             }
             for path, b in pdata["binding"].items():
-                if b["strength"] == "required" and b["valueSet"] in data["valueSets"] and path not in discriminators:
-                    if profile.nodes(res, c4bb._steps(path)):
-                        cases.append((name, profile.url, path))
+                usable = b["strength"] == "required" and b["valueSet"] in data["valueSets"]
+                if usable and path not in discriminators and profile.nodes(res, c4bb._steps(path)):
+                    cases.append((name, profile.url, path))
     return cases
 
 
@@ -322,7 +321,7 @@ def test_wrong_code_in_required_binding_is_named(name, profile_url, path):
     res = _fixed(name)
     profile = c4bb._profile(profile_url)
     steps = c4bb._steps(path)
-    loc, parent = profile.nodes(res, steps[:-1])[0]
+    _, parent = profile.nodes(res, steps[:-1])[0]
     key = steps[-1][0]
     value = parent[key]
     for node in value if isinstance(value, list) else [value]:
@@ -496,10 +495,8 @@ def test_patient_member_id_slice():
     pat = _one("Patient.json")
     for ident in pat["identifier"]:
         ident["type"]["coding"][0]["code"] = "MR"
-    assert check(pat) == [
-        "Patient 123456789: identifier[memberid]: 0 found, 1..* required "
-        f"[identifier[memberid] @ {c4bb.rules()['profiles'][c4bb.PROFILE_PATIENT]['card']['identifier[memberid]']['from']}]"
-    ]
+    where = c4bb.rules()["profiles"][c4bb.PROFILE_PATIENT]["card"]["identifier[memberid]"]["from"]
+    assert check(pat) == [f"Patient 123456789: identifier[memberid]: 0 found, 1..* required [identifier[memberid] @ {where}]"]
 
 
 @pytest.mark.parametrize("key", ["subscriberId", "relationship", "payor"])

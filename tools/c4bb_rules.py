@@ -47,7 +47,7 @@ EMITTED = (
     "C4BB-ExplanationOfBenefit-Pharmacy",
 )
 
-_KEYWORD = re.compile(r"^([A-Z][A-Za-z]*)\s*:\s*(.*)$", re.S)
+_KEYWORD = re.compile(r"^([A-Z][A-Za-z]*)\s*:\s*(.*)$", re.DOTALL)
 _CARD = re.compile(r"^(\d+)\.\.(\d+|\*)?$")
 _FLAGS = {"MS", "SU", "?!", "N", "TU", "D"}
 _STRENGTHS = {"required", "extensible", "preferred", "example"}
@@ -610,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     data = json.loads(text)
-    for url, p in data["profiles"].items():
+    for p in data["profiles"].values():
         n = sum(len(p[k]) for k in ("card", "fixed", "binding", "only", "slicing", "obeys"))
         print(f"{p['id']}: {n} rules")
     return 0

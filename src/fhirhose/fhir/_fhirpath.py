@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
-__all__ = ["holds", "Unknown"]
+__all__ = ["Unknown", "holds"]
 
 
 class Unknown(Exception):
@@ -38,7 +38,8 @@ def _tokens(expr: str) -> list[str]:
         m = _TOKEN.match(expr, pos)
         if not m or m.end() == pos:
             raise Unknown(f"cannot read {expr[pos:pos + 20]!r}")
-        out.append(m.group(m.lastgroup).strip("`") if m.lastgroup == "id" else m.group(m.lastgroup))
+        group = m.lastgroup or ""
+        out.append(m.group(group).strip("`") if group == "id" else m.group(group))
         pos = m.end()
     return out
 
@@ -132,7 +133,7 @@ class _Parser:
         return ("path", base, name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _parse(expr: str) -> tuple:
     p = _Parser(_tokens(expr))
     node = p.expr()

@@ -18,21 +18,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
 __all__ = [
-    "check",
-    "assert_conformant",
-    "rules",
-    "required_rules",
+    "PROFILE_COVERAGE",
     "PROFILE_INPATIENT",
     "PROFILE_OUTPATIENT",
-    "PROFILE_PROFESSIONAL",
-    "PROFILE_PHARMACY",
     "PROFILE_PATIENT",
-    "PROFILE_COVERAGE",
+    "PROFILE_PHARMACY",
+    "PROFILE_PROFESSIONAL",
+    "assert_conformant",
+    "check",
+    "required_rules",
+    "rules",
 ]
 
 _C4BB = "http://hl7.org/fhir/us/carin-bb"
@@ -67,7 +67,7 @@ def rules() -> dict:
 _Step = tuple[str, "str | None", bool]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _steps(path: str) -> tuple[_Step, ...]:
     out: list[_Step] = []
     for part in path.split(".") if path else ():
@@ -112,7 +112,7 @@ def _codings(node: Any) -> list[tuple[str | None, str | None]]:
     return []
 
 
-@lru_cache(maxsize=None)
+@cache
 def _value_set(url: str) -> tuple[frozenset[tuple[str, str]], frozenset[str], frozenset[str]] | None:
     vs = rules()["valueSets"].get(url)
     if vs is None:
@@ -350,7 +350,7 @@ def _check_code_systems(node: Any, path: str) -> Iterator[str]:
             yield from _check_code_systems(v, f"{path}[{i}]")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _profile(url: str) -> _Profile | None:
     data = rules()["profiles"].get(url)
     return _Profile(url, data) if data else None
@@ -359,7 +359,7 @@ def _profile(url: str) -> _Profile | None:
 def _profiles_for(r: dict) -> tuple[list[_Profile], list[str]]:
     """The rule profiles a resource is checked against, and problems choosing them."""
     rtype = r.get("resourceType")
-    meta = r.get("meta") if isinstance(r.get("meta"), dict) else {}
+    meta = r["meta"] if isinstance(r.get("meta"), dict) else {}
     claimed = {p.split("|", 1)[0] for p in meta.get("profile") or () if isinstance(p, str)}
     known = [u for u, d in rules()["profiles"].items() if d["resourceType"] == rtype]
     chosen = [u for u in known if u in claimed]
@@ -375,7 +375,7 @@ def _profiles_for(r: dict) -> tuple[list[_Profile], list[str]]:
     return [], []
 
 
-@lru_cache(maxsize=None)
+@cache
 def _common_profile(urls: tuple[str, ...]) -> _Profile:
     datas = [rules()["profiles"][u] for u in urls]
     common: dict[str, Any] = {"id": "common", "resourceType": datas[0]["resourceType"], "obeys": []}
