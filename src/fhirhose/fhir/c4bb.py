@@ -22,6 +22,8 @@ from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
+from . import _fhirpath
+
 __all__ = [
     "PROFILE_COVERAGE",
     "PROFILE_INPATIENT",
@@ -31,6 +33,7 @@ __all__ = [
     "PROFILE_PROFESSIONAL",
     "assert_conformant",
     "check",
+    "in_value_set",
     "required_rules",
     "rules",
 ]
@@ -313,8 +316,6 @@ def _check_only(p: _Profile, r: dict) -> Iterator[str]:
 
 
 def _check_invariants(p: _Profile, r: dict) -> Iterator[str]:
-    from . import _fhirpath
-
     invs = rules()["invariants"]
     for ob in p.obeys:
         inv = invs[ob["key"]]
