@@ -26,7 +26,7 @@ elsewhere (e.g. header diagnoses before the line ones).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -221,10 +221,10 @@ class If(Node):
     """`children` only when the Cat column's label is one of `labels`."""
 
     col: str
-    labels: frozenset
+    labels: frozenset[str]
     children: tuple
 
-    def __init__(self, col: str, labels: Sequence[str], *children: Node):
+    def __init__(self, col: str, labels: Iterable[str], *children: Node):
         object.__setattr__(self, "col", col)
         object.__setattr__(self, "labels", frozenset(labels))
         object.__setattr__(self, "children", tuple(children))

@@ -13,8 +13,9 @@ import ipaddress
 import json
 import secrets
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -101,7 +102,7 @@ def _network(text: str):
 class Credentials:
     """Credential administration and the lookups the token service needs."""
 
-    def __init__(self, db: "AccessDB"):
+    def __init__(self, db: AccessDB):
         self.db = db
 
     # -- lookups ----------------------------------------------------------------

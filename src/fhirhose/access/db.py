@@ -12,10 +12,10 @@ import os
 import secrets
 import sqlite3
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import StoreError
 from .actors import Actor, now_s
@@ -82,7 +82,7 @@ class AuditEntry:
 class Audit:
     """Append-only log of admin actions and of token, export and file requests."""
 
-    def __init__(self, db: "AccessDB"):
+    def __init__(self, db: AccessDB):
         self._db = db
 
     def record(

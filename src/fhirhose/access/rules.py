@@ -25,8 +25,9 @@ claims always excluded (42 CFR Part 2).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
@@ -73,7 +74,7 @@ class EnrollmentFilter:
             ok |= known & hit & (thru_days >= start)
         return ok
 
-    def for_benes(self, bene_rows: np.ndarray) -> "EnrollmentFilter":
+    def for_benes(self, bene_rows: np.ndarray) -> EnrollmentFilter:
         """Only the keys of these beneficiaries (what one chunk needs)."""
         out = []
         for c, keys, masks, start in self.contracts:
@@ -144,7 +145,7 @@ class Scope:
             exclude_sud=True,
         )
 
-    def for_benes(self, bene_rows: np.ndarray) -> "Scope":
+    def for_benes(self, bene_rows: np.ndarray) -> Scope:
         """This scope narrowed to some of its beneficiaries (a `patient` list, a chunk)."""
         rows = np.intersect1d(np.asarray(bene_rows, np.int64), self.bene_rows)
         removed = np.intersect1d(self.removed, np.asarray(bene_rows, np.int64))
@@ -182,7 +183,7 @@ class Scope:
         ))
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "Scope":
+    def from_bytes(cls, raw: bytes) -> Scope:
         r = msgspec.msgpack.decode(raw, type=_ScopeRecord)
         enrollment = None
         if r.enrollment is not None:
@@ -241,7 +242,7 @@ def _day(days: int | None) -> str:
 
 
 def _utc_date(t: float) -> dt.date:
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).date()
+    return dt.datetime.fromtimestamp(t, dt.UTC).date()
 
 
 def _as_seconds(value) -> float | None:
@@ -268,7 +269,7 @@ def _months_back(d: dt.date, months: int) -> dt.date:
 # -- rosters -----------------------------------------------------------------------------
 
 
-def attribution_status(db: "AccessDB", tables: Mapping[str, Table], org: "Org | str", now: float | None = None) -> dict:
+def attribution_status(db: AccessDB, tables: Mapping[str, Table], org: Org | str, now: float | None = None) -> dict:
     """`GET /attribution_status`: load dates of the current roster and of the runout roster."""
     org = db.orgs.get(org) if isinstance(org, str) else org
     today = _utc_date(now_s(now))
@@ -287,9 +288,9 @@ def attribution_status(db: "AccessDB", tables: Mapping[str, Table], org: "Org | 
 
 
 def plan_scope(
-    db: "AccessDB",
+    db: AccessDB,
     store_tables: Mapping[str, Table],
-    principal: "Principal",
+    principal: Principal,
     group: str | None,
     since,
     now=None,
@@ -523,6 +524,6 @@ class _Plan:
         if self.rules.since_floor:
             floor_s = max(floor_s, date_to_days(self.rules.since_floor) * 86400.0)
         if self.since_s is None or self.since_s < floor_s:
-            when = dt.datetime.fromtimestamp(floor_s, dt.timezone.utc).isoformat(timespec="seconds")
+            when = dt.datetime.fromtimestamp(floor_s, dt.UTC).isoformat(timespec="seconds")
             self.notes.append(f"_since: raised to {when} (nothing updated before the attestation or 2020-01-01)")
             self.since_s = floor_s

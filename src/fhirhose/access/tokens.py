@@ -19,8 +19,9 @@ import math
 import re
 import secrets
 import sqlite3
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote_plus
 
 from cryptography.hazmat.primitives import serialization
@@ -28,8 +29,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..errors import AuthError, InputError
 from . import jws
-from .credentials import Credential, public_key_from_jwk
 from .actors import now_s
+from .credentials import Credential, public_key_from_jwk
 
 if TYPE_CHECKING:
     from .db import AccessDB
@@ -92,7 +93,7 @@ class TokenRequest:
     client_id: str | None = None
 
     @classmethod
-    def parse(cls, body: bytes | str, content_type: str | None, authorization: str | None) -> "TokenRequest":
+    def parse(cls, body: bytes | str, content_type: str | None, authorization: str | None) -> TokenRequest:
         """Parse strictly; anything malformed is a TokenError (invalid_request / invalid_client)."""
         mime = (content_type or "").split(";", 1)[0].strip().lower()
         if mime != "application/x-www-form-urlencoded":
@@ -219,7 +220,7 @@ class TokenService:
     `jwks_fetcher(url) -> dict` (optional) resolves keys of credentials that
     registered a JWKS URL instead of inline keys."""
 
-    def __init__(self, db: "AccessDB", *, jwks_fetcher: Callable[[str], Mapping] | None = None):
+    def __init__(self, db: AccessDB, *, jwks_fetcher: Callable[[str], Mapping] | None = None):
         self.db = db
         self.cfg = db.config
         self.jwks_fetcher = jwks_fetcher

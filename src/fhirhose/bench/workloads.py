@@ -8,9 +8,9 @@ import os
 import shutil
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -259,13 +259,13 @@ def measure_all(workload: Workload, twin_rows: int = 400, baseline_rows: int = 1
     bbytes = len(base.dumps(brows))
     record("dict + orjson baseline", len(brows), bbytes, median_time(lambda: base.dumps(brows), repeat=3))
     for comp in ("gzip", "zstd"):
-        record(f"{comp} alone (same bytes)", n, size, median_time(lambda: compress_alone(workload.sample, comp), repeat=5))
-        record(f"{comp} pipeline, one core", n, size, median_time(lambda: pipeline(workload, comp), repeat=5))
+        record(f"{comp} alone (same bytes)", n, size, median_time(lambda comp=comp: compress_alone(workload.sample, comp), repeat=5))
+        record(f"{comp} pipeline, one core", n, size, median_time(lambda comp=comp: pipeline(workload, comp), repeat=5))
         record(
             f"{comp} pipeline, overlapped",
             n,
             size,
-            median_time(lambda: pipeline(workload, comp, overlap=True), repeat=5),
+            median_time(lambda comp=comp: pipeline(workload, comp, overlap=True), repeat=5),
         )
     return ratios()
 

@@ -17,8 +17,8 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import aiohttp
@@ -148,7 +148,7 @@ class BulkClient:
 
     # --- session ------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> "BulkClient":
+    async def __aenter__(self) -> BulkClient:
         await self._open()
         return self
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Protocol
 
 import msgspec
 import numpy as np
@@ -146,7 +147,7 @@ class Pipeline:
                     if raise_errors:
                         raise
 
-    def __enter__(self) -> "Pipeline":
+    def __enter__(self) -> Pipeline:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -379,7 +380,7 @@ class Exporter:
         """Export in this process, chunk by chunk, then write `manifest.json`."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        started = dt.datetime.now(dt.timezone.utc)
+        started = dt.datetime.now(dt.UTC)
         chunks = chunk_rows(bene_rows, chunk_benes)
         files: list[FileInfo] = []
         for i, rows in enumerate(chunks):
@@ -454,7 +455,7 @@ def export_store(
         )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     chunks = chunk_rows(bene_rows, chunk_benes)
     files: list[FileInfo] = []
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=limit_malloc_retention) as pool:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import msgspec
 import numpy as np
@@ -91,7 +91,7 @@ def generate_store(store: Path, today: dt.date) -> None:
 
 
 def _timestamp(day: dt.date) -> float:
-    return dt.datetime.combine(day, dt.time(), dt.timezone.utc).timestamp()
+    return dt.datetime.combine(day, dt.time(), dt.UTC).timestamp()
 
 
 def _register(db: AccessDB, org: SynthOrg, now: float) -> tuple[str, str, dict, str]:
@@ -141,8 +141,8 @@ def ensure_demo(data: Path, fhir_base: str, db: AccessDB, now: float | None = No
     Registrations are kept across runs (only `fhir_base` is rewritten), so a client's
     saved secrets keep working when the port changes.
     """
-    now = dt.datetime.now(dt.timezone.utc).timestamp() if now is None else now
-    today = dt.datetime.fromtimestamp(now, dt.timezone.utc).date()
+    now = dt.datetime.now(dt.UTC).timestamp() if now is None else now
+    today = dt.datetime.fromtimestamp(now, dt.UTC).date()
     data.mkdir(parents=True, exist_ok=True)
     store = data / "store"
     if not (store / "CURRENT").exists():

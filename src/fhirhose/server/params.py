@@ -224,7 +224,7 @@ class _Collector:
 
 
 def _iso(t: _dt.datetime | None) -> str | None:
-    return None if t is None else t.astimezone(_dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return None if t is None else t.astimezone(_dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _patient_id(ref: str) -> str:

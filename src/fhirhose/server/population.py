@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import threading
-from typing import Callable, Mapping, NamedTuple, Protocol, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -131,6 +132,6 @@ def plan(db: AccessDB, population: Population, principal: Principal, kind: str, 
             found = population.patient_rows(patients)
             rows = np.array([found.get(p, -1) for p in patients], np.int64)
             member = np.isin(rows, scope.bene_rows)
-            unknown = [p for p, ok in zip(patients, member.tolist()) if not ok]
+            unknown = [p for p, ok in zip(patients, member.tolist(), strict=True) if not ok]
             scope = scope.for_benes(rows[member])
     return Planned(scope, generation, unknown)

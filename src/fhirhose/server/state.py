@@ -12,7 +12,7 @@ import asyncio
 import sqlite3
 import ssl
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from aiohttp import web
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Callable
 
 from aiohttp import web
 
