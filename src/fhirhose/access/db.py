@@ -110,7 +110,7 @@ class Audit:
             f" WHERE {where} ORDER BY id DESC LIMIT ?",
             (*args, int(limit)),
         ).fetchall()
-        return [AuditEntry(*r[:8], json.loads(r[8] or "{}")) for r in rows]
+        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8] or "{}")) for r in rows]
 
     def recent(self, credential_id: str, limit: int = 100) -> list[AuditEntry]:
         """The latest entries of one credential, newest first (review a revoked one)."""

@@ -204,7 +204,7 @@ class ScopedExporter(Exporter):
     """An Exporter bound to a Scope: whatever spec or beneficiaries it is handed,
     it writes only rows the scope allows."""
 
-    def __init__(self, tables: dict[str, Table], scope: Scope, sources: Iterable[Source], core=None):
+    def __init__(self, tables: Mapping[str, Table], scope: Scope, sources: Iterable[Source], core=None):
         super().__init__(tables, list(sources), core)
         self.scope = scope
 
@@ -238,7 +238,8 @@ class _AllOf:
 
 
 def _day(days: int | None) -> str:
-    return "—" if days is None else days_to_date(days).isoformat()
+    date = None if days is None else days_to_date(days)  # None also for an undated (NO_DATE) file
+    return "—" if date is None else date.isoformat()
 
 
 def _utc_date(t: float) -> dt.date:
@@ -280,7 +281,8 @@ def attribution_status(db: AccessDB, tables: Mapping[str, Table], org: Org | str
             continue
         found = latest_file(tables, roster_entries(tables, org.id, kind, year))
         if found is not None:
-            out.append({"type": label, "timestamp": days_to_date(found.file_date).isoformat(), "performance_year": year})
+            date = days_to_date(found.file_date)  # None: an undated roster file (null, not a crash)
+            out.append({"type": label, "timestamp": date and date.isoformat(), "performance_year": year})
     return {"ingestion_dates": out}
 
 

@@ -21,11 +21,12 @@ import secrets
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import parse_qsl, unquote_plus
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 from ..errors import AuthError, InputError
 from . import jws
@@ -198,14 +199,14 @@ class Principal:
             )
 
 
-def _is_num(v) -> bool:
+def _is_num(v: object) -> TypeGuard[int | float]:
     """A JSON number usable as a NumericDate (finite, within ±2^53)."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return False
     return abs(v) < 2**53 if isinstance(v, int) else math.isfinite(v) and abs(v) < 2**53
 
 
-def _ident(v, limit: int = 256) -> bool:
+def _ident(v: object, limit: int = 256) -> TypeGuard[str]:
     """A client id, kid or jti: printable ASCII of bounded length (safe to look up and store)."""
     return isinstance(v, str) and 0 < len(v) <= limit and v.isascii() and v.isprintable()
 
@@ -224,6 +225,8 @@ class TokenService:
         self.db = db
         self.cfg = db.config
         self.jwks_fetcher = jwks_fetcher
+        self._sign_key: bytes | PrivateKeyTypes  # HS256: the shared secret; ES256: a key pair
+        self._verify_key: bytes | PublicKeyTypes
         if self.cfg.token_alg == "HS256":
             self._sign_key = self._verify_key = db.meta_secret("token_hmac_key")
         elif self.cfg.token_alg == "ES256":
@@ -233,8 +236,8 @@ class TokenService:
                     serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
                 ),
             )
-            self._sign_key = serialization.load_pem_private_key(pem, None)
-            self._verify_key = self._sign_key.public_key()
+            key = serialization.load_pem_private_key(pem, None)
+            self._sign_key, self._verify_key = key, key.public_key()
         else:
             raise InputError(f"token_alg {self.cfg.token_alg!r}: HS256 or ES256")
 
@@ -255,6 +258,7 @@ class TokenService:
                 raise _fail("unsupported_grant_type", f"grant_type {req.grant_type[:60]!r}: only client_credentials")
             if req.basic_id is not None and (req.assertion is not None or req.assertion_type is not None):
                 raise _fail("invalid_request", "use one client authentication method, not both")
+            extra: dict[str, Any]  # the claims of the authentication method
             if req.basic_id is not None:
                 cred = self._basic(req, t)
                 method, ttl, extra = "secret", self.cfg.basic_token_seconds, {"sat": cred.secret_at}
@@ -272,7 +276,7 @@ class TokenService:
             scopes, types = parse_scopes(req.scope, self.cfg.rules(kind).types)
             self._take_rate_token(cred.org_id, t)
             jti = secrets.token_urlsafe(16)
-            claims = {
+            claims: dict[str, Any] = {  # a JSON object
                 "iss": self.cfg.issuer, "sub": cred.client_id, "org": cred.org_id, "cid": cred.id,
                 "env": cred.env, "scope": " ".join(scopes), "amr": method,
                 "iat": int(t), "exp": int(t) + ttl, "jti": jti, **extra,

@@ -11,12 +11,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fhirhose import _core_py
 from fhirhose._backend import core as _best
 from fhirhose.export.compress import new_encoder
+
+if TYPE_CHECKING:  # annotations only (the functions below import these where they run)
+    from fhirhose.export.exporter import Exporter, ExportSpec
+    from fhirhose.store import Snapshot
+    from fhirhose.template import Template
 
 # name → (records, bytes, median seconds)
 RESULTS: dict[str, tuple[int, int, float]] = {}
@@ -25,7 +31,7 @@ RESULTS: dict[str, tuple[int, int, float]] = {}
 @dataclass
 class Workload:
     name: str
-    template: object
+    template: Template
     tables: dict
     rows: np.ndarray
     plan: object = None
@@ -150,10 +156,10 @@ class StoreWorkload:
     and the rows each source writes (selected once, so passes over them time the core)."""
 
     path: Path
-    snapshot: object  # fhirhose.store.Snapshot
-    exporter: object  # fhirhose.export.exporter.Exporter
+    snapshot: Snapshot
+    exporter: Exporter
     benes: np.ndarray
-    spec: object  # ExportSpec of the measured export (gzip)
+    spec: ExportSpec  # of the measured export (gzip)
     selected: list = field(default_factory=list)  # [(Source, rows)] in the exporter's order
     resources: int = 0
     ndjson_bytes: int = 0

@@ -213,7 +213,7 @@ class BulkClient:
                 token = await self._tokens.get()
                 h["Authorization"] = f"Bearer {token}"
             r = await session.request(method, url, headers=h, **kw)
-            if r.status == 401 and token is not None and not renewed:
+            if r.status == 401 and token is not None and self._tokens is not None and not renewed:
                 r.release()
                 await self._tokens.invalidate(token)
                 renewed = True
@@ -294,7 +294,7 @@ class BulkClient:
         state.save(out)
         result = await self._pull(state, out, t0)
         result.since = since
-        if since_state is not None and result.transaction_time:
+        if since_state is not None and key is not None and result.transaction_time:
             since_state.set(key, result.transaction_time)
         return result
 
@@ -321,11 +321,11 @@ class BulkClient:
             sent = params + ([("allowPartialManifests", "true")] if partial else [])
             self.progress.kickoff(url)
             if post:
-                body = {"resourceType": "Parameters", "parameter": [_parameter(n, v) for n, v in sent] + [
+                parameters = {"resourceType": "Parameters", "parameter": [_parameter(n, v) for n, v in sent] + [
                     {"name": "patient", "valueReference": {"reference": p}} for p in patients]}
                 request = url
                 r = await self._send("POST", url, headers={**headers, "Content-Type": FHIR_JSON},
-                                     data=json.dumps(body).encode())
+                                     data=json.dumps(parameters).encode())
             else:
                 r = await self._send("GET", url, headers=headers, params=sent)
                 request = str(r.url)
@@ -588,7 +588,7 @@ class _Run:
         if have and not f.etag:
             have = 0  # no validator for the partial copy: it cannot be continued safely
         headers = {"Accept-Encoding": self.c.accept_encoding, "Accept": "application/fhir+ndjson"}
-        if have:
+        if have and f.etag:  # (have is 0 without an etag)
             headers["Range"] = f"bytes={have}-"
             headers["If-Range"] = f.etag
         r = await self.c._send("GET", f.url, auth=self.requires_token, headers=headers, auto_decompress=False)

@@ -175,7 +175,8 @@ def _export(opener: SnapshotOpener, benes: np.ndarray, spec: ExportSpec, args, c
         def progress(done: int, _total: int) -> None:
             bar.update(min(done * chunk, len(benes)) - bar.n)
 
-        return export_store(opener, opener.key, registry_sources, benes, spec, args.out, workers=args.workers, chunk_benes=chunk,
+        # mypy#9858: a NamedTuple's __call__ does not make it a Callable to mypy (it is one at run time)
+        return export_store(opener, opener.key, registry_sources, benes, spec, args.out, workers=args.workers, chunk_benes=chunk,  # type: ignore[arg-type]
                             request=_request(args, spec.types), progress=progress)
 
 

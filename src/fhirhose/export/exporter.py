@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -185,7 +185,7 @@ class Exporter:
     (`fhir.registry.SOURCES` is every resource fhirhose emits); `core` is the backend module.
     """
 
-    def __init__(self, tables: dict[str, Table], sources: Sequence[Source], core=None):
+    def __init__(self, tables: Mapping[str, Table], sources: Sequence[Source], core=None):
         self.tables = tables
         self.sources = list(sources)
         self.core = core or _default_core
@@ -270,7 +270,7 @@ class Exporter:
             frm = table[source.service_dates[0]].values[rows].astype(np.int64)
             thru = table[source.service_dates[1]].values[rows].astype(np.int64)
             thru = np.where(thru == NO_DATE, frm, thru)
-        if frm is not None:
+        if frm is not None and thru is not None:  # set together
             if spec.claims_from is not None:
                 keep &= (frm != NO_DATE) & (thru >= spec.claims_from)
             if spec.claims_through is not None:
@@ -280,7 +280,7 @@ class Exporter:
             fa = table["final_action"]
             for f in spec.claim_filters:
                 m = np.ones(len(rows), bool)
-                if frm is not None and f.service_ge is not None:
+                if frm is not None and thru is not None and f.service_ge is not None:
                     m &= (frm != NO_DATE) & (thru >= f.service_ge)
                 if frm is not None and f.service_le is not None:
                     m &= (frm != NO_DATE) & (frm <= f.service_le)
@@ -423,7 +423,7 @@ def write_manifest(out_dir: Path, files: list[FileInfo], started: dt.datetime, r
 _WORKER_EXPORTERS: dict[tuple, Exporter] = {}
 
 
-def _worker_chunk(opener: Callable[[], dict[str, Table]], key: tuple, sources: Callable[[], Sequence[Source]],
+def _worker_chunk(opener: Callable[[], Mapping[str, Table]], key: tuple, sources: Callable[[], Sequence[Source]],
                   bene_rows, spec, out_dir, tag, since_exempt):
     # Runs in a pool process: open the store once per process, reuse bound writers.
     ex = _WORKER_EXPORTERS.get(key)
@@ -433,7 +433,7 @@ def _worker_chunk(opener: Callable[[], dict[str, Table]], key: tuple, sources: C
 
 
 def export_store(
-    opener: Callable[[], dict[str, Table]],
+    opener: Callable[[], Mapping[str, Table]],
     key: tuple,
     sources: Callable[[], Sequence[Source]],
     bene_rows: np.ndarray,

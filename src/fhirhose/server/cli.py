@@ -7,7 +7,9 @@ import asyncio
 import signal
 import socket
 import typing
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -115,6 +117,7 @@ def serve(args: argparse.Namespace) -> int:
         access_config = sandbox_access_config()
         config.access_db.parent.mkdir(parents=True, exist_ok=True)
         db = AccessDB(config.access_db, access_config)
+        assert config.public_url is not None  # config_from_args sets it
         creds = ensure_demo(config.data, config.public_url.rstrip("/") + config.base.rstrip("/"), db)
         db.close()
         log.info("sandbox credentials for %d clients in %s", len(creds.clients), config.data / "credentials.json")
@@ -125,6 +128,7 @@ def serve(args: argparse.Namespace) -> int:
 def run(config: ServerConfig, sock: socket.socket, admin_sock: socket.socket | None = None,
         access_config: AccessConfig | None = None, *, loop: str = "uvloop") -> None:
     """Serve until interrupted; `loop` picks uvloop (default) or the stdlib event loop."""
+    runner: Callable[[Coroutine[Any, Any, None]], None]  # uvloop.run or asyncio.run
     if loop == "uvloop":
         import uvloop
 

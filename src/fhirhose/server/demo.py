@@ -15,6 +15,7 @@ import datetime as dt
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 import numpy as np
@@ -115,6 +116,7 @@ def _register(db: AccessDB, org: SynthOrg, now: float) -> tuple[str, str, dict, 
     private, public = es384_jwk()
     cred, secret = db.credentials.issue(Actor.user(ops.id), org.org_id, env="sandbox", label="sandbox (demo)",
                                         jwks={"keys": [public]})
+    assert secret is not None  # issued with a secret (the default)
     return cred.client_id, secret, private, cred.id
 
 
@@ -165,7 +167,7 @@ def ensure_demo(data: Path, fhir_base: str, db: AccessDB, now: float | None = No
             for org in sandbox_orgs(store):
                 client_id, secret, private, cred_id = _register(db, org, now)
                 n = _beneficiaries(db, snap.tables, org.org_id, client_id, cred_id, now)
-                kind = "pdp" if org.kind == "pdp" else "aco"
+                kind: Literal["aco", "pdp"] = "pdp" if org.kind == "pdp" else "aco"
                 clients.append(DemoClient(org.org_id, kind, client_id, secret, private, list(GROUPS), n))
         creds = DemoCredentials(fhir_base, clients)
     _write_private(creds_path, msgspec.json.format(msgspec.json.encode(creds), indent=2))

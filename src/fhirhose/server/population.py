@@ -20,13 +20,16 @@ from __future__ import annotations
 import datetime as _dt
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
 
 from ..access import AccessDB, Principal, Scope, plan_scope
 from ..columns import Table
 from ..errors import AuthError
+
+if TYPE_CHECKING:
+    from ..store import Snapshot
 
 __all__ = ["Population", "TablePopulation", "StorePopulation", "Planned", "plan", "current_tables"]
 
@@ -74,7 +77,7 @@ class StorePopulation:
 
     def __init__(self, store_path: str):
         self.store_path = store_path
-        self._snap = None
+        self._snap: Snapshot | None = None
 
     def snapshot(self) -> tuple[Mapping[str, Table], int | None]:
         from ..store import Store  # late: the server starts without a store until asked
@@ -88,6 +91,7 @@ class StorePopulation:
 
     def patient_rows(self, ids: Sequence[str]) -> dict[str, int]:
         found = {}
+        assert self._snap is not None, "snapshot() comes first (it is what the kick-off plans on)"
         for i in ids:
             try:
                 found[i] = self._snap.bene_index(i)

@@ -156,7 +156,7 @@ def claim_filters(filters: list[TypeFilter]):
                       "eq": (d, d)}[b.op]
             ge = lo if lo is not None and (ge is None or lo > ge) else ge
             le = hi if hi is not None and (le is None or hi < le) else le
-        for code in tf.final_action or [None]:
+        for code in tf.final_action or (None,):
             fa = None if code is None else ("F" if code == "FinalAction" else "N")
             out.append(ClaimFilter(service_ge=ge, service_le=le, final_action=fa))
     return tuple(out)
