@@ -39,12 +39,11 @@ from typing import Callable
 from aiohttp import web
 
 from ..access import AccessConfig, AccessDB
-from ..errors import AuthError, FhirhoseError, RequestError
 from . import web_discovery, web_files, web_jobs, web_kickoff, web_status
 from .config import ServerConfig
 from .population import Population
 from .state import API, ServerState
-from .web_response import outcome_response
+from .web_errors import errors_middleware
 from .web_status import RULES_EXT
 
 __all__ = ["create_app", "create_admin_app", "API", "RULES_EXT"]
@@ -67,7 +66,7 @@ def create_app(
     can be exercised without waiting. The admin API is mounted under
     `config.admin_prefix` unless that is None (see `create_admin_app`).
     """
-    app = web.Application(middlewares=[_errors])
+    app = web.Application(middlewares=[errors_middleware])
     st = ServerState(config, access, population, clock)
     app[API] = st
     base = st.base
@@ -83,7 +82,8 @@ def create_app(
     r.add_delete(f"{base}/jobs/{{job}}", web_jobs.delete)
     r.add_get(f"{base}/data/{{job}}/{{file}}", web_files.download, name="data")  # GET also answers HEAD
     r.add_get(f"{base}/attribution_status", web_jobs.attribution)
-    st.auth.setup(app, base, token_url=lambda request: st.fhir_base(request) + "/auth/token")
+    st.auth.setup(app, base, token_url=lambda request: st.fhir_base(request) + "/auth/token",
+                  body_timeout=config.body_timeout)
     if config.admin_prefix is not None:
         st.mount_admin(app, config.admin_prefix)
     app.on_startup.append(st.start)
@@ -97,26 +97,3 @@ def create_admin_app(app: web.Application, prefix: str = "/admin") -> web.Applic
     admin = web.Application()
     app[API].mount_admin(admin, prefix)
     return admin
-
-
-@web.middleware
-async def _errors(request: web.Request, handler):
-    """Every error as an OperationOutcome."""
-    try:
-        return await handler(request)
-    except RequestError as e:
-        code = {404: "not-found", 429: "throttled"}.get(e.status, "invalid")
-        return outcome_response(e.status, str(e), code=code, expression=e.param)
-    except AuthError as e:
-        headers = {}
-        if e.status == 401:
-            headers["WWW-Authenticate"] = f'Bearer realm="fhirhose", error="{e.oauth_error or "invalid_token"}"'
-        return outcome_response(e.status, str(e), code="login" if e.status == 401 else "forbidden", headers=headers)
-    except web.HTTPException as e:
-        if e.status < 400:
-            raise
-        return outcome_response(e.status, e.reason, code="not-found" if e.status == 404 else "invalid",
-                                headers={k: v for k, v in e.headers.items() if k.lower() == "allow"})
-    except FhirhoseError as e:
-        log.exception("%s %s failed", request.method, request.path)
-        return outcome_response(500, str(e), code="exception")

@@ -70,7 +70,8 @@ async def _in_progress(st: ServerState, request: web.Request, job: Job, params: 
 
 
 async def _page(st: ServerState, request: web.Request, job: Job, params: ExportParams, page: str) -> web.Response:
-    if not params.allow_partial or not page.isdigit():
+    # ASCII digits only: str.isdigit also accepts '²', which int() refuses.
+    if not params.allow_partial or not (page.isascii() and page.isdigit() and len(page) <= 9):
         raise RequestError(f"page {page!r}: manifest pages exist only with allowPartialManifests=true",
                            param="page")
     got = await st.db.call(JobDB.page, job.id, int(page))
