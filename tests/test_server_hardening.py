@@ -122,3 +122,58 @@ async def test_job_and_kickoff_body_errors_name_the_body(tmp_path):
         status, headers, body = await raw_exchange(port_of(h), head + b'{"resourceType":')
         assert status == 408 and headers["content-type"].startswith("application/fhir+json")
         assert json.loads(body)["issue"][0]["expression"] == ["body"]
+
+
+async def token_status(h, name: str, secret: str | None = None) -> tuple[int, dict, dict]:
+    async with h.session.post(f"{h.base}/auth/token", data={"grant_type": "client_credentials"},
+                              headers=h.basic(name, secret)) as r:
+        return r.status, dict(r.headers), await r.json()
+
+
+@async_test
+async def test_failed_client_authentication_backs_off_exponentially_and_ends(tmp_path):
+    async with running(tmp_path) as h:
+        waits = []
+        for _ in range(3):
+            for _ in range(10):
+                assert (await token_status(h, "small-aco", "wrong"))[0] == 401
+            status, headers, body = await token_status(h, "small-aco")  # even the right secret waits
+            assert status == 429 and body["error"] == "temporarily_unavailable", body
+            waits.append(int(headers["Retry-After"]))
+            assert (await token_status(h, "big-aco"))[0] == 200  # another client from the same address
+            h.clock.advance(waits[-1] - 1)
+            assert (await token_status(h, "small-aco"))[0] == 429  # refused attempts do not extend it
+            h.clock.advance(2)
+        assert waits == [30, 60, 120]
+        assert (await token_status(h, "small-aco"))[0] == 200  # the lock ends; a success forgets the strikes
+        for _ in range(10):
+            await token_status(h, "small-aco", "wrong")
+        assert int((await token_status(h, "small-aco"))[1]["Retry-After"]) == 30
+        # The counts live in the access database: another server over it sees the lock.
+        async with running(tmp_path, clock=h.clock) as other:
+            assert (await token_status(other, "small-aco"))[0] == 429
+
+
+def test_an_attacker_elsewhere_cannot_lock_a_client_out_of_its_known_address(tmp_path):
+    from fhirhose.access import TokenService
+    from fhirhose.access.tokens import TokenError, TokenRequest
+
+    from .server_support import basic, register_harness_clients
+
+    c = register_harness_clients(tmp_path)["small-aco"]
+    svc = TokenService(AccessDB(tmp_path / "access.sqlite", ACCESS))
+
+    def ask(secret: str, ip: str, now: float = 1e9):
+        req = TokenRequest.parse(b"grant_type=client_credentials", FORM,
+                                 basic(c["client_id"], secret)["Authorization"])
+        try:
+            return svc.issue(req, ip, now)
+        except TokenError as e:
+            return e.status
+
+    assert not isinstance(ask(c["secret"], "198.51.100.1"), int)  # the client's usual address
+    for i in range(20):  # at most 7 failures from each of 3 addresses: only the client id is locked
+        assert ask("guess", f"203.0.113.{i % 3}") == 401
+    assert ask("guess", "203.0.113.0") == 429
+    assert ask(c["secret"], "203.0.113.99") == 429  # a new address waits
+    assert not isinstance(ask(c["secret"], "198.51.100.1"), int)  # the known one does not
