@@ -177,3 +177,28 @@ def test_an_attacker_elsewhere_cannot_lock_a_client_out_of_its_known_address(tmp
     assert ask("guess", "203.0.113.0") == 429
     assert ask(c["secret"], "203.0.113.99") == 429  # a new address waits
     assert not isinstance(ask(c["secret"], "198.51.100.1"), int)  # the known one does not
+
+
+@async_test
+async def test_admin_api_refuses_loose_bodies_and_unknown_organizations(tmp_path):
+    async with running(tmp_path) as h:
+        root = h.base.removesuffix("/api/v2")
+        op = {"Authorization": "Bearer " + (tmp_path / "operator.key").read_text().strip()}
+
+        async def call(method, path, body=None):
+            kw = {} if body is None else {"data": body if isinstance(body, bytes) else json.dumps(body)}
+            async with h.session.request(method, root + path, headers=op, **kw) as r:
+                return r.status, await r.json()
+
+        status, body = await call("GET", "/admin/orgs/NOPE/credentials")
+        assert status == 404 and "NOPE" in body["error_description"]
+        assert (await call("GET", "/admin/orgs/NOPE/audit"))[0] == 404
+        for bad, field in (({"secret": "no"}, "$.secret"), ({"label": {"a": 1}}, "$.label"),
+                           ({"ips": "10.0.0.1"}, "$.ips"), ({"label": "x", "surprise": 1}, "surprise")):
+            status, body = await call("POST", "/admin/orgs/A0001/credentials", bad)
+            assert status == 400 and field in body["error_description"], (bad, body)
+        for raw in (b"[]", b"null", b"{", b'"x"'):
+            assert (await call("POST", "/admin/orgs/A0001/credentials", raw))[0] == 400
+        assert (await call("POST", "/admin/orgs", {"id": "", "kind": "ssp", "name": "x"}))[0] == 400
+        status, body = await call("POST", "/admin/orgs/A0001/credentials", {"label": "etl", "secret": True})
+        assert status == 201 and body["label"] == "etl" and body["client_secret"]
