@@ -98,6 +98,7 @@ def full(store, tmp_path_factory) -> dict[str, list[bytes]]:
     return export(store, tmp_path_factory.mktemp("full") / "out")
 
 
+@pytest.mark.slow
 def test_every_line_is_valid_r4_and_c4bb(full, tables):
     assert set(full) == set(TYPES)
     assert len(full["Patient"]) == tables["bene"].n == BENES

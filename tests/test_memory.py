@@ -74,6 +74,7 @@ def test_store_pages_released_after_each_source(tmp_path, synth_store):
     assert max(len(f) for f in families) == 1
 
 
+@pytest.mark.slow
 @needs_smaps
 def test_store_pages_released_within_a_source(tmp_path, synth_store):
     """Every `release_bytes` of NDJSON the writer's pages go, so a long source holds only recent rows.
