@@ -9,7 +9,7 @@ import logging
 from fhirhose.access import AccessDB, Actor
 from fhirhose.server import TablePopulation
 
-from .server_support import ACCESS, async_test, running, tables
+from .support.server import ACCESS, async_test, running
 from .test_server_api import expect_outcome
 
 FORM = "application/x-www-form-urlencoded"
@@ -158,7 +158,7 @@ def test_an_attacker_elsewhere_cannot_lock_a_client_out_of_its_known_address(tmp
     from fhirhose.access import TokenService
     from fhirhose.access.tokens import TokenError, TokenRequest
 
-    from .server_support import basic, register_harness_clients
+    from .support.server import basic, register_harness_clients
 
     c = register_harness_clients(tmp_path)["small-aco"]
     svc = TokenService(AccessDB(tmp_path / "access.sqlite", ACCESS))

@@ -20,7 +20,7 @@ from fhirhose.access.db import Audit
 from fhirhose.server.app import API
 from fhirhose.server.db import JobDB
 
-from .server_support import async_test, running
+from .support.server import async_test, running
 from .test_server_api import expect_outcome
 
 
