@@ -43,12 +43,11 @@ class ServerConfig(msgspec.Struct, kw_only=True):
     jwks_ttl: float = 60.0  # seconds a fetched JWKS URL's key set is reused
     jwks_ca_file: str | None = None  # CA bundle for JWKS URLs (default: the system's)
     jwks_allow_http: bool = False  # test mode only: fetch http:// JWKS URLs too
-    # Slow or idle clients (seconds): a request's header block must arrive within
-    # `header_timeout` of the connection opening (or of the previous request), a body
-    # within `body_timeout`; an idle keep-alive connection closes after `idle_timeout`.
-    header_timeout: float = 20.0
-    body_timeout: float = 30.0
+    # Slow or idle clients (seconds, `server.guard`): a connection that has not sent a
+    # complete request head within `idle_timeout` of opening (or of its previous
+    # response) is closed, idle or not; a request body must arrive within `body_timeout`.
     idle_timeout: float = 30.0
+    body_timeout: float = 30.0
     # Open connections one client address may hold; more are closed at once (0: no cap).
     max_connections_per_address: int = 64
 
