@@ -9,7 +9,6 @@ everywhere)."""
 import contextlib
 import errno
 import gzip
-import json
 import os
 import sqlite3
 import subprocess

@@ -5,8 +5,6 @@ import asyncio
 import logging
 import socket
 
-from aiohttp import web
-
 from fhirhose.server import create_app
 from fhirhose.server.guard import app_runner, start_site
 

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Mapping
 
-from .db import now_s
+from .actors import now_s
 
 if TYPE_CHECKING:
     from .db import AccessDB

@@ -24,12 +24,12 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from ..log import get_logger
 from .config import ServerConfig
 
 __all__ = ["app_runner", "start_site", "ConnectionCap"]
 
-log = logging.getLogger("fhirhose.server")
-client_log = logging.getLogger("fhirhose.server.client")
+client_log = get_logger("fhirhose.server.client")
 
 # Request line and each header field (aiohttp's defaults, stated so they are ours).
 MAX_LINE = 8190

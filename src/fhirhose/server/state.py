@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import logging
 import sqlite3
 import ssl
 import time
@@ -20,6 +19,7 @@ from aiohttp import web
 
 from ..access import AccessConfig, AccessDB, Principal, TokenService
 from ..errors import AuthError, RequestError
+from ..log import get_logger
 from .auth import client_address, operator_key
 from .config import ServerConfig
 from .db import Job, JobDB
@@ -31,7 +31,7 @@ from .web_auth import AccessAuthenticator
 
 __all__ = ["ServerState", "API"]
 
-log = logging.getLogger("fhirhose.server")
+log = get_logger(__name__)
 
 
 class ServerState:

@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import logging
 import sqlite3
 
 from aiohttp import web
 
 from ..errors import AuthError, RequestError
+from ..log import get_logger
 from .web_response import outcome_response
 
 __all__ = ["errors_middleware", "Failure", "classify", "read_body", "DISK_RETRY_AFTER"]
 
-log = logging.getLogger("fhirhose.server")
-client_log = logging.getLogger("fhirhose.server.client")
+log = get_logger(__name__)
+client_log = get_logger("fhirhose.server.client")
 
 # Seconds a client is told to wait when the disk is full (an operator has to free space).
 DISK_RETRY_AFTER = 60
