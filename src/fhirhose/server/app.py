@@ -6,6 +6,7 @@ Routes under the FHIR base (default `/api/v2`):
 |---|---|
 | `GET /metadata` | 200 CapabilityStatement |
 | `GET /.well-known/smart-configuration` | 200 |
+| `GET /openapi.json` | 200 this table as an OpenAPI 3.1 document (`server.openapi`) |
 | `POST /auth/token` | 200 token; 400 invalid_request / unsupported_grant_type / invalid_scope; 401 invalid_client; 429 rate limit |
 | `GET|POST /$export`, `/Patient/$export`, `/Group/{id}/$export` | 202 + Content-Location; 400 bad parameter or header; 401; 403 type/level not allowed, no attestor; 404 unknown group, missing or stale roster; 429 same export already running |
 | `GET /jobs/{id}` | 202 + X-Progress + Retry-After (body: partial manifest when asked); 200 manifest + Expires; 429 polled too fast; 500 failed; 404 unknown/cancelled; 410 expired; 403 not yours |
@@ -73,6 +74,7 @@ def create_app(
     r = app.router
     r.add_get(f"{base}/metadata", web_discovery.metadata, name="metadata")
     r.add_get(f"{base}/.well-known/smart-configuration", web_discovery.smart_config)
+    r.add_get(f"{base}/openapi.json", web_discovery.openapi, name="openapi")
     for path, kind, name in web_kickoff.KICKOFF_ROUTES:
         handler = web_kickoff.kickoff_handler(kind)
         r.add_get(base + path, handler, name=name)
