@@ -283,20 +283,24 @@ class TokenService:
         """The client's credential, method, token lifetime and extra claims; failed attempts
         are throttled per address, per client and per (client, address) (`throttle`)."""
         claimed = req.basic_id if req.basic_id is not None else _claimed_issuer(req.assertion)
-        known = self.db.credentials.by_client_id(claimed) if _ident(claimed) else None
+        known = self.db.credentials.by_client_id(claimed) if claimed is not None and _ident(claimed) else None
         rules = {f"token:ip:{ip}": TOKEN_IP}
+        gate = list(rules)
         if known is not None:
             rules[f"token:pair:{known.client_id}@{ip}"] = TOKEN_PAIR
             rules[f"token:client:{known.client_id}"] = TOKEN_CLIENT
-        # The client-wide lock does not stop the client at an address it used before:
-        # an attacker elsewhere must not be able to lock a real client out.
+            gate.append(f"token:pair:{known.client_id}@{ip}")
+            # The client-wide lock does not stop the client at an address it used before:
+            # an attacker elsewhere must not be able to lock a real client out.
+            if not self.throttle.known(known.client_id, ip, t):
+                gate.append(f"token:client:{known.client_id}")
         if not self.cfg.throttle_failures:
-            rules = {}
-        gate = [k for k in rules if not (k.startswith("token:client:") and self.throttle.known(claimed, ip, t))]
+            rules, gate = {}, []
         wait = self.throttle.wait(gate, t)
         if wait:
             raise _fail("temporarily_unavailable", f"too many failed attempts; retry in {wait} s",
                         status=429, retry_after=wait)
+        out: tuple[Credential, str, int, dict]
         try:
             if req.basic_id is not None:
                 cred = self._basic(req, ip, t)

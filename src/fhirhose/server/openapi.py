@@ -83,7 +83,7 @@ def _admin_paths(prefix: str) -> dict[str, Any]:
     errors = _errors({400: "a body that does not match the schema (the message names the field)",
                       401: "no or an unknown admin key", 403: "the key's role does not allow it",
                       404: "unknown organization or credential", 503: "the server's disk is full"}, _OAUTH)
-    sec = [{"adminKey": []}]
+    sec: list[dict[str, list[str]]] = [{"adminKey": []}]
     ok = {"description": "done", "content": {"application/json": {"schema": {}}}}
 
     def op(summary: str, body: str | None = None, status: str = "200", *, params=(), query=()) -> dict[str, Any]:

@@ -86,8 +86,8 @@ def token_handler(
             return error_response(e)
         except Exception as e:  # RFC 6749 §5.2 shape even for what nobody expected (a full disk: 503)
             f = classify(e, request)
-            body = {"error": f.oauth, "error_description": f.text}
-            return json_response(body, f.status, {"Cache-Control": "no-store", "Pragma": "no-cache", **f.headers})
+            return json_response({"error": f.oauth, "error_description": f.text}, f.status,
+                                 {"Cache-Control": "no-store", "Pragma": "no-cache", **f.headers})
         return json_response(tok.to_dict(), headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
     return handle
