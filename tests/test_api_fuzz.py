@@ -32,7 +32,7 @@ from fhirhose.server.openapi import openapi_document
 
 from .support.server import ACCESS, basic, config, tables
 
-FUZZ_EXAMPLES = int(os.environ.get("FHIRHOSE_FUZZ_EXAMPLES", "25"))
+FUZZ_EXAMPLES = int(os.environ.get("FHIRHOSE_FUZZ_EXAMPLES", "15"))
 
 
 def _token(base: str, client: dict) -> str:

@@ -45,7 +45,7 @@ async def test_token_body_split_across_tcp_segments_is_read_whole(tmp_path):
         auth = base64.b64encode(f"{c['client_id']}:{c['secret']}".encode()).decode()
         head = (f"POST /api/v2/auth/token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {FORM}\r\n"
                 f"Authorization: Basic {auth}\r\nContent-Length: 29\r\nConnection: close\r\n\r\n").encode()
-        status, headers, body = await raw_exchange(port_of(h), head + b"grant_type=client_cr", b"edentials")
+        status, _, body = await raw_exchange(port_of(h), head + b"grant_type=client_cr", b"edentials")
         assert status == 200, body
         assert json.loads(body)["token_type"] == "bearer"
 
@@ -113,7 +113,7 @@ async def test_ip_allowlist_is_checked_before_the_secret(tmp_path):
 
 
 @async_test
-async def test_job_and_kickoff_body_errors_name_the_body(tmp_path):
+async def test_a_kickoff_body_that_never_arrives_is_408_not_a_hang(tmp_path):
     async with running(tmp_path, body_timeout=0.5) as h:
         # A kick-off body announced but never sent: 408 after the body timeout, not a hang.
         head = (f"POST /api/v2/$export HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "

@@ -33,7 +33,7 @@ async def closed_by_server(reader: asyncio.StreamReader, bound: float = 60.0) ->
 
 @async_test
 async def test_half_open_sockets_are_capped_per_address_and_closed_when_idle(tmp_path):
-    runner, site, port = await serve(tmp_path, idle_timeout=1.0, max_connections_per_address=10)
+    runner, _site, port = await serve(tmp_path, idle_timeout=1.0, max_connections_per_address=10)
     try:
         conns = []
         for _ in range(50):  # a request head that never ends
@@ -67,7 +67,7 @@ async def test_half_open_sockets_are_capped_per_address_and_closed_when_idle(tmp
 
 @async_test
 async def test_over_the_cap_is_closed_at_once(tmp_path):
-    runner, site, port = await serve(tmp_path, idle_timeout=600.0, max_connections_per_address=5)
+    runner, _site, port = await serve(tmp_path, idle_timeout=600.0, max_connections_per_address=5)
     try:
         held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(5)]
         await asyncio.sleep(0.2)  # the server has accepted them
@@ -84,7 +84,7 @@ async def test_over_the_cap_is_closed_at_once(tmp_path):
 
 @async_test
 async def test_client_mistakes_are_client_errors_in_the_log(tmp_path, caplog):
-    runner, site, port = await serve(tmp_path, body_timeout=5.0)
+    runner, _site, port = await serve(tmp_path, body_timeout=5.0)
     try:
         with caplog.at_level(logging.INFO):
             # Oversized header: 400 from the HTTP parser, logged as a client error.

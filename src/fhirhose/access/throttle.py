@@ -16,16 +16,25 @@ keys still apply.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from .actors import now_s
 
 if TYPE_CHECKING:
     from .db import AccessDB
 
-__all__ = ["Throttle", "ThrottleRule", "TOKEN_CLIENT", "TOKEN_PAIR", "TOKEN_IP", "LOGIN_EMAIL", "LOGIN_IP",
-           "KNOWN_ADDRESS_SECONDS"]
+__all__ = [
+    "KNOWN_ADDRESS_SECONDS",
+    "LOGIN_EMAIL",
+    "LOGIN_IP",
+    "TOKEN_CLIENT",
+    "TOKEN_IP",
+    "TOKEN_PAIR",
+    "Throttle",
+    "ThrottleRule",
+]
 
 
 @dataclass(frozen=True)
@@ -56,7 +65,7 @@ KNOWN_ADDRESS_SECONDS = 30 * 86400.0
 class Throttle:
     """Failure counters over an AccessDB (tables `auth_throttle`, `known_addresses`)."""
 
-    def __init__(self, db: "AccessDB"):
+    def __init__(self, db: AccessDB):
         self.db = db
 
     def wait(self, keys: Iterable[str], now: float | None = None) -> int:

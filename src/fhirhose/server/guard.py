@@ -27,7 +27,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from ..log import get_logger
 from .config import ServerConfig
 
-__all__ = ["app_runner", "start_site", "ConnectionCap"]
+__all__ = ["ConnectionCap", "app_runner", "start_site"]
 
 client_log = get_logger("fhirhose.server.client")
 

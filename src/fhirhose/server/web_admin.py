@@ -67,7 +67,7 @@ class _Admin:
                 status, data = await off_loop(work)
             except (AuthError, InputError) as e:
                 return error_response(e)
-            except Exception as e:  # the same JSON shape for what nobody expected (a full disk: 503)
+            except Exception as e:  # noqa: BLE001 - same JSON shape for the unexpected (full disk: 503)
                 f = classify(e, request)
                 return json_response({"error": f.oauth, "error_description": f.text}, f.status, f.headers)
             return json_response({"ok": True} if data is None else data, status)

@@ -84,7 +84,7 @@ def token_handler(
             tok = await off_loop(svc.issue, req, client_ip(request), now, token_url=aud)
         except AuthError as e:
             return error_response(e)
-        except Exception as e:  # RFC 6749 §5.2 shape even for what nobody expected (a full disk: 503)
+        except Exception as e:  # noqa: BLE001 - RFC 6749 §5.2 shape for the unexpected (full disk: 503)
             f = classify(e, request)
             return json_response({"error": f.oauth, "error_description": f.text}, f.status,
                                  {"Cache-Control": "no-store", "Pragma": "no-cache", **f.headers})

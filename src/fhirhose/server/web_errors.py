@@ -24,7 +24,7 @@ from ..errors import AuthError, RequestError
 from ..log import get_logger
 from .web_response import outcome_response
 
-__all__ = ["errors_middleware", "Failure", "classify", "read_body", "DISK_RETRY_AFTER"]
+__all__ = ["DISK_RETRY_AFTER", "Failure", "classify", "errors_middleware", "read_body"]
 
 log = get_logger(__name__)
 client_log = get_logger("fhirhose.server.client")
@@ -112,6 +112,6 @@ async def errors_middleware(request: web.Request, handler):
                                 headers={k: v for k, v in e.headers.items() if k.lower() in ("allow", "retry-after")})
     except asyncio.CancelledError:
         raise
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - the one place every unexpected failure gets its answer
         f = classify(e, request)
         return outcome_response(f.status, f.text, code=f.code, headers=f.headers)
