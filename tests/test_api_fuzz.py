@@ -160,3 +160,10 @@ def check(world, case) -> None:
         assert not leaked, f"{where}: another organization's {leaked}"
         if "ndjson" in ctype:  # a file of the other organization's job would carry its rows
             assert case.path_parameters.get("job") != world.ids["job"][1], where
+
+
+def test_the_document_lists_every_route_and_nothing_else(tmp_path):
+    app = create_app(config(tmp_path), access=ACCESS, population=TablePopulation(tables))
+    served = {(r.method, r.resource.canonical) for r in app.router.routes() if r.method != "HEAD"}
+    documented = {(m.upper(), p) for p, item in openapi_document("/api/v2", "/admin")["paths"].items() for m in item}
+    assert served == documented
