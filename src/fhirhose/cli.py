@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status (0 ok, 2 error, 130 interrupted)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # named after the command they were given to, not the top level
+            raise UsageError(f"fhirhose {args.command}", f"unrecognized arguments: {' '.join(extra)}")
     except UsageError as e:
         _say(e.prog, f"{e} (see {e.prog} --help)")
         return EXIT_ERROR

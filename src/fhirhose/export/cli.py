@@ -200,8 +200,14 @@ def _export(opener: SnapshotOpener, benes: np.ndarray, spec: ExportSpec, args, c
     quiet = args.quiet or not sys.stderr.isatty()
     with tqdm(total=len(benes), unit="bene", desc="export", file=sys.stderr, disable=quiet) as bar:
 
+        shown = 0
+
         def progress(done: float, _total: int) -> None:  # chunks done, fractions within one
-            bar.update(min(int(done * chunk), len(benes)) - bar.n)
+            nonlocal shown
+            whole = int(done) * chunk  # beneficiaries in finished chunks; then a share of the next
+            now = min(whole + int((done - int(done)) * min(chunk, len(benes) - whole)), len(benes))
+            bar.update(now - shown)
+            shown = now
 
         return export_store(opener, opener.key, benes, spec, out, workers=args.workers, chunk_benes=chunk,
                             request=_request(args, spec.types), progress=progress)
