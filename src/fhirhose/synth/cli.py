@@ -41,7 +41,14 @@ def _check_out(out: Path) -> None:
         raise InputError(f"--out {out}: exists and is not empty (synth makes a new store)")
 
 
+MAX_BENES = 100_000_000  # the population's arrays are held in memory while it is generated
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.benes is not None and not 1 <= args.benes <= MAX_BENES:
+        raise InputError(f"--benes {args.benes}: from 1 to {MAX_BENES:,}")
+    if args.seed < 0:
+        raise InputError(f"--seed {args.seed}: must be 0 or more")
     _check_out(Path(args.out))
     orgs = synth.write(args.out, args.benes, args.seed, preset=args.preset, as_of=args.as_of,
                        progress=not args.quiet)
