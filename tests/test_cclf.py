@@ -24,7 +24,7 @@ from fhirhose.store import Store
 from fhirhose.store.cclf import ingest_cclf, ingest_prefs, layout, read_cclf, read_prefs
 from fhirhose.store.cclf.fixed import parse_dates, parse_decimal
 
-from .cclf_writer import file_name, reclen, write_delivery
+from .support.cclf_writer import file_name, reclen, write_delivery
 
 FIX = Path(__file__).parent / "fixtures" / "cclf"
 A0001 = FIX / "bcda_archive_valid_A0001"

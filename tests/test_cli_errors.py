@@ -25,7 +25,7 @@ from fhirhose.client import BulkClient
 from fhirhose.cli import main
 from fhirhose.errors import ClientError
 
-from .server_support import async_test, build_store
+from .support.server import async_test, build_store
 from .test_client import HOLD_EXPORTER, ORG, serving
 from .test_client import store as client_store  # noqa: F401  (the 300-beneficiary store fixture)
 
@@ -165,7 +165,7 @@ def test_second_demo_server_does_not_rewrite_credentials(tmp_path):
 def test_synth_out_and_benes(tmp_path, a_file):
     refused(fh("synth", "--out", str(a_file)), "synth", f"--out {a_file}: exists and is not a folder")
     refused(fh("synth", "--out", "/proc/nope/s"), "synth", "/proc/nope")
-    err = refused(fh("synth", "--benes", "-5", "--out", str(tmp_path / "s")), "synth", "--benes must be at least 1")
+    err = refused(fh("synth", "--benes", "-5", "--out", str(tmp_path / "s")), "synth", "--benes -5: from 1 to")
     assert "synth: synth:" not in err
     assert not (tmp_path / "s").exists()
     assert "12,000" in fh("synth", "--help").stdout  # the demo preset's real size

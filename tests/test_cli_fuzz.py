@@ -32,7 +32,7 @@ import fhirhose
 from fhirhose import cli
 from fhirhose.server import cli as serve_cli
 
-from .server_support import build_store
+from .support.server import build_store
 
 SRC = str(Path(fhirhose.__file__).resolve().parent.parent)
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]))
