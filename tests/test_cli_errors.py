@@ -132,6 +132,7 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.stderr.close()
 
 
+@pytest.mark.slow  # a real server or a process interrupted mid-work
 def test_serve_keeps_its_state_beside_the_store_and_holds_the_folder(data):
     store_before = listing(data / "store")
     proc, base = _start("--data", str(data))
@@ -145,6 +146,7 @@ def test_serve_keeps_its_state_beside_the_store_and_holds_the_folder(data):
     assert listing(data / "store") == store_before
 
 
+@pytest.mark.slow  # a real server or a process interrupted mid-work
 def test_second_demo_server_does_not_rewrite_credentials(tmp_path):
     demo = tmp_path / "demo"
     build_store(demo / "store")
@@ -270,6 +272,7 @@ async def test_pull_timeout_names_the_server(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # a real server or a process interrupted mid-work
 @async_test
 async def test_pull_interrupted_continues_as_printed(tmp_path, client_store):
     """Ctrl-C while the server holds the export: one line naming the command to continue,
@@ -324,6 +327,7 @@ def export_store(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow  # a real server or a process interrupted mid-work
 def test_export_interrupted_leaves_nothing_and_reruns(export_store, tmp_path):
     out = tmp_path / "out"
     cmd = [*FHIRHOSE, "export", "--store", str(export_store), "--out", str(out), "--chunk-benes", "1"]

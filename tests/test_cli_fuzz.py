@@ -36,6 +36,8 @@ from .support.server import build_store
 
 SRC = str(Path(fhirhose.__file__).resolve().parent.parent)
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]))
+pytestmark = pytest.mark.slow  # a minute or so: quick loops leave it out, CI runs it
+
 FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 # Paths as tokens, made real in each example's own folder (`_world`): commands that create
