@@ -21,8 +21,8 @@ import pytest
 
 import fhirhose
 from fhirhose import synth
-from fhirhose.client import BulkClient
 from fhirhose.cli import main
+from fhirhose.client import BulkClient
 from fhirhose.errors import ClientError
 
 from .support.server import async_test, build_store

@@ -30,7 +30,7 @@ from .support.server import build_store
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SRC = str(Path(fhirhose.__file__).resolve().parent.parent)
-BLOCK = re.compile(r"<!-- readme-test(?P<mode>: each line exits 2)? -->\n```sh\n(?P<body>.*?)```", re.S)
+BLOCK = re.compile(r"<!-- readme-test(?P<mode>: each line exits 2)? -->\n```sh\n(?P<body>.*?)```", re.DOTALL)
 
 
 def blocks(mode: str | None) -> list[tuple[str, str]]:
@@ -39,7 +39,7 @@ def blocks(mode: str | None) -> list[tuple[str, str]]:
     found = []
     for m in BLOCK.finditer(text):
         if (m["mode"] is not None) == (mode is not None):
-            title = re.findall(r"^#+ (.*)$", text[: m.start()], re.M)[-1]
+            title = re.findall(r"^#+ (.*)$", text[: m.start()], re.MULTILINE)[-1]
             found.append((title, m["body"]))
     return found
 
@@ -129,7 +129,7 @@ def test_refusals_read_as_documented(command, fragments, workspace, tmp_path):
 def _table_usages() -> list[str]:
     """Every usage in the command table's first column (`fhirhose x ...` / `x ...`)."""
     text = README.read_text().split("## Command line", 1)[1].split("\n## ", 1)[0]
-    cells = re.findall(r"^\| (`.*?`) \|", text, re.M)
+    cells = re.findall(r"^\| (`.*?`) \|", text, re.MULTILINE)
     return [u if u.startswith("fhirhose ") else f"fhirhose {u}" for c in cells for u in re.findall(r"`([^`]*)`", c)]
 
 

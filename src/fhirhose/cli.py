@@ -21,7 +21,7 @@ import sys
 from . import __version__
 from .errors import FhirhoseError
 
-__all__ = ["main", "build_parser", "UsageError", "EXIT_ERROR", "EXIT_INTERRUPTED"]
+__all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "UsageError", "build_parser", "main"]
 
 EXIT_ERROR = 2  # bad arguments, bad input, or an operation that failed and changed nothing
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
