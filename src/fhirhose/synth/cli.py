@@ -37,6 +37,8 @@ def _check_out(out: Path) -> None:
     """Refuse an --out that cannot become a new store before generating anything."""
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
+    if (out / "CURRENT").is_file():
+        raise InputError(f"--out {out}: already a store (synth makes a new one)")
     if out.is_dir() and any(out.iterdir()):
         raise InputError(f"--out {out}: exists and is not empty (synth makes a new store)")
 
