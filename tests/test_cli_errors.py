@@ -225,6 +225,8 @@ def test_pull_unreachable_servers(tmp_path, a_file):
     refused(fh("pull", "http://fhirhose.invalid/api/v2", "--no-auth", "--out", str(out)), "pull",
             "http://fhirhose.invalid/api/v2: cannot connect")
     refused(fh("pull", "ftp://x/api", "--no-auth", "--out", str(out)), "pull", "not an http(s) URL")
+    refused(fh("pull", "http://[::1", "--no-auth", "--out", str(out)), "pull", "Invalid IPv6 URL")
+    refused(fh("pull", "http://127.0.0.1:99999/x", "--no-auth", "--out", str(out)), "pull", "out of range")
     assert not out.exists()  # the kick-off failed: no folder left behind
     refused(fh("pull", f"http://127.0.0.1:{port}/x", "--no-auth", "--out", str(a_file)), "pull",
             "exists and is not a folder")

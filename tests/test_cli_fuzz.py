@@ -101,7 +101,7 @@ def _value(draw, command: str, action: argparse.Action) -> str:
     return draw(st.one_of(options))
 
 
-def _level(draw, command: str, parser: argparse.ArgumentParser) -> list[str]:
+def _level(draw, command: str, parser: argparse.ArgumentParser, sparse: bool) -> list[str]:
     argv: list[str] = []
     positionals: list[str] = []
     for a in parser._actions:
@@ -114,7 +114,7 @@ def _level(draw, command: str, parser: argparse.ArgumentParser) -> list[str]:
             positionals += [_value(draw, command, a) for _ in range(n)]
             continue
         forced = a.required or a.dest in POISON.get(command, {})
-        if not forced and not draw(st.booleans()):
+        if not forced and draw(st.integers(0, 5)) >= (1 if sparse else 3):
             continue
         flag = draw(st.sampled_from(a.option_strings))
         if a.nargs == 0:
@@ -136,9 +136,11 @@ def vectors(draw, path: tuple[str, ...]) -> list[str]:
     command = path[0]
     chain = LEAVES[path]
     argv: list[str] = []
+    # Sparse vectors (few options besides the poison) get past the early checks to the deep ones.
+    sparse = draw(st.booleans())
     for depth, parser in enumerate(chain[1:], 1):
         argv.append(path[depth - 1])
-        level = _level(draw, command, parser)
+        level = _level(draw, command, parser, sparse)
         if depth < len(chain) - 1 and "--" in level:  # `--` would end the options of the levels below too
             level = [a for a in level if a != "--"]
         argv += level
@@ -217,7 +219,7 @@ def check(argv: list[str], code: int, err: str, served: bool) -> None:
 
 @pytest.mark.parametrize("path", sorted(LEAVES), ids=" ".join)
 def test_fuzz_in_process(path, data, monkeypatch):
-    @settings(FUZZ, max_examples=max(12, settings.default.max_examples // 5))
+    @settings(FUZZ, max_examples=max(20, settings.default.max_examples // 3))
     @given(vectors(path))
     def fuzz(argv):
         check(argv, *run_in_process(argv, data, monkeypatch))

@@ -145,10 +145,14 @@ def _continue_hint(args: argparse.Namespace) -> str:
     return f"continue with: {env}fhirhose pull --resume --out {shlex.quote(str(args.out))}"
 
 
-def _check_base(base: str) -> None:
-    parts = urlsplit(base)
+def _check_url(url: str, what: str) -> None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (reading it checks the port's range)
+    except ValueError as e:  # a bad IPv6 literal, a port out of range
+        raise ClientError(f"{what} {url!r}: {e}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ClientError(f"FHIR base {base!r}: not an http(s) URL with a host")
+        raise ClientError(f"{what} {url!r}: not an http(s) URL with a host")
 
 
 def _split(values: list[str]) -> list[str]:
@@ -205,9 +209,9 @@ def run(args: argparse.Namespace) -> int:
         resume, base = state.status_url, base or state.fhir_base
     if not base:
         raise ClientError("the FHIR base URL is required (argument, or --credentials)")
-    _check_base(base)
+    _check_url(base, "FHIR base")
     if resume:
-        _check_base(resume)
+        _check_url(resume, "--resume")
     progress = TqdmProgress(disable=True if args.quiet else None)
     client = BulkClient(base, auth, token_url=args.token_url, concurrency=args.concurrency,
                         keep_compressed=args.keep_compressed, accept_encoding=args.encoding.split(","),
