@@ -33,7 +33,7 @@ import numpy as np
 
 from ..columns import NO_DATE, Table, date_to_days, days_to_date
 from ..errors import AuthError, RequestError
-from ..export.exporter import Exporter, ExportSpec
+from ..export.exporter import DEFAULT_SYSTEM_TYPES, Exporter, ExportSpec
 from ..fhir.source import Source
 from ..store.rosters import Roster, bene_rows, cat_eq, latest_file, roster_benes, roster_entries, str_eq, unique_rows
 from .actors import now_s
@@ -102,6 +102,7 @@ class _ScopeRecord(msgspec.Struct, array_like=True):
     claims_through: int | None
     enrollment: list[_ContractRecord] | None
     rules: list[str]
+    system_types: list[str] | None = None  # last, defaulted: scopes persisted before it still decode
 
 
 def _i64(raw: bytes) -> np.ndarray:
@@ -122,6 +123,7 @@ class Scope:
     claims_through: int | None  # days
     enrollment: EnrollmentFilter | None
     rules: tuple[str, ...]
+    system_types: tuple[str, ...] | None = None  # claim System-Types allowed (None: all)
 
     def spec(self, **options) -> ExportSpec:
         """An ExportSpec within this scope; `options` set the output knobs
@@ -138,6 +140,7 @@ class Scope:
             claims_from=_latest(spec.claims_from, self.claims_from),
             claims_through=_earliest(spec.claims_through, self.claims_through),
             exclude_sud=True,
+            allowed_system_types=_allowed(spec.allowed_system_types, self.system_types),
         )
 
     def for_benes(self, bene_rows: np.ndarray) -> "Scope":
@@ -172,6 +175,7 @@ class Scope:
             self.org_id, self.group, np.ascontiguousarray(self.bene_rows, np.int64).tobytes(),
             np.ascontiguousarray(self.since_exempt, np.int64).tobytes(), list(self.types), self.since_ms,
             self.claims_from, self.claims_through, enrollment, list(self.rules),
+            None if self.system_types is None else list(self.system_types),
         ))
 
     @classmethod
@@ -181,7 +185,8 @@ class Scope:
         if r.enrollment is not None:
             enrollment = EnrollmentFilter(tuple((c.contract, _i64(c.keys), _i64(c.masks), c.start) for c in r.enrollment))
         return cls(r.org_id, r.group, _i64(r.bene_rows), _i64(r.since_exempt), tuple(r.types), r.since_ms,
-                   r.claims_from, r.claims_through, enrollment, tuple(r.rules))
+                   r.claims_from, r.claims_through, enrollment, tuple(r.rules),
+                   None if r.system_types is None else tuple(r.system_types))
 
 
 def _latest(a, b):
@@ -190,6 +195,11 @@ def _latest(a, b):
 
 def _earliest(a, b):
     return b if a is None else a if b is None else min(a, b)
+
+
+def _allowed(a: tuple[str, ...] | None, b: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """Both allow-lists at once (None allows everything)."""
+    return b if a is None else a if b is None else tuple(x for x in a if x in b)
 
 
 class ScopedExporter(Exporter):
@@ -336,6 +346,12 @@ def plan_scope(
         benes = benes[~np.isin(benes, opted)]
         applied.append(f"opt-out: {dropped} beneficiaries declined data sharing (1-800-MEDICARE) and are excluded")
     exempt = plan.exempt[np.isin(plan.exempt, benes)]
+    system_types = None
+    if not rules.shared_system:
+        system_types = DEFAULT_SYSTEM_TYPES
+        applied.append(f"shared-system (partially adjudicated) claims: not available to {rules.title}")
+    elif rules.population == "aco_roster":
+        applied.append("shared-system (partially adjudicated) claims: on request (_typeFilter _tag SharedSystem)")
     applied.append("42 CFR Part 2: substance-use-disorder claims are never exported")
     applied.append(f"resource types: {', '.join(wanted) or 'none'}")
     applied.append(f"{len(benes)} beneficiaries in scope")
@@ -350,6 +366,7 @@ def plan_scope(
         claims_through=plan.claims_through,
         enrollment=plan.enrollment_filter,
         rules=tuple(applied),
+        system_types=system_types,
     )
 
 

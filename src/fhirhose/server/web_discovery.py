@@ -16,7 +16,7 @@ __all__ = ["metadata", "smart_config"]
 async def metadata(request: web.Request) -> web.Response:
     """The CapabilityStatement (built from the registry and this server's configuration)."""
     st = request.app[API]
-    doc = capability_statement(st.fhir_base(request), st.started)
+    doc = capability_statement(st.fhir_base(request), st.started, st.flavour(request))
     return web.Response(body=m.encode(doc), content_type=FHIR_JSON)
 
 
