@@ -115,7 +115,9 @@ def serve(args: argparse.Namespace) -> int:
         access_config = sandbox_access_config()
         config.access_db.parent.mkdir(parents=True, exist_ok=True)
         db = AccessDB(config.access_db, access_config)
-        creds = ensure_demo(config.data, config.public_url.rstrip("/") + config.base.rstrip("/"), db)
+        origin = config.public_url.rstrip("/")
+        creds = ensure_demo(config.data, origin + config.base.rstrip("/"), db,
+                            fhir_base_v3=None if config.v3_base is None else origin + config.v3_base.rstrip("/"))
         db.close()
         log.info("sandbox credentials for %d clients in %s", len(creds.clients), config.data / "credentials.json")
     run(config, sock, admin_sock, access_config, loop=args.loop)

@@ -80,6 +80,9 @@ PRESETS: dict[str, Preset] = {
         (
             Aco("A0001", "Demo Small ACO", "Shared Savings", 100),
             Aco("A0002", "Demo Large ACO", "Shared Savings", 10_000),
+            # Model entities with other rules: REACH (3-year lookback), GUIDE (no shared-system claims).
+            Aco("D0001", "Demo REACH ACO", "REACH", 200),
+            Aco("GUIDE-00001", "Demo GUIDE Program", "GUIDE", 100),
         ),
         (Contract("S0001", "Demo Part D Sponsor", 1.0, True),),
         (Contract("H0001", "Demo Medicare Advantage", 1.0, False),),
