@@ -17,7 +17,7 @@ shape of a carrier claim) with what differs for a claim still in processing:
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from collections.abc import Mapping
 
 from ..template import Each, Group, If, IfHas, IfMissing, K, Map, Node, Template, Val
 from . import common as c
@@ -43,7 +43,7 @@ def retarget(node: Node, tables: Mapping[str, str]) -> Node:
     if isinstance(node, Each):
         return Each(tables.get(node.table, node.table), *kids(node.children))
     if isinstance(node, If):
-        return If(_rename(node.col, tables), node.labels, *kids(node.children))
+        return If(_rename(node.col, tables), tuple(node.labels), *kids(node.children))
     if isinstance(node, (IfHas, IfMissing)):
         return type(node)(_rename(node.col, tables), *kids(node.children))
     if isinstance(node, (Val, Map)):

@@ -107,6 +107,7 @@ TYPE_FILTER_PARAMS: dict[str, tuple[TypeFilterParam, ...]] = {
 }
 _LIST_PARAMS = tuple(p.name for p in KICKOFF_PARAMS if p.repeats and not p.post_only)
 _SINGLE_PARAMS = tuple(p.name for p in KICKOFF_PARAMS if not p.repeats)
+_NEXT_QUERY = re.compile(r",(?=[A-Z][A-Za-z]+\?)")
 _ELEMENT = re.compile(r"^(?:(?P<type>[A-Z][A-Za-z]+)\.)?(?P<name>[a-z][A-Za-z0-9]*)$")
 class DateBound(Struct, array_like=True):
     """One `service-date` comparison: prefix (eq/ge/gt/le/lt) and ISO date."""
@@ -159,8 +160,9 @@ class _Collector:
 
     def add(self, name: str, value: str) -> None:
         if name in _LIST_PARAMS:
-            # _typeFilter values are queries that contain commas only inside values: keep whole.
-            parts = [value] if name == "_typeFilter" else value.split(",")
+            # _typeFilter: comma-delimited queries whose values may hold commas themselves (a
+            # `_tag` OR-list): a new query starts only where a comma precedes `Type?`.
+            parts = _NEXT_QUERY.split(value) if name == "_typeFilter" else value.split(",")
             self.lists[name].extend(p.strip() for p in parts if p.strip())
         elif name in _SINGLE_PARAMS:
             if name in self.single:

@@ -156,9 +156,10 @@ def claim_filters(filters: list[TypeFilter]):
             ge = lo if lo is not None and (ge is None or lo > ge) else ge
             le = hi if hi is not None and (le is None or hi < le) else le
         systems = tuple(tf.system_type) or DEFAULT_SYSTEM_TYPES
+        outcomes: list[str | None] = list(tf.outcome) or [None]
         for code in tf.final_action or [None]:
             fa = None if code is None else ("F" if code == "FinalAction" else "N")
-            for outcome in tf.outcome or [None]:
+            for outcome in outcomes:
                 out.append(ClaimFilter(service_ge=ge, service_le=le, final_action=fa, system_types=systems,
                                        outcome=outcome))
     return tuple(out)
