@@ -91,11 +91,14 @@ def shared_system(
     shift = np.where(is_pending, (as_of - rng.integers(2, 26, n)) - thru[src], 0)
     _shift_dates(head, shift)
     new_thru = thru[src] + shift
-    rcpt = new_thru + rng.integers(1, 6, n)
     nch_load = nch["clm_idr_ld_dt"].values.astype(np.int64)[src]
     nch_load = np.where(nch_load == NO_DATE, new_thru + 14, nch_load)
-    status_dt = np.where(is_pending, np.minimum(rcpt + rng.integers(0, 5, n), as_of),
-                         np.maximum(rcpt, nch_load - rng.integers(1, 15, n)))
+    # Adjudicated in the shared system 1-14 days before the NCH load (NCH loads come at
+    # least 2 days after the service ends), received in between: thru < receipt <= status < load.
+    done_dt = np.clip(nch_load - rng.integers(1, 15, n), new_thru + 1, nch_load - 1)
+    rcpt = new_thru + rng.integers(1, 6, n)
+    rcpt = np.where(is_pending, rcpt, np.minimum(rcpt, done_dt))
+    status_dt = np.where(is_pending, np.minimum(rcpt + rng.integers(0, 5, n), as_of), done_dt)
     status = np.where(is_pending, 1 + rng.integers(0, len(_IN_PROCESS_STATUS), n), 0)
 
     code = _TABLE_CODE[table]
@@ -117,6 +120,7 @@ def shared_system(
         ss_clm_stus_cd=cat(_STATUS_LABELS, status),
         ss_clm_stus_dt=date(status_dt),
         ss_clm_rcpt_dt=date(rcpt),
+        clm_efctv_dt=date(status_dt),  # this version's: the feed orders a claim's versions by it
         clm_idr_ld_dt=date(status_dt),
         last_updated=Time(status_dt * DAY_MS + rng.integers(1 * 3_600_000, 6 * 3_600_000, n)),
     )
