@@ -3,8 +3,9 @@
 A real synthetic store (preset "models": one organization per model entity kind with
 rules of its own, and the shared-system feed), registered by the demo's own code, served
 by the real app and exporter on 127.0.0.1; resources are read back from the downloaded
-NDJSON. The server's clock runs in real time from 2025-07-02 (two days after the data's
-as-of date), so rosters are current and poll pacing is real.
+NDJSON. As in the demo, the data runs through yesterday and the server keeps real time
+(rosters are current, poll pacing is real, and a third-party client's SMART assertions
+are dated as the server expects).
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from fhirhose.store import Store
 
 pytestmark = pytest.mark.slow
 
-AS_OF = dt.date(2025, 6, 30)
-NOW = dt.datetime(2025, 7, 2, 12, tzinfo=dt.timezone.utc).timestamp()
+TODAY = dt.datetime.now(dt.timezone.utc).date()
+AS_OF = TODAY - dt.timedelta(days=1)
 SYS = "https://bluebutton.cms.gov/fhir/CodeSystem/System-Type"
 CNTL = "https://bluebutton.cms.gov/identifiers/CLM-CNTL-NUM"
 EOB = "ExplanationOfBenefit"
@@ -50,11 +51,7 @@ def server(tmp_path_factory):
     data = tmp_path_factory.mktemp("bcdav3") / "data"
     synth.write(data / "store", preset="models", seed=5, as_of=AS_OF)
     db = AccessDB(data / "access.sqlite", sandbox_access_config(scrypt_n=2**12))
-    t0 = time.time()
-
-    def clock() -> float:
-        return NOW + (time.time() - t0)
-
+    clock = time.time
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -226,7 +223,7 @@ def test_outcome_filter(server, ssp):
 
 
 def test_service_date_filter_and_several_filters_or(server, ssp):
-    since = "2025-06-01"
+    since = (AS_OF - dt.timedelta(days=30)).isoformat()
     _, recent = export(server, "A0101", "v3", _type=EOB, _typeFilter=f"{SHARED}&service-date=ge{since}")
     expected = {r["id"] for r in ssp.shared if (r["billablePeriod"].get("end") or r["billablePeriod"]["start"]) >= since}
     assert ids(recent) == expected != set()
@@ -266,7 +263,7 @@ def test_guide_gets_no_shared_system_claims(server):
 
 def test_lookback_applies_to_shared_system_claims(server):
     """CKCC: claims serviced from the performance year's start 2 years back, shared-system ones too."""
-    start = "2023-01-01"
+    start = dt.date(TODAY.year - 2, 1, 1)
     with Store.open(server.data / "store") as snap:
         t = snap.tables
         roster = t["roster"]
@@ -274,11 +271,10 @@ def test_lookback_applies_to_shared_system_claims(server):
                                            roster["bene_row"].values) if o == "C0101" and k == "Y"}
         off = t["bene"].links["mcs"]
         thru = t["mcs"]["clm_thru_dt"].values
-        older = sum(int((thru[off[b]:off[b + 1]] < (dt.date(2023, 1, 1) - dt.date(1970, 1, 1)).days).sum())
-                    for b in benes)
+        older = sum(int((thru[off[b]:off[b + 1]] < (start - dt.date(1970, 1, 1)).days).sum()) for b in benes)
     assert older, "the store holds older shared-system claims of C0101: the rule has something to cut"
     _, got = export(server, "C0101", "v3", _type=EOB, _typeFilter=SHARED)
-    assert got and all(r["billablePeriod"]["end"] >= start for r in got)
+    assert got and all(r["billablePeriod"]["end"] >= start.isoformat() for r in got)
 
 
 def test_model_entity_table():
