@@ -91,6 +91,7 @@ def test_a_daily_delivery_replaces_a_claims_earlier_version(tmp_path):
         outcome = np.asarray(t["outcome"].labels)[t["outcome"].codes]
         row = int(np.flatnonzero(outcome == "partial")[0])
         cntl = t["clm_cntl_num"].get(row)
+        claim = t["clm_grp_id"].get(row)
         mbi = t["bene_mbi_id"].get(row)
         before = t.n
         frm, thru = t["clm_from_dt"].to_list()[row], t["clm_thru_dt"].to_list()[row]
@@ -124,7 +125,8 @@ def test_a_daily_delivery_replaces_a_claims_earlier_version(tmp_path):
         out = OutBuffer()
         Writer(mcs_source.template.bind(snap.tables)).write(np.array([r for r in rows if r in same]), out)
         (doc,) = [json.loads(x) for x in bytes(out).splitlines()]
-        assert doc["id"] == "mcs-9000000000001" and doc["outcome"] == "complete"
+        # The claim keeps its resource id: the new status replaces the old one at the client.
+        assert doc["id"] == f"mcs-{claim}" and doc["outcome"] == "complete"
         assert {"system": "https://bluebutton.cms.gov/identifiers/CLM-CNTL-NUM", "value": cntl} in doc["identifier"]
         assert doc["billablePeriod"] == {"start": frm.isoformat(), "end": thru.isoformat()}
         assert frm != NO_DATE

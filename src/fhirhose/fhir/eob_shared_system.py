@@ -11,7 +11,10 @@ shape of a carrier claim) with what differs for a claim still in processing:
 - `outcome` from the feed (`partial` while processing, `complete` once adjudicated);
 - the claim control number identifier (CLM-CNTL-NUM), which the NCH version repeats;
 - `related`: the previous control number when the claim was given a new one;
-- ids `mcs-<clm_id>` / `fiss-<clm_id>` (the feed's own claim ids).
+- ids `mcs-<clm_grp_id>` / `fiss-<clm_grp_id>`: one resource per claim and system, whose
+  newer status replaces the older under the same id (BCDA v3: "claims are automatically
+  deduplicated within a source system"; a client that upserts by id never holds a stale
+  status, so a superseded version needs no `deleted` entry).
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ def _shared_system(nch: Template, name: str, root: str, tables: Mapping[str, str
     for m in nch.members:
         key = _member_key(m)
         if key == "id":
-            members.append(Val("id", "clm_id", prefix=f"{root}-"))
+            members.append(Val("id", "clm_grp_id", prefix=f"{root}-"))
         elif key == "meta":
             members.append(c.meta(profile, c.system_type_tag("SharedSystem"), c.final_action_tag()))
         elif key == "identifier":
