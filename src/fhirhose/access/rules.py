@@ -18,7 +18,9 @@ Population by organization kind (see config.KINDS for the per-kind rules):
   months, claims serviced through its Dec 31.
 - Provider practices: patients on the practice roster within its lifetime.
 
-Then: claims lookback, 1-800-MEDICARE opt-outs, and substance-use-disorder
+Then: claims lookback, 1-800-MEDICARE opt-outs, shared-system (partially
+adjudicated) claims only for the model entities that get them (not GUIDE, nor
+sponsors and practices: `Scope.system_types`), and substance-use-disorder
 claims always excluded (42 CFR Part 2).
 """
 
