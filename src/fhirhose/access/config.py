@@ -141,5 +141,5 @@ class AccessConfig:
     def rules(self, kind: str) -> KindRules:
         return self.kinds[kind]
 
-    def with_(self, **kw) -> "AccessConfig":
+    def with_(self, **kw) -> AccessConfig:
         return replace(self, **kw)

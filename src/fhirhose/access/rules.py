@@ -27,8 +27,9 @@ claims always excluded (42 CFR Part 2).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
@@ -75,7 +76,7 @@ class EnrollmentFilter:
             ok |= known & hit & (thru_days >= start)
         return ok
 
-    def for_benes(self, bene_rows: np.ndarray) -> "EnrollmentFilter":
+    def for_benes(self, bene_rows: np.ndarray) -> EnrollmentFilter:
         """Only the keys of these beneficiaries (what one chunk needs)."""
         out = []
         for c, keys, masks, start in self.contracts:
@@ -149,7 +150,7 @@ class Scope:
             allowed_system_types=_allowed(spec.allowed_system_types, self.system_types),
         )
 
-    def for_benes(self, bene_rows: np.ndarray) -> "Scope":
+    def for_benes(self, bene_rows: np.ndarray) -> Scope:
         """This scope narrowed to some of its beneficiaries (a `patient` list, a chunk)."""
         rows = np.intersect1d(np.asarray(bene_rows, np.int64), self.bene_rows)
         removed = np.intersect1d(self.removed, np.asarray(bene_rows, np.int64))
@@ -188,7 +189,7 @@ class Scope:
         ))
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "Scope":
+    def from_bytes(cls, raw: bytes) -> Scope:
         r = msgspec.msgpack.decode(raw, type=_ScopeRecord)
         enrollment = None
         if r.enrollment is not None:
@@ -215,7 +216,7 @@ class ScopedExporter(Exporter):
     """An Exporter bound to a Scope: whatever spec or beneficiaries it is handed,
     it writes only rows the scope allows."""
 
-    def __init__(self, tables: dict[str, Table], scope: Scope, sources: Iterable[Source], core=None):
+    def __init__(self, tables: Mapping[str, Table], scope: Scope, sources: Iterable[Source], core=None):
         super().__init__(tables, list(sources), core)
         self.scope = scope
 
@@ -249,11 +250,12 @@ class _AllOf:
 
 
 def _day(days: int | None) -> str:
-    return "—" if days is None else days_to_date(days).isoformat()
+    date = None if days is None else days_to_date(days)  # None also for an undated (NO_DATE) file
+    return "—" if date is None else date.isoformat()
 
 
 def _utc_date(t: float) -> dt.date:
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).date()
+    return dt.datetime.fromtimestamp(t, dt.UTC).date()
 
 
 def _as_seconds(value) -> float | None:
@@ -280,7 +282,7 @@ def _months_back(d: dt.date, months: int) -> dt.date:
 # -- rosters -----------------------------------------------------------------------------
 
 
-def attribution_status(db: "AccessDB", tables: Mapping[str, Table], org: "Org | str", now: float | None = None) -> dict:
+def attribution_status(db: AccessDB, tables: Mapping[str, Table], org: Org | str, now: float | None = None) -> dict:
     """`GET /attribution_status`: load dates of the current roster and of the runout roster."""
     org = db.orgs.get(org) if isinstance(org, str) else org
     today = _utc_date(now_s(now))
@@ -291,7 +293,8 @@ def attribution_status(db: "AccessDB", tables: Mapping[str, Table], org: "Org | 
             continue
         found = latest_file(tables, roster_entries(tables, org.id, kind, year))
         if found is not None:
-            out.append({"type": label, "timestamp": days_to_date(found.file_date).isoformat(), "performance_year": year})
+            date = days_to_date(found.file_date)  # None: an undated roster file (null, not a crash)
+            out.append({"type": label, "timestamp": date and date.isoformat(), "performance_year": year})
     return {"ingestion_dates": out}
 
 
@@ -299,9 +302,9 @@ def attribution_status(db: "AccessDB", tables: Mapping[str, Table], org: "Org | 
 
 
 def plan_scope(
-    db: "AccessDB",
+    db: AccessDB,
     store_tables: Mapping[str, Table],
-    principal: "Principal",
+    principal: Principal,
     group: str | None,
     since,
     now=None,
@@ -542,6 +545,6 @@ class _Plan:
         if self.rules.since_floor:
             floor_s = max(floor_s, date_to_days(self.rules.since_floor) * 86400.0)
         if self.since_s is None or self.since_s < floor_s:
-            when = dt.datetime.fromtimestamp(floor_s, dt.timezone.utc).isoformat(timespec="seconds")
+            when = dt.datetime.fromtimestamp(floor_s, dt.UTC).isoformat(timespec="seconds")
             self.notes.append(f"_since: raised to {when} (nothing updated before the attestation or 2020-01-01)")
             self.since_s = floor_s

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Protocol
 
 import msgspec
 import numpy as np
@@ -160,7 +161,7 @@ class Pipeline:
                     if raise_errors:
                         raise
 
-    def __enter__(self) -> "Pipeline":
+    def __enter__(self) -> Pipeline:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -215,7 +216,7 @@ class Exporter:
     (`fhir.registry.SOURCES` is every resource fhirhose emits); `core` is the backend module.
     """
 
-    def __init__(self, tables: dict[str, Table], sources: Sequence[Source], core=None):
+    def __init__(self, tables: Mapping[str, Table], sources: Sequence[Source], core=None):
         self.tables = tables
         self.sources = list(sources)
         self.core = core or _default_core
@@ -302,7 +303,7 @@ class Exporter:
             frm = table[source.service_dates[0]].values[rows].astype(np.int64)
             thru = table[source.service_dates[1]].values[rows].astype(np.int64)
             thru = np.where(thru == NO_DATE, frm, thru)
-        if frm is not None:
+        if frm is not None and thru is not None:  # set together
             if spec.claims_from is not None:
                 keep &= (frm != NO_DATE) & (thru >= spec.claims_from)
             if spec.claims_through is not None:
@@ -317,7 +318,7 @@ class Exporter:
                 m = np.ones(len(rows), bool)
                 if f.outcome is not None and outcome is not None:
                     m &= outcome == f.outcome
-                if frm is not None and f.service_ge is not None:
+                if frm is not None and thru is not None and f.service_ge is not None:
                     m &= (frm != NO_DATE) & (thru >= f.service_ge)
                 if frm is not None and f.service_le is not None:
                     m &= (frm != NO_DATE) & (frm <= f.service_le)
@@ -431,7 +432,7 @@ class Exporter:
         chunks)` counts chunks done, in fractions while one is written."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        started = dt.datetime.now(dt.timezone.utc)
+        started = dt.datetime.now(dt.UTC)
         chunks = chunk_rows(bene_rows, chunk_benes)
         files: list[FileInfo] = []
         for i, rows in enumerate(chunks):
@@ -475,7 +476,7 @@ def write_manifest(out_dir: Path, files: list[FileInfo], started: dt.datetime, r
 _WORKER_EXPORTERS: dict[tuple, Exporter] = {}
 
 
-def _worker_chunk(opener: Callable[[], dict[str, Table]], key: tuple, sources: Callable[[], Sequence[Source]],
+def _worker_chunk(opener: Callable[[], Mapping[str, Table]], key: tuple, sources: Callable[[], Sequence[Source]],
                   bene_rows, spec, out_dir, tag, since_exempt):
     # Runs in a pool process: open the store once per process, reuse bound writers.
     ex = _WORKER_EXPORTERS.get(key)
@@ -485,7 +486,7 @@ def _worker_chunk(opener: Callable[[], dict[str, Table]], key: tuple, sources: C
 
 
 def export_store(
-    opener: Callable[[], dict[str, Table]],
+    opener: Callable[[], Mapping[str, Table]],
     key: tuple,
     sources: Callable[[], Sequence[Source]],
     bene_rows: np.ndarray,
@@ -495,7 +496,7 @@ def export_store(
     workers: int = os.cpu_count() or 1,
     chunk_benes: int = 5000,
     request: str = "fhirhose export",
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[float, int], None] | None = None,
 ) -> ExportResult:
     """Export with a process pool; `opener()` (picklable) returns the tables in each worker,
     `key` identifies the snapshot (store path, generation) for per-process caching;
@@ -507,7 +508,7 @@ def export_store(
         )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     chunks = chunk_rows(bene_rows, chunk_benes)
     files: list[FileInfo] = []
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=limit_malloc_retention) as pool:

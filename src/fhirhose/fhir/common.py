@@ -290,7 +290,7 @@ def cms_organization(org_id: str = CMS_ORG_ID) -> Node:
     )
 
 
-def local_ref(key: str, contained_id: str) -> Node:
+def local_ref(key: str | None, contained_id: str) -> Node:
     """A reference to a contained resource: `{key: {"reference": "#id"}}`."""
     return Obj(key, K("reference", "#" + contained_id))
 
@@ -375,11 +375,6 @@ def data_absent(key: str, reason: str = "unknown") -> Node:
     """`{key: {"extension": [data-absent-reason]}}`: a required complex element whose source
     value is missing (pair with `IfMissing`)."""
     return Obj(key, Arr("extension", Obj(None, K("url", EXT_DATA_ABSENT), K("valueCode", reason))))
-
-
-def created(col: str, fallback: str = "last_updated") -> tuple[Node, ...]:
-    """Members: `created` from a date column, else the load time (C4BB requires created)."""
-    return (IfHas(col, Val("created", col)), IfMissing(col, Val("created", fallback)))
 
 
 def payment(col: str) -> Node:

@@ -11,7 +11,7 @@ derived from them, is the one list of types the CLI, server and access rules acc
 from __future__ import annotations
 
 import weakref
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -27,7 +27,7 @@ _NCH = "NationalClaimsHistory"
 def _cached_mask(fn: Callable[[Table], np.ndarray]) -> Callable[[Table, np.ndarray], np.ndarray]:
     """A select() from a whole-table row finder: the mask is built once per table
     (stores are immutable snapshots), then each chunk costs O(its rows)."""
-    masks: "weakref.WeakKeyDictionary[Table, np.ndarray]" = weakref.WeakKeyDictionary()
+    masks: weakref.WeakKeyDictionary[Table, np.ndarray] = weakref.WeakKeyDictionary()
 
     def select(table: Table, rows: np.ndarray) -> np.ndarray:
         mask = masks.get(table)

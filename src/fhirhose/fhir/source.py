@@ -6,7 +6,8 @@ the exporter (which writes them), so neither imports the other for it.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 

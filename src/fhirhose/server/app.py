@@ -36,7 +36,7 @@ by resource in `web_discovery`, `web_auth`, `web_kickoff`, `web_status`, `web_jo
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from aiohttp import web
 

@@ -87,7 +87,7 @@ def capability_statement(base_url: str, started: float, flavour: str = "v2") -> 
         for t in served_types()
     ]
     resources += [m.CapResource(t, operation=[op]) for t, op in on_type.items() if t not in served_types()]
-    date = _dt.datetime.fromtimestamp(started, _dt.timezone.utc).isoformat(timespec="seconds")
+    date = _dt.datetime.fromtimestamp(started, _dt.UTC).isoformat(timespec="seconds")
     return m.CapabilityStatement(
         status="active",
         date=date.replace("+00:00", "Z"),

@@ -13,8 +13,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Literal
 
 import msgspec
 import numpy as np
@@ -96,7 +97,7 @@ def generate_store(store: Path, today: dt.date) -> None:
 
 
 def _timestamp(day: dt.date) -> float:
-    return dt.datetime.combine(day, dt.time(), dt.timezone.utc).timestamp()
+    return dt.datetime.combine(day, dt.time(), dt.UTC).timestamp()
 
 
 def _register(db: AccessDB, org: SynthOrg, now: float) -> tuple[str, str, dict, str]:
@@ -121,6 +122,7 @@ def _register(db: AccessDB, org: SynthOrg, now: float) -> tuple[str, str, dict, 
     private, public = es384_jwk()
     cred, secret = db.credentials.issue(Actor.user(ops.id), org.org_id, env="sandbox", label="sandbox (demo)",
                                         jwks={"keys": [public]})
+    assert secret is not None  # issued with a secret (the default)
     return cred.client_id, secret, private, cred.id
 
 
@@ -149,8 +151,8 @@ def ensure_demo(data: Path, fhir_base: str, db: AccessDB, now: float | None = No
     Registrations are kept across runs (only `fhir_base` is rewritten), so a client's
     saved secrets keep working when the port changes.
     """
-    now = dt.datetime.now(dt.timezone.utc).timestamp() if now is None else now
-    today = dt.datetime.fromtimestamp(now, dt.timezone.utc).date()
+    now = dt.datetime.now(dt.UTC).timestamp() if now is None else now
+    today = dt.datetime.fromtimestamp(now, dt.UTC).date()
     data.mkdir(parents=True, exist_ok=True)
     store = data / "store"
     if not (store / "CURRENT").exists():
@@ -179,7 +181,7 @@ def ensure_demo(data: Path, fhir_base: str, db: AccessDB, now: float | None = No
                     continue
                 client_id, secret, private, cred_id = _register(db, org, now)
                 n = _beneficiaries(db, snap.tables, org.org_id, client_id, cred_id, now)
-                kind = "pdp" if org.kind == "pdp" else "aco"
+                kind: Literal["aco", "pdp"] = "pdp" if org.kind == "pdp" else "aco"
                 clients.append(DemoClient(org.org_id, kind, client_id, secret, private, list(GROUPS), n, model))
         creds = DemoCredentials(fhir_base, clients)
     creds.fhir_base_v3 = fhir_base_v3

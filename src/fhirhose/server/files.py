@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 from aiohttp import web
 
@@ -60,7 +60,7 @@ def accepts(header: str | None, coding: str) -> bool:
     return bool(star)
 
 
-def parse_range(header: str | None, length: int) -> tuple[int, int] | None | bool:
+def parse_range(header: str | None, length: int) -> tuple[int, int] | Literal[False] | None:
     """(start, end inclusive) of a single satisfiable byte range; None to ignore the header;
     False when it is unsatisfiable (→ 416)."""
     if not header:
@@ -110,7 +110,7 @@ def _open_decoded(path: Path, compression: str) -> BinaryIO:
 def _open_at(path: Path, compression: str | None, start: int) -> BinaryIO:
     """Stored bytes (compression None) or decoded NDJSON, positioned at `start`."""
     if compression is None:
-        f = open(path, "rb")
+        f: BinaryIO = open(path, "rb")
         f.seek(start)
         return f
     f = _open_decoded(path, compression)

@@ -264,14 +264,14 @@ class _Collector:
 def _utc(t: _dt.datetime, param: str) -> _dt.datetime:
     """`t` in UTC; an instant whose offset moves it outside years 1-9999 is refused."""
     try:
-        return t.astimezone(_dt.timezone.utc)
+        return t.astimezone(_dt.UTC)
     except OverflowError:
         raise RequestError(f"{param} {t.isoformat()} is outside the years 0001-9999 once in UTC",
                            param=param) from None
 
 
 def _iso(t: _dt.datetime | None) -> str | None:
-    return None if t is None else t.astimezone(_dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return None if t is None else t.astimezone(_dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _patient_id(ref: str) -> str:

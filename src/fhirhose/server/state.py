@@ -13,7 +13,7 @@ import collections
 import sqlite3
 import ssl
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from aiohttp import web
 

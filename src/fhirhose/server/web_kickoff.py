@@ -70,7 +70,7 @@ async def kickoff(request: web.Request, kind: str) -> web.StreamResponse:
     lenient = "handling=lenient" in prefer
     separate = "separate-export-status" in prefer
     now = st.clock()
-    now_dt = _dt.datetime.fromtimestamp(now, _dt.timezone.utc)
+    now_dt = _dt.datetime.fromtimestamp(now, _dt.UTC)
     if request.method == "POST":
         ctype = request.headers.get("Content-Type", "").split(";")[0].strip()
         if ctype not in (FHIR_JSON, "application/json"):

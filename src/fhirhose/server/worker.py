@@ -16,8 +16,9 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 import numpy as np
@@ -158,7 +159,7 @@ def claim_filters(filters: list[TypeFilter]):
             le = hi if hi is not None and (le is None or hi < le) else le
         systems = tuple(tf.system_type) or DEFAULT_SYSTEM_TYPES
         outcomes: list[str | None] = list(tf.outcome) or [None]
-        for code in tf.final_action or [None]:
+        for code in tf.final_action or (None,):
             fa = None if code is None else ("F" if code == "FinalAction" else "N")
             for outcome in outcomes:
                 out.append(ClaimFilter(service_ge=ge, service_le=le, final_action=fa, system_types=systems,

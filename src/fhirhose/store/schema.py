@@ -21,12 +21,13 @@ headers link to their child tables (see LINKS).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Literal, overload
 
 import numpy as np
 
-from ..columns import NO_DATE, NO_NUM, Cat, Column, Date, Num, Str, Table, Time
+from ..columns import NO_DATE, NO_NUM, AnyColumn, Cat, Date, Num, Str, Table, Time
 from ..errors import BatchError
 
 __all__ = ["ColSpec", "TABLES", "LINKS", "CLAIM_TABLES", "NCH_TABLES", "SHARED_SYSTEM_TABLES", "column_for", "empty_column", "complete", "kinds"]
@@ -265,7 +266,13 @@ def kinds(table: str) -> dict[str, str]:
     return {c.name: c.kind for c in TABLES[table]}
 
 
-def empty_column(kind: str, n: int, labels=("",)) -> Column:
+@overload
+def empty_column(kind: Literal["str"], n: int, labels: Sequence[str] = ...) -> Str: ...
+@overload
+def empty_column(kind: Literal["cat"], n: int, labels: Sequence[str] = ...) -> Cat: ...
+@overload
+def empty_column(kind: str, n: int, labels: Sequence[str] = ...) -> AnyColumn: ...
+def empty_column(kind: str, n: int, labels: Sequence[str] = ("",)) -> AnyColumn:
     """A column of n missing values."""
     if kind == "str":
         return Str(np.zeros(n + 1, np.int64), np.zeros(0, np.uint8))
@@ -284,7 +291,7 @@ def empty_column(kind: str, n: int, labels=("",)) -> Column:
     raise BatchError(f"unknown column kind {kind!r}")
 
 
-def column_for(kind: str, values) -> Column:
+def column_for(kind: str, values) -> AnyColumn:
     """Build a column of `kind` from Python values (tests, small fixtures)."""
     if kind == "str":
         return Str.from_list(values)
@@ -303,17 +310,17 @@ def column_for(kind: str, values) -> Column:
     raise BatchError(f"unknown column kind {kind!r}")
 
 
-def _check_kind(table: str, name: str, kind: str, col: Column) -> None:
+def _check_kind(table: str, name: str, kind: str, col: AnyColumn) -> None:
     want = {"money": "num", "int": "num", "qty": "num"}.get(kind, kind)
     if col.kind != want:
         raise BatchError(f"{table}.{name}: schema says {kind}, column is {col.kind}")
-    if kind == "money" and col.scale != _MONEY_SCALE:
+    if kind == "money" and isinstance(col, Num) and col.scale != _MONEY_SCALE:  # Num: kind checked above
         raise BatchError(f"{table}.{name}: money needs scale {_MONEY_SCALE}, got {col.scale}")
 
 
 def complete(
     table: str,
-    columns: Mapping[str, Column],
+    columns: Mapping[str, AnyColumn],
     n: int,
     links: Mapping[str, np.ndarray] | None = None,
     *,
@@ -325,7 +332,7 @@ def complete(
     extra = set(columns) - set(spec)
     if extra:
         raise BatchError(f"{table}: columns not in the schema: {sorted(extra)}")
-    cols: dict[str, Column] = {}
+    cols: dict[str, AnyColumn] = {}
     for name, kind in spec.items():
         if name in columns:
             _check_kind(table, name, kind, columns[name])

@@ -8,12 +8,13 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence, cast
+from typing import cast
 
 import numpy as np
 
-from ..columns import NO_DATE, Cat, Column, Date, Num, Str, Table, Time, date_to_days
+from ..columns import NO_DATE, AnyColumn, Cat, Date, Num, Str, Table, Time, date_to_days
 from ..errors import InputError
 from ..store import schema
 from . import carrier, dme, institutional, pde, shared_system
@@ -78,13 +79,13 @@ def _chunk(pop: Pop, prov: Providers, chunk: int) -> dict[str, tuple[Table, np.n
     return out
 
 
-def _concat_columns(cols: Sequence[Column]) -> Column:
+def _concat_columns(cols: Sequence[AnyColumn]) -> AnyColumn:
     """Columns of one kind (the same table's column in consecutive chunks) as one."""
     first = cols[0]
     if isinstance(first, Str):
         strs = cast(Sequence[Str], cols)
         shifts = np.cumsum(np.array([0] + [int(c.offsets[-1] - c.offsets[0]) for c in strs[:-1]], np.int64))
-        tails = [c.offsets[1:] - c.offsets[0] + s for c, s in zip(strs, shifts)]
+        tails = [c.offsets[1:] - c.offsets[0] + s for c, s in zip(strs, shifts, strict=True)]
         offsets = np.concatenate([strs[0].offsets[:1]] + tails)
         return Str(offsets - offsets[0], np.concatenate([c.data[c.offsets[0] : c.offsets[-1]] for c in strs]))
     if isinstance(first, Cat):

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..columns import NO_DATE, NO_NUM, Column, Date, Num, Table, Time
+from ..columns import NO_DATE, NO_NUM, AnyColumn, Date, Num, Table, Time
 from ..store import schema
 from ..store._ops import concat as concat_columns
 from ..store._ops import take as take_column
@@ -50,7 +50,7 @@ _STATUS_LABELS = ("P",) + _IN_PROCESS_STATUS
 _TABLE_CODE = {"fiss": 6, "mcs": 7}
 
 
-def _shift_dates(cols: dict[str, Column], shift: np.ndarray) -> None:
+def _shift_dates(cols: dict[str, AnyColumn], shift: np.ndarray) -> None:
     """Move every date column by `shift` days per row (missing dates stay missing)."""
     for name, col in cols.items():
         if isinstance(col, Date):
@@ -61,7 +61,7 @@ def _shift_dates(cols: dict[str, Column], shift: np.ndarray) -> None:
 def shared_system(
     table: str, pop: Pop, rows: np.ndarray, chunk: int, nch: Table, nch_children: dict[str, Table],
     nch_bene: np.ndarray,
-) -> tuple[dict[str, Column], dict[str, tuple[dict[str, Column], np.ndarray]], np.ndarray]:
+) -> tuple[dict[str, AnyColumn], dict[str, tuple[dict[str, AnyColumn], np.ndarray]], np.ndarray]:
     """The `table` ("fiss" or "mcs") claims of one chunk, from the chunk's NCH claims
     `nch` (its child tables `nch_children`, the bene row of each claim `nch_bene`):
     header columns, child columns with offsets, and the bene row of each claim."""
@@ -86,7 +86,7 @@ def shared_system(
     n = len(src)
     vb = nch_bene[src]
 
-    head: dict[str, Column] = {name: take_column(col, src) for name, col in nch.columns.items()}
+    head: dict[str, AnyColumn] = {name: take_column(col, src) for name, col in nch.columns.items()}
     # In-process claims: the same care, moved to end 2-25 days before the as-of date.
     shift = np.where(is_pending, (as_of - rng.integers(2, 26, n)) - thru[src], 0)
     _shift_dates(head, shift)
@@ -129,8 +129,8 @@ def shared_system(
         assert isinstance(pmt, Num)
         head["clm_pmt_amt"] = Num(np.where(is_pending & (pmt.values != NO_NUM), 0, pmt.values), pmt.scale, pmt.trim)
 
-    children: dict[str, tuple[dict[str, Column], np.ndarray]] = {}
-    for nch_child, child in zip(schema.LINKS[SOURCE_OF[table]], schema.LINKS[table]):
+    children: dict[str, tuple[dict[str, AnyColumn], np.ndarray]] = {}
+    for nch_child, child in zip(schema.LINKS[SOURCE_OF[table]], schema.LINKS[table], strict=True):
         off = nch.links[nch_child]
         counts = off[src + 1] - off[src]
         crow = ragged_take(off[src], counts)
