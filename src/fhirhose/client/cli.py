@@ -182,6 +182,8 @@ def _auth(args: argparse.Namespace) -> tuple[str | None, SecretAuth | JwkAuth | 
             secret = args.secret_file.read_text().strip()
         except OSError as e:
             raise ClientError(f"{args.secret_file}: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise ClientError(f"{args.secret_file}: not a text file (a secret is one line of text)") from None
     secret = secret or os.environ.get(_SECRET_ENV)
     if args.no_auth:
         return base, None, org
