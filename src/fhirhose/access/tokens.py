@@ -30,6 +30,7 @@ from ..errors import AuthError, InputError
 from . import _jws
 from .credentials import Credential, public_key_from_jwk
 from .db import now_s
+from .throttle import TOKEN_CLIENT, Throttle
 
 if TYPE_CHECKING:
     from .db import AccessDB
@@ -294,9 +295,16 @@ class TokenService:
 
     def _basic(self, req: TokenRequest, t: float) -> Credential:
         cred = self.db.credentials.by_client_id(req.basic_id) if _ident(req.basic_id) else None
+        # The console's sign-in throttle, keyed by the client: wrong secrets lock it for a while.
+        key = {f"token:client:{cred.client_id}": TOKEN_CLIENT} if cred is not None else {}
+        wait = Throttle(self.db).wait(key, t)
+        if wait:
+            raise _fail("temporarily_unavailable", f"too many failed attempts for this client; retry in {wait} s",
+                        status=429, retry_after=wait)
         if cred is None or not self.db.credentials.verify_secret(cred, req.basic_secret or ""):
             if cred is None:
                 self.db.credentials.verify_secret(_NO_CRED, req.basic_secret or "")
+            Throttle(self.db).failed(key, t)
             raise _fail("invalid_client", "client id or secret is not valid")
         return cred
 
