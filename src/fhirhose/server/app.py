@@ -49,6 +49,7 @@ from .. import __version__
 from ..access import AccessConfig, AccessDB, Principal, TokenService, attribution_status
 from ..access.http import AccessAuthenticator, add_routes
 from ..access.jwks import JwksFetcher
+from ..console import mount_bulk_api as mount_console
 from ..errors import AuthError, FhirhoseError, RequestError
 from . import models as m
 from .auth import client_address, operator_key
@@ -108,6 +109,7 @@ def create_app(
     api.auth.setup(app, base, token_url=lambda request: api.fhir_base(request) + "/auth/token")
     if config.admin_prefix is not None:
         api.mount_admin(app, config.admin_prefix)
+    mount_console(app, api)  # the web console at /console/ (issue 15)
     app.on_startup.append(api.start)
     app.on_cleanup.append(api.stop)
     return app
