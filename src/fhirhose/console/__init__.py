@@ -6,7 +6,7 @@ API: every action calls the library function the admin API calls, as the person'
 files ship in the package; nothing is loaded from another origin.
 
     from fhirhose.console import mount
-    mount(app, ConsoleBackend.from_api(api))   # the server's app factory does this
+    mount(app, ConsoleBackend.from_api(app, api))   # the server's app factory does this
 """
 
 from __future__ import annotations
@@ -34,4 +34,4 @@ def mount_bulk_api(app: "web.Application", api) -> None:
     """The server's mount line: the console over a Bulk Data app's state (`BulkApi`)."""
     from .backend import ConsoleBackend
 
-    mount(app, ConsoleBackend.from_api(api))
+    mount(app, ConsoleBackend.from_api(app, api))

@@ -67,13 +67,19 @@ class ConsoleBackend:
         self.tables_of = tables_of
 
     @classmethod
-    def from_api(cls, api: "BulkApi") -> "ConsoleBackend":
+    def from_api(cls, app: "web.Application", api: "BulkApi") -> "ConsoleBackend":
+        """Over the Bulk Data app `app` and its state `api` (URLs come from `app`'s routes:
+        a console request's own app is the console sub-app)."""
         from ..server.population import current_tables
+
+        def url(request, name: str, **parts: str) -> str:
+            return api.origin(request) + str(app.router[name].url_for(**parts))
 
         return cls(
             api.access, api.config.data / "jobs.sqlite", api.jobs_dir, clock=api.clock, client_ip=api.client_ip,
-            fhir_base=api.fhir_base, queued_chunks=api.runner.queued_chunks, workers=api.config.workers,
-            job_url=lambda request, job, name: api.url(request, "data", job=job, file=name),
+            fhir_base=lambda request: url(request, "metadata").removesuffix("/metadata"),
+            queued_chunks=api.runner.queued_chunks, workers=api.config.workers,
+            job_url=lambda request, job, name: url(request, "data", job=job, file=name),
             tables_of=lambda: current_tables(api.population),
         )
 

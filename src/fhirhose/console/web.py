@@ -57,7 +57,9 @@ class ConsoleState:
 
 
 CONSOLE = web.AppKey("fhirhose_console", ConsoleState)
-SESSION = "fhirhose_console_session"
+SESSION = web.RequestKey("console_session", Session)
+CSRF_TOKEN = web.RequestKey("console_csrf_token", str)
+NEW_PRE_COOKIE = web.RequestKey("console_new_pre_cookie", str)
 _OPEN = ("/sign-in", "/static/")
 
 
@@ -123,7 +125,7 @@ def render(request: web.Request, template: str, context: dict, *, status: int = 
     session: Session | None = request.get(SESSION)
     flashes = state.flash.pop(session.token_hash, []) if session is not None else []
     base = {"prefix": state.prefix, "me": session.user if session and session.complete else None,
-            "csrf": request.get("csrf_token", ""), "flashes": flashes, "path": request.path}
+            "csrf": request.get(CSRF_TOKEN, ""), "flashes": flashes, "path": request.path}
     resp = aiohttp_jinja2.render_template(template, request, {**base, **context}, status=status)
     return resp
 
@@ -191,7 +193,7 @@ async def _session(request: web.Request, handler):
         None, state.sessions.get, token, state.backend.clock()) if token else None
     if session is not None:
         request[SESSION] = session
-        request["csrf_token"] = state.sessions.csrf_token(session.token_hash)
+        request[CSRF_TOKEN] = state.sessions.csrf_token(session.token_hash)
     if rel.startswith("/static/"):
         return await handler(request)
     if session is None:
@@ -209,20 +211,21 @@ async def _session(request: web.Request, handler):
 async def _csrf(request: web.Request, handler):
     state: ConsoleState = request.app[CONSOLE]
     session: Session | None = request.get(SESSION)
+    if request.path.startswith(state.prefix + "static/"):
+        return await handler(request)
     if session is None:  # the sign-in form: bound to a random pre-session cookie
         pre = request.cookies.get(PRE_COOKIE) or ""
         if not pre or len(pre) > 128:
             pre = secrets.token_urlsafe(32)
-            request["new_pre_cookie"] = pre
+            request[NEW_PRE_COOKIE] = pre
         key = hashlib.sha256(pre.encode()).digest()
-        request["csrf_key"] = key
-        request["csrf_token"] = state.sessions.csrf_token(key)
+        request[CSRF_TOKEN] = state.sessions.csrf_token(key)
     else:
         key = session.token_hash
     if request.method == "POST":
         data = await request.post()
         sent = data.get("csrf")
-        if not isinstance(sent, str) or not state.sessions.csrf_ok(key, sent) or "new_pre_cookie" in request:
+        if not isinstance(sent, str) or not state.sessions.csrf_ok(key, sent) or NEW_PRE_COOKIE in request:
             def log():
                 db = state.backend.access
                 with db.tx():
@@ -233,8 +236,8 @@ async def _csrf(request: web.Request, handler):
             await asyncio.get_running_loop().run_in_executor(None, log)
             raise web.HTTPForbidden(reason="the form's CSRF token is missing or wrong; reload the page and try again")
     resp = await handler(request)
-    if "new_pre_cookie" in request:
-        resp.set_cookie(PRE_COOKIE, request["new_pre_cookie"], path=state.prefix, httponly=True, samesite="Strict",
+    if NEW_PRE_COOKIE in request:
+        resp.set_cookie(PRE_COOKIE, request[NEW_PRE_COOKIE], path=state.prefix, httponly=True, samesite="Strict",
                         secure=_cookie_secure(request))
     return resp
 
