@@ -31,6 +31,8 @@ __all__ = [
     "TokenError",
     "DemoClient",
     "DemoCredentials",
+    "DemoConsole",
+    "DemoConsoleUser",
     "JobSummary",
     "JobList",
     "EXT_SHA256",
@@ -258,9 +260,24 @@ class DemoClient(Struct):
     beneficiaries: int
 
 
-class DemoCredentials(Struct):
+class DemoConsoleUser(Struct):
+    """A web console sign-in of the sandbox (organization None: the operator)."""
+
+    email: str
+    password: str
+    organization: str | None
+    role: str
+
+
+class DemoConsole(Struct):
+    url: str
+    users: list[DemoConsoleUser]
+
+
+class DemoCredentials(Struct, omit_defaults=True):
     fhir_base: str
     clients: list[DemoClient]
+    console: DemoConsole | None = None
 
 
 _encoder = msgspec.json.Encoder()
