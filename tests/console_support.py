@@ -46,8 +46,9 @@ PEOPLE = {
 class ConsoleServer:
     """The Bulk Data app (console mounted) serving in a background thread."""
 
-    def __init__(self, data: Path):
+    def __init__(self, data: Path, **config_kw):
         self.data = data
+        self.config_kw = config_kw
         self.clock = Clock()
         self.origin = ""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -66,7 +67,7 @@ class ConsoleServer:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        self.app = create_app(config(self.data), access=ACCESS, clock=self.clock, population=TablePopulation(tables))
+        self.app = create_app(config(self.data, **self.config_kw), access=ACCESS, clock=self.clock, population=TablePopulation(tables))
         runner = web.AppRunner(self.app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -111,11 +112,11 @@ def seed_people(db: AccessDB) -> None:
 
 
 @contextmanager
-def console_server(data: Path):
-    """A running server over `data` with PEOPLE seeded."""
+def console_server(data: Path, **config_kw):
+    """A running server over `data` with PEOPLE seeded (`config_kw`: ServerConfig fields)."""
     data.mkdir(parents=True, exist_ok=True)
     config(data)  # registers the harness's organizations and API clients
-    server = ConsoleServer(data).start()
+    server = ConsoleServer(data, **config_kw).start()
     try:
         seed_people(server.access)
         yield server
@@ -156,12 +157,12 @@ def kickoff(server: ConsoleServer, access_token: str, path: str = "/Group/all/$e
     return status, headers.get("Content-Location", "")
 
 
-def wait_done(server: ConsoleServer, access_token: str, status_url: str, polls: int = 2000) -> int:
+def wait_done(server: ConsoleServer, access_token: str, status_url: str, polls: int = 2000, advance: float = 3) -> int:
     """Poll (advancing the server's clock past Retry-After) until the job leaves 202."""
     import time
 
     for _ in range(polls):
-        server.clock.advance(3)
+        server.clock.advance(advance)
         status, _, _ = http("GET", status_url, headers={"Authorization": f"Bearer {access_token}"})
         if status != 202:
             return status
@@ -184,12 +185,14 @@ def screenshots(out: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp, console_server(Path(tmp)) as server, sync_playwright() as p:
+    with tempfile.TemporaryDirectory() as tmp, console_server(Path(tmp), retry_after=0) as server, \
+            sync_playwright() as p:
         browser = launch(p)
         c = api_client(server, "small-aco")
         status, tok = token(server, c["client_id"], c["secret"])
-        code, where = kickoff(server, tok["access_token"])
-        wait_done(server, tok["access_token"], where)
+        for path in ("/Group/all/$export", "/Group/runout/$export", "/Patient/$export", "/Group/all/$export"):
+            code, where = kickoff(server, tok["access_token"], path)
+            wait_done(server, tok["access_token"], where, advance=0)
         pages = {
             "delegate@a0001.example": [("sign-in", None), ("org/A0001/", "home"), ("org/A0001/credentials", "credentials"),
                                        ("org/A0001/data", "data")],

@@ -43,10 +43,11 @@ def export_plot(points: Sequence[tuple[float, int, float]], title: str = "Export
         return "".join(out)
     t0, t1 = pts[0][0], pts[-1][0]
     span = max(t1 - t0, 1.0)
-    plot_w = W - LEFT - RIGHT
+    pad = 16  # keeps the first and last bars clear of the axis labels
+    plot_w = W - LEFT - RIGHT - 2 * pad
 
     def x(t: float) -> float:
-        return LEFT + (plot_w * (t - t0) / span if len(pts) > 1 else plot_w / 2)
+        return LEFT + pad + (plot_w * (t - t0) / span if len(pts) > 1 else plot_w / 2)
 
     bmax = max(b for _, b, _ in pts) or 1
     dmax = max(d for _, _, d in pts) or 1.0
