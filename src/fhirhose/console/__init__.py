@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from .backend import ConsoleBackend
 
-__all__ = ["mount", "mount_bulk_api", "PREFIX"]
+__all__ = ["mount", "PREFIX"]
 
 PREFIX = "/console/"
 
@@ -29,9 +29,3 @@ def mount(app: "web.Application", backend: "ConsoleBackend", prefix: str = PREFI
 
     app.add_subapp(prefix.rstrip("/") + "/", create_console(backend, prefix))
 
-
-def mount_bulk_api(app: "web.Application", api) -> None:
-    """The server's mount line: the console over a Bulk Data app's state (`BulkApi`)."""
-    from .backend import ConsoleBackend
-
-    mount(app, ConsoleBackend.from_api(app, api))

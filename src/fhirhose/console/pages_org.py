@@ -246,7 +246,7 @@ async def onboarding(request: web.Request) -> web.Response:
 
     def gather():
         return (onb.for_org(org.id), onb.checklist(org.id, ctx.backend.has_completed_sandbox_job, ctx.now),
-                [j.job for j in ctx.backend.jobs(org.id) if j.job.status in ("done",) and j.job.env == "sandbox"])
+                [j.job for j in ctx.backend.jobs(org.id, 200) if j.job.status in ("done",) and j.job.env == "sandbox"])
 
     reqs, steps, done_jobs = await ctx.run(gather)
     return _page(ctx, org, "onboarding.html", "Production onboarding", reqs=reqs, steps=steps, done_jobs=done_jobs,
@@ -283,7 +283,7 @@ async def data(request: web.Request) -> web.Response:
     ctx, org = await _org_ctx(request, "data.read")
 
     def gather():
-        return ctx.backend.jobs(org.id), ctx.backend.attribution(org.id)
+        return ctx.backend.jobs(org.id, 200), ctx.backend.attribution(org.id)
 
     jobs, attribution = await ctx.run(gather)
     points = [(j.job.created, j.bytes, j.seconds) for j in jobs if j.job.status in ("done", "expired")]
@@ -307,7 +307,7 @@ async def job(request: web.Request) -> web.Response:
     ctx, org = await _org_ctx(request, "data.read")
     found = await _job(ctx, org.id)
     files = await ctx.run(ctx.backend.files, found.id)
-    api_urls = {f.name: ctx.backend.job_url(request, found.id, f.name) for f in files} if ctx.backend.job_url else {}
+    api_urls = {f.name: ctx.backend.job_url(request, found.id, f.name) for f in files}
     return _page(ctx, org, "job.html", f"Job {found.id[:12]}", job=found, files=files, api_urls=api_urls,
                  rules=json.loads(found.rules or "[]"), section="data")
 
@@ -317,13 +317,13 @@ async def download(request: web.Request) -> web.StreamResponse:
     found = await _job(ctx, org.id)
     if found.status == "expired" or (found.expires is not None and found.expires <= ctx.now):
         raise web.HTTPGone(reason=f"the files of job {found.id} expired")
-    row = await ctx.run(ctx.backend.file, found.id, request.match_info["name"])
-    if row is None:
+    name = request.match_info["name"]
+    path = await ctx.run(ctx.backend.file_path, found.id, name)  # from the job's file row, never the URL
+    if path is None:
         raise web.HTTPNotFound(reason="no such file in this job")
-    await ctx.audit("console.download", org.id, job=found.id, file=row.name)
-    # The stored (compressed) bytes as a file download; the name on disk comes from the DB row.
-    return web.FileResponse(ctx.backend.file_path(row), headers={
-        "Content-Disposition": f'attachment; filename="{row.stored}"', "Content-Type": "application/octet-stream"})
+    await ctx.audit("console.download", org.id, job=found.id, file=name)
+    return web.FileResponse(path, headers={
+        "Content-Disposition": f'attachment; filename="{path.name}"', "Content-Type": "application/octet-stream"})
 
 
 # -- audit ------------------------------------------------------------------------------------

@@ -131,7 +131,7 @@ def render(request: web.Request, template: str, context: dict, *, status: int = 
 
 
 def _cookie_secure(request: web.Request) -> bool:
-    return request.secure
+    return request.secure or request.app[CONSOLE].backend.secure_cookies
 
 
 def set_session_cookie(request: web.Request, resp: web.StreamResponse, token: str) -> None:

@@ -49,11 +49,12 @@ from .. import __version__
 from ..access import AccessConfig, AccessDB, Principal, TokenService, attribution_status
 from ..access.http import AccessAuthenticator, add_routes
 from ..access.jwks import JwksFetcher
-from ..console import mount_bulk_api as mount_console
+from ..console import mount as mount_console
 from ..errors import AuthError, FhirhoseError, RequestError
 from . import models as m
 from .auth import client_address, operator_key
 from .config import ServerConfig
+from .console_backend import console_backend
 from .db import FileRow, Job, JobDB
 from .files import serve_file
 from .params import ExportParams, parse_body, parse_query
@@ -109,7 +110,7 @@ def create_app(
     api.auth.setup(app, base, token_url=lambda request: api.fhir_base(request) + "/auth/token")
     if config.admin_prefix is not None:
         api.mount_admin(app, config.admin_prefix)
-    mount_console(app, api)  # the web console at /console/ (issue 15)
+    mount_console(app, console_backend(app, api))  # the web console at /console/ (issue 15)
     app.on_startup.append(api.start)
     app.on_cleanup.append(api.stop)
     return app
