@@ -68,7 +68,7 @@ class ConsoleServer:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self.app = create_app(config(self.data, **self.config_kw), access=ACCESS, clock=self.clock, population=TablePopulation(tables))
-        runner = web.AppRunner(self.app)
+        runner = web.AppRunner(self.app, shutdown_timeout=2)  # a browser keeps connections open: stop anyway
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

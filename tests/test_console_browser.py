@@ -357,3 +357,25 @@ def test_the_checks_can_fail(context):
     page.set_content('<!doctype html><html lang="en"><title>t</title><main><input id="x"></main></html>')
     assert any(v.startswith("label:") for v in page.evaluate(AXE_RUN))
     assert page.evaluate(UNLABELLED) == ['<input id="x">']
+
+
+def test_job_progress_is_live(context, server):
+    """A running job shows on the data page, and the page follows it to the end by itself."""
+    client = api_client(server, "small-aco")
+    hold = server.data / "hold"
+    hold.write_text("0")  # the test exporter waits at chunk 0 while this file says so
+    try:
+        status, tok = token(server, client["client_id"], client["secret"])
+        code, where = kickoff(server, tok["access_token"], "/Patient/$export")
+        assert code == 202
+        job_id = where.rsplit("/", 1)[1]
+        page = sign_in(context, server, "delegate@a0001.example")
+        visit(page, server, "org/A0001/data")
+        bar = page.locator(f"#p-{job_id}")
+        assert bar.get_attribute("value") == "0" and page.locator("#jobs").get_attribute("data-live") == "1"
+    finally:
+        hold.unlink()
+    # No reload from the test: the page's own polling brings the finished state.
+    page.wait_for_function(f"() => document.getElementById('p-{job_id}').value === 100", timeout=60_000)
+    assert page.locator("#jobs").get_attribute("data-live") is None
+    check(page)

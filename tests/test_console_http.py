@@ -1,0 +1,90 @@
+"""The console over plain HTTP (no browser): cookies, session expiry, static files, headers."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from http.cookiejar import CookieJar
+
+import pytest
+
+from tests.console_support import PASSWORD, console_server
+
+
+class Client:
+    """A cookie-keeping HTTP client that does not follow redirects."""
+
+    def __init__(self):
+        self.jar = CookieJar()
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *a, **kw):
+                return None
+
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar), NoRedirect)
+
+    def go(self, method: str, url: str, form: dict | None = None):
+        from urllib.parse import urlencode
+
+        data = urlencode(form).encode() if form is not None else None
+        req = urllib.request.Request(url, data=data, method=method)
+        try:
+            with self.opener.open(req, timeout=60) as r:
+                return r.status, r.headers, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, e.read().decode()
+
+    def sign_in(self, base: str, email: str) -> None:
+        _, _, page = self.go("GET", base + "sign-in")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        status, headers, _ = self.go("POST", base + "sign-in", {"csrf": csrf, "email": email, "password": PASSWORD})
+        assert status == 303, status
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory):
+    # Served over plain HTTP here, but its public URL is https (TLS ends at a proxy). A client
+    # sends Secure cookies only over https, so this server serves only the cookie test.
+    with console_server(tmp_path_factory.mktemp("console-tls"), public_url="https://console.example") as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with console_server(tmp_path_factory.mktemp("console-http")) as s:
+        yield s
+
+
+def test_cookies_are_secure_behind_tls(tls_server):
+    c = Client()
+    status, headers, _ = c.go("GET", tls_server.console + "sign-in")
+    cookie = headers["Set-Cookie"]
+    assert status == 200 and "fhirhose_console_pre=" in cookie
+    for attr in ("HttpOnly", "Secure", "SameSite=Strict", "Path=/console/"):
+        assert attr in cookie, cookie
+
+
+def test_idle_session_ends(server):
+    c = Client()
+    c.sign_in(server.console, "delegate@a0001.example")
+    assert c.go("GET", server.console + "org/A0001/")[0] == 200
+    server.clock.advance(14 * 60)  # each request restarts the idle clock
+    assert c.go("GET", server.console + "org/A0001/")[0] == 200
+    server.clock.advance(16 * 60)
+    status, headers, _ = c.go("GET", server.console + "org/A0001/")
+    assert status == 303 and headers["Location"].endswith("/console/sign-in")
+
+
+def test_static_files_and_headers(server):
+    c = Client()
+    status, headers, body = c.go("GET", server.console + "static/console.js")
+    assert status == 200 and "javascript" in headers["Content-Type"] and "Cache-Control" not in headers
+    for path in ("static/../templates/base.html", "static/%2e%2e/templates/base.html", "static/../web.py"):
+        status, headers, body = c.go("GET", server.console + path)
+        assert status in (403, 404) and "{% block" not in body and "import" not in body
+    status, headers, _ = c.go("GET", server.console + "sign-in")
+    assert headers["X-Frame-Options"] == "DENY" and headers["Cache-Control"] == "no-store"
+    assert headers["Referrer-Policy"] == "no-referrer" and headers["X-Content-Type-Options"] == "nosniff"
+    # The FHIR API is unaffected: its errors are still OperationOutcomes, not console pages.
+    status, headers, body = c.go("GET", server.fhir + "/jobs")
+    assert status == 401 and headers["Content-Type"].startswith("application/fhir+json")
