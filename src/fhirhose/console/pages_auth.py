@@ -7,7 +7,7 @@ from aiohttp import web
 
 from ..access.users import SignInError
 from ..errors import InputError
-from .web import CONSOLE, SESSION, Ctx, clear_session_cookie, render, set_session_cookie
+from .web import COOKIE, SESSION, Ctx, clear_session_cookie, render, set_session_cookie
 
 
 def add_routes(app: web.Application) -> None:
@@ -67,15 +67,16 @@ async def totp(request: web.Request) -> web.Response:
         await ctx.run(ctx.state.users.check_totp, ctx.session.user, form.get("code", ""), ctx.ip, ctx.now)
     except SignInError as e:
         return render(request, "totp.html", {"title": "Authentication code", "error": str(e)}, status=e.status)
-    await ctx.run(ctx.state.sessions.second_factor_passed, request.cookies.get("fhirhose_console", ""))
+    await ctx.run(ctx.state.sessions.second_factor_passed, request.cookies.get(COOKIE, ""))
     raise ctx.redirect("")
 
 
 async def sign_out(request: web.Request) -> web.Response:
     ctx = Ctx(request)
-    token = request.cookies.get("fhirhose_console", "")
+    token = request.cookies.get(COOKIE, "")
     await ctx.audit("console.sign_out", ctx.user.org_id)
     await ctx.run(ctx.state.sessions.end, token)
+    ctx.state.flash.pop(ctx.session.token_hash, None)
     resp = web.HTTPSeeOther(ctx.url("sign-in"))
     clear_session_cookie(request, resp)
     raise resp
@@ -102,9 +103,9 @@ async def enable_totp(request: web.Request) -> web.Response:
     ctx = Ctx(request)
     form = await ctx.form()
     await ctx.run(ctx.state.users.enable_totp, ctx.user, form.get("secret", ""), form.get("code", ""), ctx.now)
-    await ctx.run(ctx.state.sessions.second_factor_passed, request.cookies.get("fhirhose_console", ""))
+    await ctx.run(ctx.state.sessions.second_factor_passed, request.cookies.get(COOKIE, ""))
     ctx.flash("ok", "Two-step sign-in is on: you will be asked for a code after your password.")
     raise ctx.redirect("account")
 
 
-__all__ = ["add_routes", "CONSOLE"]
+__all__ = ["add_routes"]
