@@ -156,3 +156,31 @@ def test_part_d_onboarding(db):
         onb.release(ceo.actor(), req.id, NOW)
     assert [s.name for s in onb.checklist("S1234", lambda o: True, NOW) if not s.done] == []
     assert secret not in str([e.detail for e in search_audit(db, limit=1000)])
+
+
+def test_admin_cli_adds_console_users(tmp_path, capsys):
+    """`fhirhose admin console-user-add` bootstraps an operator outside the demo."""
+    import json
+
+    from fhirhose.cli import main
+
+    path = tmp_path / "access.sqlite"
+
+    def run(*args):
+        assert main(["admin", "--db", str(path), *args]) == 0, capsys.readouterr().err
+        return json.loads(capsys.readouterr().out)
+
+    op = run("console-user-add", "root@cms.example", "Root", "operator")
+    assert op["role"] == "operator" and op["org_id"] is None and len(op["password"]) >= 12
+    run("org-create", "A0009", "ssp", "ACO nine")
+    cd = run("console-user-add", "cd@a.example", "CD", "credential_delegate", "--org", "A0009")
+    assert main(["admin", "--db", str(path), "console-user-add", "x@a.example", "X", "attestor", "--org", "A0009",
+                 "--title", "CEO"]) == 2
+    assert "not offered to a ssp" in capsys.readouterr().err
+    again = run("console-password-reset", "cd@a.example")["password"]
+    db = AccessDB(path)
+    users = ConsoleUsers(db)
+    assert users.sign_in("cd@a.example", again, "10.0.0.1").id == cd["id"]
+    with pytest.raises(SignInError):
+        users.sign_in("cd@a.example", cd["password"], "10.0.0.1")
+    db.close()
