@@ -8,7 +8,7 @@ import aiohttp
 from aiohttp import web
 
 from fhirhose.access import AccessConfig, AccessDB
-from fhirhose.access.http import add_routes
+from fhirhose.server.web_admin import add_routes
 from fhirhose.cli import main
 
 
@@ -102,7 +102,7 @@ def test_http_token_and_admin_endpoints(tmp_path):
 def test_access_authenticator_plugs_into_the_server_interface(tmp_path):
     from fhirhose.access import Actor
     from fhirhose import AuthError
-    from fhirhose.access.http import PRINCIPAL, AccessAuthenticator
+    from fhirhose.server.web_auth import PRINCIPAL, AccessAuthenticator
 
     db = AccessDB(tmp_path / "access.db", AccessConfig(scrypt_n=2**12))
     db.orgs.create(Actor.system(), "Z0001", "sponsor", "Sponsor")

@@ -3,9 +3,9 @@
 The server calls, per request:
 
 - token endpoint: `TokenService(db).issue(TokenRequest.parse(body, content_type, authorization), ip,
-  token_url=...)`; public keys registered by URL come through `jwks.JwksFetcher`
+  token_url=...)`; keys registered by URL come through the `jwks_fetcher` the server sets
 - every API and file request: `TokenService(db).verify_access_token(token, ip, types=...)` → `Principal`
-  (`http.AccessAuthenticator` does both for an aiohttp app)
+  (`fhirhose.server.web_auth.AccessAuthenticator` does both for an aiohttp app)
 - job planning: `plan_scope(db, tables, principal, group, since)` → `Scope`; export with
   `ScopedExporter(tables, scope, sources)`, or `scope.export_chunk(exporter, ...)` with a
   shared plain Exporter; `scope.to_bytes()` / `Scope.from_bytes` persist it (jobs, chunk

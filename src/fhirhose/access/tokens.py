@@ -47,7 +47,7 @@ __all__ = [
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _SCOPE = re.compile(r"^system/(\*|[A-Z][A-Za-z]{0,63})\.(read|rs)$")
-_MAX_BODY = 65536
+MAX_BODY = 65536
 _MAX_FIELD = 16384
 _STATUS = {"invalid_client": 401, "invalid_token": 401}
 
@@ -99,7 +99,7 @@ class TokenRequest:
             raise _fail("invalid_request", "token requests are application/x-www-form-urlencoded")
         if isinstance(body, str):
             body = body.encode("utf-8", "surrogatepass")
-        if len(body) > _MAX_BODY:
+        if len(body) > MAX_BODY:
             raise _fail("invalid_request", "request body is too large")
         try:
             pairs = parse_qsl(

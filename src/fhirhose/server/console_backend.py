@@ -15,14 +15,14 @@ from .population import current_tables
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from .app import BulkApi
+    from .state import ServerState
 
 __all__ = ["console_backend"]
 
 _JOB_COLS = ", ".join(Job.__dataclass_fields__)
 
 
-def console_backend(app: "web.Application", api: "BulkApi") -> ConsoleBackend:
+def console_backend(app: "web.Application", api: "ServerState") -> ConsoleBackend:
     """Over the Bulk Data app `app` and its state `api` (URLs from `app`'s routes: a console
     request's own app is the console sub-app)."""
     jobs_db = api.config.data / "jobs.sqlite"

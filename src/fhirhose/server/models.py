@@ -179,12 +179,20 @@ class JobList(_Doc):
 class CapOperation(_Doc):
     name: str
     definition: str
+    documentation: str | None = None
+    extension: list[dict] | None = None
+
+
+class CapSearchParam(_Doc):
+    name: str
+    type: str
+    documentation: str | None = None
 
 
 class CapResource(_Doc):
     type: str
     operation: list[CapOperation] | None = None
-    searchParam: list[dict] | None = None
+    searchParam: list[CapSearchParam] | None = None
 
 
 class CapSecurity(_Doc):

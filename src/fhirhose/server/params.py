@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import msgspec
 from msgspec import Struct
@@ -21,6 +22,9 @@ from .models import Parameters, Reference
 
 __all__ = [
     "RESOURCE_TYPES",
+    "KickoffParam",
+    "KICKOFF_PARAMS",
+    "TYPE_FILTER_PARAMS",
     "OUTPUT_FORMATS",
     "FINAL_ACTION_SYSTEMS",
     "DateBound",
@@ -40,8 +44,35 @@ FINAL_ACTION_SYSTEMS = (
 )
 FINAL_ACTION_CODES = frozenset({"FinalAction", "NotFinalAction"})
 _DATE_PREFIXES = ("eq", "ge", "gt", "le", "lt")
-_LIST_PARAMS = ("_type", "_elements", "_typeFilter", "includeAssociatedData")
-_SINGLE_PARAMS = ("_outputFormat", "_since", "_until", "allowPartialManifests", "organizeOutputBy")
+
+
+class KickoffParam(NamedTuple):
+    """One kick-off parameter the parser recognises (the CapabilityStatement lists the supported ones)."""
+
+    name: str
+    type: str  # FHIR parameter type
+    repeats: bool  # comma-delimited values, may repeat (joined)
+    supported: bool = True  # False: recognised but rejected (dropped with a warning under handling=lenient)
+    post_only: bool = False  # only in a POST Parameters body, and not on a system-level export
+
+
+# The one table of kick-off parameters: the parser's dispatch and the CapabilityStatement read it.
+KICKOFF_PARAMS = (
+    KickoffParam("_outputFormat", "string", False),
+    KickoffParam("_since", "instant", False),
+    KickoffParam("_until", "instant", False),
+    KickoffParam("_type", "string", True),
+    KickoffParam("_elements", "string", True),
+    KickoffParam("_typeFilter", "string", True),
+    KickoffParam("allowPartialManifests", "boolean", False),
+    KickoffParam("patient", "Reference", True, post_only=True),
+    KickoffParam("organizeOutputBy", "string", False, supported=False),
+    KickoffParam("includeAssociatedData", "code", True, supported=False),
+)
+# Search parameters `_typeFilter` accepts, per resource type: (name, FHIR search type).
+TYPE_FILTER_PARAMS = {"ExplanationOfBenefit": (("service-date", "date"), ("_tag", "token"))}
+_LIST_PARAMS = tuple(p.name for p in KICKOFF_PARAMS if p.repeats and not p.post_only)
+_SINGLE_PARAMS = tuple(p.name for p in KICKOFF_PARAMS if not p.repeats)
 _ELEMENT = re.compile(r"^(?:(?P<type>[A-Z][A-Za-z]+)\.)?(?P<name>[a-z][A-Za-z0-9]*)$")
 # FHIR instant: seconds required, zone required (a date alone is accepted as midnight UTC).
 _INSTANT = re.compile(
@@ -214,7 +245,7 @@ def _parse_type_filter(query: str) -> TypeFilter:
     from urllib.parse import parse_qsl
 
     rtype, sep, rest = query.partition("?")
-    if not sep or rtype != "ExplanationOfBenefit":
+    if not sep or rtype not in TYPE_FILTER_PARAMS:
         raise RequestError(
             f"_typeFilter {query!r}: only ExplanationOfBenefit?service-date=…&_tag=… is supported", param="_typeFilter"
         )

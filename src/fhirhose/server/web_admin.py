@@ -1,24 +1,15 @@
-"""aiohttp handlers for the token endpoint and the admin API (the server mounts them).
+"""The access library's admin API over HTTP: organizations, users, credentials,
+attestations, production approval and audit reads, under a prefix (default `/admin`).
 
     add_routes(app, db, job_completed=server_job_completed, operator_key=...)
 
-Handlers take the client address from `client_ip(request)` (default: the TCP
-peer), so a server behind a trusted proxy can pass the forwarded address that
-IP allowlists are checked against.
-
-- `POST /auth/token`: OAuth 2.0 client credentials (HTTP Basic or a SMART
-  client assertion); RFC 6749 §5.2 errors; 429 with Retry-After.
-- `/admin/...`: authenticated with `Authorization: Bearer <user admin key>`
-  (an organization user; their role decides) or the operator key.
-
-Database work (scrypt, SQLite) runs in the default executor so the event loop
-never waits on it.
+Requests authenticate with `Authorization: Bearer <user admin key>` (an organization
+user; their role decides) or the operator key. Bodies are JSON objects; errors are
+OAuth-style JSON (`web_auth.error_response`). Database work runs off the event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import hmac
 import json
 from dataclasses import asdict
@@ -26,64 +17,13 @@ from typing import Callable
 
 from aiohttp import web
 
+from ..access.db import AccessDB, Actor
+from ..access.orgs import ROLES
+from ..access.tokens import MAX_BODY, TokenService
 from ..errors import AuthError, InputError, RequestError
-from .db import AccessDB, Actor
-from .orgs import ROLES
-from .tokens import Principal, TokenError, TokenRequest, TokenService
+from .web_auth import ClientIP, error_response, json_response, off_loop, peer_address, token_handler
 
-__all__ = ["add_routes", "token_handler", "AccessAuthenticator", "PRINCIPAL"]
-
-_MAX_BODY = 65536
-
-
-def _json(data, status: int = 200, headers: dict | None = None) -> web.Response:
-    return web.json_response(data, status=status, headers=headers, dumps=lambda o: json.dumps(o, default=str))
-
-
-def _error(e: Exception) -> web.Response:
-    if isinstance(e, TokenError):
-        return _json(e.body(), e.status, e.headers())
-    if isinstance(e, AuthError):
-        return _json({"error": e.oauth_error or "access_denied", "error_description": str(e)}, e.status)
-    status = e.status if isinstance(e, RequestError) else 400
-    return _json({"error": "invalid_request", "error_description": str(e)}, status)
-
-
-async def _off_loop(fn, *args, **kw):
-    return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args, **kw))
-
-
-ClientIP = Callable[[web.Request], "str | None"]
-
-
-def _peer(request: web.Request) -> str | None:
-    return request.remote
-
-
-def token_handler(
-    svc: TokenService,
-    *,
-    client_ip: ClientIP = _peer,
-    token_url: Callable[[web.Request], str] | None = None,
-    clock: Callable[[], float] | None = None,
-):
-    """The `POST /auth/token` handler. `token_url(request)` is the audience client
-    assertions must carry (default `AccessConfig.token_url`); `clock` pins time."""
-
-    async def handle(request: web.Request) -> web.Response:
-        try:
-            if request.content_length is not None and request.content_length > _MAX_BODY:
-                raise TokenError("invalid_request", "request body is too large")
-            body = await request.content.read(_MAX_BODY + 1)
-            req = TokenRequest.parse(body, request.headers.get("Content-Type"), request.headers.get("Authorization"))
-            aud = token_url(request) if token_url is not None else None
-            now = clock() if clock is not None else None
-            tok = await _off_loop(svc.issue, req, client_ip(request), now, token_url=aud)
-        except AuthError as e:
-            return _error(e)
-        return _json(tok.to_dict(), headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
-
-    return handle
+__all__ = ["add_routes"]
 
 
 class _Admin:
@@ -106,8 +46,8 @@ class _Admin:
             try:
                 body = {}
                 if request.can_read_body:
-                    raw = await request.content.read(_MAX_BODY + 1)
-                    if len(raw) > _MAX_BODY:
+                    raw = await request.content.read(MAX_BODY + 1)
+                    if len(raw) > MAX_BODY:
                         raise InputError("request body is too large")
                     try:
                         body = json.loads(raw or b"{}")
@@ -119,10 +59,10 @@ class _Admin:
                 def work():
                     return fn(self.actor(request), request, body)
 
-                status, data = await _off_loop(work)
+                status, data = await off_loop(work)
             except (AuthError, InputError) as e:
-                return _error(e)
-            return _json({"ok": True} if data is None else data, status)
+                return error_response(e)
+            return json_response({"ok": True} if data is None else data, status)
 
         return handle
 
@@ -217,7 +157,7 @@ def add_routes(
     admin_prefix: str = "/admin",
     operator_key: str | None = None,
     job_completed: Callable[[str, str], bool] | None = None,
-    client_ip: ClientIP = _peer,
+    client_ip: ClientIP = peer_address,
 ) -> TokenService:
     """Mount the token endpoint (unless `token_path` is None) and the admin API on
     `app`; returns the TokenService used."""
@@ -239,56 +179,3 @@ def add_routes(
     app.router.add_post(f"{p}/credentials/{{cred}}/keys", a.route(a.add_keys))
     app.router.add_get(f"{p}/credentials/{{cred}}/audit", a.route(a.cred_audit))
     return svc
-
-
-PRINCIPAL = web.RequestKey("principal", Principal)
-
-
-class AccessAuthenticator:
-    """Bearer-token checks for a resource server: every request's token is verified
-    against the database now (signature, expiry, scope, IP allowlist, credential and
-    organization active), with no caching. The verified `Principal` is returned and
-    also left in `request[PRINCIPAL]` (for `plan_scope`).
-
-    `client_ip(request)` gives the address allowlists are checked against; `clock`
-    pins time (tests, or a server with an injectable clock)."""
-
-    def __init__(self, db: AccessDB, service: TokenService | None = None, *, client_ip: ClientIP = _peer,
-                 clock: Callable[[], float] | None = None):
-        self.db = db
-        self.service = service or TokenService(db)
-        self.client_ip = client_ip
-        self.clock = clock
-
-    async def authenticate(self, request: web.Request, types=()) -> Principal:
-        """The caller's Principal (AuthError 401/403 otherwise); `types` must all be granted."""
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        token = token.strip() if scheme.lower() == "bearer" else ""
-        now = self.clock() if self.clock is not None else None
-        p: Principal = await _off_loop(
-            self.service.verify_access_token, token, self.client_ip(request), now, types=tuple(types)
-        )
-        request[PRINCIPAL] = p
-        return p
-
-    def setup(self, app: web.Application, base: str, token_url: Callable[[web.Request], str] | None = None) -> None:
-        """Add `POST {base}/auth/token`."""
-        app.router.add_post(
-            f"{base}/auth/token",
-            token_handler(self.service, client_ip=self.client_ip, token_url=token_url, clock=self.clock),
-            name="token",
-        )
-
-    def smart_configuration(self, base_url: str):
-        from ..server.models import SmartConfiguration
-
-        types = ("Patient", "Coverage", "ExplanationOfBenefit")
-        return SmartConfiguration(
-            issuer=base_url,
-            token_endpoint=f"{base_url}/auth/token",
-            grant_types_supported=["client_credentials"],
-            token_endpoint_auth_methods_supported=["client_secret_basic", "private_key_jwt"],
-            token_endpoint_auth_signing_alg_values_supported=list(self.db.config.assertion_algs),
-            scopes_supported=[f"system/{t}.{p}" for p in ("read", "rs") for t in ("*", *types)],
-            capabilities=["client-confidential-symmetric", "client-confidential-asymmetric", "permission-v1", "permission-v2"],
-        )

@@ -1,0 +1,166 @@
+"""`ServerState`: what every handler module shares (configuration, job DB, runner,
+access database and authenticator, population, clock), its lifecycle (start, stop,
+expiry sweep), and the helpers handlers have in common (URLs, audit, job ownership).
+
+The app factory (`app.py`) keeps one instance under `app[API]`; handlers reach it
+through `request.app[API]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import ssl
+import time
+from typing import Callable
+
+from aiohttp import web
+
+from ..access import AccessConfig, AccessDB, Principal, TokenService
+from ..errors import AuthError, RequestError
+from .auth import client_address, operator_key
+from .config import ServerConfig
+from .db import Job, JobDB
+from .jwks import JwksFetcher
+from .population import Population, StorePopulation
+from .runner import JobRunner, RunnerSettings
+from .web_admin import add_routes
+from .web_auth import AccessAuthenticator
+
+__all__ = ["ServerState", "API"]
+
+log = logging.getLogger("fhirhose.server")
+
+
+class ServerState:
+    """Handlers' shared state (DB, runner, auth, population, poll pacing, open downloads)."""
+
+    def __init__(self, config: ServerConfig, access: AccessDB | AccessConfig | None,
+                 population: Population | None, clock: Callable[[], float] = time.time):
+        self.config = config
+        self.clock = clock
+        self.started = clock()  # the CapabilityStatement's date
+        self.base = config.base.rstrip("/")
+        self.jobs_dir = config.data / "jobs"
+        config.data.mkdir(parents=True, exist_ok=True)
+        config.access_db.parent.mkdir(parents=True, exist_ok=True)
+        self.db = JobDB(config.data / "jobs.sqlite")
+        self.access = access if isinstance(access, AccessDB) else AccessDB(config.access_db, access)
+        self.tokens = TokenService(self.access)
+        self.client_ip = client_address(config.trusted_proxies)
+        self.auth = AccessAuthenticator(self.access, self.tokens, client_ip=self.client_ip, clock=clock)
+        self.population = population or StorePopulation(str(config.store))
+        self.runner = JobRunner(
+            self.db,
+            RunnerSettings(
+                store_path=str(config.store), jobs_dir=str(self.jobs_dir), workers=config.workers,
+                compression=config.compression, level=config.level, exporter=config.exporter,
+                ttl=config.file_ttl,
+            ),
+            clock,
+        )
+        self.last_poll: dict[str, float] = {}  # job id -> time of its last in-progress status answer
+        self.downloads: dict[str, int] = {}  # job id -> downloads in flight (expiry waits for them)
+        self._janitor: asyncio.Task | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self, app: web.Application) -> None:
+        """Startup: JWKS fetcher on this loop, resume jobs, first expiry sweep, then the janitor."""
+        self.config.data.mkdir(parents=True, exist_ok=True)
+        self.started = self.clock()
+        ctx = ssl.create_default_context(cafile=self.config.jwks_ca_file) if self.config.jwks_ca_file else None
+        self.tokens.jwks_fetcher = JwksFetcher(asyncio.get_running_loop(), ttl=self.config.jwks_ttl,
+                                               allow_http=self.config.jwks_allow_http, ssl=ctx)
+        await self.runner.start()
+        await self.expire()
+        self._janitor = asyncio.create_task(self._janitor_loop())
+
+    async def stop(self, app: web.Application) -> None:
+        """Cleanup: stop the janitor and the worker pool, close the job DB."""
+        if self._janitor is not None:
+            self._janitor.cancel()
+            await asyncio.gather(self._janitor, return_exceptions=True)
+        await self.runner.stop()
+        await self.db.close()
+        self.tokens.jwks_fetcher = None
+
+    async def _janitor_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.janitor_interval)
+            try:
+                await self.expire()
+            except Exception:  # keep sweeping; the next pass retries
+                log.exception("expiry sweep failed")
+
+    async def expire(self) -> list[str]:
+        """Mark jobs past their expiry as expired and delete their files (not while downloading)."""
+        gone = []
+        for job_id in await self.db.call(JobDB.expired, self.clock()):
+            if self.downloads.get(job_id):
+                continue  # IG: do not delete files a client is downloading
+            await self.db.call(JobDB.set_status, job_id, "expired")
+            await self.runner.cancel(job_id)
+            gone.append(job_id)
+        return gone
+
+    # --- admin API and audit ----------------------------------------------------------------
+
+    def mount_admin(self, app: web.Application, prefix: str) -> None:
+        """The access library's admin API on `app` under `prefix` (operator key: `config.operator_key`)."""
+        add_routes(app, self.access, service=self.tokens, token_path=None, admin_prefix=prefix,
+                   operator_key=operator_key(self.config.operator_key), job_completed=self.sandbox_job_completed,
+                   client_ip=self.client_ip)
+
+    def sandbox_job_completed(self, job_id: str, org_id: str) -> bool:
+        """Whether `job_id` is a completed sandbox export of `org_id` (production onboarding).
+
+        Called from the admin API's worker threads: its own short-lived connection."""
+        conn = sqlite3.connect(f"{(self.config.data / 'jobs.sqlite').resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return JobDB.completed_in(conn, job_id, org_id, "sandbox")
+        except sqlite3.OperationalError:  # no job DB yet
+            return False
+        finally:
+            conn.close()
+
+    async def audit(self, who: Principal, action: str, request: web.Request, /, **detail) -> None:
+        """One audit entry for a request made with a verified token (off the loop)."""
+        await asyncio.to_thread(self.tokens.audit_request, who, action, self.client_ip(request), self.clock(),
+                                path=request.path, **detail)
+
+    # --- URLs -------------------------------------------------------------------------------
+
+    def origin(self, request: web.Request) -> str:
+        """Scheme and host clients reach us at (`config.public_url` behind a proxy)."""
+        return (self.config.public_url or f"{request.scheme}://{request.host}").rstrip("/")
+
+    def url(self, request: web.Request, name: str, **parts: str) -> str:
+        """Absolute URL of the named route (works when the app is mounted as a sub-app)."""
+        return self.origin(request) + str(request.app.router[name].url_for(**parts))
+
+    def fhir_base(self, request: web.Request) -> str:
+        """Absolute FHIR base URL (where `/metadata` is)."""
+        return self.url(request, "metadata").removesuffix("/metadata")
+
+    # --- jobs -------------------------------------------------------------------------------
+
+    async def owned_job(self, request: web.Request, who: Principal, action: str) -> Job:
+        """The job of the URL if it belongs to the caller's organization (404 / 403 otherwise;
+        a 403 is audited: someone holds another organization's job URL)."""
+        job_id = request.match_info["job"]
+        job = await self.db.call(JobDB.get_job, job_id)
+        if job is None or job.status == "cancelled":
+            raise RequestError(f"job {job_id[:64]} does not exist (or was deleted)", status=404, param="job")
+        if job.org_id != who.org_id:
+            await self.audit(who, action, request, outcome="denied", job=job_id, reason="job of another organization")
+            raise AuthError(f"job {job_id} belongs to another organization", status=403)
+        return job
+
+    def expired(self, job: Job) -> bool:
+        """Whether the job's files are gone (or due to go)."""
+        return job.status == "expired" or (job.expires is not None and job.expires <= self.clock())
+
+
+API = web.AppKey("fhirhose_api", ServerState)

@@ -1,0 +1,107 @@
+"""Status and manifest: `GET {base}/jobs/{job}`.
+
+202 + X-Progress + Retry-After while running (with the first manifest page when the
+client asked for partial manifests); 200 manifest + Expires when done; `?page=N` for
+manifest pages; 429 polled too fast; 500 failed; 404 unknown or cancelled; 410 expired;
+403 another organization's job.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import msgspec
+from aiohttp import web
+
+from ..errors import RequestError
+from . import models as m
+from .db import FileRow, Job, JobDB
+from .params import ExportParams
+from .runner import iso_instant
+from .state import API, ServerState
+from .web_response import http_date, outcome_response
+
+__all__ = ["status", "RULES_EXT"]
+
+# Manifest extension listing the access rules a job was planned with.
+RULES_EXT = "urn:fhirhose:access-rules"
+
+
+async def status(request: web.Request) -> web.Response:
+    """The job's progress, or its manifest."""
+    st = request.app[API]
+    who = await st.auth.authenticate(request)
+    job = await st.owned_job(request, who, "export.status")
+    if st.expired(job):
+        raise RequestError(f"job {job.id} expired at {iso_instant(job.expires or 0)}; its files are gone",
+                           status=410, param="job")
+    if job.status == "failed":
+        return outcome_response(500, f"export failed: {job.error}", code="exception")
+    params = msgspec.json.decode(job.params, type=ExportParams)
+    page = request.query.get("page")
+    if page is not None:
+        return await _page(st, request, job, params, page)
+    if job.active:
+        return await _in_progress(st, request, job, params)
+    if params.allow_partial:
+        return await _page(st, request, job, params, "1")
+    files = await st.db.call(JobDB.files_of, job.id)
+    return _manifest_response(st, request, job, files, status=200)
+
+
+async def _in_progress(st: ServerState, request: web.Request, job: Job, params: ExportParams) -> web.Response:
+    now, pace = st.clock(), st.config.retry_after
+    last = st.last_poll.get(job.id)
+    if last is not None and now - last < pace * 0.9:
+        wait = max(1, math.ceil(pace - (now - last)))
+        return outcome_response(429, f"polled too often: wait {wait} s between status requests", code="throttled",
+                                headers={"Retry-After": str(wait)})
+    st.last_poll[job.id] = now
+    pct = 100 * job.chunks_done // max(job.chunks_total, 1)
+    headers = {"X-Progress": f"{pct}% complete ({job.chunks_done}/{job.chunks_total} chunks)",
+               "Retry-After": str(pace)}
+    if params.allow_partial:
+        got = await st.db.call(JobDB.page, job.id, 1)
+        if got is not None:
+            return _manifest_response(st, request, job, got[0], status=202, headers=headers,
+                                      next_page=2 if got[1] else None)
+    return web.Response(status=202, headers=headers)
+
+
+async def _page(st: ServerState, request: web.Request, job: Job, params: ExportParams, page: str) -> web.Response:
+    if not params.allow_partial or not page.isdigit():
+        raise RequestError(f"page {page!r}: manifest pages exist only with allowPartialManifests=true",
+                           param="page")
+    got = await st.db.call(JobDB.page, job.id, int(page))
+    if got is None:
+        raise RequestError(f"manifest page {page} of job {job.id} is not available (yet)", status=404,
+                           param="page")
+    files, more = got
+    return _manifest_response(st, request, job, files, status=200 if not job.active else 202,
+                              next_page=int(page) + 1 if more else None)
+
+
+def _manifest_response(st: ServerState, request: web.Request, job: Job, files: list[FileRow], *, status: int,
+                       headers: dict | None = None, next_page: int | None = None) -> web.Response:
+    def item(f: FileRow) -> m.ManifestItem:
+        return m.ManifestItem(
+            type=f.type, url=st.url(request, "data", job=job.id, file=f.name), count=f.count,
+            extension={m.EXT_SHA256: f"sha256:{f.sha256}", m.EXT_LENGTH: f.length},
+        )
+
+    link = None
+    if next_page is not None:
+        link = [m.ManifestLink("next", f"{st.url(request, 'job', job=job.id)}?page={next_page}")]
+    manifest = m.Manifest(
+        transactionTime=iso_instant(job.transaction_time), request=job.request_url, requiresAccessToken=True,
+        output=[item(f) for f in files if f.kind == "output"],
+        error=[item(f) for f in files if f.kind == "error"],
+        deleted=[item(f) for f in files if f.kind == "deleted"],
+        link=link,
+        extension={RULES_EXT: json.loads(job.rules)},
+    )
+    h = dict(headers or {})
+    if job.expires is not None:
+        h["Expires"] = http_date(job.expires)
+    return web.Response(status=status, body=m.encode(manifest), content_type="application/json", headers=h)
