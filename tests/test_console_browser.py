@@ -335,6 +335,17 @@ def test_every_page_is_accessible(context, server):
     for path in ("ops/", "ops/orgs", "ops/users", "ops/onboarding", "ops/jobs", "ops/audit?outcome=denied",
                  "org/S1234/", "org/A0001/data", "account", "nowhere"):
         visit(page, server, path, 404 if path == "nowhere" else 200)
+    visit(page, server, "ops/orgs")
+    page.get_by_label("Id (e.g.").fill("S7777")
+    page.get_by_label("Name").fill("Seventh Sponsor")
+    page.get_by_label("Kind").select_option("sponsor")
+    page.get_by_role("button", name="Create organization").click()
+    assert "S7777 created" in page.get_by_role("status").inner_text()
+    page.locator("#c-S7777").fill("S7777")
+    page.locator("#c-S7777").press("Enter")  # keyboard submit
+    assert "Contract added" in page.get_by_role("status").inner_text()
+    check(page)
+    assert server.access.orgs.contracts("S7777") == ["S7777"]
     visit(page, server, "ops/users")
     page.get_by_label("Name").fill("Nina New")
     page.get_by_label("Email").fill("nina@a0001.example")
@@ -379,3 +390,44 @@ def test_job_progress_is_live(context, server):
     page.wait_for_function(f"() => document.getElementById('p-{job_id}').value === 100", timeout=60_000)
     assert page.locator("#jobs").get_attribute("data-live") is None
     check(page)
+
+
+def test_public_key_credential_for_smart_backend_services(context, server):
+    """A key-only credential made from a pasted public JWK; the client signs an assertion with
+    the private half and gets a token. A JWKS URL must be https."""
+    import json
+    import uuid
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from fhirhose.server.demo import es384_jwk
+
+    private, public = es384_jwk()
+    page = sign_in(context, server, "delegate@a0001.example")
+    visit(page, server, "org/A0001/credentials")
+    page.get_by_label("Label").fill("smart")
+    page.get_by_label("Public key only").check()
+    page.get_by_label("Public JWK or JWK Set").fill(json.dumps(public))
+    page.get_by_role("button", name="Create credential").click()
+    assert "public keys only" in page.get_by_role("status").inner_text()
+    check(page)
+    client_id = page.locator("dl.pairs code").first.inner_text().strip()
+    assert public["kid"] in page.locator("#keys-h + ul").inner_text()
+    page.get_by_label("JWKS URL").fill("http://keys.example/jwks.json")
+    page.get_by_role("button", name="Save URL").click()
+    assert "https:// URL needed" in page.get_by_role("alert").inner_text()
+    check(page)
+    numbers = ec.EllipticCurvePrivateNumbers(
+        int.from_bytes(jwt.utils.base64url_decode(private["d"]), "big"),
+        ec.EllipticCurvePublicNumbers(int.from_bytes(jwt.utils.base64url_decode(private["x"]), "big"),
+                                      int.from_bytes(jwt.utils.base64url_decode(private["y"]), "big"), ec.SECP384R1()))
+    token_url = server.fhir + "/auth/token"
+    assertion = jwt.encode({"iss": client_id, "sub": client_id, "aud": token_url, "exp": int(server.clock()) + 120,
+                            "jti": str(uuid.uuid4())}, numbers.private_key(), algorithm="ES384",
+                           headers={"kid": public["kid"]})
+    form = (f"grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type"
+            f"%3Ajwt-bearer&client_assertion={assertion}").encode()
+    status, _, body = http("POST", token_url, body=form, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 200, body
+    assert json.loads(body)["expires_in"] == 300

@@ -42,7 +42,7 @@ def search_audit(
         f" WHERE {' AND '.join(where) or '1'} ORDER BY id DESC LIMIT ?",
         (*args, max(1, min(int(limit), 1000))),
     ).fetchall()
-    return [AuditEntry(*r[:8], json.loads(r[8] or "{}")) for r in rows]
+    return [AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8] or "{}")) for r in rows]
 
 
 def _like(text: str) -> str:

@@ -108,9 +108,10 @@ class Onboarding:
                 " VALUES (?,?,?,'pending',?,?)",
                 (org_id, job_id, json.dumps(nets), str(actor), t),
             )
-            self.db.audit.record("onboarding.submit", actor=actor, org_id=org_id, now=t, request=cur.lastrowid,
+            req_id = int(cur.lastrowid or 0)
+            self.db.audit.record("onboarding.submit", actor=actor, org_id=org_id, now=t, request=req_id,
                                  job=job_id, ips=nets)
-        return self.get(cur.lastrowid)
+        return self.get(req_id)
 
     def approve(self, actor: Actor, request_id: int, job_completed: JobCompleted, now: float | None = None) -> None:
         """The operator approves: the library's production checks run again now."""

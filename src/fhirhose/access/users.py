@@ -192,7 +192,7 @@ class ConsoleUsers:
                 " VALUES (?,?,?,?,?,?,?,?)",
                 (email, name.strip(), org_id or None, user_id, r.name, _hasher.hash(password), t, t),
             )
-            cu_id = cur.lastrowid
+            cu_id = int(cur.lastrowid or 0)
             self.db.audit.record("console.user.create", actor=actor, org_id=org_id, now=t, console_user=cu_id,
                                  email=email, role=r.name)
         return self.get(cu_id), password

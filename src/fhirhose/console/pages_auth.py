@@ -73,6 +73,7 @@ async def totp(request: web.Request) -> web.Response:
 
 async def sign_out(request: web.Request) -> web.Response:
     ctx = Ctx(request)
+    assert ctx.session is not None  # the session middleware lets no one here without one
     token = request.cookies.get(COOKIE, "")
     await ctx.audit("console.sign_out", ctx.user.org_id)
     await ctx.run(ctx.state.sessions.end, token)
