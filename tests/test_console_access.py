@@ -184,3 +184,22 @@ def test_admin_cli_adds_console_users(tmp_path, capsys):
     with pytest.raises(SignInError):
         users.sign_in("cd@a.example", cd["password"], "10.0.0.1")
     db.close()
+
+
+def test_operator_changes_a_role(db):
+    users = ConsoleUsers(db)
+    cu, _ = users.create(OP, "d@a.example", "D", "credential_delegate", "A0001", password=PW, now=NOW)
+    db.credentials.issue(cu.actor(), "A0001", now=NOW)
+    token = Sessions(db).start(cu, "10.0.0.1", NOW)
+    with pytest.raises(PermissionDenied):
+        users.change_role(cu.actor(), cu.id, "aco_executive")
+    with pytest.raises(InputError, match="not offered"):
+        users.change_role(OP, cu.id, "attestor", title="CEO")
+    now = users.change_role(OP, cu.id, "aco_executive", now=NOW)
+    assert now.role == "aco_executive" and now.user_id != cu.user_id
+    assert Sessions(db).get(token, NOW) is None  # signed out: the permissions changed
+    with pytest.raises(PermissionDenied):  # the library sees the new role at once
+        db.credentials.issue(now.actor(), "A0001", now=NOW)
+    with pytest.raises(PermissionDenied):  # and the old library user is gone
+        db.credentials.issue(cu.actor(), "A0001", now=NOW)
+    assert users.change_role(OP, cu.id, "credential_delegate", now=NOW).may("credentials.manage")

@@ -1,7 +1,10 @@
 """The web console in a real browser: Debian's Chromium driven by Playwright against a real
 server on 127.0.0.1; the API side of each flow over real HTTP; axe-core on every page visited.
 
-One browser for the session; each test gets a fresh browser context (its own cookies).
+One browser and one server for all of them (module scope: while Playwright's sync API is
+open it holds the main thread's event loop, so a session-scoped browser would break
+`asyncio.run` in the test modules after this one); each test gets a fresh browser
+context (its own cookies).
 """
 
 from __future__ import annotations
@@ -19,13 +22,13 @@ pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"{CHROMI
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def server(tmp_path_factory):
     with console_server(tmp_path_factory.mktemp("console")) as s:
         yield s
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     with sync_api.sync_playwright() as p:
         b = launch(p)
@@ -350,7 +353,7 @@ def test_every_page_is_accessible(context, server):
     page.get_by_label("Name").fill("Nina New")
     page.get_by_label("Email").fill("nina@a0001.example")
     page.get_by_label("Organization (empty").select_option("A0001")
-    page.get_by_label("Role").select_option("credential_delegate")
+    page.get_by_label("Role", exact=True).select_option("credential_delegate")
     page.get_by_role("button", name="Add person").click()
     check(page)
     password = page.locator("#secret").inner_text().strip()
@@ -358,6 +361,11 @@ def test_every_page_is_accessible(context, server):
     page.get_by_role("button", name="Reset password of nina@a0001.example").click()
     check(page)
     assert page.locator("#secret").inner_text().strip() != password
+    visit(page, server, "ops/users")
+    page.get_by_label("Role of nina@a0001.example").select_option("aco_executive")
+    page.get_by_label("Role of nina@a0001.example").locator("xpath=..").get_by_role("button").click()
+    assert "now ACO Executive" in page.get_by_role("status").inner_text()
+    check(page)
     status, _, body = http("GET", server.console + "static/console.js")
     assert status == 200 and b"innerHTML" not in body
 

@@ -58,15 +58,15 @@ class Throttle:
         t = now_s(now)
         with self.db.tx() as conn:
             for key, rule in rules.items():
-                row = conn.execute("SELECT failures, first_at FROM throttle WHERE key=?", (key,)).fetchone()
-                failures, first = (1, t) if row is None or t - row[1] > rule.window else (row[0] + 1, row[1])
-                locked = t + rule.lockout if failures >= rule.max_failures else 0.0
-                if locked:
-                    failures, first = 0, t  # the lockout starts a fresh window
+                row = conn.execute("SELECT failures, first_at, locked_until FROM throttle WHERE key=?", (key,)).fetchone()
+                failures, first, locked = (1, t, 0.0) if row is None else (row[0] + 1, row[1], row[2])
+                if row is not None and t - first > rule.window:
+                    failures, first = 1, t
+                if failures >= rule.max_failures:
+                    failures, first, locked = 0, t, max(locked, t + rule.lockout)  # a fresh window after the lock
                 conn.execute(
                     "INSERT INTO throttle VALUES (?,?,?,?) ON CONFLICT(key) DO UPDATE SET"
-                    " failures=excluded.failures, first_at=excluded.first_at,"
-                    " locked_until=MAX(throttle.locked_until, excluded.locked_until)",
+                    " failures=excluded.failures, first_at=excluded.first_at, locked_until=excluded.locked_until",
                     (key, failures, first, locked),
                 )
 

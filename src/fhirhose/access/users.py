@@ -217,6 +217,35 @@ class ConsoleUsers:
             self.db.audit.record("console.user.deactivate", actor=actor, org_id=cu.org_id, now=now,
                                  console_user=cu.id, email=cu.email)
 
+    def change_role(self, actor: Actor, cu_id: int, role_name: str, *, title: str = "", now: float | None = None) -> ConsoleUser:
+        """The operator gives a person another role of their organization's kind. When the
+        library role changes, the old library user leaves (ending their attestations) and a
+        new one with the new role takes their place; their sessions end either way."""
+        if actor.kind != "system":
+            raise PermissionDenied("roles are changed by the operator")
+        cu, r = self.get(cu_id), role(role_name)
+        if not cu.active:
+            raise InputError(f"{cu.email} was removed")
+        if (r.name == OPERATOR) != cu.is_operator:
+            raise InputError("an operator stays an operator; an organization's person stays in the organization")
+        if cu.org_id is not None:
+            kind = self.db.orgs.get(cu.org_id).kind
+            if kind not in r.kinds:
+                raise InputError(f"role {r.title} is not offered to a {kind} organization")
+        t = now_s(now)
+        with self.db.tx() as conn:
+            user_id = cu.user_id
+            old = self.db.orgs.user(cu.user_id) if cu.user_id is not None else None
+            if old is not None and (old.role != r.library_role or (r.needs_title and old.title != title.upper())):
+                self.db.orgs.remove_user(actor, old.id, t)
+                user_id = self.db.orgs.add_user(actor, old.org_id, old.name, old.email, r.library_role or "", title,
+                                                now=t)[0].id
+            conn.execute("UPDATE console_users SET role=?, user_id=? WHERE id=?", (r.name, user_id, cu.id))
+            conn.execute("DELETE FROM console_sessions WHERE console_user_id=?", (cu.id,))
+            self.db.audit.record("console.user.role", actor=actor, org_id=cu.org_id, now=t, console_user=cu.id,
+                                 old=cu.role, new=r.name)
+        return self.get(cu.id)
+
     def reset_password(self, actor: Actor, cu_id: int, now: float | None = None) -> str:
         """The forgotten-password path without email: the operator sets a new random
         password (returned once) and ends the person's sessions."""

@@ -23,6 +23,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/ops/users", users)
     r.add_post("/ops/users", create_user)
     r.add_post("/ops/users/{id}/reset", reset_password)
+    r.add_post("/ops/users/{id}/role", change_role)
     r.add_post("/ops/users/{id}/deactivate", deactivate)
     r.add_get("/ops/onboarding", queue)
     r.add_post("/ops/onboarding/{id}/approve", approve)
@@ -115,8 +116,9 @@ async def users(request: web.Request) -> web.Response:
         return ctx.state.users.list(), ctx.db.orgs.list()
 
     people, orgs_ = await ctx.run(gather)
+    kinds = {o.id: o.kind for o in orgs_}
     return _page(ctx, "ops_users.html", "People and roles", "ops/users", people=people, orgs=orgs_, roles=ROLES,
-                 permissions=PERMISSIONS)
+                 permissions=PERMISSIONS, kinds=kinds)
 
 
 async def create_user(request: web.Request) -> web.Response:
@@ -136,6 +138,16 @@ async def reset_password(request: web.Request) -> web.Response:
     return _page(ctx, "secret.html", "Password reset", "ops/users", what=f"New password of {cu.email}",
                  secret=password, note="Their sessions ended. Hand the password over after checking who asks.",
                  back="ops/users")
+
+
+async def change_role(request: web.Request) -> web.Response:
+    ctx = await _ops(request, "users.manage")
+    cu_id = _int(request.match_info["id"], "user")
+    f = await ctx.form()
+    cu = await ctx.run(ctx.state.users.change_role, ctx.user.actor(), cu_id, f.get("role", ""),
+                       title=f.get("title", ""), now=ctx.now)
+    ctx.flash("ok", f"{cu.email} is now {cu.role_title}; their sessions ended.")
+    raise ctx.redirect("ops/users")
 
 
 async def deactivate(request: web.Request) -> web.Response:
