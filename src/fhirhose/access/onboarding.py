@@ -211,5 +211,6 @@ class Onboarding:
                               "an Attestor receives it once and hands it to the specialist"))
         else:
             steps.append(Step("Production approval", org.production_at is not None,
-                              "the operator approves production after the DUA (and the library's attestation check)"))
+                              "production needs an attestation in force and a completed sandbox export; for this "
+                              "kind the operator grants it through the admin API (the console's flow is Part D's)"))
         return steps
