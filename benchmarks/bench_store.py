@@ -20,8 +20,8 @@ import pytest
 from fhirhose.bench.workloads import FACTS, disk_bytes, open_and_slice, record
 from fhirhose.store import Store, schema
 from fhirhose.store.cclf import read_cclf
-from tests.cclf_writer import cclf0, file_name, reclen
-from tests.cclf_writer import record as cclf_record
+from tests.support.cclf_writer import cclf0, file_name, reclen
+from tests.support.cclf_writer import record as cclf_record
 from tests.test_cclf import bene, carrier
 
 BENES = int(os.environ.get("FHIRHOSE_BENCH_CCLF_BENES", "2500"))
@@ -132,7 +132,7 @@ def test_weekly_incremental_load(benchmark, loaded, tmp_path, capsys):
     the cost of a load is a new generation, so it grows with the store, not the delivery."""
     week = {"5": [carrier(str(9_000_000 + i), "1", f"{i:04d}AA0AA{i % 100:02d}"[:11].rjust(11, "1"), "2",
                           "2024-02-01", "10.00", cntl=f"CTL{i * CLAIMS_PER_BENE // 2}") for i in range(200)]}
-    from tests.cclf_writer import write_delivery
+    from tests.support.cclf_writer import write_delivery
 
     paths = write_delivery(tmp_path / "w", week, date="240122")
     tables, source = read_cclf(paths)

@@ -13,8 +13,9 @@ import time
 
 import pytest
 
+from fhirhose import synth
 from fhirhose.bench.workloads import record
-from fhirhose.store import schema, synth
+from fhirhose.store import schema
 
 BENES = int(os.environ.get("FHIRHOSE_BENCH_SYNTH_BENES", str(synth.CHUNK)))
 

@@ -34,6 +34,16 @@ def synth_store(tmp_path_factory):
     return w
 
 
+def pytest_collect_file(file_path, parent):
+    """Collect bench_*.py as test modules, so `python -m pytest benchmarks` runs them.
+
+    Named bench_ (not test_) so the root pytest run never picks them up; a path named
+    on the command line is already collected by pytest itself."""
+    if file_path.suffix == ".py" and file_path.name.startswith("bench_") and not parent.session.isinitpath(file_path):
+        return pytest.Module.from_parent(parent, path=file_path)
+    return None
+
+
 def pytest_terminal_summary(terminalreporter):
     if not RESULTS and not FACTS:
         return

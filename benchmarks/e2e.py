@@ -55,8 +55,8 @@ def synthesize(path: Path, benes: int, seed: int, as_of: dt.date, years: int) ->
     stamped after the kick-off's transaction time). Each beneficiary has `years` years of
     claims: one year at the DE-SynPUF rates is ~37 claims, the issue's "100,000
     beneficiaries, about 3.3 M EOBs"."""
+    from fhirhose import synth
     from fhirhose.errors import InputError
-    from fhirhose.store import synth
 
     demo = synth.PRESETS["demo"]
     aco = type(demo.acos[0])(ORG, "End-to-end benchmark ACO", "Shared Savings", benes)

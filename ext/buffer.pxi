@@ -64,6 +64,7 @@ cdef class OutBuffer:
         PyMem_RawFree(self.data)
 
     def clear(self):
+        """Forget the content, keep the memory; BufferError while a view is exported."""
         if self.exports:
             raise BufferError("OutBuffer is exported; release its views first")
         self.size = 0
@@ -79,9 +80,11 @@ cdef class OutBuffer:
         self.exports -= 1
 
     def getvalue(self):
+        """A copy of the bytes written so far."""
         return self.data[:self.size]
 
     def view(self):
+        """A zero-copy view of the bytes written so far (release it before `clear`)."""
         return memoryview(self)
 
 

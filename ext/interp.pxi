@@ -194,6 +194,7 @@ cdef class Writer:
 
     @property
     def name(self):
+        """The bound template's name."""
         return self.plan.name
 
     def write(self, rows, OutBuffer out):

@@ -5,19 +5,13 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-from fhirhose import _core_py
+from .support.backends import BACKENDS
+from .support.backends import cext as _cext
 
 settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=1000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
-
-try:
-    from fhirhose import _core as _cext
-except ImportError:  # pure build: only the twin runs
-    _cext = None
-
-BACKENDS = [_core_py] + ([_cext] if _cext is not None else [])
 
 
 @pytest.fixture(params=BACKENDS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])

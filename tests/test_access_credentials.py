@@ -1,14 +1,14 @@
 """Organizations, roles and client-secret credentials: who may do what, and when a
 secret stops working."""
 
-import base64
 
 import pytest
 
 from fhirhose import AuthError, InputError
 from fhirhose.access import AccessDB, Actor, PermissionDenied, TokenError, TokenRequest, TokenService
 
-from .access_world import DAY, NOW, add_user, make_db
+from .support.access_world import DAY, NOW, add_user, make_db
+from .support.server import basic_authorization
 
 FORM = "application/x-www-form-urlencoded"
 ALLOWED_IP, OTHER_IP = "203.0.113.7", "198.51.100.9"
@@ -19,12 +19,8 @@ def db(tmp_path):
     return make_db(tmp_path / "access.db")
 
 
-def basic(client_id, secret):
-    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-
-
 def token(db, client_id, secret, ip=ALLOWED_IP, now=NOW, body="grant_type=client_credentials"):
-    return TokenService(db).issue(TokenRequest.parse(body.encode(), FORM, basic(client_id, secret)), ip, now=now)
+    return TokenService(db).issue(TokenRequest.parse(body.encode(), FORM, basic_authorization(client_id, secret)), ip, now=now)
 
 
 def refused(fn, error="invalid_client", status=401):
@@ -253,7 +249,7 @@ def test_scopes(db, issued):
 def test_token_request_errors(db, issued):
     cred, secret = issued
     svc = TokenService(db)
-    auth = basic(cred.client_id, secret)
+    auth = basic_authorization(cred.client_id, secret)
     cases = [
         (b"grant_type=password", FORM, auth, "unsupported_grant_type", 400),
         (b"scope=system/*.read", FORM, auth, "invalid_request", 400),

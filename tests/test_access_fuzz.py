@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from fhirhose import AuthError
 from fhirhose.access import ASSERTION_TYPE, TokenRequest, TokenService
 
-from .access_world import DAY, NOW, add_user, make_db
+from .support.access_world import DAY, NOW, add_user, make_db
 
 FORM = "application/x-www-form-urlencoded"
 IP = "203.0.113.7"

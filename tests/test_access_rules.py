@@ -14,7 +14,7 @@ from fhirhose.access import Actor, Scope, ScopedExporter, TokenRequest, TokenSer
 from fhirhose.export.exporter import Exporter, ExportSpec
 from fhirhose.store import schema
 
-from .access_world import DAY, NOW, SUD_CLAIM, UTC, add_user, build_store, carrier, make_db, pde, sources
+from .support.access_world import DAY, NOW, SUD_CLAIM, UTC, add_user, build_store, carrier, make_db, pde, sources
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fhirhose import AuthError, InputError
 from fhirhose.access import ASSERTION_TYPE, TokenError, TokenRequest, TokenService
 
-from .access_world import DAY, NOW, add_user, make_db
+from .support.access_world import DAY, NOW, add_user, make_db
 
 FORM = "application/x-www-form-urlencoded"
 IP = "203.0.113.7"

@@ -1,8 +1,13 @@
 """CCLF and preference-file ingest: real fixed-width files, real zips, a real store."""
 
 import datetime as dt
+import hashlib
 import os
+import re
 import shutil
+import subprocess
+import sys
+import tempfile
 import zipfile
 from decimal import Decimal
 from pathlib import Path
@@ -12,13 +17,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fhirhose import IngestError
+import fhirhose
+from fhirhose import FhirhoseError, IngestError
 from fhirhose.cli import main
 from fhirhose.store import Store
-from fhirhose.store.cclf import _parse_dates, _parse_decimal, ingest_cclf, ingest_prefs, layout, read_cclf, read_prefs
+from fhirhose.store.cclf import ingest_cclf, ingest_prefs, layout, read_cclf, read_prefs
+from fhirhose.store.cclf.fixed import parse_dates, parse_decimal
 
-from .cclf_writer import file_name, record, reclen, write_delivery
-from .test_store import listing
+from .support.cclf_writer import file_name, reclen, write_delivery
 
 FIX = Path(__file__).parent / "fixtures" / "cclf"
 A0001 = FIX / "bcda_archive_valid_A0001"
@@ -134,7 +140,9 @@ def test_bcda_archive_loads_fully(store):
 
 @pytest.mark.parametrize("name,n", [("bcda_synthetic_test_small", 2490), ("bcda_synthetic_improved_dev", 35)])
 def test_synthetic_mbi_only_sets_load_as_rosters(store, name, n):
-    ingest_cclf(store, [FIX / name], org_id="A9990", year=2024, now=T0)
+    with pytest.raises(IngestError, match=r"ZC8: line 1: record is 37 bytes, expected 549 \(every line is shorter"):
+        read_cclf([FIX / name], org_id="A9990", year=2024)
+    ingest_cclf(store, [FIX / name], org_id="A9990", year=2024, trimmed=True, now=T0)
     with Store.open(store.path) as snap:
         assert snap.tables["roster"].n == n and snap.tables["bene"].n == 0
         assert set(col(snap, "roster", "org_id")) == {"A9990"}
@@ -236,30 +244,36 @@ def test_older_shorter_records_load(tmp_path):
 # -- errors: each names file, line and field; nothing is loaded ------------------------------------
 
 
+def tree(root):
+    """Every file under `root` and a digest of its bytes: equal trees are byte-identical."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(root).rglob("*")) if p.is_file()}
+
+
 def _bad(tmp_path, store, files, match, **kw):
     ingest_cclf(store, write_delivery(tmp_path / "ok", {"8": [bene(A, "Ann")]}), now=T0)
-    before, current = listing(store.path), store.current()
+    before, current = tree(store.path), store.current()
     with pytest.raises(IngestError, match=match):
         ingest_cclf(store, write_delivery(tmp_path / "bad", files, **kw))
-    assert listing(store.path) == before and store.current() == current
+    assert tree(store.path) == before and store.current() == current
 
 
 def test_bad_date(tmp_path, store):
     files = claim_files()
     files["1"][2]["CLM_FROM_DT"] = "2024-13-01"
-    _bad(tmp_path, store, files, r"CCLF1 \(.*ZC1Y24.*\) line 3: CLM_FROM_DT '2024-13-01' is not a date")
+    _bad(tmp_path, store, files, r"ZC1Y24\.D240115\.T1234567: line 3: CLM_FROM_DT '2024-13-01' is not a date")
 
 
 def test_bad_day_of_month(tmp_path, store):
     files = claim_files()
     files["8"][1]["BENE_DOB"] = "1949-02-29"
-    _bad(tmp_path, store, files, r"CCLF8 .* line 2: BENE_DOB '1949-02-29' is not a date")
+    _bad(tmp_path, store, files, r"ZC8Y24\.D240115\.T1234567: line 2: BENE_DOB '1949-02-29' is not a date")
 
 
 def test_bad_amount(tmp_path, store):
     files = claim_files()
     files["5"][3]["CLM_LINE_CVRD_PD_AMT"] = "12.3.4"
-    _bad(tmp_path, store, files, r"CCLF5 .* line 4: CLM_LINE_CVRD_PD_AMT '12.3.4' is not a signed amount")
+    _bad(tmp_path, store, files, r"ZC5Y24\.D240115\.T1234567: line 4: CLM_LINE_CVRD_PD_AMT '12.3.4' is not a signed amount")
     files["5"][3]["CLM_LINE_CVRD_PD_AMT"] = "1-2.00"
     with pytest.raises(IngestError, match="'1-2.00' is not a signed amount"):
         read_cclf(write_delivery(tmp_path / "again", files))
@@ -268,19 +282,20 @@ def test_bad_amount(tmp_path, store):
 def test_bad_codes(tmp_path, store):
     files = claim_files()
     files["6"][0]["CLM_ADJSMT_TYPE_CD"] = "7"
-    _bad(tmp_path, store, files, r"CCLF6 .* line 1: CLM_ADJSMT_TYPE_CD '7' is not 0 \(original\), 1 \(cancel\)")
+    _bad(tmp_path, store, files, r"ZC6Y24\.D240115\.T1234567: line 1: CLM_ADJSMT_TYPE_CD '7' is not 0 \(original\), 1 \(cancel\)")
     files = claim_files()
     files["5"][0]["CLM_TYPE_CD"] = "60"
-    with pytest.raises(IngestError, match=r"CCLF5 .* line 1: CLM_TYPE_CD '60' is not one of 71, 72"):
+    with pytest.raises(IngestError, match=r"ZC5Y24\.D240115\.T1234567: line 1: CLM_TYPE_CD '60' is not one of 71, 72"):
         read_cclf(write_delivery(tmp_path / "t", files))
     files = claim_files()
     files["2"][0]["CLM_LINE_NUM"] = "1A"
-    with pytest.raises(IngestError, match=r"CCLF2 .* line 1: CLM_LINE_NUM '1A' is not a number"):
+    with pytest.raises(IngestError, match=r"ZC2Y24\.D240115\.T1234567: line 1: CLM_LINE_NUM '1A' is not a number"):
         read_cclf(write_delivery(tmp_path / "n", files))
 
 
 def test_record_count_mismatch(tmp_path, store):
-    _bad(tmp_path, store, claim_files(), r"CCLF4 \(.*\): CCLF0 says 9 records, the file has 3", counts={"4": 9})
+    _bad(tmp_path, store, claim_files(), r"ZC4Y24\.D240115\.T1234567: the file has 3 records, CCLF0 says 9 \(.*ZC0Y24\.D240115\.T1234567: line 5\)$",
+         counts={"4": 9})
 
 
 def test_wrong_record_length(tmp_path, store):
@@ -288,7 +303,7 @@ def test_wrong_record_length(tmp_path, store):
     paths = write_delivery(tmp_path / "bad", files, lengths={"9": 55})
     nine = next(p for p in paths if "ZC9" in p.name)
     nine.write_bytes(nine.read_bytes().rstrip(b"\n") + b"XYZ\n")
-    with pytest.raises(IngestError, match=r"CCLF9 .* line 1: record is 58 bytes, CCLF0 gives CCLF9 records of 55 bytes"):
+    with pytest.raises(IngestError, match=r"ZC9Y24\.D240115\.T1234567: line 1: record is 58 bytes, expected 55$"):
         read_cclf(paths)
 
 
@@ -298,7 +313,7 @@ def test_non_ascii_byte(tmp_path):
     data = bytearray(eight.read_bytes())
     data[549 + 1 + 81] = 0xC9  # first byte of the second record's first name
     eight.write_bytes(bytes(data))
-    with pytest.raises(IngestError, match=r"CCLF8 .* line 2: BENE_1ST_NAME has byte 0xc9, not printable ASCII"):
+    with pytest.raises(IngestError, match=r"ZC8Y24\.D240115\.T1234567: line 2: BENE_1ST_NAME has byte 0xc9, not printable ASCII"):
         read_cclf(paths)
 
 
@@ -325,20 +340,20 @@ def test_missing_cclf0(tmp_path):
 def test_child_without_header(tmp_path):
     files = claim_files()
     files["2"][4]["CUR_CLM_UNIQ_ID"] = "9999"
-    with pytest.raises(IngestError, match=r"CCLF2 .* line 5: CUR_CLM_UNIQ_ID '9999' has no CCLF1 header"):
+    with pytest.raises(IngestError, match=r"ZC2Y24\.D240115\.T1234567: line 5: CUR_CLM_UNIQ_ID '9999' has no CCLF1 header"):
         read_cclf(write_delivery(tmp_path, files))
     files = claim_files()
     files["1"][1]["CUR_CLM_UNIQ_ID"] = "1001"
-    with pytest.raises(IngestError, match=r"CCLF1 .* line 2: CUR_CLM_UNIQ_ID '1001' repeats line 1"):
+    with pytest.raises(IngestError, match=r"ZC1Y24\.D240115\.T1234567: line 2: CUR_CLM_UNIQ_ID '1001' repeats line 1"):
         read_cclf(write_delivery(tmp_path / "dup", files))
 
 
 def test_claim_of_unknown_beneficiary_loads_nothing(tmp_path, store):
     files = {"5": [carrier("2001", "1", "9XX9XX9XX99", "0", "2024-01-10", "5.00")], "8": [bene(A, "Ann")]}
-    before = listing(store.path)
+    before = tree(store.path)
     with pytest.raises(ValueError, match="beneficiary '9XX9XX9XX99' is in neither this load nor the store"):
         ingest_cclf(store, write_delivery(tmp_path, files))
-    assert listing(store.path) == before
+    assert tree(store.path) == before
 
 
 def test_corrupt_zip(tmp_path, store):
@@ -346,10 +361,10 @@ def test_corrupt_zip(tmp_path, store):
     data = z.read_bytes()
     z.write_bytes(data[: len(data) // 2])
     ingest_cclf(store, write_delivery(tmp_path / "ok", {"8": [bene(A, "Ann")]}), now=T0)
-    before = listing(store.path)
+    before = tree(store.path)
     with pytest.raises(IngestError, match=r"P.A1234.ACO.ZCY24.D240115.zip: corrupt zip archive"):
         ingest_cclf(store, [z])
-    assert listing(store.path) == before
+    assert tree(store.path) == before
     # A member whose bytes were damaged fails its CRC check.
     z2 = write_delivery(tmp_path / "z2", claim_files(), zip_name="P.A1234.ACO.ZCY24.D240116.zip")[0]
     raw = bytearray(z2.read_bytes())
@@ -366,6 +381,216 @@ def test_bad_file_name(tmp_path):
     p.write_bytes(b"x\n")
     with pytest.raises(IngestError, match="claims.txt: not a CCLF file name"):
         read_cclf([p])
+
+
+# -- record structure: a cut, lengthened or split record refuses the whole delivery ------------------
+
+EIGHT = "T.BCD.A0001.ZC8Y18.D181120.T1000009"
+
+
+def _env() -> dict[str, str]:
+    src = str(Path(fhirhose.__file__).parent.parent)
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
+
+
+def archive_copy(tmp_path, name="delivery"):
+    """A writable copy of the BCDA archive delivery."""
+    d = tmp_path / name
+    shutil.copytree(A0001, d)
+    for p in [d, *d.iterdir()]:
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    return d
+
+
+def edit_record(path, line, fn):
+    """Replace record `line` (1-based) of a file by fn(record)."""
+    lines = path.read_bytes().split(b"\n")
+    lines[line - 1] = fn(lines[line - 1])
+    path.write_bytes(b"\n".join(lines))
+
+
+def rows(tables):
+    """Every value and link of delta tables, comparable with ==."""
+    return {name: ({c: col.to_list() if hasattr(col, "to_list") else col.values.tolist() for c, col in t.columns.items()},
+                   {k: v.tolist() for k, v in t.links.items()}) for name, t in tables.items()}
+
+
+@pytest.mark.parametrize("line", [3, 7])  # a record in the middle; the last record
+def test_cli_refuses_truncated_record(tmp_path, line):
+    root = tmp_path / "store"
+
+    def ingest(*args):
+        cmd = [sys.executable, "-m", "fhirhose.cli", "ingest", "cclf", "--store", str(root), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+
+    first = ingest("--create", str(A0001))
+    assert first.returncode == 0, first.stderr
+    before = tree(root)
+    d = archive_copy(tmp_path)
+    edit_record(d / EIGHT, line, lambda r: r[:200])
+    done = ingest(str(d))
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == f"fhirhose ingest: {d / EIGHT}: line {line}: record is 200 bytes, expected 549\n"
+    assert tree(root) == before
+    with Store.open(root) as snap:
+        assert snap.generation == 1
+
+
+@pytest.mark.parametrize("line,edit,length", [
+    (3, lambda r: r[:200], 200),
+    (7, lambda r: r[:200], 200),
+    (7, lambda r: r[:548], 548),  # one trailing blank cut
+    (3, lambda r: r[:300] + b"  " + r[300:], 551),  # two bytes in the address: every later field shifts
+    (7, lambda r: r + b"  ", 551),
+])
+def test_record_of_wrong_length_refuses_delivery(tmp_path, store, line, edit, length):
+    ingest_cclf(store, [A0001], now=T0)
+    before, current = tree(store.path), store.current()
+    d = archive_copy(tmp_path)
+    edit_record(d / EIGHT, line, edit)
+    want = f"{d / EIGHT}: line {line}: record is {length} bytes, expected 549"
+    with pytest.raises(IngestError, match=re.escape(want) + "$"):
+        ingest_cclf(store, [d], now=T0)
+    assert tree(store.path) == before and store.current() == current
+
+
+def test_bad_date_names_file_line_field(tmp_path, store):
+    ingest_cclf(store, [A0001], now=T0)
+    before = tree(store.path)
+    d = archive_copy(tmp_path)
+    dob = next(f for f in layout("8") if f.name == "BENE_DOB")
+    edit_record(d / EIGHT, 7, lambda r: r[: dob.start] + b"x".ljust(10) + r[dob.end :])
+    want = f"{d / EIGHT}: line 7: BENE_DOB 'x' is not a date (YYYY-MM-DD)"
+    with pytest.raises(IngestError, match=re.escape(want) + "$"):
+        ingest_cclf(store, [d], now=T0)
+    assert tree(store.path) == before
+
+
+def test_digits_field_read_as_number_takes_no_sign(tmp_path):
+    files = claim_files()
+    files["2"][0]["CLM_LINE_NUM"] = "-1"
+    with pytest.raises(IngestError, match=r"ZC2Y24\.D240115\.T1234567: line 1: CLM_LINE_NUM '-1' is not a number"):
+        read_cclf(write_delivery(tmp_path, files))
+
+
+def test_mbi_only_records_are_checked(tmp_path):
+    # A CCLF0 that gives CCLF8 records ending before BENE_DOB: roster only, the fields there still parse.
+    paths = write_delivery(tmp_path, {"8": [{"BENE_MBI_ID": A, "BENE_FIPS_STATE_CD": "2X"}]}, lengths={"8": 32})
+    with pytest.raises(IngestError, match=r"ZC8Y24\.D240115\.T1234567: line 1: BENE_FIPS_STATE_CD '2X' is not a number"):
+        read_cclf(paths)
+
+
+def test_line_ends(tmp_path):
+    """CRLF is accepted when a file uses it for every line; a trailing newline, blank lines at
+    the end and a missing final newline are not records; LF and CRLF mixed in a file are refused."""
+    want = rows(read_cclf([A0001])[0])
+    variants = {
+        "crlf": lambda b: b.replace(b"\n", b"\r\n"),
+        "crlf-no-final": lambda b: b.replace(b"\n", b"\r\n").removesuffix(b"\r\n"),
+        "no-final-newline": lambda b: b.removesuffix(b"\n"),
+        "blank-lines-at-end": lambda b: b + b"\n\n",
+    }
+    for name, fn in variants.items():
+        d = archive_copy(tmp_path, name)
+        for p in d.iterdir():
+            p.write_bytes(fn(p.read_bytes()))
+        assert rows(read_cclf([d])[0]) == want, name
+    d = archive_copy(tmp_path, "mixed")
+    edit_record(d / EIGHT, 2, lambda r: r + b"\r")
+    with pytest.raises(IngestError, match=re.escape(f"{d / EIGHT}: line 1: ends in LF, but line 2 ends in CRLF")):
+        read_cclf([d])
+    d = archive_copy(tmp_path, "blank-inside")
+    edit_record(d / EIGHT, 3, lambda r: r + b"\n")
+    with pytest.raises(IngestError, match=re.escape(f"{d / EIGHT}: line 4: record is 0 bytes, expected 549")):
+        read_cclf([d])
+
+
+# The property below: what "valid" means per field, and so what a damaged delivery may do.
+#   Structure (any file, CCLF0 included): records are exactly CCLF0's length, one per line, every
+#   byte printable ASCII, counts as CCLF0 says. Any truncation, insertion, inserted or deleted
+#   newline, or a byte flipped to a non-printable value changes the structure of a record or of
+#   the file, so the delivery is refused -- or the change falls where nothing is read (a CCLF0
+#   description, a trailing newline) and the same rows load.
+#   Fields: X(n) text is any printable characters, so a flip inside a name or address is new,
+#   valid data that no layout can detect; it is not generated. Digits (9), signed amounts (-9),
+#   dates (YYYY-MM-DD) and coded fields (claim type, adjustment type, sex, xref indicator) have a
+#   picture or a domain: a printable flip outside it (a letter or symbol) must be refused, naming
+#   file, line and field. (A digit flipped to another digit is valid data and is not generated.)
+#   `trimmed=True` (BCDA's synthetic sets) gives up the structure check and is not covered.
+
+CODED = {"1": ("CLM_TYPE_CD", "CLM_ADJSMT_TYPE_CD"), "5": ("CLM_TYPE_CD", "CLM_ADJSMT_TYPE_CD"),
+         "6": ("CLM_TYPE_CD", "CLM_ADJSMT_TYPE_CD"), "7": ("CLM_ADJSMT_TYPE_CD",), "8": ("BENE_SEX_CD",),
+         "9": ("HICN_MBI_XREF_IND",)}
+NOT_IN_ANY_PICTURE = b"QZ#*%&@!?^~x"
+NON_PRINTABLE = bytes([*range(32), *range(127, 256)])
+
+
+@pytest.fixture(scope="module")
+def deliveries(tmp_path_factory):
+    """Valid deliveries as {file name: bytes}, with what each loads and its CCLF0 record lengths."""
+    made = write_delivery(tmp_path_factory.mktemp("claims"), claim_files())
+    out = {}
+    for name, paths in (("archive", sorted(A0001.iterdir())), ("claims", made)):
+        files = {p.name: p.read_bytes() for p in paths}
+        zero = next(b for n, b in files.items() if "ZC0" in n).decode().splitlines()[1:]
+        lengths = {ln.split("|")[0].strip()[4:]: int(ln.split("|")[3]) for ln in zero if ln.strip()}
+        out[name] = (files, rows(read_cclf(paths)[0]), lengths)
+    return out
+
+
+def _fid(name):
+    return re.search(r"ZC([0-9AB])", name)[1]
+
+
+@given(data=st.data())
+def test_damaged_delivery_is_refused_or_loads_the_same(deliveries, data):
+    files, want, lengths = deliveries[data.draw(st.sampled_from(sorted(deliveries)))]
+    files = dict(files)
+    how = data.draw(st.sampled_from(["truncate", "extend", "add newline", "drop newline", "flip byte", "flip field"]))
+    named = None  # (file, line, field) the refusal must name
+    if how == "flip field":
+        name = data.draw(st.sampled_from(sorted(n for n in files if _fid(n) != "0" and files[n])))
+        fid, reclen_ = _fid(name), lengths[_fid(name)]
+        checked = [f for f in layout(fid) if f.end <= reclen_ and (
+            f.fmt.startswith(("9", "-9", "YYYY")) or f.name in CODED.get(fid, ()))]
+        f = data.draw(st.sampled_from(checked))
+        starts = [0] + [i + 1 for i, c in enumerate(files[name]) if c == 10]  # lines may be longer than CCLF0's
+        row = data.draw(st.integers(0, len(files[name].splitlines()) - 1))
+        at = starts[row] + data.draw(st.integers(f.start, f.end - 1))
+        byte = data.draw(st.sampled_from(NOT_IN_ANY_PICTURE))
+        b = bytearray(files[name])
+        b[at] = byte
+        named = (name, row + 1, f.name)
+    else:
+        name = data.draw(st.sampled_from(sorted(files)))
+        b = bytearray(files[name])
+        if how == "truncate":
+            del b[data.draw(st.integers(0, max(len(b) - 1, 0))):]
+        elif how == "extend":
+            at = data.draw(st.integers(0, len(b)))
+            b[at:at] = data.draw(st.binary(min_size=1, max_size=3).map(lambda x: bytes(32 + c % 95 for c in x)))
+        elif how == "add newline":
+            at = data.draw(st.integers(0, len(b)))
+            b[at:at] = b"\n"
+        elif how == "drop newline":
+            newlines = [i for i, c in enumerate(b) if c == 10]
+            if newlines:
+                del b[data.draw(st.sampled_from(newlines))]
+        elif b:
+            b[data.draw(st.integers(0, len(b) - 1))] = data.draw(st.sampled_from(NON_PRINTABLE))
+    files[name] = bytes(b)
+    with tempfile.TemporaryDirectory() as tmp:
+        for n, content in files.items():
+            Path(tmp, n).write_bytes(content)
+        try:
+            got = rows(read_cclf([tmp])[0])
+        except FhirhoseError as e:
+            assert any(n in str(e) for n in files), str(e)  # names the file
+            if named:
+                assert f"{named[0]}: line {named[1]}: {named[2]} " in str(e), (named, str(e))
+            return
+    assert named is None, f"{named} damaged and loaded"
+    assert got == want, how
 
 
 # -- 1-800-MEDICARE preference files -------------------------------------------------------------
@@ -441,6 +666,12 @@ def test_cli_ingest(tmp_path, capsys):
     with Store.open(root) as snap:
         assert snap.generation == 2 and snap.tables["optout"].n == 1
         assert np.all(snap.tables["optout"]["bene_row"].values >= 0)
+    synthetic = ["ingest", "cclf", "--store", str(root), "--org-id", "A9990", "--year", "2024",
+                 str(FIX / "bcda_synthetic_improved_dev")]
+    assert main(synthetic) == 2
+    assert "ZC8: line 1: record is 37 bytes, expected 549 (every line is shorter" in capsys.readouterr().err
+    assert main([*synthetic, "--trimmed"]) == 0
+    assert "generation 3: roster +35" in capsys.readouterr().out
 
 
 # -- the vectorized field parsers against Python's own ---------------------------------------------
@@ -459,22 +690,22 @@ def test_decimal_parser_matches_decimal(items):
         digits = f"{abs(d):.{decimals}f}"
         texts.append(sign + "0" * zeros + digits)
         want.append(int(d.scaleb(2)))
-    values, bad = _parse_decimal(_matrix(texts, 24), 2)
+    values, bad = parse_decimal(_matrix(texts, 24), 2)
     assert not bad.any() and values.tolist() == want
 
 
 @given(st.dates(min_value=dt.date(1, 1, 1), max_value=dt.date(9999, 12, 31)))
 def test_date_parser_matches_datetime(d):
-    days, bad = _parse_dates(_matrix([d.isoformat().rjust(10, "0")], 10), "iso")
+    days, bad = parse_dates(_matrix([d.isoformat().rjust(10, "0")], 10), "iso")
     assert not bad.any() and int(days[0]) == (d - dt.date(1970, 1, 1)).days
-    ymd, bad = _parse_dates(_matrix([d.strftime("%Y%m%d").rjust(8, "0")], 8), "ymd")
+    ymd, bad = parse_dates(_matrix([d.strftime("%Y%m%d").rjust(8, "0")], 8), "ymd")
     assert not bad.any() and int(ymd[0]) == int(days[0])
 
 
 def test_parsers_reject_malformed():
-    _, bad = _parse_decimal(_matrix(["1 2", "--1", "1.2.3", "1.234", "12-", ".", "99999999999999999999"], 24), 2)
+    _, bad = parse_decimal(_matrix(["1 2", "--1", "1.2.3", "1.234", "12-", ".", "99999999999999999999"], 24), 2)
     assert bad.tolist() == [True] * 7
-    _, bad = _parse_dates(_matrix(["2023-02-29", "2023-00-10", "2023/01/01", "0000-01-01", "          "], 10), "iso")
+    _, bad = parse_dates(_matrix(["2023-02-29", "2023-00-10", "2023/01/01", "0000-01-01", "          "], 10), "iso")
     assert bad.tolist() == [True, True, True, True, False]
 
 

@@ -35,13 +35,14 @@ from fhirhose.access import AccessDB, Actor
 from fhirhose.columns import NO_DATE
 from fhirhose.server import ServerConfig, create_app
 from fhirhose.server.demo import sandbox_access_config
-from fhirhose.store import Store, rosters, synth
+from fhirhose import synth
+from fhirhose.store import Store, rosters
 
-from .server_support import Clock, async_test, basic
+from .support.server import Clock, async_test, basic
 
 ROOT = Path(__file__).resolve().parent.parent
 ORG = "A1002"  # 10 beneficiaries in the 300-beneficiary synthetic store
-HOLD_EXPORTER = "tests.server_support:store_test_exporter"  # the real exporter, holdable per chunk
+HOLD_EXPORTER = "tests.support.server:store_test_exporter"  # the real exporter, holdable per chunk
 # The server runs on the synthetic store's calendar (history through synth.AS_OF), so its
 # 2025 rosters are the current performance year's; the sandbox rules accept their age.
 STORE_NOW = dt.datetime.combine(synth.AS_OF + dt.timedelta(days=1), dt.time(12), dt.timezone.utc).timestamp()

@@ -15,7 +15,7 @@ import shutil
 import pyotp
 import pytest
 
-from tests.console_support import AXE, CHROMIUM, PASSWORD, api_client, console_server, http, kickoff, launch, token, wait_done
+from .support.console import AXE, CHROMIUM, PASSWORD, api_client, console_server, http, kickoff, launch, token, wait_done
 
 pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} missing (.ci/run installs it)")
 

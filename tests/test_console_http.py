@@ -8,7 +8,7 @@ from http.cookiejar import CookieJar
 
 import pytest
 
-from tests.console_support import PASSWORD, console_server
+from .support.console import PASSWORD, console_server
 
 
 class Client:

@@ -14,7 +14,7 @@ from fhirhose import NO_DATE, NO_NUM, BatchError, Cat, Date, Num, Str, Table, Te
 from fhirhose import _core_py
 from fhirhose.template import Arr, E, Each, If, IfHas, K, Map, Obj, Seq, Template, Val
 
-from .conftest import BACKENDS
+from .support.backends import BACKENDS
 
 
 def run(core, template, tables, rows=None):

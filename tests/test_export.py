@@ -168,10 +168,10 @@ def test_unpublished_file_is_invisible(tmp_path):
 
 def test_elements_subset_keeps_mandatory_and_tags(tmp_path, core):
     """`_elements` through the real templates: requested + mandatory elements, SUBSETTED tag, valid R4."""
+    from fhirhose import synth
     from fhirhose.fhir.elements import SUBSETTED_TAG
     from fhirhose.fhir.registry import SOURCES
     from fhirhose.fhir.validate import validate_r4
-    from fhirhose.store import synth
 
     tables = synth.generate(20, seed=3).tables
     ex = Exporter(tables, SOURCES, core=core)
@@ -198,8 +198,9 @@ def test_elements_subset_keeps_mandatory_and_tags(tmp_path, core):
 
 def test_release_pages_drops_mapped_pages_and_keeps_data(tmp_path, core):
     """After a chunk the exporter releases its memory-mapped pages; later chunks still read right."""
+    from fhirhose import synth
     from fhirhose.fhir.registry import SOURCES
-    from fhirhose.store import Store, synth
+    from fhirhose.store import Store
 
     synth.write(tmp_path / "store", 30, seed=5)
     outs = []

@@ -21,12 +21,13 @@ import pytest
 import zstandard
 
 import fhirhose
+from fhirhose import synth
 from fhirhose.cli import main
 from fhirhose.export.cli import select_benes
 from fhirhose.export.manifest import CHECKSUM_EXT, FILESIZE_EXT
 from fhirhose.fhir import c4bb
 from fhirhose.fhir.validate import validate_r4
-from fhirhose.store import Store, synth
+from fhirhose.store import Store
 
 BENES, SEED = 25, 2  # every EOB type occurs at this size and seed
 TYPES = ("Patient", "Coverage", "ExplanationOfBenefit")
@@ -97,6 +98,7 @@ def full(store, tmp_path_factory) -> dict[str, list[bytes]]:
     return export(store, tmp_path_factory.mktemp("full") / "out")
 
 
+@pytest.mark.slow
 def test_every_line_is_valid_r4_and_c4bb(full, tables):
     assert set(full) == set(TYPES)
     assert len(full["Patient"]) == tables["bene"].n == BENES

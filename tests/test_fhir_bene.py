@@ -16,10 +16,10 @@ from fhirhose.fhir.coverage import COVERAGES, EXT_BUYIN, EXT_DUAL, coverage_rows
 from fhirhose.fhir.patient import EXT_DUAL_STATUS, PATIENT
 from fhirhose.store import schema
 
-from .fhir_util import assert_conformant, write_all
-from .golden import rif_prof
-from .golden.compare import uncovered
-from .strategies import schema_tables, template_columns
+from .support.fhir import assert_conformant, write_all
+from .support.golden import rif_prof
+from .support.golden.compare import uncovered
+from .support.strategies import schema_tables, template_columns
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RIF = FIXTURES / "rif"
@@ -171,6 +171,7 @@ _BENE_TEMPLATES = (PATIENT, *COVERAGES.values())
 _CODES, _IDS = template_columns(*_BENE_TEMPLATES)
 
 
+@pytest.mark.slow
 @given(
     schema_tables(
         ["bene", "bene_mbi"],

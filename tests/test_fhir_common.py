@@ -10,7 +10,7 @@ from fhirhose.fhir import common as c
 from fhirhose.store import schema
 from fhirhose.template import Arr, IfHas, IfMissing, K, Template
 
-from .fhir_util import write_all
+from .support.fhir import write_all
 
 _TS = dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.timezone.utc)
 

@@ -22,7 +22,7 @@ from fhirhose.fhir.eob_professional import EOB_CARRIER, EOB_DME
 from fhirhose.fhir.patient import PATIENT
 from fhirhose.store import schema
 
-from .fhir_util import same_value, values_at, write_all
+from .support.fhir import same_value, values_at, write_all
 
 DICTIONARY = Path(__file__).parent / "fixtures" / "bfd_dictionary_cclf5689.csv"
 

@@ -11,10 +11,12 @@ from hypothesis import strategies as st
 from fhirhose.columns import Str
 from fhirhose.fhir.eob_pharmacy import EOB_PDE, fill_number
 
-from .golden import rif_inst
-from .golden.facts import Allow, diff
-from .inst_strategies import claim_tables
-from .test_fhir_institutional import ALLOWED, FIXTURES, assert_valid, render, render_both
+from .support import FIXTURES
+from .support.fhir import assert_valid, render, render_both
+from .support.golden import rif_inst
+from .support.golden.facts import Allow, diff
+from .support.golden.inst_allowed import ALLOWED
+from .support.inst_strategies import claim_tables
 
 # Header allowances shared with the institutional goldens (meta, created, insurer, NPI typing).
 _SHARED = [a for a in ALLOWED if a.pattern.startswith(("^meta", "^created", "^(insurer", "^identifier", "(careTeam"))]

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from fhirhose.fhir import common as c
 from fhirhose.fhir.eob_professional import EOB_CARRIER, EOB_DME, REQUIRED_COLUMNS
 
-from .fhir_util import assert_conformant, same_value, write_all
-from .golden import rif_prof
-from .golden.compare import uncovered
-from .strategies import schema_tables, template_columns
+from .support.fhir import assert_conformant, same_value, write_all
+from .support.golden import rif_prof
+from .support.golden.compare import uncovered
+from .support.strategies import schema_tables, template_columns
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RIF = FIXTURES / "rif"
@@ -189,12 +189,14 @@ def _hostile(template, root, line):
     )
 
 
+@pytest.mark.slow
 @given(_hostile(EOB_CARRIER, "partb", "partb_line"))
 def test_hostile_carrier_tables(tables):
     for doc in write_all(EOB_CARRIER, tables):
         assert_conformant(doc)
 
 
+@pytest.mark.slow
 @given(_hostile(EOB_DME, "dme", "dme_line"))
 def test_hostile_dme_tables(tables):
     for doc in write_all(EOB_DME, tables):

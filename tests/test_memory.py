@@ -36,7 +36,7 @@ def resident_tables(store_dir) -> set[str]:
 
 @pytest.fixture(scope="module")
 def synth_store(tmp_path_factory):
-    from fhirhose.store import synth
+    from fhirhose import synth
 
     path = tmp_path_factory.mktemp("synth") / "store"
     synth.write(path, 30, seed=5)
@@ -74,6 +74,7 @@ def test_store_pages_released_after_each_source(tmp_path, synth_store):
     assert max(len(f) for f in families) == 1
 
 
+@pytest.mark.slow
 @needs_smaps
 def test_store_pages_released_within_a_source(tmp_path, synth_store):
     """Every `release_bytes` of NDJSON the writer's pages go, so a long source holds only recent rows.

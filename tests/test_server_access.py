@@ -7,7 +7,7 @@ Two worlds:
   case states exactly which beneficiaries and claims come out. The server plans with
   `plan_scope` and its worker processes export through the real Exporter
   (`access_world.world_exporter`), at a pinned clock (2024-06-15).
-- a small synthetic store (`fhirhose.store.synth`) registered by the demo code, served
+- a small synthetic store (`fhirhose.synth`) registered by the demo code, served
   by the production exporter and templates; what each organization gets is counted
   from the store's tables by an independent per-row oracle.
 """
@@ -43,28 +43,13 @@ from hypothesis import strategies as st
 from fhirhose.access import ASSERTION_TYPE, AccessDB, Actor, Scope
 from fhirhose.server import RULES_EXT, ServerConfig, TablePopulation, create_admin_app, create_app
 
-from .access_world import DAY, NOW, SUD_CLAIM, UTC, add_user, build_store, carrier, make_db, pde
+from .support.access_world import DAY, NOW, SUD_CLAIM, UTC, add_user, build_store, carrier, make_db, pde
+from .support.server import Clock as FixedClock  # pinned: FixedClock(t)
+from .support.server import basic
 
 FEB10 = dt.datetime(2024, 2, 10, tzinfo=UTC).timestamp()
 CLIENT_IP = "203.0.113.5"  # where the tests' clients come from (X-Forwarded-For via the trusted loopback proxy)
 FHIR = {"Accept": "application/fhir+json", "Prefer": "respond-async"}
-
-
-class FixedClock:
-    """The server's clock: pinned, moved only by the tests."""
-
-    def __init__(self, t: float):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
-
-
-def basic(client_id: str, secret: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
 
 
 def jwk_of(key, kid: str) -> dict:
@@ -162,7 +147,7 @@ async def outcome(r: aiohttp.ClientResponse, status: int) -> str:
 async def world_server(data: Path, db: AccessDB, clock: FixedClock, **kw):
     """The server over access_world's tables, trusting X-Forwarded-For from loopback only."""
     cfg = ServerConfig(data_dir=str(data), workers=1, chunk_size=4, retry_after=3,
-                       exporter="tests.access_world:world_exporter", trusted_proxies=["127.0.0.1"], **kw)
+                       exporter="tests.support.access_world:world_exporter", trusted_proxies=["127.0.0.1"], **kw)
     app = create_app(cfg, access=db, clock=clock, population=TablePopulation(build_store))
     runner = web.AppRunner(app)
     await runner.setup()
@@ -711,7 +696,7 @@ _LOOKBACK = {"Shared Savings": None, "REACH": dt.date(2022, 1, 1), "KCC": dt.dat
 
 @pytest.fixture(scope="module")
 def synth_store(tmp_path_factory):
-    from fhirhose.store import synth
+    from fhirhose import synth
 
     root = tmp_path_factory.mktemp("synth")
     synth.write(root / "store", 500, seed=3, as_of=SYNTH_AS_OF)
@@ -789,6 +774,7 @@ class Oracle:
         return benes, claims
 
 
+@pytest.mark.slow
 def test_synthetic_store_matrix_counted_by_an_independent_oracle(tmp_path, synth_store):
     from fhirhose.fhir.validate import validate_r4
     from fhirhose.server.demo import ensure_demo, sandbox_access_config, sandbox_orgs
@@ -873,7 +859,7 @@ def live(tmp_path_factory, keys):
 
     async def start():
         cfg = ServerConfig(data_dir=str(tmp / "d"), workers=1, chunk_size=4, retry_after=1,
-                           exporter="tests.access_world:world_exporter")
+                           exporter="tests.support.access_world:world_exporter")
         runner = web.AppRunner(create_app(cfg, access=db, clock=clock, population=TablePopulation(build_store)))
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()

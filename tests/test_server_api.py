@@ -14,7 +14,7 @@ from fhirhose.fhir.validate import validate_r4
 from fhirhose.server.app import API
 from fhirhose.server.models import EXT_LENGTH, EXT_SHA256
 
-from .server_support import async_test, basic, clients_of, group_rows, running
+from .support.server import async_test, basic, clients_of, group_rows, running
 
 
 def outcome_text(body: dict) -> str:
@@ -292,7 +292,7 @@ async def test_cancel_expiry_and_failure(tmp_path):
         await h.wait("big-aco", r.headers["Content-Location"])
         assert not (data / "jobs" / job_id_of(url)).exists()
 
-    async with running(data, exporter="tests.server_support:failing_exporter") as h:
+    async with running(data, exporter="tests.support.server:failing_exporter") as h:
         r = await h.kickoff("sponsor")
         r = await h.wait("sponsor", r.headers["Content-Location"])
         text = await expect_outcome(r, 500)
@@ -416,7 +416,7 @@ async def test_mounted_as_subapp_with_custom_base(tmp_path, base):
 
     from fhirhose.server import TablePopulation, create_app
 
-    from .server_support import ACCESS, Clock, config, tables
+    from .support.server import ACCESS, Clock, config, tables
 
     parent = web.Application()
     parent.add_subapp("/bulk", create_app(config(tmp_path / "d", base=base), access=ACCESS, clock=Clock(),

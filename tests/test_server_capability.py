@@ -14,7 +14,7 @@ from fhirhose.server.capability import KICKOFF_PARAM_EXT, capability_statement, 
 from fhirhose.server.models import encode
 from fhirhose.server.params import KICKOFF_PARAMS, parse_body, parse_query
 
-from .server_support import Clock, async_test, running
+from .support.server import Clock, async_test, running
 
 NOW = dt.datetime(2025, 6, 1, tzinfo=dt.timezone.utc)
 REGISTRY_TYPES = {s.rtype for s in SOURCES}

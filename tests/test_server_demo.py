@@ -7,7 +7,7 @@ import msgspec
 from fhirhose.access import AccessDB
 from fhirhose.server.demo import ensure_demo
 
-from .server_support import ACCESS, STORE_ORGS, build_store
+from .support.server import ACCESS, STORE_ORGS, build_store
 
 
 def test_demo_credentials(tmp_path):

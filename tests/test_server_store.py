@@ -18,7 +18,7 @@ from fhirhose.fhir.validate import validate_r4
 from fhirhose.server import ServerConfig, create_app
 from fhirhose.store import Store
 
-from .server_support import (ACCESS, CLAIMS, STORE_ORGS, Clock, Harness, async_test, basic, build_store, clients_of,
+from .support.server import (ACCESS, CLAIMS, STORE_ORGS, Clock, Harness, async_test, basic, build_store, clients_of,
                              register_store_clients, today)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +54,7 @@ async def test_real_store_and_exporter(tmp_path):
     sandbox(data)
     clock = Clock()
     cfg = ServerConfig(data_dir=str(data), workers=1, chunk_size=5, retry_after=3,
-                       exporter="tests.server_support:store_test_exporter")
+                       exporter="tests.support.server:store_test_exporter")
     runner = web.AppRunner(create_app(cfg, access=ACCESS, clock=clock))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -118,7 +118,7 @@ def _start(data: Path, port: int) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", "fhirhose.cli", "serve", "--data", str(data), "--port", str(port),
              "--workers", "1", "--chunk-size", "5", "--retry-after", "0", "--loop", "uvloop",
-             "--exporter", "tests.server_support:store_test_exporter"],
+             "--exporter", "tests.support.server:store_test_exporter"],
             env=env, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=log,
         )
 
@@ -143,6 +143,7 @@ async def _until(cond, what: str, deadline: float = 60.0):
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.slow
 @async_test
 async def test_restart_resumes_without_loss_or_duplicates(tmp_path):
     data = tmp_path / "d"
@@ -259,6 +260,7 @@ async def _held_export(data: Path, port: int) -> tuple[subprocess.Popen, list[in
     return proc, await _until(workers, "no export worker")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
 @async_test
 async def test_sigterm_stops_the_server_and_its_busy_workers(tmp_path):
@@ -271,6 +273,7 @@ async def test_sigterm_stops_the_server_and_its_busy_workers(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
 @async_test
 async def test_workers_exit_when_the_server_is_killed(tmp_path):

@@ -15,6 +15,8 @@ from fhirhose import BatchError, StoreError
 from fhirhose.store import SourceInfo, Store, _merge, layout
 from fhirhose.store.schema import TABLES, column_for, complete, kinds
 
+from .support.store import listing
+
 T0 = dt.datetime(2024, 1, 15, 12, tzinfo=dt.timezone.utc)
 T1 = dt.datetime(2024, 1, 22, 12, tzinfo=dt.timezone.utc)
 MS0 = int(T0.timestamp() * 1000)
@@ -42,15 +44,6 @@ def carrier(rows):
     )
     lines = tab("partb_line", n, clm_line_num=[1] * n, clm_line_hcpcs_cd=[f"H{r[0]}" for r in rows])
     return {"partb": t, "partb_line": lines}
-
-
-def listing(root):
-    out = []
-    for d, _, files in os.walk(root):
-        for f in files:
-            p = os.path.join(d, f)
-            out.append((os.path.relpath(p, root), os.path.getsize(p)))
-    return sorted(out)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from fhirhose import Str, Table, TemplateError
 from fhirhose.template import Arr, Each, IfHas, IfMissing, K, Obj, Seq, Template, Tick, Val
 
-from .conftest import BACKENDS
+from .support.backends import BACKENDS
 
 
 def both(template, tables):

@@ -109,9 +109,11 @@ class OutBuffer(bytearray):
         super().__init__()
 
     def getvalue(self) -> bytes:
+        """A copy of the bytes written so far."""
         return bytes(self)
 
     def view(self) -> memoryview:
+        """A zero-copy view of the bytes written so far (release it before `clear`)."""
         return memoryview(self)
 
 
@@ -143,6 +145,7 @@ class Writer:
 
     @property
     def name(self) -> str:
+        """The bound template's name."""
         return self.plan.name
 
     def write(self, rows, out: OutBuffer) -> int:

@@ -17,7 +17,7 @@ from .errors import FhirhoseError
 # subcommand → module providing add_parser(subparsers)
 COMMANDS = {
     "serve": "fhirhose.server.cli",
-    "synth": "fhirhose.store.synth_cli",
+    "synth": "fhirhose.synth.cli",
     "ingest": "fhirhose.store.ingest_cli",
     "export": "fhirhose.export.cli",
     "pull": "fhirhose.client.cli",

@@ -61,6 +61,7 @@ def date_to_days(d: _dt.date | str | None) -> int:
 
 
 def days_to_date(days: int) -> _dt.date | None:
+    """Days since 1970-01-01 as a date; NO_DATE → None (inverse of `date_to_days`)."""
     return None if days == NO_DATE else EPOCH + _dt.timedelta(days=int(days))
 
 
@@ -139,6 +140,7 @@ class Str(Column):
 
     @classmethod
     def from_list(cls, values: Iterable[str | None]) -> "Str":
+        """A column of `values` encoded as UTF-8; None is stored as the empty string."""
         encoded = [(v or "").encode("utf-8") for v in values]
         offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum([len(b) for b in encoded], out=offsets[1:])
@@ -146,9 +148,11 @@ class Str(Column):
         return cls(offsets, data)
 
     def get(self, i: int) -> str:
+        """Row `i` decoded from UTF-8."""
         return bytes(self.data[self.offsets[i] : self.offsets[i + 1]]).decode("utf-8")
 
     def to_list(self) -> list[str]:
+        """Every row decoded (empty string where missing)."""
         return [self.get(i) for i in range(len(self))]
 
     def _check(self, where: str) -> None:
@@ -183,9 +187,11 @@ class Date(Column):
 
     @classmethod
     def from_list(cls, values: Iterable[_dt.date | str | None]) -> "Date":
+        """A column of dates or ISO date strings; None or "" → NO_DATE."""
         return cls(np.array([date_to_days(v) for v in values], dtype=np.int32))
 
     def to_list(self) -> list[_dt.date | None]:
+        """Every row as a date, None where missing."""
         return [days_to_date(v) for v in self.values.tolist()]
 
     def _check(self, where: str) -> None:
@@ -218,6 +224,9 @@ class Num(Column):
     def from_list(
         cls, values: Iterable[Decimal | int | str | None], scale: int = 0, trim: bool = False
     ) -> "Num":
+        """A column of decimals scaled by 10**`scale`; None or "" → NO_NUM.
+
+        Raises BatchError naming the value if it has more than `scale` decimals."""
         out = []
         q = Decimal(1).scaleb(-scale)
         for v in values:
@@ -232,6 +241,7 @@ class Num(Column):
         return cls(np.array(out, dtype=np.int64), scale, trim)
 
     def to_list(self) -> list[Decimal | None]:
+        """Every row as an exact Decimal, None where missing."""
         return [None if v == NO_NUM else Decimal(v).scaleb(-self.scale) for v in self.values.tolist()]
 
     def _check(self, where: str) -> None:
@@ -253,6 +263,9 @@ class Time(Column):
 
     @classmethod
     def from_list(cls, values: Iterable[_dt.datetime | None]) -> "Time":
+        """A column of timezone-aware datetimes as epoch milliseconds; None → NO_NUM.
+
+        Raises BatchError for a naive datetime."""
         out = []
         for v in values:
             if v is None:
@@ -286,6 +299,8 @@ class Cat(Column):
 
     @classmethod
     def from_list(cls, values: Iterable[str | None], labels: Sequence[str] | None = None) -> "Cat":
+        """A column of labels coded against `labels` (default: "" then the sorted distinct values);
+        None → "" (code 0). Raises BatchError for a value not among `labels`."""
         values = ["" if v is None else v for v in values]
         if labels is None:
             labels = [""] + sorted(set(values) - {""})
@@ -297,9 +312,11 @@ class Cat(Column):
         return cls(np.array(codes, dtype=np.uint16), labels)
 
     def label(self, i: int) -> str:
+        """The label of row `i`."""
         return self.labels[int(self.codes[i])]
 
     def to_list(self) -> list[str]:
+        """Every row's label ("" where missing)."""
         return [self.labels[c] for c in self.codes.tolist()]
 
     def _check(self, where: str) -> None:
@@ -347,6 +364,8 @@ class Table:
             self.validate()
 
     def validate(self) -> None:
+        """Check every column's length and values and the link offsets; raises BatchError naming
+        `table.column` (or `table.links[child]`) and the fault."""
         for cname, col in self.columns.items():
             where = f"{self.name}.{cname}"
             if not isinstance(col, Column):

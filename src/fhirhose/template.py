@@ -101,9 +101,11 @@ def _key(key: str | None) -> str:
 
 
 class Node:
+    """Base of the template nodes (K, E, Val, Map, Obj, Arr, Each, If, ...)."""
     __slots__ = ()
 
     def has_values(self) -> bool:
+        """Whether this node writes anything read from a column (else it is constant text)."""
         return False
 
 
@@ -168,10 +170,14 @@ class _Group(Node):
 
 
 def Obj(key: str | None, *children: Node) -> "_Obj":
+    """A JSON object of `children` under `key` (None inside an array);
+    dropped whole, key included, when nothing strong is written inside it."""
     return _Obj(key, tuple(children))
 
 
 def Arr(key: str | None, *children: Node) -> "_Arr":
+    """A JSON array of `children` under `key` (None inside an array);
+    dropped whole, key included, when nothing strong is written inside it."""
     return _Arr(key, tuple(children))
 
 
@@ -265,6 +271,7 @@ class ColumnRef:
 
 @dataclass
 class LinkRef:
+    """A parent-to-child link of a bound plan: `offsets[i]:offsets[i+1]` are parent row i's children."""
     parent_slot: int
     child_slot: int
     offsets: np.ndarray
@@ -287,6 +294,7 @@ class Plan:
 
     @property
     def root(self) -> Table:
+        """The table whose rows are the resources (slot 0)."""
         return self.tables[0]
 
 
@@ -572,6 +580,8 @@ class Template:
         self.members = members
 
     def bind(self, tables: Mapping[str, Table]) -> Plan:
+        """Compile this template against `tables` (by name) into a Plan a Writer runs;
+        raises TemplateError naming the node when a table, column or link is missing or of the wrong kind."""
         c = _Compiler(self.root, tables)
         c.context.append(self.root)
         c.emit(OP_RAW, c.frag("{"))

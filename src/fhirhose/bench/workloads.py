@@ -58,8 +58,8 @@ class Workload:
 
 def carrier_workload(benes: int = 3000, seed: int = 7) -> Workload:
     """Carrier EOBs of a deterministic synthetic population."""
+    from fhirhose import synth
     from fhirhose.fhir.eob_professional import EOB_CARRIER
-    from fhirhose.store import synth
 
     data = synth.generate(benes, seed=seed)
     tables = data.tables
@@ -200,8 +200,9 @@ class StoreWorkload:
 
 def store_workload(path: Path, benes: int, seed: int = 7, compression: str = "gzip") -> StoreWorkload:
     """Open the synthetic store at `path`, generating it first (timed) when it is not a store yet."""
+    from fhirhose import synth
     from fhirhose.export.exporter import Exporter, ExportSpec
-    from fhirhose.store import Store, synth
+    from fhirhose.store import Store
 
     took = None
     if not (path / "CURRENT").exists():

@@ -28,7 +28,7 @@ from ..access import AccessConfig, AccessDB, Actor, Principal, plan_scope
 from ..errors import FhirhoseError, StoreError
 from ..store import Store
 from ..store._ops import fixed
-from ..store.synth import SynthOrg
+from ..synth import SynthOrg
 from .models import DemoClient, DemoConsole, DemoConsoleUser, DemoCredentials
 
 __all__ = ["es384_jwk", "ensure_demo", "sandbox_orgs", "sandbox_access_config", "GROUPS"]
@@ -89,7 +89,7 @@ def generate_store(store: Path, today: dt.date) -> None:
     """Write the synthetic sandbox store (preset "demo", history through yesterday: the
     generator stamps loads with times of day, and a resource stamped later than an
     export's transaction time would be left out of it)."""
-    from ..store import synth  # late: only the demo needs the generator
+    from .. import synth  # late: only the demo needs the generator
 
     synth.write(store, preset="demo", as_of=today - dt.timedelta(days=1), progress=True)
 

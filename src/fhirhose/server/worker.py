@@ -24,6 +24,7 @@ import msgspec
 import numpy as np
 
 from .._memory import limit_malloc_retention
+from ..columns import date_to_days
 from ..errors import ExportError
 from ..store.layout import fsync_dir
 from .params import TypeFilter
@@ -166,10 +167,6 @@ def _ms(instant: str) -> int:
     return int(_dt.datetime.fromisoformat(instant.replace("Z", "+00:00")).timestamp() * 1000)
 
 
-def _days(date: str) -> int:
-    return (_dt.date.fromisoformat(date) - _dt.date(1970, 1, 1)).days
-
-
 def claim_filters(filters: list[TypeFilter]):
     """`_typeFilter`s as the exporter's ClaimFilters (OR-ed): each service-date bound becomes an
     inclusive day bound, each accepted final-action code its own filter."""
@@ -179,7 +176,7 @@ def claim_filters(filters: list[TypeFilter]):
     for tf in filters:
         ge = le = None
         for b in tf.service_date:
-            d = _days(b.date)
+            d = date_to_days(b.date)  # validated in params
             lo, hi = {"ge": (d, None), "gt": (d + 1, None), "le": (None, d), "lt": (None, d - 1),
                       "eq": (d, d)}[b.op]
             ge = lo if lo is not None and (ge is None or lo > ge) else ge

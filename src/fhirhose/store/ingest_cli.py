@@ -26,6 +26,9 @@ def add_parser(subparsers) -> None:
             s.add_argument("--org-id", help="ACO id for files whose names carry none (e.g. ZC8)")
             s.add_argument("--year", type=int, help="performance year for such files")
             s.add_argument("--kind", choices=("Y", "R"), help="Y performance year or R runout (default from the name)")
+            s.add_argument("--trimmed", action="store_true",
+                           help="accept records whose trailing blanks were cut (BCDA's synthetic sets); "
+                                "a truncated record then goes undetected")
         s.set_defaults(func=_run)
 
 
@@ -43,7 +46,8 @@ def _run(args: argparse.Namespace) -> int:
 
     store = _open(args)
     if args.source == "cclf":
-        gen = cclf.ingest_cclf(store, args.paths, org_id=args.org_id, year=args.year, kind=args.kind)
+        gen = cclf.ingest_cclf(store, args.paths, org_id=args.org_id, year=args.year, kind=args.kind,
+                                 trimmed=args.trimmed)
     else:
         gen = cclf.ingest_prefs(store, args.paths)
     with store.snapshot(gen) as snap:

@@ -1,6 +1,6 @@
 """The claims store: generations of memory-mapped columns, sorted by beneficiary.
 
-API (stable; `fhirhose.store.synth` and the exporters build on it)::
+API (stable; `fhirhose.synth` and the exporters build on it)::
 
     store = Store.create(path, keep=3)        # new, empty store (generation 0)
     store = Store(path, keep=3)               # an existing store

@@ -10,10 +10,11 @@ import numpy as np
 
 from fhirhose.fhir import c4bb
 from fhirhose.fhir.validate import validate_r4
+from fhirhose.template import Template
 
-from .conftest import BACKENDS
+from .backends import BACKENDS
 
-__all__ = ["write_all", "assert_conformant", "values_at", "same_value"]
+__all__ = ["write_all", "render", "render_both", "assert_valid", "assert_conformant", "values_at", "same_value"]
 
 
 def write_all(template, tables, rows=None) -> list[dict]:
@@ -59,3 +60,26 @@ def same_value(a: Any, b: Any) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
         return Decimal(str(a)) == Decimal(str(b))
     return a == b
+
+
+def render(core, template: Template, tables: dict, rows=None) -> bytes:
+    """NDJSON of `template` over `rows` (default: all root rows) from one backend."""
+    plan = template.bind(tables)
+    out = core.OutBuffer()
+    core.Writer(plan).write(np.arange(plan.root.n) if rows is None else rows, out)
+    return out.getvalue()
+
+
+def render_both(template: Template, tables: dict) -> bytes:
+    """NDJSON of `template` over all root rows; asserts every backend writes the same bytes."""
+    outs = [render(core, template, tables) for core in BACKENDS]
+    assert all(o == outs[0] for o in outs), "backends disagree"
+    return outs[0]
+
+
+def assert_valid(line: bytes) -> dict:
+    """Parse one NDJSON line; assert it is valid FHIR R4 and C4BB-conformant; return it."""
+    doc = json.loads(line)
+    validate_r4(doc)
+    c4bb.assert_conformant(doc)
+    return doc

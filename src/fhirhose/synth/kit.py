@@ -18,6 +18,7 @@ import numpy as np
 
 from ..columns import NO_DATE, Cat, Date, Num, Str
 
+DAY_MS = 86_400_000
 _MONEY = 2
 _QTY = 4
 
@@ -89,7 +90,7 @@ def concat(*parts: Txt | str) -> Txt:
     if all(len(t) == 0 or int(t.lens.min()) == t.mat.shape[1] for t in ts):  # fixed widths: side by side
         return Txt(mat, np.full(n, mat.shape[1], np.int64))
     valid = np.concatenate([np.arange(t.mat.shape[1])[None, :] < t.lens[:, None] for t in ts], axis=1)
-    lens = sum(t.lens for t in ts)
+    lens = np.sum([t.lens for t in ts], axis=0)
     width = max(int(lens.max()) if n else 0, 1)
     # Left-align: each valid byte moves to the count of valid bytes before it.
     dest = np.cumsum(valid, axis=1) - 1
@@ -143,11 +144,11 @@ class Pools:
         return self.table[profile, pick]
 
 
-def hashed_uniform(*keys: np.ndarray) -> np.ndarray:
+def hashed_uniform(first: np.ndarray, *keys: np.ndarray | int) -> np.ndarray:
     """Uniforms in [0, 1) that are a fixed function of integer keys: the same
     stay gets the same facility and diagnosis on each of its monthly claims."""
-    h = np.full(len(keys[0]), 0x9E3779B97F4A7C15, np.uint64)
-    for k in keys:
+    h = np.full(len(first), 0x9E3779B97F4A7C15, np.uint64)
+    for k in (first, *keys):
         h = (h ^ np.asarray(k).astype(np.uint64)) * np.uint64(0xBF58476D1CE4E5B9)
         h ^= h >> np.uint64(31)
     return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
@@ -275,3 +276,17 @@ def month_of(days: np.ndarray) -> np.ndarray:
 
 def month_start(months: np.ndarray) -> np.ndarray:
     return np.asarray(months, np.int64).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
+
+
+def jan1_of(years: np.ndarray) -> np.ndarray:
+    """Day number of January 1 of each year."""
+    return (np.asarray(years, np.int64) - 1970).astype("datetime64[Y]").astype("datetime64[D]").astype(np.int64)
+
+
+def ymd(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Year, month (1-12) and day of month of day numbers."""
+    d = np.asarray(days, np.int64).astype("datetime64[D]")
+    y = d.astype("datetime64[Y]").astype(np.int64) + 1970
+    m = d.astype("datetime64[M]").astype(np.int64) % 12 + 1
+    day = (d - d.astype("datetime64[M]").astype("datetime64[D]")).astype(np.int64) + 1
+    return y, m, day

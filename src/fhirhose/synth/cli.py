@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 
-from . import synth
+from .. import synth
 
 
 def add_parser(subparsers) -> None:

@@ -1,20 +1,20 @@
 """The synthetic population: beneficiaries (demographics, entitlement,
-coverage, conditions, history window, MBIs) and the providers who serve them.
-Drawn once per seed for all beneficiaries; claims are drawn from these arrays
-(`_synth_claims`)."""
+coverage, conditions, history window, MBIs) and their beneficiary table.
+Drawn once per seed for all beneficiaries; the claim families
+(`institutional`, `carrier`, `dme`, `pde`) draw their claims from these arrays."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
-from ..columns import EPOCH, NO_DATE, Column, Table, Time
-from . import _synth_vocab as V
-from . import schema
-from ._synth_kit import (
+from ..columns import NO_DATE, Column, Table, Time, date_to_days
+from ..store import schema
+from . import vocab as V
+from .kit import (
+    DAY_MS,
     Txt,
     blank,
     cat,
@@ -27,7 +27,6 @@ from ._synth_kit import (
     mbi,
     month_of,
     month_start,
-    npi,
     number,
     rng_for,
     take,
@@ -35,122 +34,14 @@ from ._synth_kit import (
     vocab,
     year_of,
 )
-
-DAY_MS = 86_400_000
-
-# Part D coverage: MA enrollees with drug coverage (MA-PD), FFS enrollees with a PDP.
-MAPD_SHARE = 0.90
-PDP_SHARE = 0.70
-
-
-class _Aco(NamedTuple):
-    org_id: str
-    name: str
-    program: str
-    size: float  # < 1: share of eligible FFS beneficiaries; >= 1: count
-
-
-class _Contract(NamedTuple):
-    contract_id: str
-    name: str
-    weight: float
-    org: bool  # served as an organization (AB2D client)
-
-
-class Preset(NamedTuple):
-    """Default population size, the organizations of a dataset and the share
-    of beneficiaries in Medicare Advantage (who have no FFS claims)."""
-
-    benes: int
-    acos: tuple[_Aco, ...]
-    pdp: tuple[_Contract, ...]
-    ma: tuple[_Contract, ...]
-    ma_share: float = 0.30
-    # Years of claims history per beneficiary, drawn uniformly from this inclusive range
-    # (fewer for those entitled later). (1, 1) is one year: ~37 claims per beneficiary.
-    history_years: tuple[int, int] = (1, 3)
-
-    @property
-    def ffs_share(self) -> float:
-        return 1 - self.ma_share
-
-    @property
-    def partd_share(self) -> float:
-        return self.ma_share * MAPD_SHARE + self.ffs_share * PDP_SHARE
-
-
-def _days(d: dt.date) -> int:
-    return (d - EPOCH).days
-
-
-def _jan1(years: np.ndarray) -> np.ndarray:
-    return (np.asarray(years, np.int64) - 1970).astype("datetime64[Y]").astype("datetime64[D]").astype(np.int64)
-
-
-def _ymd(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    d = np.asarray(days, np.int64).astype("datetime64[D]")
-    y = d.astype("datetime64[Y]").astype(np.int64) + 1970
-    m = d.astype("datetime64[M]").astype(np.int64) % 12 + 1
-    day = (d - d.astype("datetime64[M]").astype("datetime64[D]")).astype(np.int64) + 1
-    return y, m, day
-
-
-# ---- providers ------------------------------------------------------------------
-
-_PER_SPECIALTY = 160  # individual providers per specialty
-_PER_LOCATION = {"hospital": 4, "snf": 6, "hha": 4, "hospice": 3, "pharmacy": 10}
-_CCN_BASE = {"hospital": 10, "snf": 5000, "hha": 7000, "hospice": 1500}
-_NATIONAL = {"dme": 40, "mail": 3}
-
-
-class _Providers:
-    """NPIs (valid Luhn check digits), tax numbers and CCNs for one seed."""
-
-    def __init__(self, seed: int):
-        rng = rng_for(seed, "providers")
-        n_ind = len(V.SPECIALTY) * _PER_SPECIALTY
-        stride = 90_000_000 // n_ind
-        base = 100_000_000 + np.arange(n_ind) * stride + rng.integers(0, stride, n_ind)
-        self.individual = digits(npi(base), 10)
-        # Practices of six: one tax number and one organization NPI each.
-        groups = -(-n_ind // 6)
-        practice = np.arange(n_ind) // 6
-        self.tin = digits(100_000_000 + practice * 7_919 + rng.integers(0, 7_919, groups)[practice], 9)
-        self.group = digits(npi(300_000_000 + np.arange(groups) * 97_001 + rng.integers(0, 97_001, groups)), 10)
-        nloc = len(V.LOCATIONS)
-        self.facility: dict[str, Txt] = {}
-        self.ccn: dict[str, Txt] = {}
-        kinds = list(_PER_LOCATION) + list(_NATIONAL)
-        sizes = [k * nloc for k in _PER_LOCATION.values()] + list(_NATIONAL.values())
-        start = 0
-        org_stride = 90_000_000 // sum(sizes)
-        ssa = np.array([int(loc[3]) for loc in V.LOCATIONS])
-        # rank of a location among those of its state, so CCNs stay unique per state
-        rank = np.array([sum(1 for p in V.LOCATIONS[:i] if p[3] == loc[3]) for i, loc in enumerate(V.LOCATIONS)])
-        for kind, size in zip(kinds, sizes):
-            idx = np.arange(start, start + size)
-            self.facility[kind] = digits(npi(200_000_000 + idx * org_stride + rng.integers(0, org_stride, size)), 10)
-            if kind in _CCN_BASE:
-                k = _PER_LOCATION[kind]
-                loc, j = np.divmod(np.arange(size), k)
-                self.ccn[kind] = concat(digits(ssa[loc], 2), digits(_CCN_BASE[kind] + rank[loc] * k + j, 4))
-            start += size
-
-    def by_specialty(self, rng: np.random.Generator, spec: np.ndarray) -> np.ndarray:
-        """Provider index for each specialty index; a few providers are busy."""
-        return spec * _PER_SPECIALTY + (rng.random(len(spec)) ** 2 * _PER_SPECIALTY).astype(np.int64)
-
-    def local(self, kind: str, loc: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """A facility of `kind` in the beneficiary's area, chosen by uniforms `u`."""
-        k = _PER_LOCATION[kind]
-        return loc * k + (u**1.5 * k).astype(np.int64)
-
+from .presets import MAPD_SHARE, PDP_SHARE, Preset
+from .providers import PER_SPECIALTY
 
 # ---- population ------------------------------------------------------------------
 
 
 @dataclass
-class _Pop:
+class Pop:
     """Beneficiary-level arrays (all n), drawn once per seed."""
 
     n: int
@@ -203,8 +94,8 @@ class _Pop:
         return take(self._mbis, rows + self.n * (days < self.mbi_change[rows]))
 
 
-def _population(n: int, seed: int, preset: Preset, as_of: dt.date) -> _Pop:
-    aod = _days(as_of)
+def population(n: int, seed: int, preset: Preset, as_of: dt.date) -> Pop:
+    aod = date_to_days(as_of)
 
     def r(name: str) -> np.random.Generator:
         return rng_for(seed, "bene", name)
@@ -279,8 +170,8 @@ def _population(n: int, seed: int, preset: Preset, as_of: dt.date) -> _Pop:
     hic = concat("9", digits(rm.integers(0, 100_000_000, n), 8), take(hic_suffix, choose(rm, (80, 12, 7, 1), n)))
 
     pcp_spec = np.array(V.sp("01", "08", "11", "50", "97"))[choose(r("pcp"), (30, 35, 25, 6, 4), n)]
-    pcp = pcp_spec * _PER_SPECIALTY + (r("pcp_i").random(n) * _PER_SPECIALTY).astype(np.int64)
-    return _Pop(
+    pcp = pcp_spec * PER_SPECIALTY + (r("pcp_i").random(n) * PER_SPECIALTY).astype(np.int64)
+    return Pop(
         n=n,
         seed=seed,
         as_of=aod,
@@ -312,21 +203,21 @@ def _population(n: int, seed: int, preset: Preset, as_of: dt.date) -> _Pop:
     )
 
 
-_LOC_TXT = {
-    name: vocab([loc[i] for loc in V.LOCATIONS]) for name, i in (("usps", 0), ("city", 4), ("zip3", 5))
+LOC_TXT = {
+    name: vocab([str(loc[i]) for loc in V.LOCATIONS]) for name, i in (("usps", 0), ("city", 4), ("zip3", 5))
 }
 _FIRST_F, _FIRST_M, _LAST, _MIDDLE = vocab(V.FIRST_F), vocab(V.FIRST_M), vocab(V.LAST), vocab(V.MIDDLE)
 _STREETS, _LINE2 = vocab(V.STREETS), vocab(V.LINE2)
-_STATE_FIPS = tuple(sorted({loc[1] for loc in V.LOCATIONS}))
+STATE_FIPS = tuple(sorted({loc[1] for loc in V.LOCATIONS}))
 _CNTY_FIPS = tuple(sorted({loc[2] for loc in V.LOCATIONS}))
-_USPS = tuple(sorted({loc[0] for loc in V.LOCATIONS}))
-_LOC_STATE = np.array([_STATE_FIPS.index(loc[1]) for loc in V.LOCATIONS])
+USPS = tuple(sorted({loc[0] for loc in V.LOCATIONS}))
+LOC_STATE = np.array([STATE_FIPS.index(loc[1]) for loc in V.LOCATIONS])
 _LOC_CNTY = np.array([_CNTY_FIPS.index(loc[2]) for loc in V.LOCATIONS])
-_LOC_USPS = np.array([_USPS.index(loc[0]) for loc in V.LOCATIONS])
-_PBP_TXT = vocab(("001", "002", "003"))
+LOC_USPS = np.array([USPS.index(loc[0]) for loc in V.LOCATIONS])
+PBP_TXT = vocab(("001", "002", "003"))
 
 
-def _bene_table(pop: _Pop, links: dict[str, np.ndarray]) -> Table:
+def bene_table(pop: Pop, links: dict[str, np.ndarray]) -> Table:
     n, r = pop.n, (lambda name: rng_for(pop.seed, "bene_cols", name))
     rn = r("names")
     female = pop.sex == 2
@@ -347,7 +238,7 @@ def _bene_table(pop: _Pop, links: dict[str, np.ndarray]) -> Table:
         concat(take(_LINE2, (ra.random(n) * len(_LINE2)).astype(np.int64)), " ", number(ra.integers(1, 450, n), 3)),
         ra.random(n) > 0.3,
     )
-    zip5 = concat(take(_LOC_TXT["zip3"], pop.loc), digits(ra.integers(0, 100, n), 2))
+    zip5 = concat(take(LOC_TXT["zip3"], pop.loc), digits(ra.integers(0, 100, n), 2))
 
     rs = r("status")
     aged, disabled, esrd = pop.group == 0, pop.group == 1, pop.group == 2
@@ -373,7 +264,7 @@ def _bene_table(pop: _Pop, links: dict[str, np.ndarray]) -> Table:
     npdp = len(pop.preset.pdp)
     ptc = blank(take(ptd_txt, np.where(has_c, npdp + pop.ma, 0)), ~has_c)
     ptd = blank(take(ptd_txt, np.maximum(pop.ptd, 0)), ~has_d)
-    pbp_d = take(_PBP_TXT, pop.pbp)
+    pbp_d = take(PBP_TXT, pop.pbp)
 
     dead = pop.death != NO_DATE
     ru = r("updated")
@@ -385,7 +276,7 @@ def _bene_table(pop: _Pop, links: dict[str, np.ndarray]) -> Table:
         "bene_id": to_str(pop.bene_id),
         "bene_mbi_id": to_str(pop.mbi),
         "bene_hic_num": to_str(pop.hic),
-        "bene_fips_state_cd": cat(_STATE_FIPS, _LOC_STATE[pop.loc]),
+        "bene_fips_state_cd": cat(STATE_FIPS, LOC_STATE[pop.loc]),
         "bene_fips_cnty_cd": cat(_CNTY_FIPS, _LOC_CNTY[pop.loc]),
         "bene_zip_cd": to_str(zip5),
         "bene_dob": date(pop.dob),
@@ -406,8 +297,8 @@ def _bene_table(pop: _Pop, links: dict[str, np.ndarray]) -> Table:
         "bene_part_b_enrlmt_bgn_dt": date(part_b),
         "bene_line_1_adr": to_str(line1),
         "bene_line_2_adr": to_str(line2),
-        "geo_zip_plc_name": to_str(take(_LOC_TXT["city"], pop.loc)),
-        "geo_usps_state_cd": cat(_USPS, _LOC_USPS[pop.loc]),
+        "geo_zip_plc_name": to_str(take(LOC_TXT["city"], pop.loc)),
+        "geo_usps_state_cd": cat(USPS, LOC_USPS[pop.loc]),
         "geo_zip5_cd": to_str(zip5),
         "geo_zip4_cd": to_str(digits(ra.integers(1, 10_000, n), 4)),
         "ptc_cntrct_id": to_str(ptc),
@@ -427,6 +318,6 @@ def _bene_table(pop: _Pop, links: dict[str, np.ndarray]) -> Table:
         "ptd_sgmt_id": to_str(blank(const("000", n), ~has_d)),
         "rfrnc_yr": integer(year_of(pop.end)),
         "mbi_efctv_bgn_dt": date(np.where(pop.mbi_change != NO_DATE, pop.mbi_change,
-                                          np.maximum(part_a, _days(dt.date(2018, 4, 1)) + rs.integers(0, 630, n)))),
+                                          np.maximum(part_a, date_to_days(dt.date(2018, 4, 1)) + rs.integers(0, 630, n)))),
     }
     return schema.complete("bene", cols, n, links)

@@ -1,7 +1,7 @@
 """Harness for the console's browser tests: a real server on 127.0.0.1 in a thread,
 console people in its access database, Debian's Chromium through Playwright, axe-core.
 
-`python -m tests.console_support docs/console` writes the README's screenshots with the
+`python -m tests.support.console docs/console` writes the README's screenshots with the
 same harness.
 """
 
@@ -23,9 +23,11 @@ from fhirhose.access import AccessDB, Actor
 from fhirhose.access.users import ConsoleUsers
 from fhirhose.server import TablePopulation, create_app
 from fhirhose.server.app import API
-from tests.server_support import ACCESS, Clock, clients_of, config, tables
 
-AXE = Path(__file__).parent / "fixtures" / "axe" / "axe.min.js"
+from . import FIXTURES
+from .server import ACCESS, Clock, clients_of, config, tables
+
+AXE = FIXTURES / "axe" / "axe.min.js"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
@@ -171,7 +173,7 @@ def wait_done(server: ConsoleServer, access_token: str, status_url: str, polls: 
 
 
 def api_client(server: ConsoleServer, name: str) -> dict:
-    """A harness API client (`tests.server_support.CLIENTS`): client_id, secret, org."""
+    """A harness API client (`tests.support.server.CLIENTS`): client_id, secret, org."""
     return clients_of(server.data)[name]
 
 

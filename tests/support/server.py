@@ -34,7 +34,9 @@ from fhirhose.server import ChunkFile, ChunkTask, ServerConfig, TablePopulation,
 from fhirhose.server.worker import STORED_SUFFIX, write_ndjson
 from fhirhose.store.schema import column_for, complete
 
-FIXTURES = Path(__file__).parent / "fixtures" / "idr_out"
+from . import FIXTURES
+
+IDR_OUT = FIXTURES / "idr_out"
 ROLL = 40
 # Test speed: scrypt at a lower cost than production's 2**14.
 ACCESS = AccessConfig(scrypt_n=2**12)
@@ -84,9 +86,14 @@ def clients_of(data: Path) -> dict[str, dict]:
     return json.loads((data / "test-clients.json").read_text())
 
 
+def basic_authorization(user: str, password: str) -> str:
+    """The value of an HTTP Basic `Authorization` header (aiohttp's BasicAuth helper is deprecated)."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
 def basic(user: str, password: str) -> dict[str, str]:
-    """HTTP Basic header (aiohttp's BasicAuth helper is deprecated)."""
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+    """HTTP Basic `Authorization` header as a headers dict."""
+    return {"Authorization": basic_authorization(user, password)}
 
 
 def async_test(fn):
@@ -106,7 +113,7 @@ def async_test(fn):
 def _template(rtype: str) -> dict:
     name = {"Patient": "Patient.json", "Coverage": "Coverage-PartD.json",
             "ExplanationOfBenefit": "ExplanationOfBenefit-Carrier.json"}[rtype]
-    return json.loads((FIXTURES / name).read_text())
+    return json.loads((IDR_OUT / name).read_text())
 
 
 def resource(rtype: str, row: int) -> bytes:
@@ -230,13 +237,15 @@ def register_harness_clients(data: Path) -> dict[str, dict]:
 
 
 class Clock:
-    """Injectable wall clock: real time plus a manual offset."""
+    """Injectable wall clock, moved forward only by the tests: real time plus a manual
+    offset, or pinned at `start` (a POSIX timestamp) when one is given."""
 
-    def __init__(self):
+    def __init__(self, start: float | None = None):
+        self.start = start
         self.offset = 0.0
 
     def __call__(self) -> float:
-        return time.time() + self.offset
+        return (time.time() if self.start is None else self.start) + self.offset
 
     def advance(self, seconds: float) -> None:
         self.offset += seconds
@@ -246,7 +255,7 @@ def config(data: Path, **kw) -> ServerConfig:
     data.mkdir(parents=True, exist_ok=True)
     if not (data / "test-clients.json").exists():
         register_harness_clients(data)
-    opts = dict(workers=1, chunk_size=50, retry_after=3, exporter="tests.server_support:fixture_exporter")
+    opts = dict(workers=1, chunk_size=50, retry_after=3, exporter="tests.support.server:fixture_exporter")
     opts.update(kw)
     return ServerConfig(data_dir=str(data), **opts)
 
