@@ -334,6 +334,7 @@ def primitives(store: Path, benes: int = 400, reps: int = 3) -> dict:
 
     from fhirhose._backend import core
     from fhirhose.export.exporter import Exporter, ExportSpec
+    from fhirhose.fhir.registry import SOURCES
     from fhirhose.store import Store
 
     def best(f) -> float:
@@ -346,7 +347,7 @@ def primitives(store: Path, benes: int = 400, reps: int = 3) -> dict:
 
     snap = Store(store).snapshot()
     try:
-        ex = Exporter(snap.tables)
+        ex = Exporter(snap.tables, SOURCES)
         rows = np.arange(min(benes, snap.tables["bene"].n), dtype=np.int64)
         work = [(ex.writer(s.template, s.rtype), ex.rows_for(s, rows, ExportSpec()))
                 for s in ex.sources if s.rtype == "ExplanationOfBenefit"]

@@ -12,7 +12,8 @@ import zstandard
 
 from fhirhose import ExportError, InputError
 from fhirhose.columns import date_to_days
-from fhirhose.export.exporter import ClaimFilter, Exporter, ExportSpec, Source, claim_rows
+from fhirhose.export.exporter import ClaimFilter, Exporter, ExportSpec, claim_rows
+from fhirhose.fhir.source import Source
 from fhirhose.export.files import NdjsonFile
 from fhirhose.export.manifest import CHECKSUM_EXT, FILESIZE_EXT
 from fhirhose.store import schema
@@ -89,7 +90,7 @@ def test_claim_rows_expands_ranges():
     assert claim_rows(tables["bene"], "partb", np.array([1])).tolist() == []
 
 
-@pytest.mark.parametrize("compression", ["gzip", "zstd", "none"])
+@pytest.mark.parametrize("compression", ["gzip", "zstd", "identity"])
 def test_round_trip_and_integrity(tmp_path, core, compression):
     tables, sources = small_store()
     ex = Exporter(tables, sources, core=core)
@@ -135,7 +136,7 @@ def test_filters(tmp_path):
 
 def test_rollover_keeps_line_boundaries(tmp_path, core):
     tables, sources = small_store()
-    spec = ExportSpec(types=("ExplanationOfBenefit",), max_file_bytes=1, batch_rows=1, compression="none")
+    spec = ExportSpec(types=("ExplanationOfBenefit",), max_file_bytes=1, batch_rows=1, compression="identity")
     files = Exporter(tables, sources, core=core).export_chunk(np.arange(3), spec, tmp_path, tag="-00000")
     assert [f.count for f in files] == [1, 1, 1, 1]
     assert [f.name for f in files][:2] == [
@@ -175,7 +176,7 @@ def test_elements_subset_keeps_mandatory_and_tags(tmp_path, core):
 
     tables = synth.generate(20, seed=3).tables
     ex = Exporter(tables, SOURCES, core=core)
-    spec = ExportSpec(elements=("ExplanationOfBenefit.billablePeriod", "Patient.name"), compression="none")
+    spec = ExportSpec(elements=("ExplanationOfBenefit.billablePeriod", "Patient.name"), compression="identity")
     files = ex.export_chunk(np.arange(tables["bene"].n), spec, tmp_path)
     seen = set()
     for f in files:
@@ -208,7 +209,7 @@ def test_release_pages_drops_mapped_pages_and_keeps_data(tmp_path, core):
         ex = Exporter(snap.tables, SOURCES, core=core)
         for run in ("a", "b"):
             (tmp_path / run).mkdir()
-            files = ex.export_chunk(np.arange(snap.tables["bene"].n), ExportSpec(compression="none"), tmp_path / run)
+            files = ex.export_chunk(np.arange(snap.tables["bene"].n), ExportSpec(compression="identity"), tmp_path / run)
             outs.append(sorted((f.name, f.sha256) for f in files))
         assert ex.release_pages() > 0  # memory-mapped store columns were bound
     assert outs[0] == outs[1]

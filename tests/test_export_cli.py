@@ -190,7 +190,7 @@ def test_since_keeps_resources_updated_at_or_after(store, full, tmp_path, form):
     assert 0 < len(got["ExplanationOfBenefit"]) < len(full["ExplanationOfBenefit"])
 
 
-@pytest.mark.parametrize("compression, suffix", [("zstd", ".zst"), ("none", "")])
+@pytest.mark.parametrize("compression, suffix", [("zstd", ".zst"), ("identity", ""), ("none", "")])  # none: old spelling
 def test_compression_variants_and_rollover(store, full, tmp_path, compression, suffix):
     out = tmp_path / "out"
     got = export(store, out, "--compression", compression, "--max-file-mb", "0.5")

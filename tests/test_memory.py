@@ -67,7 +67,7 @@ def test_store_pages_released_after_each_source(tmp_path, synth_store):
     """While one claim source is written, no other claim source's store pages stay resident."""
     from fhirhose.fhir.registry import SOURCES
 
-    spec = ExportSpec(types=("ExplanationOfBenefit",), compression="none", batch_rows=64)
+    spec = ExportSpec(types=("ExplanationOfBenefit",), compression="identity", batch_rows=64)
     seen = _probed_export(synth_store, SOURCES, spec, tmp_path / "out")
     families = [{CLAIM_FAMILY[t] for t in tables if t in CLAIM_FAMILY} for tables in seen]
     assert set().union(*families) == set(schema.CLAIM_TABLES)  # the probe sees what the writers read
@@ -84,7 +84,7 @@ def test_store_pages_released_within_a_source(tmp_path, synth_store):
 
     sources = [EOB_TYPES["CARRIER"], EOB_TYPES["INPATIENT"]]
     lines = {"partb_line", "parta_rev", "parta_px", "parta_dx"}
-    spec = ExportSpec(types=("ExplanationOfBenefit",), compression="none", batch_rows=2, batch_bytes=1)
+    spec = ExportSpec(types=("ExplanationOfBenefit",), compression="identity", batch_rows=2, batch_bytes=1)
     benes = np.arange(8)
     kept = _probed_export(synth_store, sources, spec, tmp_path / "kept", benes)
     assert any(tables & lines for tables in kept)
@@ -108,13 +108,13 @@ def test_batches_aim_at_batch_bytes(tmp_path, core, synth_store):
 
     eob = ("ExplanationOfBenefit",)
     target = 100_000
-    files = batches(ExportSpec(types=eob, batch_bytes=target, max_file_bytes=1, compression="none"), tmp_path / "a")
+    files = batches(ExportSpec(types=eob, batch_bytes=target, max_file_bytes=1, compression="identity"), tmp_path / "a")
     assert files[0].count == 16
     later = files[1:-1]  # the last batch holds what is left
     assert len(later) >= 5
     assert 0.8 * target <= sum(f.length for f in later) / len(later) <= 1.2 * target
     assert max(f.count for f in later) < 16  # carrier EOBs are ~25 KB: a few per batch
-    whole = ExportSpec(types=eob, batch_bytes=1 << 30, batch_rows=100, max_file_bytes=1, compression="none")
+    whole = ExportSpec(types=eob, batch_bytes=1 << 30, batch_rows=100, max_file_bytes=1, compression="identity")
     counts = [f.count for f in batches(whole, tmp_path / "b")]
     assert counts[0] == 16 and set(counts[1:-1]) == {100} and 0 < counts[-1] <= 100
     assert sum(counts) == sum(f.count for f in files)

@@ -178,3 +178,18 @@ def test_accept_encoding_and_ranges():
     assert parse_range("bytes=-0", 100) is False
     for ignored in ("bytes=5-1", "bytes=0-1,5-6", "items=0-1", "bytes=-", None):
         assert parse_range(ignored, 100) is None
+
+
+def test_serve_flags_default_to_server_config(tmp_path):
+    # `fhirhose serve` with no tuning flags builds the same config as ServerConfig's defaults
+    from fhirhose.cli import build_parser
+    from fhirhose.server.cli import config_from_args
+    from fhirhose.server.config import ServerConfig
+
+    args = build_parser().parse_args(["serve", "--data", str(tmp_path)])
+    got = config_from_args(args, 8080)
+    want = ServerConfig(data_dir=str(tmp_path.resolve()), public_url="http://127.0.0.1:8080")
+    assert got == want
+    moved = config_from_args(build_parser().parse_args(["serve", "--data", str(tmp_path), "--admin-port", "0",
+                                                         "--compression", "zstd", "--ttl-hours", "2"]), 8080)
+    assert (moved.admin_prefix, moved.compression, moved.file_ttl) == (None, "zstd", 7200)

@@ -48,6 +48,11 @@ __all__ = [
     "Seq",
     "Tick",
     "Raw",
+    "Node",
+    "Group",
+    "ObjGroup",
+    "ArrGroup",
+    "constant_text",
     "Template",
     "Plan",
     "json_fragment",
@@ -164,28 +169,34 @@ class Map(Node):
 
 
 @dataclass(frozen=True)
-class _Group(Node):
+class Group(Node):
+    """An object or array node (built by `Obj` / `Arr`); template walkers match on it."""
+
     key: str | None
     children: tuple
 
 
-def Obj(key: str | None, *children: Node) -> "_Obj":
+def Obj(key: str | None, *children: Node) -> "ObjGroup":
     """A JSON object of `children` under `key` (None inside an array);
     dropped whole, key included, when nothing strong is written inside it."""
-    return _Obj(key, tuple(children))
+    return ObjGroup(key, tuple(children))
 
 
-def Arr(key: str | None, *children: Node) -> "_Arr":
+def Arr(key: str | None, *children: Node) -> "ArrGroup":
     """A JSON array of `children` under `key` (None inside an array);
     dropped whole, key included, when nothing strong is written inside it."""
-    return _Arr(key, tuple(children))
+    return ArrGroup(key, tuple(children))
 
 
-class _Obj(_Group):
+class ObjGroup(Group):
+    """A JSON object of child nodes (`Obj(...)`)."""
+
     open, close = "{", "}"
 
 
-class _Arr(_Group):
+class ArrGroup(Group):
+    """A JSON array of child nodes (`Arr(...)`)."""
+
     open, close = "[", "]"
 
 
@@ -393,7 +404,7 @@ class _Compiler:
             self.val(n)
         elif isinstance(n, Map):
             self.map(n)
-        elif isinstance(n, _Group):
+        elif isinstance(n, Group):
             self.group(n)
         elif isinstance(n, Each):
             self.each(n)
@@ -444,7 +455,7 @@ class _Compiler:
         as that value's op with the group folded into head and tail; else None."""
         if isinstance(n, Val):
             return self.val_parts(n)
-        if not isinstance(n, _Group):
+        if not isinstance(n, Group):
             return None
         before: list[str] = []
         after: list[str] = []
@@ -452,7 +463,7 @@ class _Compiler:
         for c in n.children:
             if isinstance(c, K) and c.weak:
                 (after if inner else before).append(_key(c.key) + json_fragment(c.value))
-            elif inner is None and isinstance(c, (Val, _Group)):
+            elif inner is None and isinstance(c, (Val, Group)):
                 inner = self.single_value(c)
                 if inner is None:
                     return None
@@ -482,10 +493,10 @@ class _Compiler:
                 node = n.mapping(label)
             else:
                 node = n.mapping.get(label, n.default)
-            self.maps.append(-1 if node is None else self.frag(_constant_text(node)))
+            self.maps.append(-1 if node is None else self.frag(constant_text(node)))
         self.emit(OP_MAP, cid, base)
 
-    def group(self, n: _Group) -> None:
+    def group(self, n: Group) -> None:
         self.depth += 1
         self.max_depth = max(self.max_depth, self.depth)
         if self.depth > MAX_DEPTH:
@@ -537,7 +548,7 @@ def _fold(n: Node) -> tuple[str, bool] | None:
     the interpreters would always drop it."""
     if isinstance(n, K):
         return _key(n.key) + json_fragment(n.value), not n.weak
-    if not isinstance(n, _Group):
+    if not isinstance(n, Group):
         return None
     parts = []
     strong = False
@@ -559,12 +570,12 @@ def _has_seq(n: Node) -> bool:
     return any(_has_seq(c) for c in getattr(n, "children", ()))
 
 
-def _constant_text(n: Node) -> str:
-    """The JSON text of a constant node (for Map entries)."""
+def constant_text(n: Node) -> str:
+    """The JSON text of a constant node (K/Obj/Arr of K, Raw): Map entries, element lists."""
     if isinstance(n, K):
         return _key(n.key) + json_fragment(n.value)
-    if isinstance(n, _Group):
-        inner = ",".join(_constant_text(c) for c in n.children)
+    if isinstance(n, Group):
+        inner = ",".join(constant_text(c) for c in n.children)
         return _key(n.key) + n.open + inner + n.close
     if isinstance(n, Raw):
         return n.text

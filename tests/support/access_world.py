@@ -15,7 +15,7 @@ import datetime as dt
 import numpy as np
 
 from fhirhose.access import AccessConfig, AccessDB, Actor
-from fhirhose.export.exporter import Source
+from fhirhose.fhir.source import Source
 from fhirhose.store import schema
 from fhirhose.template import K, Template, Val
 

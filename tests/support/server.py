@@ -31,7 +31,8 @@ from aiohttp import web
 from fhirhose.access import AccessConfig, AccessDB, Actor
 from fhirhose.columns import Str
 from fhirhose.server import ChunkFile, ChunkTask, ServerConfig, TablePopulation, create_app
-from fhirhose.server.worker import STORED_SUFFIX, write_ndjson
+from fhirhose.export.compress import SUFFIX as STORED_SUFFIX
+from fhirhose.export.files import write_ndjson
 from fhirhose.store.schema import column_for, complete
 
 from . import FIXTURES
@@ -368,7 +369,7 @@ def store_sources():
         return SOURCES
     except ImportError:
         pass
-    from fhirhose.export.exporter import Source
+    from fhirhose.fhir.source import Source
     from fhirhose.template import Arr, K, Obj, Template, Val
 
     return [

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from fhirhose.columns import NO_DATE, NO_NUM, Cat, Date, Num, Str, Time, date_to_days
 from fhirhose.store import schema
-from fhirhose.template import Each, If, IfHas, IfMissing, Template, Val, _Group
+from fhirhose.template import Each, Group, If, IfHas, IfMissing, Template, Val
 
 __all__ = ["schema_tables", "template_columns", "hostile_text", "code_text", "id_text", "CODE_KEYS", "ID_KEYS"]
 
@@ -76,7 +76,7 @@ def template_columns(*templates: Template) -> tuple[set[str], set[str]]:
         elif isinstance(node, Each):
             for child in node.children:
                 walk(child, node.table)
-        elif isinstance(node, (_Group, If, IfHas, IfMissing)):
+        elif isinstance(node, (Group, If, IfHas, IfMissing)):
             for child in node.children:
                 walk(child, table)
 

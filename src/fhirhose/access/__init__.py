@@ -26,8 +26,9 @@ from .._lazy import lazy_exports
 if TYPE_CHECKING:
     from .config import ALL_TYPES, KINDS, AccessConfig, KindRules
     from .credentials import Credential, Credentials
-    from .db import AccessDB, Actor, AuditEntry
-    from .orgs import ATTESTOR, DATA_OPS, READ_ONLY, Org, Orgs, PermissionDenied, User
+    from .actors import ATTESTOR, DATA_OPS, READ_ONLY, Actor, PermissionDenied
+    from .db import AccessDB, AuditEntry
+    from .orgs import Org, Orgs, User
     from .rules import EnrollmentFilter, Scope, ScopedExporter, attribution_status, plan_scope
     from .tokens import ASSERTION_TYPE, Principal, TokenError, TokenRequest, TokenResponse, TokenService
 
@@ -37,15 +38,15 @@ _HOMES = {
     "KINDS": ".config",
     "ALL_TYPES": ".config",
     "AccessDB": ".db",
-    "Actor": ".db",
+    "Actor": ".actors",
     "AuditEntry": ".db",
     "Org": ".orgs",
     "User": ".orgs",
     "Orgs": ".orgs",
-    "ATTESTOR": ".orgs",
-    "DATA_OPS": ".orgs",
-    "READ_ONLY": ".orgs",
-    "PermissionDenied": ".orgs",
+    "ATTESTOR": ".actors",
+    "DATA_OPS": ".actors",
+    "READ_ONLY": ".actors",
+    "PermissionDenied": ".actors",
     "Credential": ".credentials",
     "Credentials": ".credentials",
     "ASSERTION_TYPE": ".tokens",

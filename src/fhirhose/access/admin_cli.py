@@ -15,8 +15,8 @@ from pathlib import Path
 from ..errors import InputError
 from .config import AccessConfig
 from .credentials import ENVS
-from .db import AccessDB, Actor
-from .orgs import ROLES
+from .actors import ROLES, Actor
+from .db import AccessDB
 
 
 def add_parser(subparsers) -> None:

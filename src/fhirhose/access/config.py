@@ -21,9 +21,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field, replace
 
+from ..fhir.registry import RESOURCE_TYPES
+
 __all__ = ["KindRules", "AccessConfig", "KINDS", "ORG_KINDS", "ALL_TYPES"]
 
-ALL_TYPES = ("Patient", "Coverage", "ExplanationOfBenefit")
+ALL_TYPES = RESOURCE_TYPES  # every kind below may read every type fhirhose emits
 
 
 @dataclass(frozen=True)

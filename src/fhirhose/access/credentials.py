@@ -20,8 +20,7 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ..errors import InputError, RequestError
-from .db import Actor, now_s
-from .orgs import ATTESTOR, DATA_OPS, READ_ONLY, PermissionDenied, check_secret, hash_secret
+from .actors import ATTESTOR, DATA_OPS, READ_ONLY, Actor, PermissionDenied, check_secret, hash_secret, now_s
 
 if TYPE_CHECKING:
     from .db import AccessDB

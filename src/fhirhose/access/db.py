@@ -8,19 +8,20 @@ rotation or IP change takes effect on the very next request, in every process.
 from __future__ import annotations
 
 import json
-import math
 import os
 import secrets
 import sqlite3
 import threading
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from ..errors import StoreError
+from .actors import Actor, now_s
 from .config import AccessConfig
+from .credentials import Credentials
+from .orgs import Orgs
 
 __all__ = ["AccessDB", "Actor", "Audit", "AuditEntry", "now_s"]
 
@@ -85,37 +86,6 @@ CREATE INDEX IF NOT EXISTS onboarding_org ON onboarding(org_id, id);
 """
 
 _SCHEMA_VERSION = b"1"
-
-
-def now_s(now: float | None = None) -> float:
-    """Seconds since the epoch; `now` lets tests and callers pin the clock.
-
-    A non-finite clock would make every expiry comparison false (and so pass):
-    it falls back to the real clock instead."""
-    if now is None:
-        return time.time()
-    t = float(now)
-    return t if math.isfinite(t) else time.time()
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who performs an admin action: the CMS-side operator or an organization user."""
-
-    kind: str  # "system" | "user"
-    name: str
-    user_id: int | None = None
-
-    @classmethod
-    def system(cls, name: str = "operator") -> "Actor":
-        return cls("system", name)
-
-    @classmethod
-    def user(cls, user_id: int) -> "Actor":
-        return cls("user", f"user:{user_id}", int(user_id))
-
-    def __str__(self) -> str:
-        return self.name if self.kind == "user" else f"system:{self.name}"
 
 
 @dataclass(frozen=True)
@@ -188,9 +158,6 @@ class AccessDB:
         self._local = threading.local()
         self.audit = Audit(self)
         self._init_schema()
-        from .credentials import Credentials
-        from .orgs import Orgs
-
         self.orgs = Orgs(self)
         self.credentials = Credentials(self)
 

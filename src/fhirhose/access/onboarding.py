@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ..errors import InputError, RequestError
 from .credentials import Credential, _network
-from .db import Actor, now_s
-from .orgs import ATTESTOR, DATA_OPS, PermissionDenied
+from .actors import ATTESTOR, DATA_OPS, Actor, PermissionDenied, now_s
 
 if TYPE_CHECKING:
     from .db import AccessDB

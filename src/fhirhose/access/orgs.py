@@ -14,15 +14,13 @@ Every action is audited, refusals included.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from ..errors import AuthError, InputError, RequestError
-from .db import Actor, now_s
+from .actors import ATTESTOR, DATA_OPS, READ_ONLY, ROLES, Actor, PermissionDenied, check_secret, hash_secret, now_s
 
 if TYPE_CHECKING:
     from .db import AccessDB
@@ -40,35 +38,8 @@ __all__ = [
     "check_secret",
 ]
 
-ATTESTOR, DATA_OPS, READ_ONLY = "attestor", "data_ops", "read_only"
-ROLES = (ATTESTOR, DATA_OPS, READ_ONLY)
 _ORG_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 _INF = float("inf")
-
-
-class PermissionDenied(AuthError):
-    """The actor lacks the role the action needs (403)."""
-
-    def __init__(self, message: str):
-        super().__init__(message, status=403, oauth_error="access_denied")
-
-
-def hash_secret(secret: str, config, salt: bytes | None = None) -> tuple[bytes, bytes, str]:
-    """scrypt(secret) with a fresh 16-byte salt → (salt, hash, kdf parameters)."""
-    salt = salt if salt is not None else secrets.token_bytes(16)
-    n, r, p = config.scrypt_n, config.scrypt_r, config.scrypt_p
-    digest = hashlib.scrypt(secret.encode(), salt=salt, n=n, r=r, p=p, maxmem=256 * n * r, dklen=32)
-    return salt, digest, f"scrypt:{n}:{r}:{p}"
-
-
-def check_secret(secret: str, salt: bytes, digest: bytes, kdf: str) -> bool:
-    """Constant-time comparison of scrypt(secret) with the stored hash."""
-    name, n, r, p = kdf.split(":")
-    if name != "scrypt":
-        return False
-    n, r, p = int(n), int(r), int(p)
-    got = hashlib.scrypt(secret.encode(errors="surrogatepass"), salt=salt, n=n, r=r, p=p, maxmem=256 * n * r, dklen=32)
-    return hmac.compare_digest(got, digest)
 
 
 @dataclass(frozen=True)

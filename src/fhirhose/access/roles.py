@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import InputError
-from .orgs import ATTESTOR, DATA_OPS, READ_ONLY
+from .actors import ATTESTOR, DATA_OPS, READ_ONLY
 
 __all__ = ["Role", "ROLES", "OPERATOR", "PERMISSIONS", "role", "roles_for", "may"]
 

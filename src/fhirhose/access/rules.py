@@ -33,9 +33,10 @@ import numpy as np
 
 from ..columns import NO_DATE, Table, date_to_days, days_to_date
 from ..errors import AuthError, RequestError
-from ..export.exporter import Exporter, ExportSpec, Source
+from ..export.exporter import Exporter, ExportSpec
+from ..fhir.source import Source
 from ..store.rosters import Roster, bene_rows, cat_eq, latest_file, roster_benes, roster_entries, str_eq, unique_rows
-from .db import now_s
+from .actors import now_s
 
 if TYPE_CHECKING:
     from .db import AccessDB
@@ -195,8 +196,8 @@ class ScopedExporter(Exporter):
     """An Exporter bound to a Scope: whatever spec or beneficiaries it is handed,
     it writes only rows the scope allows."""
 
-    def __init__(self, tables: dict[str, Table], scope: Scope, sources: Iterable[Source] | None = None, core=None):
-        super().__init__(tables, list(sources) if sources is not None else None, core)
+    def __init__(self, tables: dict[str, Table], scope: Scope, sources: Iterable[Source], core=None):
+        super().__init__(tables, list(sources), core)
         self.scope = scope
 
     def rows_for(self, source: Source, bene_rows: np.ndarray, spec: ExportSpec, since_exempt=None,

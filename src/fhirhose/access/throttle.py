@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
-from .db import now_s
+from .actors import now_s
 
 if TYPE_CHECKING:
     from .db import AccessDB

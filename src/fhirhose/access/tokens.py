@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..errors import AuthError, InputError
-from . import _jws
+from . import jws
 from .credentials import Credential, public_key_from_jwk
-from .db import now_s
+from .actors import now_s
 from .throttle import TOKEN_CLIENT, Throttle
 
 if TYPE_CHECKING:
@@ -43,11 +43,12 @@ __all__ = [
     "Principal",
     "TokenService",
     "parse_scopes",
+    "MAX_BODY",
 ]
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _SCOPE = re.compile(r"^system/(\*|[A-Z][A-Za-z]{0,63})\.(read|rs)$")
-MAX_BODY = 65536
+MAX_BODY = 65536  # bytes of a request body the access endpoints read (token and admin requests)
 _MAX_FIELD = 16384
 _STATUS = {"invalid_client": 401, "invalid_token": 401}
 
@@ -276,7 +277,7 @@ class TokenService:
                 "env": cred.env, "scope": " ".join(scopes), "amr": method,
                 "iat": int(t), "exp": int(t) + ttl, "jti": jti, **extra,
             }
-            token = _jws.sign(self.cfg.token_alg, self._sign_key, {"typ": "JWT"}, claims)
+            token = jws.sign(self.cfg.token_alg, self._sign_key, {"typ": "JWT"}, claims)
         except TokenError as e:
             self._audit_token(cred, ip, t, "denied", error=e.oauth_error, reason=str(e))
             raise
@@ -314,8 +315,8 @@ class TokenService:
         if not req.assertion:
             raise _fail("invalid_request", "client_assertion is required")
         try:
-            header, claims, signing_input, signature = _jws.parse(req.assertion)
-        except _jws.JWSError as e:
+            header, claims, signing_input, signature = jws.parse(req.assertion)
+        except jws.JWSError as e:
             raise _fail("invalid_client", f"client assertion is malformed: {e}") from None
         alg, kid = header.get("alg"), header.get("kid")
         if alg not in self.cfg.assertion_algs:
@@ -337,7 +338,7 @@ class TokenService:
             raise _fail("invalid_client", f"no registered key with kid {kid[:60]!r}")
         if key_alg != alg:
             raise _fail("invalid_client", f"key {kid[:60]!r} is registered for {key_alg}, assertion says {alg}")
-        if not _jws.verify(alg, key, signing_input, signature):
+        if not jws.verify(alg, key, signing_input, signature):
             raise _fail("invalid_client", "client assertion signature is not valid")
         self._check_assertion_claims(claims, t, token_url)
         self._spend_jti(cred.client_id, claims["jti"], float(claims["exp"]), t)
@@ -418,10 +419,10 @@ class TokenService:
         if not token:
             raise _denied("bearer token is missing")
         try:
-            header, c, signing_input, signature = _jws.parse(token)
-        except _jws.JWSError:
+            header, c, signing_input, signature = jws.parse(token)
+        except jws.JWSError:
             raise _denied("bearer token is malformed") from None
-        if header.get("alg") != self.cfg.token_alg or not _jws.verify(
+        if header.get("alg") != self.cfg.token_alg or not jws.verify(
             self.cfg.token_alg, self._verify_key, signing_input, signature
         ):
             raise _denied("bearer token signature is not valid")

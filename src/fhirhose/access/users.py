@@ -26,8 +26,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from ..errors import AuthError, InputError, RequestError
-from .db import Actor, now_s
-from .orgs import PermissionDenied
+from .actors import Actor, PermissionDenied, now_s
 from .roles import OPERATOR, ROLES, may, role
 from .throttle import LOGIN_EMAIL, LOGIN_IP, Throttle
 

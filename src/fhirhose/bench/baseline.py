@@ -14,7 +14,7 @@ import orjson
 
 from .. import _core_py
 from ..columns import NO_DATE, NO_NUM, Table
-from ..template import Each, If, IfHas, IfMissing, K, Map, Seq, Template, Tick, Val, _constant_text, _Group, _Obj
+from ..template import Each, Group, If, IfHas, IfMissing, K, Map, ObjGroup, Seq, Template, Tick, Val, constant_text
 
 __all__ = ["DictBuilder"]
 
@@ -90,7 +90,7 @@ class DictBuilder:
                 continue
             node = n.mapping(label) if callable(n.mapping) else n.mapping.get(label, n.default)
             if node is not None:
-                text = _constant_text(node)
+                text = constant_text(node)
                 table[label] = json.loads("{" + text + "}") if as_member else json.loads(text)
         return tname, values, table
 
@@ -117,7 +117,7 @@ class DictBuilder:
                     into.update(d)
 
             return mapped
-        if isinstance(n, _Group):
+        if isinstance(n, Group):
             make, key = self._group(n, ctx), n.key
 
             def group(into, rows, cnt):
@@ -160,7 +160,7 @@ class DictBuilder:
                     items.append(v)
 
             return val
-        if isinstance(n, _Group):
+        if isinstance(n, Group):
             make = self._group(n, ctx)
 
             def group(items, rows, cnt):
@@ -211,9 +211,9 @@ class DictBuilder:
             return seq
         return lambda items, rows, cnt: None
 
-    def _group(self, g: _Group, ctx):
+    def _group(self, g: Group, ctx):
         """A closure returning the group's value, or None when it holds only weak members."""
-        if isinstance(g, _Obj):
+        if isinstance(g, ObjGroup):
             body = [self._member(c, ctx) for c in g.children]
             weak = frozenset(
                 c.key for c in g.children if (isinstance(c, K) and c.weak) or (isinstance(c, Seq) and not c.strong)

@@ -202,6 +202,7 @@ def store_workload(path: Path, benes: int, seed: int = 7, compression: str = "gz
     """Open the synthetic store at `path`, generating it first (timed) when it is not a store yet."""
     from fhirhose import synth
     from fhirhose.export.exporter import Exporter, ExportSpec
+    from fhirhose.fhir.registry import SOURCES
     from fhirhose.store import Store
 
     took = None
@@ -213,7 +214,7 @@ def store_workload(path: Path, benes: int, seed: int = 7, compression: str = "gz
     if snap.tables["bene"].n != benes:
         raise ValueError(f"{path} holds {snap.tables['bene'].n} beneficiaries, not {benes}")
     spec = ExportSpec(compression=compression)
-    w = StoreWorkload(path, snap, Exporter(snap.tables), np.arange(benes, dtype=np.int64), spec, synth_seconds=took)
+    w = StoreWorkload(path, snap, Exporter(snap.tables, SOURCES), np.arange(benes, dtype=np.int64), spec, synth_seconds=took)
     w.selected = w.select()
     w.resources = sum(len(rows) for _, rows in w.selected)
     w.ndjson_bytes = w.core_pass()

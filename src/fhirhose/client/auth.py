@@ -23,7 +23,7 @@ import aiohttp
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from ..access import _jws
+from ..access import jws
 from ..errors import ClientError
 from ._http import ServerError, retry_after
 
@@ -98,7 +98,7 @@ class JwkAuth:
         t = int(time.time() if now is None else now)
         claims = {"iss": self.client_id, "sub": self.client_id, "aud": token_url, "exp": t + self.lifetime,
                   "iat": t, "jti": secrets.token_urlsafe(24)}
-        return _jws.sign(self.alg, self.key, {"typ": "JWT", "kid": self.kid}, claims)
+        return jws.sign(self.alg, self.key, {"typ": "JWT", "kid": self.kid}, claims)
 
     def token_request(self, token_url: str) -> tuple[dict[str, str], dict[str, str]]:
         form = {"grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE,

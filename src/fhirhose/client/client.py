@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import msgspec
 
 from ..errors import ClientError
 from ..export.manifest import CHECKSUM_EXT, FILESIZE_EXT
+from ..log import get_logger
 from ._http import ServerError, error_text, retry_after
 from .auth import JwkAuth, SecretAuth, Tokens
 from .files import finish, safe_name
@@ -35,7 +35,7 @@ from .state import FileState, PullState, SinceState, write_atomic
 
 __all__ = ["BulkClient", "PullResult", "LEVELS"]
 
-log = logging.getLogger("fhirhose.client")
+log = get_logger(__name__)
 
 FHIR_JSON = "application/fhir+json"
 LEVELS = ("system", "patient", "group")

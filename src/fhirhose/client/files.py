@@ -15,10 +15,10 @@ from typing import BinaryIO, NamedTuple
 
 from .._backend import core
 from ..errors import ClientError
+from ..export.compress import SUFFIX
 
-__all__ = ["SUFFIX", "Verified", "decoded", "finish", "safe_name"]
+__all__ = ["Verified", "decoded", "finish", "safe_name"]
 
-SUFFIX = {None: "", "gzip": ".gz", "zstd": ".zst"}
 _READ = 4 << 20
 
 
@@ -56,7 +56,7 @@ def finish(part: Path, encoding: str | None, final: Path, *, keep_compressed: bo
     `final` is the NDJSON path; a kept compressed file gets the coding's suffix. Raises
     `ClientError` naming the mismatch (the caller then downloads the file again)."""
     write = encoding is not None and not keep_compressed
-    target = final.with_name(final.name + SUFFIX[encoding]) if not write else final
+    target = final.with_name(final.name + SUFFIX[encoding or "identity"]) if not write else final
     digest, n, lines, last = hashlib.sha256(), 0, 0, b"\n"
     tmp = final.with_name(final.name + ".tmp")
     out = open(tmp, "wb") if write else None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import logging
 import sys
 import time
 from pathlib import Path
@@ -20,14 +19,17 @@ import msgspec
 import numpy as np
 
 from ..errors import InputError, StoreError
+from ..log import get_logger
 from ..store import Store, rosters
 from ..store.opener import SnapshotOpener, shared_snapshot
 from .compress import SUFFIX
-from .exporter import RESOURCE_TYPES, ExportResult, ExportSpec, export_store
+from ..fhir.instant import parse_instant
+from ..fhir.registry import RESOURCE_TYPES, registry_sources
+from .exporter import ExportResult, ExportSpec, export_store
 
 __all__ = ["add_parser", "run", "parse_types", "parse_since", "select_benes", "chunk_size"]
 
-log = logging.getLogger("fhirhose.export")
+log = get_logger(__name__)
 
 MAX_CHUNK = 5000  # beneficiaries per chunk: bounds a worker's memory and a file's lifetime
 MIN_CHUNK = 100  # below this, per-chunk overhead (files, fsyncs) outweighs spreading the work
@@ -49,7 +51,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"resource types, comma-separated (default {','.join(RESOURCE_TYPES)})")
     p.add_argument("--since", help="only resources updated at or after this FHIR instant "
                                    "(e.g. 2024-01-31T00:00:00Z; a date alone is midnight UTC)")
-    p.add_argument("--compression", choices=sorted(SUFFIX), default="gzip", help="file compression (default gzip)")
+    # "none": the older spelling of "identity" (the HTTP Content-Encoding token), still accepted
+    p.add_argument("--compression", type=lambda v: "identity" if v == "none" else v, choices=sorted(SUFFIX),
+                   default="gzip", help="file compression (default gzip)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--max-file-mb", type=float, default=256.0,
                    help="roll a file over after this many MiB of NDJSON (default 256)")
@@ -71,8 +75,6 @@ def parse_types(value: str) -> tuple[str, ...]:
 
 def parse_since(value: str, now: dt.datetime) -> int:
     """`--since` (a FHIR instant with its zone, or a date = midnight UTC) as epoch ms."""
-    from ..server.params import parse_instant  # the server's parser: one grammar for `_since` everywhere
-
     since = parse_instant(value, "--since")
     if since > now:
         raise InputError(f"--since {value} is in the future (now is {now.isoformat(timespec='seconds')})")
@@ -173,7 +175,7 @@ def _export(opener: SnapshotOpener, benes: np.ndarray, spec: ExportSpec, args, c
         def progress(done: int, _total: int) -> None:
             bar.update(min(done * chunk, len(benes)) - bar.n)
 
-        return export_store(opener, opener.key, benes, spec, args.out, workers=args.workers, chunk_benes=chunk,
+        return export_store(opener, opener.key, registry_sources, benes, spec, args.out, workers=args.workers, chunk_benes=chunk,
                             request=_request(args, spec.types), progress=progress)
 
 

@@ -14,12 +14,12 @@ import zstandard
 
 from ..errors import InputError
 
-__all__ = ["Encoder", "new_encoder", "decoder_for", "ENCODINGS", "SUFFIX"]
+__all__ = ["Encoder", "new_encoder", "decoder_for", "SUFFIX"]
 
-# compression name → file suffix and HTTP Content-Encoding
-SUFFIX = {"gzip": ".gz", "zstd": ".zst", "none": ""}
-ENCODINGS = {"gzip": "gzip", "zstd": "zstd", "none": "identity"}
-DEFAULT_LEVEL = {"gzip": 1, "zstd": 1, "none": 0}
+# Compression names are HTTP Content-Encoding tokens ("identity" = none), so a file's
+# compression is also the coding it is served with; name → file suffix.
+SUFFIX = {"gzip": ".gz", "zstd": ".zst", "identity": ""}
+DEFAULT_LEVEL = {"gzip": 1, "zstd": 1, "identity": 0}
 
 
 class Encoder(Protocol):
@@ -60,6 +60,6 @@ def decoder_for(compression: str):
         return isal_zlib.decompressobj(31)
     if compression == "zstd":
         return zstandard.ZstdDecompressor().decompressobj()
-    if compression == "none":
+    if compression == "identity":
         return None
     raise InputError(f"compression {compression!r} is not one of {sorted(SUFFIX)}")

@@ -10,12 +10,11 @@ writer then sees only row numbers, never Python objects per record.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import os
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple, Protocol, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
 import msgspec
 import numpy as np
@@ -25,6 +24,9 @@ from .._memory import limit_malloc_retention
 from ..columns import NO_DATE, NO_NUM, Table, release_pages
 from ..errors import ExportError, InputError
 from ..fhir.elements import elements_for, subset
+from ..fhir.registry import RESOURCE_TYPES
+from ..fhir.source import Source
+from ..log import get_logger
 from ..template import Template
 from .files import FileInfo, RollingWriter
 from .manifest import Manifest, output_item
@@ -42,25 +44,9 @@ __all__ = [
     "export_store",
 ]
 
-log = logging.getLogger("fhirhose.export")
+log = get_logger(__name__)
 
-RESOURCE_TYPES = ("Patient", "Coverage", "ExplanationOfBenefit")
 _FIRST_BATCH = 16  # rows of a source's first batch, which measures its bytes per row
-
-
-class Source(NamedTuple):
-    """One template feeding one resource type, over one root table.
-
-    `select(table, rows) -> rows` narrows candidate rows (claim type, coverage
-    part); `service_dates` names the (from, thru) date columns `_typeFilter`
-    service-date tests; claim sources are those whose table links from `bene`.
-    """
-
-    rtype: str
-    template: Template
-    table: str
-    select: Callable[[Table, np.ndarray], np.ndarray] | None = None
-    service_dates: tuple[str, str] | None = None
 
 
 class ClaimFilter(msgspec.Struct, frozen=True):
@@ -194,15 +180,11 @@ def _in_window(values: np.ndarray, lo: int | None, hi: int | None) -> np.ndarray
 class Exporter:
     """Writes NDJSON for beneficiaries of one store snapshot.
 
-    `tables` is the store's tables (memory-mapped); `sources` defaults to the
-    registry of every resource fhirhose emits; `core` is the backend module.
+    `tables` is the store's tables (memory-mapped); `sources` what to write
+    (`fhir.registry.SOURCES` is every resource fhirhose emits); `core` is the backend module.
     """
 
-    def __init__(self, tables: dict[str, Table], sources: Sequence[Source] | None = None, core=None):
-        if sources is None:
-            from ..fhir.registry import SOURCES
-
-            sources = SOURCES
+    def __init__(self, tables: dict[str, Table], sources: Sequence[Source], core=None):
         self.tables = tables
         self.sources = list(sources)
         self.core = core or _default_core
@@ -440,17 +422,19 @@ def write_manifest(out_dir: Path, files: list[FileInfo], started: dt.datetime, r
 _WORKER_EXPORTERS: dict[tuple, Exporter] = {}
 
 
-def _worker_chunk(opener: Callable[[], dict[str, Table]], key: tuple, bene_rows, spec, out_dir, tag, since_exempt):
+def _worker_chunk(opener: Callable[[], dict[str, Table]], key: tuple, sources: Callable[[], Sequence[Source]],
+                  bene_rows, spec, out_dir, tag, since_exempt):
     # Runs in a pool process: open the store once per process, reuse bound writers.
     ex = _WORKER_EXPORTERS.get(key)
     if ex is None:
-        ex = _WORKER_EXPORTERS[key] = Exporter(opener())
+        ex = _WORKER_EXPORTERS[key] = Exporter(opener(), sources())
     return ex.export_chunk(bene_rows, spec, out_dir, tag=tag, since_exempt=since_exempt)
 
 
 def export_store(
     opener: Callable[[], dict[str, Table]],
     key: tuple,
+    sources: Callable[[], Sequence[Source]],
     bene_rows: np.ndarray,
     spec: ExportSpec,
     out_dir: str | os.PathLike,
@@ -461,9 +445,11 @@ def export_store(
     progress: Callable[[int, int], None] | None = None,
 ) -> ExportResult:
     """Export with a process pool; `opener()` (picklable) returns the tables in each worker,
-    `key` identifies the snapshot (store path, generation) for per-process caching."""
+    `key` identifies the snapshot (store path, generation) for per-process caching;
+    `sources()` (picklable, like `opener`; e.g. `fhir.registry.registry_sources`) returns
+    what each worker writes: sources hold closures, so they are built in the worker."""
     if workers <= 1:
-        return Exporter(opener()).export(
+        return Exporter(opener(), sources()).export(
             bene_rows, spec, out_dir, chunk_benes=chunk_benes, request=request, progress=progress
         )
     out_dir = Path(out_dir)
@@ -473,7 +459,7 @@ def export_store(
     files: list[FileInfo] = []
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=limit_malloc_retention) as pool:
         futs = [
-            pool.submit(_worker_chunk, opener, key, rows, spec, str(out_dir), f"-{i:05d}", None)
+            pool.submit(_worker_chunk, opener, key, sources, rows, spec, str(out_dir), f"-{i:05d}", None)
             for i, rows in enumerate(chunks)
         ]
         for done, fut in enumerate(futs, 1):

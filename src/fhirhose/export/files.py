@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Iterable
 
 import msgspec
 
 from .compress import SUFFIX, new_encoder
 
-__all__ = ["FileInfo", "NdjsonFile", "RollingWriter"]
+__all__ = ["FileInfo", "NdjsonFile", "RollingWriter", "write_ndjson"]
 
 
 class FileInfo(msgspec.Struct, frozen=True):
@@ -126,3 +127,18 @@ class RollingWriter:
         if self._cur is not None:
             self._cur.abort()
             self._cur = None
+
+
+def write_ndjson(path: Path, lines: Iterable[bytes], compression: str, level: int | None = None) -> tuple[int, str, int]:
+    """Write NDJSON `lines` (each without its newline) to `path` through an `NdjsonFile`
+    (compressed, fsynced, published atomically); returns (count, sha256, length) of the NDJSON."""
+    path = Path(path)
+    out = NdjsonFile(path.parent, path.name, "", compression, level)
+    try:
+        for line in lines:
+            out.write(line + b"\n", 1)
+    except BaseException:
+        out.abort()
+        raise
+    info = out.close()
+    return info.count, info.sha256, info.length

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from ..template import E, If, IfHas, IfMissing, K, Map, Node, Raw, Seq, Template, Val, _constant_text, _Group, Arr
+from ..template import Arr, E, Group, If, IfHas, IfMissing, K, Map, Node, Raw, Seq, Template, Val, constant_text
 
 __all__ = ["MANDATORY", "SUBSETTED_TAG", "elements_for", "subset"]
 
@@ -40,7 +40,7 @@ def elements_for(rtype: str, elements: tuple[str, ...] | list[str]) -> frozenset
 
 def _keys(n: Node) -> set[str] | None:
     """Top-level keys a member node can emit; None when not knowable (kept)."""
-    if isinstance(n, (K, Val, _Group, Seq)):
+    if isinstance(n, (K, Val, Group, Seq)):
         return {n.key} if n.key is not None else set()
     if isinstance(n, Map):
         if callable(n.mapping):
@@ -48,7 +48,7 @@ def _keys(n: Node) -> set[str] | None:
         out: set[str] = set()
         for node in [*n.mapping.values(), n.default]:
             if node is not None:
-                out |= set(json.loads("{" + _constant_text(node) + "}"))
+                out |= set(json.loads("{" + constant_text(node) + "}"))
         return out
     return None
 
@@ -74,11 +74,11 @@ def _filter(members, keep: frozenset[str]) -> list[Node]:
 
 
 def _tag_meta(n: Node) -> Node:
-    if not (isinstance(n, _Group) and n.key == "meta"):
+    if not (isinstance(n, Group) and n.key == "meta"):
         return n
     kids = list(n.children)
     for i, c in enumerate(kids):
-        if isinstance(c, _Group) and c.key == "tag":
+        if isinstance(c, Group) and c.key == "tag":
             kids[i] = Arr("tag", *c.children, E(SUBSETTED_TAG))
             break
     else:

@@ -1,7 +1,8 @@
 """Every resource fhirhose emits: which template, over which table, for which rows.
 
 The exporter walks `SOURCES` in order; sources of one resource type go to the
-same files (all eight claim types to ExplanationOfBenefit).
+same files (all eight claim types to ExplanationOfBenefit). `RESOURCE_TYPES`,
+derived from them, is the one list of types the CLI, server and access rules accept.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from typing import Callable
 import numpy as np
 
 from ..columns import Table
-from ..export.exporter import Source
 from . import coverage, eob_institutional, eob_pharmacy, eob_professional, patient
+from .source import Source
 
-__all__ = ["SOURCES", "EOB_TYPES"]
+__all__ = ["SOURCES", "EOB_TYPES", "RESOURCE_TYPES", "Source", "registry_sources"]
 
 
 def _cached_mask(fn: Callable[[Table], np.ndarray]) -> Callable[[Table, np.ndarray], np.ndarray]:
@@ -74,3 +75,11 @@ SOURCES: list[Source] = [
     *(_coverage(p) for p in "abcd"),
     *EOB_TYPES.values(),
 ]
+
+# In emission order (manifests list files in it); each type once.
+RESOURCE_TYPES: tuple[str, ...] = tuple(dict.fromkeys(s.rtype for s in SOURCES))
+
+
+def registry_sources() -> list[Source]:
+    """`SOURCES`, from a picklable function: pool workers call it to get their sources."""
+    return SOURCES

@@ -32,7 +32,6 @@ by resource in `web_discovery`, `web_auth`, `web_kickoff`, `web_status`, `web_jo
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Callable
 
@@ -41,6 +40,7 @@ from aiohttp import web
 from ..access import AccessConfig, AccessDB
 from ..console import mount as mount_console
 from ..errors import AuthError, FhirhoseError, RequestError
+from ..log import get_logger
 from . import web_discovery, web_files, web_jobs, web_kickoff, web_status
 from .config import ServerConfig
 from .console_backend import console_backend
@@ -51,7 +51,7 @@ from .web_status import RULES_EXT
 
 __all__ = ["create_app", "create_admin_app", "API", "RULES_EXT"]
 
-log = logging.getLogger("fhirhose.server")
+log = get_logger(__name__)
 
 
 def create_app(

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import socket
+import typing
 from pathlib import Path
 
+import msgspec
 from aiohttp import web
 
 from ..access import AccessConfig, AccessDB
 from ..errors import FhirhoseError
+from ..log import get_logger
 from .app import create_admin_app, create_app
 from .config import ServerConfig
 
 __all__ = ["add_parser", "serve"]
 
-log = logging.getLogger("fhirhose.server")
+log = get_logger(__name__)
+_ACCESS_LOG = get_logger(f"{__package__}.access")  # aiohttp's request log
+# The flags' defaults are ServerConfig's, so the CLI and a config built in code agree.
+_DEFAULT = {f.name: f.default for f in msgspec.structs.fields(ServerConfig)}
+_COMPRESSIONS = typing.get_args(typing.get_type_hints(ServerConfig)["compression"])
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -29,19 +35,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--access-db", type=Path, help="access database (default DATA/access.sqlite; `fhirhose admin --db`)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080, help="port (0: any free port)")
-    p.add_argument("--base", default="/api/v2", help="FHIR base path (default /api/v2)")
+    p.add_argument("--base", default=_DEFAULT["base"], help=f"FHIR base path (default {_DEFAULT['base']})")
     p.add_argument("--public-url", help="origin used in absolute URLs (default http://HOST:PORT)")
     p.add_argument("--admin-port", type=int,
-                   help="serve the admin API on this port (bound to --admin-host) instead of under /admin")
+                   help=f"serve the admin API on this port (bound to --admin-host) instead of under "
+                        f"{_DEFAULT['admin_prefix']}")
     p.add_argument("--admin-host", default="127.0.0.1", help="interface of --admin-port (default 127.0.0.1)")
     p.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",
                    help="proxy whose X-Forwarded-For names the client address (repeat)")
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop", help="event loop (default uvloop)")
-    p.add_argument("--workers", type=int, default=2, help="export worker processes")
-    p.add_argument("--chunk-size", type=int, default=2500, help="beneficiaries per chunk")
-    p.add_argument("--compression", choices=("gzip", "zstd"), default="gzip")
-    p.add_argument("--ttl-hours", type=float, default=24.0, help="hours job files stay downloadable")
-    p.add_argument("--retry-after", type=int, default=5, help="seconds between status polls")
+    p.add_argument("--workers", type=int, default=_DEFAULT["workers"],
+                   help=f"export worker processes (default {_DEFAULT['workers']})")
+    p.add_argument("--chunk-size", type=int, default=_DEFAULT["chunk_size"],
+                   help=f"beneficiaries per chunk (default {_DEFAULT['chunk_size']})")
+    p.add_argument("--compression", choices=_COMPRESSIONS, default=_DEFAULT["compression"],
+                   help=f"job file compression (default {_DEFAULT['compression']})")
+    p.add_argument("--ttl-hours", type=float, default=_DEFAULT["file_ttl"] / 3600,
+                   help=f"hours job files stay downloadable (default {_DEFAULT['file_ttl'] / 3600:g})")
+    p.add_argument("--retry-after", type=int, default=_DEFAULT["retry_after"],
+                   help=f"seconds between status polls (default {_DEFAULT['retry_after']})")
     p.add_argument("--exporter", default=None, help=argparse.SUPPRESS)  # tests: module:function
     p.add_argument("--demo", action="store_true",
                    help="sandbox: generate a synthetic store if DATA has none, register its organizations, "
@@ -55,7 +67,7 @@ def config_from_args(args: argparse.Namespace, port: int) -> ServerConfig:
     if data is None:
         raise FhirhoseError("--data DIR is required (or --demo)")
     host = f"[{args.host}]" if ":" in args.host else args.host
-    kw = {"exporter": args.exporter} if args.exporter else {}
+    kw = {"exporter": args.exporter} if args.exporter else {}  # unset: ServerConfig's
     return ServerConfig(
         data_dir=str(data.resolve()),
         store_path=str(args.store) if args.store else None,
@@ -67,7 +79,7 @@ def config_from_args(args: argparse.Namespace, port: int) -> ServerConfig:
         compression=args.compression,
         file_ttl=args.ttl_hours * 3600,
         retry_after=args.retry_after,
-        admin_prefix=None if args.admin_port is not None else "/admin",
+        admin_prefix=None if args.admin_port is not None else _DEFAULT["admin_prefix"],
         trusted_proxies=list(args.trusted_proxy),
         **kw,
     )
@@ -125,9 +137,9 @@ def run(config: ServerConfig, sock: socket.socket, admin_sock: socket.socket | N
 async def _serve(config: ServerConfig, sock: socket.socket, admin_sock: socket.socket | None,
                  access_config: AccessConfig | None) -> None:
     app = create_app(config, access=access_config)
-    runners = [web.AppRunner(app, access_log=logging.getLogger("fhirhose.access"))]
+    runners = [web.AppRunner(app, access_log=_ACCESS_LOG)]
     if admin_sock is not None:
-        runners.append(web.AppRunner(create_admin_app(app), access_log=logging.getLogger("fhirhose.access")))
+        runners.append(web.AppRunner(create_admin_app(app), access_log=_ACCESS_LOG))
     for r in runners:
         await r.setup()
     await web.SockSite(runners[0], sock).start()

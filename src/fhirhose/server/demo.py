@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import logging
 import secrets
 from pathlib import Path
 from typing import Sequence
@@ -26,14 +25,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..access import AccessConfig, AccessDB, Actor, Principal, plan_scope
 from ..errors import FhirhoseError, StoreError
-from ..store import Store
-from ..store._ops import fixed
+from ..log import get_logger
+from ..store import Store, fixed
 from ..synth import SynthOrg
 from .models import DemoClient, DemoConsole, DemoConsoleUser, DemoCredentials
 
 __all__ = ["es384_jwk", "ensure_demo", "sandbox_orgs", "sandbox_access_config", "GROUPS"]
 
-log = logging.getLogger("fhirhose.server")
+log = get_logger(__name__)
 
 GROUPS = ["all", "runout"]
 # Synthetic program names (orgs.json) → access organization kinds.

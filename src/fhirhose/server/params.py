@@ -18,6 +18,8 @@ import msgspec
 from msgspec import Struct
 
 from ..errors import RequestError
+from ..fhir.instant import parse_instant
+from ..fhir.registry import RESOURCE_TYPES
 from .models import Parameters, Reference
 
 __all__ = [
@@ -35,7 +37,6 @@ __all__ = [
     "parse_body",
 ]
 
-RESOURCE_TYPES = ("Patient", "Coverage", "ExplanationOfBenefit")
 OUTPUT_FORMATS = frozenset({"application/fhir+ndjson", "application/ndjson", "ndjson"})
 # Final-action tag systems: BFD's newer outputs and its v2 one.
 FINAL_ACTION_SYSTEMS = (
@@ -74,12 +75,6 @@ TYPE_FILTER_PARAMS = {"ExplanationOfBenefit": (("service-date", "date"), ("_tag"
 _LIST_PARAMS = tuple(p.name for p in KICKOFF_PARAMS if p.repeats and not p.post_only)
 _SINGLE_PARAMS = tuple(p.name for p in KICKOFF_PARAMS if not p.repeats)
 _ELEMENT = re.compile(r"^(?:(?P<type>[A-Z][A-Za-z]+)\.)?(?P<name>[a-z][A-Za-z0-9]*)$")
-# FHIR instant: seconds required, zone required (a date alone is accepted as midnight UTC).
-_INSTANT = re.compile(
-    r"^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2}))?$"
-)
-
-
 class DateBound(Struct, array_like=True):
     """One `service-date` comparison: prefix (eq/ge/gt/le/lt) and ISO date."""
 
@@ -108,18 +103,6 @@ class ExportParams(Struct, omit_defaults=True):
     patients: list[str] = []  # Patient ids (POST `patient`)
     allow_partial: bool = False
     warnings: list[list[str]] = []  # [parameter, message] dropped under handling=lenient
-
-
-def parse_instant(value: str, param: str) -> _dt.datetime:
-    """A FHIR instant (or a plain date) as an aware datetime; RequestError naming `param`."""
-    if not _INSTANT.match(value):
-        raise RequestError(f"{param} {value!r} is not a FHIR instant (e.g. 2024-01-31T00:00:00Z)", param=param)
-    try:
-        if len(value) == 10:
-            return _dt.datetime.fromisoformat(value).replace(tzinfo=_dt.timezone.utc)
-        return _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise RequestError(f"{param} {value!r} is not a valid instant", param=param) from None
 
 
 class _Collector:

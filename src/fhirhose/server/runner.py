@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as _dt
-import logging
 import multiprocessing
 import os
 import shutil
@@ -31,13 +30,14 @@ import msgspec
 
 from .._memory import limit_malloc_retention, release_free_memory
 from ..access import Scope
+from ..log import get_logger
 from .db import FileRow, Job, JobDB
 from .params import ExportParams
 from .worker import ChunkTask, init_worker, run_chunk
 
 __all__ = ["JobRunner", "RunnerSettings", "iso_instant"]
 
-log = logging.getLogger("fhirhose.export")
+log = get_logger(__name__)
 
 
 class RunnerSettings(msgspec.Struct, frozen=True):

@@ -9,7 +9,6 @@ through `request.app[API]`.
 from __future__ import annotations
 
 import asyncio
-import logging
 import sqlite3
 import ssl
 import time
@@ -19,6 +18,7 @@ from aiohttp import web
 
 from ..access import AccessConfig, AccessDB, Principal, TokenService
 from ..errors import AuthError, RequestError
+from ..log import get_logger
 from .auth import client_address, operator_key
 from .config import ServerConfig
 from .db import Job, JobDB
@@ -30,7 +30,7 @@ from .web_auth import AccessAuthenticator
 
 __all__ = ["ServerState", "API"]
 
-log = logging.getLogger("fhirhose.server")
+log = get_logger(__name__)
 
 
 class ServerState:

@@ -17,8 +17,8 @@ from typing import Callable
 
 from aiohttp import web
 
-from ..access.db import AccessDB, Actor
-from ..access.orgs import ROLES
+from ..access.actors import ROLES, Actor
+from ..access.db import AccessDB
 from ..access.tokens import MAX_BODY, TokenService
 from ..errors import AuthError, InputError, RequestError
 from .web_auth import ClientIP, error_response, json_response, off_loop, peer_address, token_handler

@@ -4,11 +4,11 @@ and BCDA's `GET {base}/attribution_status` (roster load dates)."""
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from aiohttp import web
 
 from ..access import attribution_status
+from ..log import get_logger
 from . import models as m
 from .db import JobDB
 from .population import current_tables
@@ -18,7 +18,7 @@ from .web_response import FHIR_JSON
 
 __all__ = ["delete", "list_jobs", "attribution"]
 
-log = logging.getLogger("fhirhose.server")
+log = get_logger(__name__)
 
 
 async def delete(request: web.Request) -> web.Response:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import json
-import logging
 import secrets
 import shutil
 from pathlib import Path
@@ -21,17 +20,19 @@ from aiohttp import web
 
 from ..access import Principal
 from ..errors import AuthError, RequestError
+from ..export.compress import SUFFIX as STORED_SUFFIX
+from ..export.files import write_ndjson
+from ..log import get_logger
 from . import models as m
 from .db import FileRow, Job, JobDB
 from .params import ExportParams, parse_body, parse_query
 from .population import Planned, plan
 from .state import API, ServerState
 from .web_response import FHIR_JSON
-from .worker import STORED_SUFFIX, write_ndjson
 
 __all__ = ["KICKOFF_ROUTES", "kickoff_handler"]
 
-log = logging.getLogger("fhirhose.server")
+log = get_logger(__name__)
 
 # (path under the FHIR base, export level, route name)
 KICKOFF_ROUTES = (

@@ -11,14 +11,13 @@ redone after a crash overwrites the same names instead of adding duplicates.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import importlib
 import os
 import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 import msgspec
 import numpy as np
@@ -26,13 +25,15 @@ import numpy as np
 from .._memory import limit_malloc_retention
 from ..columns import date_to_days
 from ..errors import ExportError
+from ..export.compress import SUFFIX
 from ..store.layout import fsync_dir
 from .params import TypeFilter
 
-__all__ = ["init_worker", "ChunkTask", "ChunkFile", "ChunkExporter", "run_chunk", "load_exporter", "STORED_SUFFIX", "fsync_dir",
-           "write_ndjson", "export_scoped", "export_from_store", "store_exporter", "claim_filters"]
+if TYPE_CHECKING:
+    from ..fhir.source import Source
 
-STORED_SUFFIX = {"gzip": ".gz", "zstd": ".zst", "identity": ""}
+__all__ = ["init_worker", "ChunkTask", "ChunkFile", "ChunkExporter", "run_chunk", "load_exporter", "fsync_dir",
+           "export_scoped", "export_from_store", "store_exporter", "claim_filters"]
 
 
 def init_worker(parent: int, every: float = 1.0) -> None:
@@ -106,34 +107,6 @@ def load_exporter(spec: str) -> Callable[[ChunkTask, Path], list[ChunkFile]]:
         raise ExportError(f"chunk exporter {spec!r} cannot be loaded: {e}") from None
 
 
-def write_ndjson(path: Path, lines: Iterable[bytes], compression: str, level: int = 1) -> tuple[int, str, int]:
-    """Write NDJSON lines (each without its newline) compressed; returns (count, sha256, length)
-    of the NDJSON bytes. The file is fsynced before this returns."""
-    digest, count, length = hashlib.sha256(), 0, 0
-    with open(path, "wb") as raw:
-        if compression == "gzip":
-            from isal import igzip
-
-            out = igzip.IGzipFile(filename="", fileobj=raw, mode="wb", compresslevel=level, mtime=0)
-        elif compression == "zstd":
-            import zstandard
-
-            out = zstandard.ZstdCompressor(level=level).stream_writer(raw, closefd=False)
-        else:
-            out = raw
-        for line in lines:
-            data = line + b"\n"
-            out.write(data)
-            digest.update(data)
-            count += 1
-            length += len(data)
-        if out is not raw:
-            out.close()
-        raw.flush()
-        os.fsync(raw.fileno())
-    return count, digest.hexdigest(), length
-
-
 def run_chunk(task: ChunkTask) -> list[dict]:
     """Run one chunk in this process; returns the placed files as dicts for the job DB."""
     job_dir = Path(task.job_dir)
@@ -146,7 +119,7 @@ def run_chunk(task: ChunkTask) -> list[dict]:
     for f in files:
         k = per_type[(f.kind, f.type)] = per_type.get((f.kind, f.type), 0) + 1
         name = f"{f.type}-{task.seq:05d}-{k:03d}.ndjson"
-        stored = name + STORED_SUFFIX[f.compression]
+        stored = name + SUFFIX[f.compression]
         src = tmp / f.name
         with open(src, "rb") as fh:
             os.fsync(fh.fileno())
@@ -209,10 +182,10 @@ def export_scoped(task: ChunkTask, out_dir: Path, exporter) -> list[ChunkFile]:
     )
     infos = Scope.from_bytes(task.scope).export_chunk(exporter, task.rows, spec, out_dir, tag=f"-{task.seq:05d}")
     return [ChunkFile(name=i.name, type=i.type, count=i.count, sha256=i.sha256, length=i.length,
-                      compression="identity" if i.compression == "none" else i.compression) for i in infos]
+                      compression=i.compression) for i in infos]
 
 
-def export_from_store(task: ChunkTask, out_dir: Path, sources=None) -> list[ChunkFile]:
+def export_from_store(task: ChunkTask, out_dir: Path, sources: Sequence[Source]) -> list[ChunkFile]:
     """`export_scoped` with an Exporter over the job's store generation (opened once per process)."""
     from ..export.exporter import Exporter
     from ..store.opener import shared_snapshot
@@ -226,4 +199,6 @@ def export_from_store(task: ChunkTask, out_dir: Path, sources=None) -> list[Chun
 
 def store_exporter(task: ChunkTask, out_dir: Path) -> list[ChunkFile]:
     """The production `ChunkExporter`: the store's resources through the template registry."""
-    return export_from_store(task, out_dir)
+    from ..fhir.registry import SOURCES
+
+    return export_from_store(task, out_dir, SOURCES)

@@ -4,12 +4,12 @@ preference files into a store as one new generation."""
 from __future__ import annotations
 
 import argparse
-import logging
 
 from ..errors import StoreError
+from ..log import get_logger
 from .store import Store
 
-log = logging.getLogger("fhirhose.ingest")
+log = get_logger(__name__)
 
 
 def add_parser(subparsers) -> None:

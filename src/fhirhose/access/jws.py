@@ -1,6 +1,7 @@
 """Compact JWS (RFC 7515) for exactly the algorithms fhirhose accepts.
 
-Strict on purpose: base64url without padding, JSON objects without duplicate
+Public within fhirhose: the token service verifies with it and the client signs
+its assertions with it. Strict on purpose: base64url without padding, JSON objects without duplicate
 keys or NaN, an explicit algorithm list per call (so `none` or an HMAC
 algorithm can never verify with a public key), ECDSA signatures in the raw
 r||s form JWS uses.
@@ -31,10 +32,12 @@ class JWSError(ValueError):
 
 
 def b64e(raw: bytes) -> str:
+    """base64url without padding (JWS's encoding)."""
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
 def b64d(text: str) -> bytes:
+    """Strict base64url decoding; JWSError on anything else."""
     if not _B64.match(text) or len(text) % 4 == 1:
         raise JWSError("not base64url")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
