@@ -195,11 +195,23 @@ def screenshots(out: Path) -> None:
         for path in ("/Group/all/$export", "/Group/runout/$export", "/Patient/$export", "/Group/all/$export"):
             code, where = kickoff(server, tok["access_token"], path)
             wait_done(server, tok["access_token"], where, advance=0)
+        # A sponsor's request waiting in the operator's queue (made through the library, as the
+        # harness's data operations user of S1234, after a real sandbox export).
+        sponsor = api_client(server, "sponsor")
+        status, tok = token(server, sponsor["client_id"], sponsor["secret"])
+        code, where = kickoff(server, tok["access_token"])
+        wait_done(server, tok["access_token"], where, advance=0)
+        from fhirhose.access.onboarding import Onboarding
+
+        ops = next(u for u in server.access.orgs.users("S1234") if u.role == "data_ops")
+        Onboarding(server.access).submit(Actor.user(ops.id), "S1234", where.rsplit("/", 1)[1],
+                                         ["203.0.113.7", "198.51.100.0/28"], server.app[API].sandbox_job_completed)
         pages = {
             "delegate@a0001.example": [("sign-in", None), ("org/A0001/", "home"), ("org/A0001/credentials", "credentials"),
                                        ("org/A0001/data", "data")],
             "ceo@s1234.example": [("org/S1234/", "sponsor-home"), ("org/S1234/onboarding", "onboarding")],
-            "operator@cms.example": [("ops/", "ops-health"), ("ops/users", "ops-people"), ("ops/orgs", "ops-orgs")],
+            "operator@cms.example": [("ops/", "ops-health"), ("ops/onboarding", "ops-approvals"),
+                                     ("ops/users", "ops-people"), ("ops/orgs", "ops-orgs")],
         }
         for email, shots in pages.items():
             ctx = browser.new_context(viewport={"width": 1200, "height": 800})
