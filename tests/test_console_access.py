@@ -203,3 +203,14 @@ def test_operator_changes_a_role(db):
     with pytest.raises(PermissionDenied):  # and the old library user is gone
         db.credentials.issue(cu.actor(), "A0001", now=NOW)
     assert users.change_role(OP, cu.id, "credential_delegate", now=NOW).may("credentials.manage")
+
+
+def test_password_change_ends_other_sessions(db):
+    users, sessions = ConsoleUsers(db), Sessions(db)
+    cu, _ = users.create(OP, "d@a.example", "D", "credential_delegate", "A0001", password=PW, now=NOW)
+    here, elsewhere = sessions.start(cu, "10.0.0.1", NOW), sessions.start(cu, "10.0.0.2", NOW)
+    with pytest.raises(InputError, match="current password"):
+        users.change_password(cu, "wrong", "another long password", NOW)
+    users.change_password(cu, PW, "another long password", NOW, keep_session=sessions.get(here, NOW).token_hash)
+    assert sessions.get(here, NOW) is not None and sessions.get(elsewhere, NOW) is None
+    assert users.sign_in("d@a.example", "another long password", "10.0.0.1", NOW).id == cu.id

@@ -439,3 +439,22 @@ def test_public_key_credential_for_smart_backend_services(context, server):
     status, _, body = http("POST", token_url, body=form, headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert status == 200, body
     assert json.loads(body)["expires_in"] == 300
+
+
+def test_change_password(context, server):
+    from fhirhose.access import Actor
+    from fhirhose.access.users import ConsoleUsers
+
+    ConsoleUsers(server.access).create(Actor.system("tests"), "pat@a0001.example", "Pat", "aco_executive", "A0001",
+                                       password=PASSWORD)
+    page = sign_in(context, server, "pat@a0001.example")
+    visit(page, server, "account")
+    page.get_by_label("Current password").fill(PASSWORD)
+    page.get_by_label("New password (at least 12").fill("a brand new passphrase")
+    page.get_by_label("New password again").fill("a brand new passphrase")
+    page.get_by_role("button", name="Change password").click()
+    assert "Password changed" in page.get_by_role("status").inner_text()
+    check(page)
+    page.get_by_role("button", name="Sign out").click()
+    assert "not correct" in sign_in(context, server, "pat@a0001.example").get_by_role("alert").inner_text()
+    assert sign_in(context, server, "pat@a0001.example", "a brand new passphrase").url == server.console + "org/A0001/"

@@ -260,7 +260,10 @@ class ConsoleUsers:
             self.db.audit.record("console.password.reset", actor=actor, org_id=cu.org_id, now=t, console_user=cu.id)
         return password
 
-    def change_password(self, cu: ConsoleUser, old: str, new: str, now: float | None = None) -> None:
+    def change_password(self, cu: ConsoleUser, old: str, new: str, now: float | None = None, *,
+                        keep_session: bytes | None = None) -> None:
+        """A new password; every session of the person ends except `keep_session` (the one
+        asking, by its token hash)."""
         row = self.db.conn.execute("SELECT password_hash FROM console_users WHERE id=?", (cu.id,)).fetchone()
         if row is None or not _verify(row[0], old):
             raise InputError("current password: not correct")
@@ -268,6 +271,8 @@ class ConsoleUsers:
         with self.db.tx() as conn:
             conn.execute("UPDATE console_users SET password_hash=?, password_at=? WHERE id=?",
                          (_hasher.hash(new), now_s(now), cu.id))
+            conn.execute("DELETE FROM console_sessions WHERE console_user_id=? AND token_hash != ?",
+                         (cu.id, keep_session or b""))
             self.db.audit.record("console.password.change", actor=cu.actor(), org_id=cu.org_id, now=now)
 
     # -- second factor -------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pyotp
 from aiohttp import web
 
@@ -95,7 +97,9 @@ async def change_password(request: web.Request) -> web.Response:
     form = await ctx.form()
     if form.get("new", "") != form.get("repeat", ""):
         raise InputError("new password: the two entries differ")
-    await ctx.run(ctx.state.users.change_password, ctx.user, form.get("current", ""), form.get("new", ""), ctx.now)
+    assert ctx.session is not None
+    await ctx.run(functools.partial(ctx.state.users.change_password, ctx.user, form.get("current", ""),
+                                    form.get("new", ""), ctx.now, keep_session=ctx.session.token_hash))
     ctx.flash("ok", "Password changed.")
     raise ctx.redirect("account")
 
