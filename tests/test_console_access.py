@@ -108,8 +108,8 @@ def test_token_endpoint_shares_the_throttle(db):
         import base64
 
         auth = "Basic " + base64.b64encode(f"{cred.client_id}:{pw}".encode()).decode()
-        return svc.issue(TokenRequest.parse(b"grant_type=client_credentials", "application/x-www-form-urlencoded", auth),
-                         "10.0.0.1", t)
+        form = TokenRequest.parse(b"grant_type=client_credentials", "application/x-www-form-urlencoded", auth)
+        return svc.issue(form, "10.0.0.1", t)
 
     for k in range(20):
         with pytest.raises(TokenError) as e:

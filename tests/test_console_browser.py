@@ -15,7 +15,8 @@ import shutil
 import pyotp
 import pytest
 
-from .support.console import AXE, CHROMIUM, PASSWORD, api_client, console_server, http, kickoff, launch, token, wait_done
+from .support.console import (
+    AXE, CHROMIUM, PASSWORD, api_client, console_server, http, kickoff, launch, token, wait_done)
 
 pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} missing (.ci/run installs it)")
 
@@ -306,7 +307,8 @@ def test_part_d_onboarding_to_production(browser, server):
         # The specialist may not release; the attestor may not approve.
         csrf = dos.locator("input[name=csrf]").first.get_attribute("value")
         req_id = server.access.conn.execute("SELECT MAX(id) FROM onboarding").fetchone()[0]
-        assert dos.request.post(server.console + f"org/S1234/onboarding/{req_id}/release", form={"csrf": csrf}).status == 403
+        release = server.console + f"org/S1234/onboarding/{req_id}/release"
+        assert dos.request.post(release, form={"csrf": csrf}).status == 403
         csrf = ceo.locator("input[name=csrf]").first.get_attribute("value")
         assert ceo.request.post(server.console + f"ops/onboarding/{req_id}/approve", form={"csrf": csrf}).status == 403
         # The operator's queue shows it; approval runs the library's production checks.

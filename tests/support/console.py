@@ -69,7 +69,8 @@ class ConsoleServer:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        self.app = create_app(config(self.data, **self.config_kw), access=ACCESS, clock=self.clock, population=TablePopulation(tables))
+        self.app = create_app(config(self.data, **self.config_kw), access=ACCESS, clock=self.clock,
+                              population=TablePopulation(tables))
         runner = web.AppRunner(self.app, shutdown_timeout=2)  # a browser keeps connections open: stop anyway
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -207,7 +208,8 @@ def screenshots(out: Path) -> None:
         Onboarding(server.access).submit(Actor.user(ops.id), "S1234", where.rsplit("/", 1)[1],
                                          ["203.0.113.7", "198.51.100.0/28"], server.app[API].sandbox_job_completed)
         pages = {
-            "delegate@a0001.example": [("sign-in", None), ("org/A0001/", "home"), ("org/A0001/credentials", "credentials"),
+            "delegate@a0001.example": [("sign-in", None), ("org/A0001/", "home"),
+                                       ("org/A0001/credentials", "credentials"),
                                        ("org/A0001/data", "data")],
             "ceo@s1234.example": [("org/S1234/", "sponsor-home"), ("org/S1234/onboarding", "onboarding")],
             "operator@cms.example": [("ops/", "ops-health"), ("ops/onboarding", "ops-approvals"),

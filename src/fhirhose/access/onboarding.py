@@ -95,7 +95,8 @@ class Onboarding:
             raise InputError(f"IP addresses: {len(nets)} entries; at most {self.db.config.max_ips}")
         job_id = (job_id or "").strip()
         if not self.db.orgs.attested_contracts(org_id, now):
-            self._refuse(actor, org_id, now, f"organization {org_id} has no attestation in force; an Attestor attests first")
+            self._refuse(actor, org_id, now,
+                         f"organization {org_id} has no attestation in force; an Attestor attests first")
         if not job_id or not job_completed(job_id, org_id):
             self._refuse(actor, org_id, now, f"job {job_id!r} is not a completed sandbox export of {org_id}")
         t = now_s(now)
@@ -177,7 +178,8 @@ class Onboarding:
         sandbox = any(c.env == "sandbox" for c in creds)
         steps: list[Step] = []
         if not org.active:
-            steps.append(Step("Organization active", False, "the operator suspended this organization: no tokens, no data"))
+            steps.append(Step("Organization active", False,
+                              "the operator suspended this organization: no tokens, no data"))
         if org.kind == "sponsor":
             contracts = self.db.orgs.contracts(org_id)
             attested = self.db.orgs.attested_contracts(org_id, now)

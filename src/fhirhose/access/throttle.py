@@ -58,7 +58,8 @@ class Throttle:
         t = now_s(now)
         with self.db.tx() as conn:
             for key, rule in rules.items():
-                row = conn.execute("SELECT failures, first_at, locked_until FROM throttle WHERE key=?", (key,)).fetchone()
+                row = conn.execute("SELECT failures, first_at, locked_until FROM throttle WHERE key=?",
+                                   (key,)).fetchone()
                 failures, first, locked = (1, t, 0.0) if row is None else (row[0] + 1, row[1], row[2])
                 if row is not None and t - first > rule.window:
                     failures, first = 1, t

@@ -107,7 +107,8 @@ class ConsoleUsers:
         return _cu(row)
 
     def by_email(self, email: str) -> ConsoleUser | None:
-        row = self.db.conn.execute(f"SELECT {_COLS} FROM console_users WHERE email=?", (email.strip().lower(),)).fetchone()
+        row = self.db.conn.execute(f"SELECT {_COLS} FROM console_users WHERE email=?",
+                                   (email.strip().lower(),)).fetchone()
         return _cu(row) if row else None
 
     def list(self, org_id: str | None = None) -> list[ConsoleUser]:
@@ -216,7 +217,8 @@ class ConsoleUsers:
             self.db.audit.record("console.user.deactivate", actor=actor, org_id=cu.org_id, now=now,
                                  console_user=cu.id, email=cu.email)
 
-    def change_role(self, actor: Actor, cu_id: int, role_name: str, *, title: str = "", now: float | None = None) -> ConsoleUser:
+    def change_role(self, actor: Actor, cu_id: int, role_name: str, *, title: str = "",
+                    now: float | None = None) -> ConsoleUser:
         """The operator gives a person another role of their organization's kind. When the
         library role changes, the old library user leaves (ending their attestations) and a
         new one with the new role takes their place; their sessions end either way."""

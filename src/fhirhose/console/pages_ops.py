@@ -10,7 +10,7 @@ from ..access.auditlog import search_audit
 from ..access.onboarding import Onboarding
 from ..access.roles import PERMISSIONS, ROLES
 from ..errors import InputError
-from .web import Ctx
+from .web import Ctx, audit_filters
 
 
 def add_routes(app: web.Application) -> None:
@@ -197,8 +197,7 @@ async def audit(request: web.Request) -> web.Response:
     ctx = await _ops(request, "audit.all")
     q = request.query
     org = q.get("org", "")[:32]
-    filters = {"action": q.get("action", "")[:64], "outcome": q.get("outcome", "") if q.get("outcome") in ("ok", "denied") else "",
-               "actor": q.get("actor", "")[:64]}
+    filters = audit_filters(q)
     entries = await ctx.run(lambda: search_audit(ctx.db, org_id=org or None, limit=300, **filters))
     return _page(ctx, "audit.html", "Audit search", "ops/audit", entries=entries, filters=filters, org_filter=org,
                  action_url="ops/audit")

@@ -19,7 +19,7 @@ from ..access.orgs import PermissionDenied
 from ..access.roles import ROLES
 from ..errors import InputError
 from .plot import export_plot
-from .web import Ctx
+from .web import Ctx, audit_filters
 
 
 def add_routes(app: web.Application) -> None:
@@ -128,7 +128,8 @@ async def create_credential(request: web.Request) -> web.Response:
     jwks = _jwks(form.get("jwks", ""))
     with_secret = form.get("auth", "secret") in ("secret", "both")
     if not with_secret and not jwks:
-        raise InputError("public key: a key-only credential needs a pasted JWK or JWK Set (a JWKS URL can be added too)")
+        raise InputError("public key: a key-only credential needs a pasted JWK or JWK Set "
+                         "(a JWKS URL can be added too)")
 
     def make():
         with ctx.db.tx():
@@ -332,8 +333,7 @@ async def download(request: web.Request) -> web.StreamResponse:
 async def audit(request: web.Request) -> web.Response:
     ctx, org = await _org_ctx(request, "audit.read")
     q = request.query
-    filters = {"action": q.get("action", "")[:64], "outcome": q.get("outcome", "") if q.get("outcome") in ("ok", "denied") else "",
-               "actor": q.get("actor", "")[:64]}
+    filters = audit_filters(q)
     entries = await ctx.run(lambda: search_audit(ctx.db, org_id=org.id, limit=300, **filters))
     return _page(ctx, org, "audit.html", "Audit trail", entries=entries, filters=filters, section="audit",
                  action_url=f"org/{org.id}/audit")

@@ -60,7 +60,6 @@ CONSOLE = web.AppKey("fhirhose_console", ConsoleState)
 SESSION = web.RequestKey("console_session", Session)
 CSRF_TOKEN = web.RequestKey("console_csrf_token", str)
 NEW_PRE_COOKIE = web.RequestKey("console_new_pre_cookie", str)
-_OPEN = ("/sign-in", "/static/")
 
 
 class Ctx:
@@ -126,8 +125,14 @@ def render(request: web.Request, template: str, context: dict, *, status: int = 
     flashes = state.flash.pop(session.token_hash, []) if session is not None else []
     base = {"prefix": state.prefix, "me": session.user if session and session.complete else None,
             "csrf": request.get(CSRF_TOKEN, ""), "flashes": flashes, "path": request.path}
-    resp = aiohttp_jinja2.render_template(template, request, {**base, **context}, status=status)
-    return resp
+    return aiohttp_jinja2.render_template(template, request, {**base, **context}, status=status)
+
+
+def audit_filters(query) -> dict[str, str]:
+    """The audit pages' filters from the query string (bounded; outcome "ok" or "denied")."""
+    outcome = query.get("outcome", "")
+    return {"action": query.get("action", "")[:64], "outcome": outcome if outcome in ("ok", "denied") else "",
+            "actor": query.get("actor", "")[:64]}
 
 
 def _cookie_secure(request: web.Request) -> bool:
