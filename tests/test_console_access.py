@@ -97,6 +97,10 @@ def test_totp_second_factor_used_once(db):
     with pytest.raises(SignInError):  # the code that enabled it is spent
         users.check_totp(cu, pyotp.TOTP(secret).at(NOW), "10.0.0.1", NOW)
     users.check_totp(cu, pyotp.TOTP(secret).at(NOW + 30), "10.0.0.1", NOW + 30)
+    with pytest.raises(PermissionDenied):
+        users.reset_totp(cu.actor(), cu.id)
+    users.reset_totp(OP, cu.id, NOW)  # a lost phone
+    assert not users.get(cu.id).has_totp
 
 
 def test_token_endpoint_shares_the_throttle(db):

@@ -144,6 +144,16 @@ def test_totp_second_factor(context, server):
     page.get_by_label("6-digit code").fill(pyotp.TOTP(key).at(server.clock()))
     page.get_by_role("button", name="Continue").click()
     page.wait_for_url(server.console + "org/A0001/")
+    # A lost phone: the operator turns two-step sign-in off; the person's session ends.
+    op_ctx = new_context(context.browser)
+    op = sign_in(op_ctx, server, "operator@cms.example")
+    visit(op, server, "ops/users")
+    op.get_by_role("button", name="Turn off two-step of totp@a0001.example").click()
+    assert "Two-step sign-in turned off" in op.get_by_role("status").inner_text()
+    check(op)
+    op_ctx.close()
+    assert visit(page, server, "org/A0001/").url == server.console + "sign-in"
+    assert sign_in(context, server, "totp@a0001.example").url == server.console + "org/A0001/"
 
 
 def test_credential_create_use_rotate_revoke(context, server):

@@ -262,6 +262,17 @@ class ConsoleUsers:
             self.db.audit.record("console.password.reset", actor=actor, org_id=cu.org_id, now=t, console_user=cu.id)
         return password
 
+    def reset_totp(self, actor: Actor, cu_id: int, now: float | None = None) -> None:
+        """A lost authenticator: the operator turns the second factor off (the person turns it
+        on again with a new key); their sessions end."""
+        if actor.kind != "system":
+            raise PermissionDenied("two-step sign-in is reset by the operator")
+        cu = self.get(cu_id)
+        with self.db.tx() as conn:
+            conn.execute("UPDATE console_users SET totp_secret=NULL, totp_step=0 WHERE id=?", (cu.id,))
+            conn.execute("DELETE FROM console_sessions WHERE console_user_id=?", (cu.id,))
+            self.db.audit.record("console.totp.reset", actor=actor, org_id=cu.org_id, now=now, console_user=cu.id)
+
     def change_password(self, cu: ConsoleUser, old: str, new: str, now: float | None = None, *,
                         keep_session: bytes | None = None) -> None:
         """A new password; every session of the person ends except `keep_session` (the one

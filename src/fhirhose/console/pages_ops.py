@@ -24,6 +24,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/ops/users", create_user)
     r.add_post("/ops/users/{id}/reset", reset_password)
     r.add_post("/ops/users/{id}/role", change_role)
+    r.add_post("/ops/users/{id}/totp-reset", reset_totp)
     r.add_post("/ops/users/{id}/deactivate", deactivate)
     r.add_get("/ops/onboarding", queue)
     r.add_post("/ops/onboarding/{id}/approve", approve)
@@ -147,6 +148,14 @@ async def change_role(request: web.Request) -> web.Response:
     cu = await ctx.run(ctx.state.users.change_role, ctx.user.actor(), cu_id, f.get("role", ""),
                        title=f.get("title", ""), now=ctx.now)
     ctx.flash("ok", f"{cu.email} is now {cu.role_title}; their sessions ended.")
+    raise ctx.redirect("ops/users")
+
+
+async def reset_totp(request: web.Request) -> web.Response:
+    ctx = await _ops(request, "users.manage")
+    cu_id = _int(request.match_info["id"], "user")
+    await ctx.run(ctx.state.users.reset_totp, ctx.user.actor(), cu_id, ctx.now)
+    ctx.flash("ok", "Two-step sign-in turned off; the person signs in with their password and may turn it on again.")
     raise ctx.redirect("ops/users")
 
 
