@@ -88,3 +88,23 @@ def test_static_files_and_headers(server):
     # The FHIR API is unaffected: its errors are still OperationOutcomes, not console pages.
     status, headers, body = c.go("GET", server.fhir + "/jobs")
     assert status == 401 and headers["Content-Type"].startswith("application/fhir+json")
+
+
+def test_every_console_route_needs_a_session(server):
+    """No page or action is open without signing in (except sign-in and static files)."""
+    from aiohttp.web_urldispatcher import PrefixedSubAppResource
+
+    console = next(r.get_info()["app"] for r in server.app.router.resources() if isinstance(r, PrefixedSubAppResource))
+    routes = [(route.method, route.resource.canonical) for route in console.router.routes()
+              if route.method in ("GET", "POST") and route.resource is not None]
+    assert len(routes) > 40
+    c = Client()
+    for method, path in routes:
+        if path.startswith(("/sign-in", "/static")):
+            continue
+        url = server.console + re.sub(r"\{[^}]+\}", "1", path).lstrip("/")
+        status, headers, _ = c.go(method, url, {} if method == "POST" else None)
+        if method == "GET":
+            assert status == 303 and headers["Location"].endswith("/console/sign-in"), (method, path, status)
+        else:
+            assert status == 403, (method, path, status)
