@@ -90,14 +90,21 @@ def test_static_files_and_headers(server):
     assert status == 401 and headers["Content-Type"].startswith("application/fhir+json")
 
 
-def test_every_console_route_needs_a_session(server):
-    """No page or action is open without signing in (except sign-in and static files)."""
+def console_routes(server) -> list[tuple[str, str]]:
+    """(method, path below /console) of every GET and POST route of the console."""
     from aiohttp.web_urldispatcher import PrefixedSubAppResource
 
-    console = next(r.get_info()["app"] for r in server.app.router.resources() if isinstance(r, PrefixedSubAppResource))
-    routes = [(route.method, route.resource.canonical) for route in console.router.routes()
-              if route.method in ("GET", "POST") and route.resource is not None]
-    assert len(routes) > 40
+    sub = next(r for r in server.app.router.resources() if isinstance(r, PrefixedSubAppResource))
+    prefix = sub.canonical.rstrip("/")
+    routes = sub.get_info()["app"].router.routes()
+    return [(r.method, r.resource.canonical.removeprefix(prefix)) for r in routes
+            if r.method in ("GET", "POST") and r.resource is not None]
+
+
+def test_every_console_route_needs_a_session(server):
+    """No page or action is open without signing in (except sign-in and static files)."""
+    routes = console_routes(server)
+    assert len(routes) > 35
     c = Client()
     for method, path in routes:
         if path.startswith(("/sign-in", "/static")):
@@ -108,3 +115,22 @@ def test_every_console_route_needs_a_session(server):
             assert status == 303 and headers["Location"].endswith("/console/sign-in"), (method, path, status)
         else:
             assert status == 403, (method, path, status)
+
+
+def test_every_route_refuses_another_organization(server):
+    """Signed in to A0001, every page and action of A0002 and of the operator is 403, with a
+    valid CSRF token too: the role check runs on the server before anything is looked up."""
+    c = Client()
+    c.sign_in(server.console, "delegate@a0001.example")
+    _, _, page = c.go("GET", server.console + "org/A0001/credentials")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    checked = 0
+    for method, path in console_routes(server):
+        if not path.startswith(("/org/", "/ops/")):
+            continue
+        url = server.console + re.sub(r"\{[^}]+\}", "1", path.replace("{org}", "A0002")).lstrip("/")
+        status, _, body = c.go(method, url, {"csrf": csrf} if method == "POST" else None)
+        assert status == 403 and "Not allowed" in body, (method, path, status)
+        checked += 1
+    assert checked >= 30
+    assert server.access.orgs.get("A0002").active  # nothing happened
