@@ -10,7 +10,7 @@ from ..access.auditlog import search_audit
 from ..access.onboarding import Onboarding
 from ..access.roles import PERMISSIONS, ROLES
 from ..errors import InputError
-from .web import Ctx, audit_filters
+from .web import Ctx, audit_filters, people_names
 
 
 def add_routes(app: web.Application) -> None:
@@ -173,10 +173,11 @@ async def queue(request: web.Request) -> web.Response:
     def gather():
         onb = Onboarding(ctx.db)
         recent = ctx.db.conn.execute("SELECT id FROM onboarding WHERE status != 'pending' ORDER BY id DESC LIMIT 20")
-        return onb.pending(), [onb.get(r[0]) for r in recent.fetchall()]
+        return onb.pending(), [onb.get(r[0]) for r in recent.fetchall()], people_names(ctx.state.users)
 
-    pending, done = await ctx.run(gather)
-    return _page(ctx, "ops_onboarding.html", "Onboarding approvals", "ops/onboarding", pending=pending, done=done)
+    pending, done, who = await ctx.run(gather)
+    return _page(ctx, "ops_onboarding.html", "Onboarding approvals", "ops/onboarding", pending=pending, done=done,
+                 who=who)
 
 
 async def approve(request: web.Request) -> web.Response:

@@ -19,7 +19,7 @@ from ..access.orgs import PermissionDenied
 from ..access.roles import ROLES
 from ..errors import InputError
 from .plot import export_plot
-from .web import Ctx, audit_filters
+from .web import Ctx, audit_filters, people_names
 
 
 def add_routes(app: web.Application) -> None:
@@ -247,11 +247,12 @@ async def onboarding(request: web.Request) -> web.Response:
 
     def gather():
         return (onb.for_org(org.id), onb.checklist(org.id, ctx.backend.has_completed_sandbox_job, ctx.now),
-                [j.job for j in ctx.backend.jobs(org.id, 200) if j.job.status in ("done",) and j.job.env == "sandbox"])
+                [j.job for j in ctx.backend.jobs(org.id, 200) if j.job.status in ("done",) and j.job.env == "sandbox"],
+                people_names(ctx.state.users))
 
-    reqs, steps, done_jobs = await ctx.run(gather)
+    reqs, steps, done_jobs, who = await ctx.run(gather)
     return _page(ctx, org, "onboarding.html", "Production onboarding", reqs=reqs, steps=steps, done_jobs=done_jobs,
-                 max_ips=ctx.db.config.max_ips, section="onboarding")
+                 max_ips=ctx.db.config.max_ips, section="onboarding", who=who)
 
 
 async def submit_onboarding(request: web.Request) -> web.Response:

@@ -128,6 +128,14 @@ def render(request: web.Request, template: str, context: dict, *, status: int = 
     return aiohttp_jinja2.render_template(template, request, {**base, **context}, status=status)
 
 
+def people_names(users: ConsoleUsers) -> dict[str, str]:
+    """Actor strings as the audit log writes them → the person's email (for display)."""
+    names = {}
+    for cu in users.list():
+        names[str(cu.actor())] = cu.email
+    return names
+
+
 def audit_filters(query) -> dict[str, str]:
     """The audit pages' filters from the query string (bounded; outcome "ok" or "denied")."""
     outcome = query.get("outcome", "")
