@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import logging
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +32,13 @@ from aiohttp import web
 from ..access.orgs import PermissionDenied
 from ..access.users import ConsoleUser, ConsoleUsers, Session, Sessions, SignInError
 from ..errors import AuthError, InputError, RequestError
+from ..log import get_logger
 from .backend import ConsoleBackend
 from .plot import human_bytes
 
 __all__ = ["create_console", "Ctx", "CONSOLE", "SESSION", "COOKIE", "PRE_COOKIE"]
 
-log = logging.getLogger("fhirhose.console")
+log = get_logger(__name__)
 HERE = Path(__file__).parent
 COOKIE = "fhirhose_console"
 PRE_COOKIE = "fhirhose_console_pre"
