@@ -11,7 +11,8 @@ from fhirhose.access.onboarding import Onboarding
 from fhirhose.access.orgs import PermissionDenied
 from fhirhose.access.roles import ROLES, roles_for
 from fhirhose.access.tokens import TokenError
-from fhirhose.access.users import ConsoleUsers, Sessions, SignInError
+from fhirhose.access.sessions import Sessions
+from fhirhose.access.users import ConsoleUsers, SignInError
 from fhirhose.errors import InputError
 
 NOW = 1_750_000_000.0

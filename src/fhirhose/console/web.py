@@ -30,7 +30,8 @@ import jinja2
 from aiohttp import web
 
 from ..access.orgs import PermissionDenied
-from ..access.users import ConsoleUser, ConsoleUsers, Session, Sessions, SignInError
+from ..access.sessions import Session, Sessions
+from ..access.users import ConsoleUser, ConsoleUsers, SignInError
 from ..errors import AuthError, InputError, RequestError
 from ..log import get_logger
 from .backend import ConsoleBackend
