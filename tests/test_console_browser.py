@@ -470,3 +470,28 @@ def test_change_password(context, server):
     page.get_by_role("button", name="Sign out").click()
     assert "not correct" in sign_in(context, server, "pat@a0001.example").get_by_role("alert").inner_text()
     assert sign_in(context, server, "pat@a0001.example", "a brand new passphrase").url == server.console + "org/A0001/"
+
+
+def test_keyboard_only_credential(context, server):
+    """Tab order through the new-credential form is the visual order; Enter on the button creates it."""
+    page = sign_in(context, server, "delegate@a0001.example")
+    visit(page, server, "org/A0001/credentials")
+
+    def focused() -> str:
+        return page.evaluate("document.activeElement.id || document.activeElement.textContent.trim()")
+
+    for _ in range(40):  # from the top of the page: skip link, header, navigation, ...
+        page.keyboard.press("Tab")
+        if focused() == "label":
+            break
+    assert focused() == "label"
+    page.keyboard.type("keyboard")
+    order = []
+    for _ in range(5):
+        page.keyboard.press("Tab")
+        order.append(focused())
+    assert order == ["auth-secret", "jwks", "jwks_url", "ips", "Create credential"]
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#secret")
+    check(page)
+    assert page.locator("#client-id").inner_text().strip()
