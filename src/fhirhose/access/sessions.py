@@ -41,6 +41,7 @@ class Sessions:
 
     def __init__(self, db: "AccessDB", *, idle: float = SESSION_IDLE, max_age: float = SESSION_MAX):
         self.db, self.idle, self.max_age = db, idle, max_age
+        self._csrf_key: bytes | None = None
 
     @staticmethod
     def _hash(token: str) -> bytes:
@@ -88,8 +89,9 @@ class Sessions:
     def csrf_token(self, session_key: bytes) -> str:
         """The CSRF token of forms in a session (or of a pre-sign-in key): an HMAC with a
         server secret, so it needs no storage and is worthless without the cookie."""
-        key = self.db.meta_secret("console_csrf_key")
-        return hmac.new(key, b"csrf:" + session_key, hashlib.sha256).hexdigest()
+        if self._csrf_key is None:  # stored once in the database; constant afterwards
+            self._csrf_key = self.db.meta_secret("console_csrf_key")
+        return hmac.new(self._csrf_key, b"csrf:" + session_key, hashlib.sha256).hexdigest()
 
     def csrf_ok(self, session_key: bytes, token: str | None) -> bool:
         return bool(token) and hmac.compare_digest(self.csrf_token(session_key), str(token))

@@ -202,14 +202,14 @@ def _error_page(request: web.Request, status: int, message: str) -> web.Response
 async def _session(request: web.Request, handler):
     state: ConsoleState = request.app[CONSOLE]
     rel = "/" + request.path[len(state.prefix):]
+    if rel.startswith("/static/"):
+        return await handler(request)
     token = request.cookies.get(COOKIE)
     session = await asyncio.get_running_loop().run_in_executor(
         None, state.sessions.get, token, state.backend.clock()) if token else None
     if session is not None:
         request[SESSION] = session
         request[CSRF_TOKEN] = state.sessions.csrf_token(session.token_hash)
-    if rel.startswith("/static/"):
-        return await handler(request)
     if session is None:
         if rel.startswith("/sign-in") and rel != "/sign-in/totp":
             return await handler(request)
@@ -270,7 +270,9 @@ def create_console(backend: ConsoleBackend, prefix: str = "/console/") -> web.Ap
 
     prefix = "/" + prefix.strip("/") + "/"
     app = web.Application(middlewares=[_guard, _session, _csrf])
-    app[CONSOLE] = ConsoleState(backend, prefix, ConsoleUsers(backend.access), Sessions(backend.access))
+    sessions = Sessions(backend.access)
+    sessions.csrf_token(b"")  # reads the CSRF key now, so no request waits on the database for it
+    app[CONSOLE] = ConsoleState(backend, prefix, ConsoleUsers(backend.access), sessions)
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True,
                                undefined=jinja2.StrictUndefined)
     env.filters["when"] = _fmt_time
