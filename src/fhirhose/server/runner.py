@@ -227,6 +227,7 @@ class JobRunner:
             level=s.level,
             exporter=s.exporter,
             scope=a.scope.for_benes(a.benes[lo:hi]).to_bytes(),
+            organize_by=p.organize_by,
         )
 
     async def _run(self, a: _Active, chunk: tuple[int, int, int]) -> None:
