@@ -1,5 +1,6 @@
 """The access database: one SQLite file (WAL) holding organizations, users,
-attestations, credentials, the JWT replay cache, rate buckets and the audit log.
+attestations, credentials, the JWT replay cache, rate buckets, failed-attempt
+throttles and the audit log.
 
 Nothing is cached in memory: every check reads the row it needs, so a revoke,
 rotation or IP change takes effect on the very next request, in every process.
@@ -61,11 +62,16 @@ CREATE TABLE IF NOT EXISTS audit(
   credential_id TEXT, action TEXT NOT NULL, outcome TEXT NOT NULL, ip TEXT, detail TEXT);
 CREATE INDEX IF NOT EXISTS audit_credential ON audit(credential_id, id);
 CREATE INDEX IF NOT EXISTS audit_org ON audit(org_id, id);
+CREATE TABLE IF NOT EXISTS auth_throttle(
+  key TEXT PRIMARY KEY, failures INTEGER NOT NULL, last_at REAL NOT NULL,
+  strikes INTEGER NOT NULL, locked_until REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS known_addresses(
+  client_id TEXT NOT NULL, ip TEXT NOT NULL, seen_at REAL NOT NULL, PRIMARY KEY(client_id, ip));
 """
 
 # Web console (issue 15), additive to the tables above: people who sign in, their
-# sessions, failed-attempt throttles (console sign-in and the token endpoint) and Part D
-# onboarding reviews. Kept apart so a port of the access DB can move it as one block.
+# sessions and Part D onboarding reviews (sign-in failures use `auth_throttle`). Kept
+# apart so a port of the access DB can move it as one block.
 _CONSOLE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS console_users(
   id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
@@ -75,8 +81,6 @@ CREATE TABLE IF NOT EXISTS console_users(
 CREATE TABLE IF NOT EXISTS console_sessions(
   token_hash BLOB PRIMARY KEY, console_user_id INTEGER NOT NULL REFERENCES console_users(id),
   created_at REAL NOT NULL, seen_at REAL NOT NULL, ip TEXT, second_factor INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS throttle(
-  key TEXT PRIMARY KEY, failures INTEGER NOT NULL, first_at REAL NOT NULL, locked_until REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS onboarding(
   id INTEGER PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), job_id TEXT NOT NULL,
   ips TEXT NOT NULL, status TEXT NOT NULL, submitted_by TEXT NOT NULL, submitted_at REAL NOT NULL,
