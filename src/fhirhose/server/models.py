@@ -272,6 +272,7 @@ class DemoClient(Struct):
     jwk: dict
     groups: list[str]
     beneficiaries: int
+    model: str = ""  # the access kind (`access.config.KINDS`: ssp, reach, guide, ... sponsor)
 
 
 class DemoConsoleUser(Struct):
@@ -288,9 +289,10 @@ class DemoConsole(Struct):
     users: list[DemoConsoleUser]
 
 
-class DemoCredentials(Struct, omit_defaults=True):
+class DemoCredentials(Struct):
     fhir_base: str
     clients: list[DemoClient]
+    fhir_base_v3: str | None = None  # the same sandbox as BCDA v3 serves it
     console: DemoConsole | None = None
 
 
