@@ -16,7 +16,7 @@ def test_demo_credentials(tmp_path):
     db = AccessDB(data / "access.sqlite", ACCESS)
     creds = ensure_demo(data, "http://127.0.0.1:8123/api/v2", db)
     doc = json.loads((data / "credentials.json").read_text())
-    assert set(doc) == {"fhir_base", "fhir_base_v3", "clients"}
+    assert set(doc) == {"fhir_base", "fhir_base_v3", "clients", "console"}
     assert doc["fhir_base_v3"] is None  # no v3 base given
     assert doc["fhir_base"] == "http://127.0.0.1:8123/api/v2"
     # Beneficiaries Group/all gives each today: the roster; the sponsor's enrollees since attestation.
@@ -47,3 +47,26 @@ def test_demo_credentials(tmp_path):
     assert again.fhir_base.endswith(":9999/api/v2")
     assert msgspec.to_builtins(again.clients) == msgspec.to_builtins(creds.clients)
     assert len(db.orgs.list()) == len(STORE_ORGS)
+    assert msgspec.to_builtins(again.console.users) == msgspec.to_builtins(creds.console.users)
+    assert again.console.url == "http://127.0.0.1:9999/console/"
+
+
+def test_demo_console_users(tmp_path):
+    """One console sign-in per role of each demo organization and an operator; each works."""
+    from fhirhose.access.users import ConsoleUsers
+
+    data = tmp_path / "demo"
+    build_store(data / "store")
+    db = AccessDB(data / "access.sqlite", ACCESS)
+    ensure_demo(data, "http://127.0.0.1:8123/api/v2", db)
+    console = json.loads((data / "credentials.json").read_text())["console"]
+    assert console["url"] == "http://127.0.0.1:8123/console/"
+    got = sorted((u["organization"] or "", u["role"]) for u in console["users"])
+    assert got == [("", "operator"), ("A0001", "aco_executive"), ("A0001", "credential_delegate"),
+                   ("S1234", "attestor"), ("S1234", "data_operations_specialist")]
+    users = ConsoleUsers(db)
+    for u in console["users"]:
+        assert set(u) == {"email", "password", "organization", "role"}
+        assert users.sign_in(u["email"], u["password"], "127.0.0.1").role == u["role"]
+    raw = b"".join(p.read_bytes() for p in data.glob("access.sqlite*"))
+    assert all(u["password"].encode() not in raw for u in console["users"])

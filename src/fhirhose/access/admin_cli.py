@@ -74,6 +74,14 @@ def add_parser(subparsers) -> None:
     c = cmd("cred-key", _cred_key, "register public keys from a JWK or JWK Set file")
     c.add_argument("credential_id")
     c.add_argument("jwks", type=Path)
+    c = cmd("console-user-add", _console_user_add, "add a web console user (prints the first password once)")
+    c.add_argument("email")
+    c.add_argument("name")
+    c.add_argument("role", help="a console role (access/roles.py), e.g. operator, credential_delegate, attestor")
+    c.add_argument("--org", help="the organization (none for an operator)")
+    c.add_argument("--title", default="", help="CEO, CFO or COO for attestors")
+    c = cmd("console-password-reset", _console_password_reset, "a new console password (prints it once)")
+    c.add_argument("email")
     c = cmd("audit", _audit, "list audit entries, newest first")
     c.add_argument("--org")
     c.add_argument("--credential")
@@ -127,6 +135,23 @@ def _org_create(db, actor, a):
 def _user_add(db, actor, a):
     user, key = db.orgs.add_user(actor, a.org_id, a.name, a.email, a.role, a.title)
     return {**asdict(user), "admin_key": key}
+
+
+def _console_user_add(db, actor, a):
+    from .users import ConsoleUsers
+
+    cu, password = ConsoleUsers(db).create(actor, a.email, a.name, a.role, a.org, title=a.title)
+    return {**asdict(cu), "password": password}
+
+
+def _console_password_reset(db, actor, a):
+    from .users import ConsoleUsers
+
+    users = ConsoleUsers(db)
+    cu = users.by_email(a.email)
+    if cu is None:
+        raise InputError(f"console user {a.email!r} does not exist")
+    return {"email": cu.email, "password": users.reset_password(actor, cu.id)}
 
 
 def _attest(db, actor, a):

@@ -69,6 +69,26 @@ CREATE TABLE IF NOT EXISTS known_addresses(
   client_id TEXT NOT NULL, ip TEXT NOT NULL, seen_at REAL NOT NULL, PRIMARY KEY(client_id, ip));
 """
 
+# Web console (issue 15), additive to the tables above: people who sign in, their
+# sessions and Part D onboarding reviews (sign-in failures use `auth_throttle`). Kept
+# apart so a port of the access DB can move it as one block.
+_CONSOLE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS console_users(
+  id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
+  org_id TEXT REFERENCES orgs(id), user_id INTEGER REFERENCES users(id), role TEXT NOT NULL,
+  password_hash TEXT NOT NULL, totp_secret TEXT, totp_step INTEGER NOT NULL DEFAULT 0,
+  active INTEGER NOT NULL DEFAULT 1, created_at REAL NOT NULL, password_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS console_sessions(
+  token_hash BLOB PRIMARY KEY, console_user_id INTEGER NOT NULL REFERENCES console_users(id),
+  created_at REAL NOT NULL, seen_at REAL NOT NULL, ip TEXT, second_factor INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS onboarding(
+  id INTEGER PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), job_id TEXT NOT NULL,
+  ips TEXT NOT NULL, status TEXT NOT NULL, submitted_by TEXT NOT NULL, submitted_at REAL NOT NULL,
+  reviewed_by TEXT, reviewed_at REAL, note TEXT NOT NULL DEFAULT '',
+  credential_id TEXT REFERENCES credentials(id), released_at REAL);
+CREATE INDEX IF NOT EXISTS onboarding_org ON onboarding(org_id, id);
+"""
+
 _SCHEMA_VERSION = b"1"
 
 
@@ -149,6 +169,7 @@ class AccessDB:
         conn = self.conn
         try:
             conn.executescript(_SCHEMA)
+            conn.executescript(_CONSOLE_SCHEMA)
             with self.tx():
                 row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
                 if row is None:

@@ -41,9 +41,11 @@ from collections.abc import Callable
 from aiohttp import web
 
 from ..access import AccessConfig, AccessDB
+from ..console import mount as mount_console
 from ..log import get_logger
 from . import web_discovery, web_files, web_jobs, web_kickoff, web_status
 from .config import ServerConfig
+from .console_backend import console_backend
 from .population import Population
 from .state import API, ServerState
 from .web_errors import errors_middleware
@@ -98,6 +100,7 @@ def create_app(
         st.serve_as(flavour, *routes)
     if config.admin_prefix is not None:
         st.mount_admin(app, config.admin_prefix)
+    mount_console(app, console_backend(app, st))  # the web console at /console/ (issue 15)
     app.on_startup.append(st.start)
     app.on_cleanup.append(st.stop)
     return app

@@ -4,7 +4,9 @@ registered in the access database, and published sandbox credentials.
 `DIR/credentials.json` is what a user hands to a client: per organization a client
 id and secret (HTTP Basic) and a private ES384 JWK whose public half is registered
 (SMART Backend Services), both for one sandbox credential. The access database holds
-only the secret's scrypt hash and the public key. Sponsors get an attestor (CEO)
+only the secret's scrypt hash and the public key. Under `console` it lists the web
+console's sign-ins: one person per role each organization's kind offers, and an
+operator (their passwords are in this file only; the database keeps argon2 hashes). Sponsors get an attestor (CEO)
 who attested on the generator's attestation date, so their data starts there.
 """
 
@@ -16,6 +18,7 @@ import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import msgspec
 import numpy as np
@@ -27,7 +30,7 @@ from ..errors import FhirhoseError, StoreError
 from ..log import get_logger
 from ..store import Store, fixed
 from ..synth import SynthOrg
-from .models import DemoClient, DemoCredentials
+from .models import DemoClient, DemoConsole, DemoConsoleUser, DemoCredentials
 
 __all__ = ["es384_jwk", "ensure_demo", "sandbox_orgs", "sandbox_access_config", "GROUPS"]
 
@@ -138,6 +141,28 @@ def _beneficiaries(db: AccessDB, tables, org_id: str, client_id: str, cred_id: s
         return 0
 
 
+def _console_users(db: AccessDB, console_url: str) -> DemoConsole:
+    """One console sign-in per role of every organization, and an operator."""
+    from ..access.roles import OPERATOR, roles_for
+    from ..access.users import ConsoleUsers
+
+    users = ConsoleUsers(db)
+    op = Actor.system("demo")
+    out = []
+    people = [(OPERATOR, None)] + [(r.name, o) for o in db.orgs.list() for r in roles_for(o.kind)]
+    for role, org in people:
+        email = f"{role.replace('_', '.')}@{(org.id.lower() if org else 'operator')}.example"
+        known = users.by_email(email)
+        if known is not None:  # registered by an earlier start whose file was lost: a new password
+            password = users.reset_password(op, known.id)
+        else:
+            password = secrets.token_urlsafe(12)
+            users.create(op, email, f"Sandbox {role.replace('_', ' ')}", role, org.id if org else None,
+                         title="CEO" if role == "attestor" else "", password=password)
+        out.append(DemoConsoleUser(email, password, org.id if org else None, role))
+    return DemoConsole(console_url, out)
+
+
 def _registered(db: AccessDB, clients: Sequence[DemoClient]) -> bool:
     return bool(clients) and all(db.credentials.by_client_id(c.client_id) is not None for c in clients)
 
@@ -185,8 +210,23 @@ def ensure_demo(data: Path, fhir_base: str, db: AccessDB, now: float | None = No
                 clients.append(DemoClient(org.org_id, kind, client_id, secret, private, list(GROUPS), n, model))
         creds = DemoCredentials(fhir_base, clients)
     creds.fhir_base_v3 = fhir_base_v3
+    console_url = _origin(fhir_base) + "/console/"
+    if creds.console is None or not all(_console_known(db, u) for u in creds.console.users):
+        creds.console = _console_users(db, console_url)
+    creds.console.url = console_url
     _write_private(creds_path, msgspec.json.format(msgspec.json.encode(creds), indent=2))
     return creds
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _console_known(db: AccessDB, user: DemoConsoleUser) -> bool:
+    from ..access.users import ConsoleUsers
+
+    return ConsoleUsers(db).by_email(user.email) is not None
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -31,6 +31,8 @@ __all__ = [
     "TokenError",
     "DemoClient",
     "DemoCredentials",
+    "DemoConsole",
+    "DemoConsoleUser",
     "JobSummary",
     "JobList",
     "EXT_SHA256",
@@ -273,10 +275,25 @@ class DemoClient(Struct):
     model: str = ""  # the access kind (`access.config.KINDS`: ssp, reach, guide, ... sponsor)
 
 
+class DemoConsoleUser(Struct):
+    """A web console sign-in of the sandbox (organization None: the operator)."""
+
+    email: str
+    password: str
+    organization: str | None
+    role: str
+
+
+class DemoConsole(Struct):
+    url: str
+    users: list[DemoConsoleUser]
+
+
 class DemoCredentials(Struct):
     fhir_base: str
     clients: list[DemoClient]
     fhir_base_v3: str | None = None  # the same sandbox as BCDA v3 serves it
+    console: DemoConsole | None = None
 
 
 _encoder = msgspec.json.Encoder()
