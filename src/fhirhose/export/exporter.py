@@ -86,7 +86,10 @@ class ExportSpec(msgspec.Struct, frozen=True):
     batch_rows: int = 256  # at most this many resources per write
     batch_bytes: int = 2 << 20  # aim for about this much NDJSON per write: small buffers, warm caches
     release_bytes: int = 32 << 20  # release the store's mapped pages after this much NDJSON of a source
-    overlap: bool = True  # hash+compress+write on a second thread while the writer renders
+    overlap: bool = True  # compress+digest+write on a second thread while the writer renders
+    # Also SHA-256 the uncompressed NDJSON (BCDA's checksum extension). Off by default: it costs
+    # more CPU than writer and gzip together; the stored digest + codec check cover the bytes.
+    ndjson_sha256: bool = False
     elements: tuple[str, ...] = ()  # `_elements`: "[Type.]element" names; () = whole resources
 
     def check(self) -> None:
@@ -101,10 +104,10 @@ class ExportResult(msgspec.Struct):
 
 
 class Pipeline:
-    """Writer → sink (sha256, compression, file) with the sink on one background thread.
+    """Writer → sink (compression, digest, file) with the sink on one background thread.
 
-    Double-buffered: the writer renders batch k+1 while batch k is hashed,
-    compressed and written; all three release the GIL, so on two cores the
+    Double-buffered: the writer renders batch k+1 while batch k is compressed,
+    digested and written; all three release the GIL, so on two cores the
     pipeline runs at the speed of its slowest stage instead of their sum.
     Batches reach the sink in order (one FIFO thread). `overlap=False` runs
     everything inline on the calling thread.
@@ -297,12 +300,13 @@ class Exporter:
         spec: ExportSpec,
         out_dir: str | os.PathLike,
         *,
-        tag: str = "",
+        chunk: int = 0,
         since_exempt: np.ndarray | None = None,
         claim_rule: ClaimRule | None = None,
         cancelled: Callable[[], bool] | None = None,
     ) -> list[FileInfo]:
-        """Write the files of one chunk of beneficiaries; returns them in type order.
+        """Write the files of one chunk of beneficiaries (named `file_name(type, chunk, part)`);
+        returns them in type order.
 
         `since_exempt` beneficiaries get their full history despite `spec.since_ms`;
         `claim_rule` narrows claims further. On any error (or cancellation) no
@@ -315,7 +319,8 @@ class Exporter:
         with Pipeline(self.core, spec.overlap, capacity=2 * spec.batch_bytes) as pipe:
             for rtype in spec.types:
                 roll = RollingWriter(
-                    Path(out_dir), rtype, spec.compression, max_bytes=spec.max_file_bytes, tag=tag, level=spec.level
+                    Path(out_dir), rtype, spec.compression, max_bytes=spec.max_file_bytes, chunk=chunk,
+                    level=spec.level, ndjson_sha256=spec.ndjson_sha256,
                 )
                 try:
                     for source in self.sources:
@@ -383,7 +388,7 @@ class Exporter:
         chunks = chunk_rows(bene_rows, chunk_benes)
         files: list[FileInfo] = []
         for i, rows in enumerate(chunks):
-            files.extend(self.export_chunk(rows, spec, out_dir, tag=f"-{i:05d}"))
+            files.extend(self.export_chunk(rows, spec, out_dir, chunk=i))
             if progress:
                 progress(i + 1, len(chunks))
         return ExportResult(files, str(write_manifest(out_dir, files, started, request)))
@@ -409,6 +414,7 @@ def write_manifest(out_dir: Path, files: list[FileInfo], started: dt.datetime, r
         request=request,
         requiresAccessToken=False,
         output=[output_item(f, f.name) for f in order_files(files, RESOURCE_TYPES)],
+        error=[],
     )
     path = out_dir / "manifest.json"
     tmp = out_dir / "manifest.json.part"
@@ -423,12 +429,12 @@ _WORKER_EXPORTERS: dict[tuple, Exporter] = {}
 
 
 def _worker_chunk(opener: Callable[[], dict[str, Table]], key: tuple, sources: Callable[[], Sequence[Source]],
-                  bene_rows, spec, out_dir, tag, since_exempt):
+                  bene_rows, spec, out_dir, chunk, since_exempt):
     # Runs in a pool process: open the store once per process, reuse bound writers.
     ex = _WORKER_EXPORTERS.get(key)
     if ex is None:
         ex = _WORKER_EXPORTERS[key] = Exporter(opener(), sources())
-    return ex.export_chunk(bene_rows, spec, out_dir, tag=tag, since_exempt=since_exempt)
+    return ex.export_chunk(bene_rows, spec, out_dir, chunk=chunk, since_exempt=since_exempt)
 
 
 def export_store(
@@ -459,7 +465,7 @@ def export_store(
     files: list[FileInfo] = []
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=limit_malloc_retention) as pool:
         futs = [
-            pool.submit(_worker_chunk, opener, key, sources, rows, spec, str(out_dir), f"-{i:05d}", None)
+            pool.submit(_worker_chunk, opener, key, sources, rows, spec, str(out_dir), i, None)
             for i, rows in enumerate(chunks)
         ]
         for done, fut in enumerate(futs, 1):

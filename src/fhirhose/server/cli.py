@@ -50,6 +50,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"beneficiaries per chunk (default {_DEFAULT['chunk_size']})")
     p.add_argument("--compression", choices=_COMPRESSIONS, default=_DEFAULT["compression"],
                    help=f"job file compression (default {_DEFAULT['compression']})")
+    p.add_argument("--ndjson-sha256", action="store_true",
+                   help="also give BCDA's checksum (SHA-256 of the uncompressed NDJSON) per file; costs more CPU "
+                        "than writer and gzip together")
     p.add_argument("--ttl-hours", type=float, default=_DEFAULT["file_ttl"] / 3600,
                    help=f"hours job files stay downloadable (default {_DEFAULT['file_ttl'] / 3600:g})")
     p.add_argument("--retry-after", type=int, default=_DEFAULT["retry_after"],
@@ -77,6 +80,7 @@ def config_from_args(args: argparse.Namespace, port: int) -> ServerConfig:
         workers=args.workers,
         chunk_size=args.chunk_size,
         compression=args.compression,
+        ndjson_sha256=args.ndjson_sha256,
         file_ttl=args.ttl_hours * 3600,
         retry_after=args.retry_after,
         admin_prefix=None if args.admin_port is not None else _DEFAULT["admin_prefix"],
@@ -104,6 +108,9 @@ def _bind(host: str, port: int) -> socket.socket:
 def serve(args: argparse.Namespace) -> int:
     from .._memory import limit_malloc_retention
 
+    from .._backend import announce_backend
+
+    announce_backend("serve")
     limit_malloc_retention()  # before the sandbox setup: its arrays are freed back, not kept in the heap
     sock = _bind(args.host, args.port)
     admin_sock = _bind(args.admin_host, args.admin_port) if args.admin_port is not None else None

@@ -49,6 +49,7 @@ class RunnerSettings(msgspec.Struct, frozen=True):
     exporter: str = "fhirhose.server.worker:store_exporter"
     max_attempts: int = 2
     ttl: float = 24 * 3600.0
+    ndjson_sha256: bool = False  # BCDA's checksum of the uncompressed NDJSON (costly; off by default)
 
 
 def iso_instant(t: float) -> str:
@@ -227,6 +228,7 @@ class JobRunner:
             level=s.level,
             exporter=s.exporter,
             scope=a.scope.for_benes(a.benes[lo:hi]).to_bytes(),
+            ndjson_sha256=s.ndjson_sha256,
         )
 
     async def _run(self, a: _Active, chunk: tuple[int, int, int]) -> None:

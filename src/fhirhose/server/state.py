@@ -56,7 +56,7 @@ class ServerState:
             RunnerSettings(
                 store_path=str(config.store), jobs_dir=str(self.jobs_dir), workers=config.workers,
                 compression=config.compression, level=config.level, exporter=config.exporter,
-                ttl=config.file_ttl,
+                ttl=config.file_ttl, ndjson_sha256=config.ndjson_sha256,
             ),
             clock,
         )

@@ -151,7 +151,7 @@ def _kickoff_files(st: ServerState, job_dir: Path, params: ExportParams, now: fl
     stored = name + STORED_SUFFIX[comp]
     lines = [m.encode(m.outcome(msg, code="not-supported", severity="warning", expression=p))
              for p, msg in params.warnings]
-    count, sha, length = write_ndjson(job_dir / stored, lines, comp, st.config.level)
+    info = write_ndjson(job_dir / stored, lines, comp, st.config.level, ndjson_sha256=st.config.ndjson_sha256)
     return [FileRow(job_id=job_dir.name, name=name, stored=stored, chunk=-1, kind="error",
-                    type="OperationOutcome", count=count, sha256=sha, length=length,
-                    stored_length=(job_dir / stored).stat().st_size, compression=comp, created=now)]
+                    type="OperationOutcome", count=info.count, sha256=info.sha256 or "", length=info.length,
+                    stored_length=info.stored, compression=comp, created=now, digest=info.digest)]

@@ -15,6 +15,7 @@ import msgspec
 from aiohttp import web
 
 from ..errors import RequestError
+from ..export.manifest import integrity_extension
 from . import models as m
 from .db import FileRow, Job, JobDB
 from .params import ExportParams
@@ -85,10 +86,14 @@ async def _page(st: ServerState, request: web.Request, job: Job, params: ExportP
 def _manifest_response(st: ServerState, request: web.Request, job: Job, files: list[FileRow], *, status: int,
                        headers: dict | None = None, next_page: int | None = None) -> web.Response:
     def item(f: FileRow) -> m.ManifestItem:
-        return m.ManifestItem(
-            type=f.type, url=st.url(request, "data", job=job.id, file=f.name), count=f.count,
-            extension={m.EXT_SHA256: f"sha256:{f.sha256}", m.EXT_LENGTH: f.length},
-        )
+        ext = None
+        if f.digest:  # rows of older versions have only the NDJSON checksum
+            ext = integrity_extension(compression=f.compression, digest=f.digest, stored=f.stored_length,
+                                      length=f.length, sha256=f.sha256 or None)
+        elif f.sha256:
+            ext = {m.EXT_SHA256: f"sha256:{f.sha256}", m.EXT_LENGTH: f.length}
+        return m.ManifestItem(type=f.type, url=st.url(request, "data", job=job.id, file=f.name), count=f.count,
+                              extension=ext)
 
     link = None
     if next_page is not None:
