@@ -349,6 +349,7 @@ async def test_poll_pacing_duplicates_and_partial_manifests(tmp_path):
         await hold_until_started(data, job, 1)
         hd = await h.headers("big-aco")
 
+        h.clock.advance(10)  # 1 of 3 chunks in 10 s: ~20 s left, so the longest wait (retry_after=3)
         r = await h.session.get(url, headers=hd)
         assert r.status == 202 and r.headers["Retry-After"] == "3"
         assert r.headers["X-Progress"] == "33% complete (1/3 chunks)" and len(r.headers["X-Progress"]) < 100

@@ -56,7 +56,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--ttl-hours", type=float, default=_DEFAULT["file_ttl"] / 3600,
                    help=f"hours job files stay downloadable (default {_DEFAULT['file_ttl'] / 3600:g})")
     p.add_argument("--retry-after", type=int, default=_DEFAULT["retry_after"],
-                   help=f"seconds between status polls (default {_DEFAULT['retry_after']})")
+                   help=f"longest wait between status polls, in seconds (default {_DEFAULT['retry_after']}; "
+                        f"shorter as a job nears its end)")
     p.add_argument("--exporter", default=None, help=argparse.SUPPRESS)  # tests: module:function
     p.add_argument("--demo", action="store_true",
                    help="sandbox: generate a synthetic store if DATA has none, register its organizations, "

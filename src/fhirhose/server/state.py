@@ -60,7 +60,8 @@ class ServerState:
             ),
             clock,
         )
-        self.last_poll: dict[str, float] = {}  # job id -> time of its last in-progress status answer
+        # job id -> (time of its last in-progress status answer, the Retry-After it told)
+        self.last_poll: dict[str, tuple[float, int]] = {}
         self.downloads: dict[str, int] = {}  # job id -> downloads in flight (expiry waits for them)
         self._janitor: asyncio.Task | None = None
 

@@ -1,6 +1,6 @@
 """Status and manifest: `GET {base}/jobs/{job}`.
 
-202 + X-Progress + Retry-After while running (with the first manifest page when the
+202 + X-Progress + Retry-After while running (Retry-After follows the job: `poll_wait`) (with the first manifest page when the
 client asked for partial manifests); 200 manifest + Expires when done; `?page=N` for
 manifest pages; 429 polled too fast; 500 failed; 404 unknown or cancelled; 410 expired;
 403 another organization's job.
@@ -23,7 +23,7 @@ from .runner import iso_instant
 from .state import API, ServerState
 from .web_response import http_date, outcome_response
 
-__all__ = ["status", "RULES_EXT"]
+__all__ = ["status", "RULES_EXT", "poll_wait"]
 
 # Manifest extension listing the access rules a job was planned with.
 RULES_EXT = "urn:fhirhose:access-rules"
@@ -51,14 +51,26 @@ async def status(request: web.Request) -> web.Response:
     return _manifest_response(st, request, job, files, status=200)
 
 
+def poll_wait(elapsed: float, done: int, total: int, cap: int) -> int:
+    """Seconds until the next status poll is worth it (1..cap), from the job's measured pace.
+
+    The time left is extrapolated from the chunks done so far (with none done yet, assume it
+    runs as long again as it has run); the client is told half of it, so a job about to finish
+    is polled about every second and a long one every `cap` seconds (with partial manifests a
+    client learns of new files at least that often)."""
+    left = elapsed * (total - done) / done if done else elapsed
+    return max(1, min(cap, math.ceil(left / 2)))
+
+
 async def _in_progress(st: ServerState, request: web.Request, job: Job, params: ExportParams) -> web.Response:
-    now, pace = st.clock(), st.config.retry_after
-    last = st.last_poll.get(job.id)
-    if last is not None and now - last < pace * 0.9:
-        wait = max(1, math.ceil(pace - (now - last)))
+    now = st.clock()
+    last, told = st.last_poll.get(job.id, (None, 0))
+    if last is not None and now - last < told * 0.9:
+        wait = max(1, math.ceil(told - (now - last)))
         return outcome_response(429, f"polled too often: wait {wait} s between status requests", code="throttled",
                                 headers={"Retry-After": str(wait)})
-    st.last_poll[job.id] = now
+    pace = poll_wait(now - job.created, job.chunks_done, job.chunks_total, st.config.retry_after)
+    st.last_poll[job.id] = (now, pace)
     pct = 100 * job.chunks_done // max(job.chunks_total, 1)
     headers = {"X-Progress": f"{pct}% complete ({job.chunks_done}/{job.chunks_total} chunks)",
                "Retry-After": str(pace)}
