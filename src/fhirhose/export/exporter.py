@@ -104,28 +104,27 @@ class ExportResult(msgspec.Struct):
 
 
 class Pipeline:
-    """Writer → sink (compression, digest, file) with the sink on one background thread.
+    """Writer → sink (compression, digest, file) with compression on one background thread.
 
-    Double-buffered: the writer renders batch k+1 while batch k is compressed,
-    digested and written; all three release the GIL, so on two cores the
-    pipeline runs at the speed of its slowest stage instead of their sum.
-    Batches reach the sink in order (one FIFO thread). `overlap=False` runs
-    everything inline on the calling thread.
+    Double-buffered: the writer renders batch k+1 while batch k is compressed;
+    both release the GIL, so on two cores the pipeline runs at the speed of its
+    slowest stage instead of their sum. A sink with `encode`/`put` (RollingWriter)
+    has only `encode` (the compressor, the slowest stage) on the background thread;
+    `put` of its result (digest, file write) runs on the calling thread when the
+    buffer comes back, which has time to spare. Batches reach the sink in order (one
+    FIFO thread, results taken oldest first). `overlap=False` runs everything inline.
     """
 
     def __init__(self, core, overlap: bool = True, capacity: int = 1 << 22):
         n = 2 if overlap else 1
         self._bufs = [core.OutBuffer(capacity) for _ in range(n)]
-        self._pending: list = [None] * n
+        self._pending: list = [None] * n  # (sink, future) per buffer
         self._k = 0
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="fhirhose-sink") if overlap else None
 
     def buffer(self):
         """The next free buffer, emptied (waits for the sink to release it)."""
-        fut = self._pending[self._k]
-        if fut is not None:
-            self._pending[self._k] = None
-            fut.result()
+        self._collect(self._k)
         buf = self._bufs[self._k]
         buf.clear()
         return buf
@@ -134,20 +133,32 @@ class Pipeline:
         """Hand a filled buffer to `sink.write(buf, count)`."""
         if self._pool is None:
             sink.write(buf, count)
+        elif hasattr(sink, "encode"):
+            self._pending[self._k] = (sink, self._pool.submit(sink.encode, buf, count))
+            self._k = (self._k + 1) % len(self._bufs)
         else:
-            self._pending[self._k] = self._pool.submit(sink.write, buf, count)
+            self._pending[self._k] = (None, self._pool.submit(sink.write, buf, count))
             self._k = (self._k + 1) % len(self._bufs)
 
+    def _collect(self, i: int, store: bool = True) -> None:
+        got = self._pending[i]
+        if got is not None:
+            self._pending[i] = None
+            sink, fut = got
+            result = fut.result()
+            if sink is not None and store:
+                sink.put(result)
+
     def drain(self, raise_errors: bool = True) -> None:
-        """Wait until the sink has every submitted batch."""
-        for i, fut in enumerate(self._pending):
-            if fut is not None:
-                self._pending[i] = None
-                try:
-                    fut.result()
-                except BaseException:
-                    if raise_errors:
-                        raise
+        """Wait until the sink has every submitted batch (oldest first, as they were submitted)."""
+        n = len(self._pending)
+        for j in range(n):
+            i = (self._k + j) % n
+            try:
+                self._collect(i, store=raise_errors)
+            except BaseException:
+                if raise_errors:
+                    raise
 
     def __enter__(self) -> "Pipeline":
         return self

@@ -67,24 +67,37 @@ class NdjsonFile:
 
     def write(self, data, count: int) -> None:
         """Append complete NDJSON lines (`count` of them); `data` is any bytes-like."""
+        self.put(self.encode(data, count))
+
+    # The two halves of `write`, for a pipeline that compresses on one thread and stores on
+    # another: `encode` calls in line order, then `put` of their results in the same order.
+    def encode(self, data, count: int) -> bytes:
+        """Compress complete NDJSON lines; returns the bytes to `put` (maybe empty)."""
         with memoryview(data) as view:  # released at once: the buffer is reused
             if self._ndjson is not None:
                 self._ndjson.update(view)
             self.length += view.nbytes
             chunk = self._enc.compress(view)
         self.count += count
-        if chunk:
-            self._put(chunk)
+        return chunk
 
-    def _put(self, chunk) -> None:
-        self._digest.update(chunk)
-        self._fh.write(chunk)
-        self.stored += len(chunk)
+    def flush(self) -> bytes:
+        """The encoder's last bytes (to `put` before `publish`); no `encode` after it."""
+        return self._enc.flush()
+
+    def put(self, chunk) -> None:
+        """Digest and store compressed bytes."""
+        if chunk:
+            self._digest.update(chunk)
+            self._fh.write(chunk)
+            self.stored += len(chunk)
 
     def close(self) -> FileInfo:
-        tail = self._enc.flush()
-        if tail:
-            self._put(tail)
+        self.put(self.flush())
+        return self.publish()
+
+    def publish(self) -> FileInfo:
+        """fsync, rename into place, describe."""
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self._fh.close()
@@ -131,29 +144,53 @@ class RollingWriter:
         self.ndjson_sha256 = ndjson_sha256
         self.done: list[FileInfo] = []
         self._cur: NdjsonFile | None = None
+        self._parts = 0
+        self._open: list[NdjsonFile] = []  # opened, not yet published (abort removes them)
 
     def write(self, data, count: int) -> None:
+        self.put(self.encode(data, count))
+
+    # `write` in two halves (see NdjsonFile.encode): `encode` runs on the compressing thread,
+    # `put` of its results in the same order on the storing one.
+    def encode(self, data, count: int) -> tuple[NdjsonFile, bytes, bytes | None] | None:
+        """Compress into the current file (opened on demand); at `max_bytes` also flush it."""
         if count == 0:
+            return None
+        f = self._cur
+        if f is None:
+            self._parts += 1
+            name = file_name(self.type, self.chunk, self._parts, self.compression)
+            f = self._cur = NdjsonFile(self.dir, name, self.type, self.compression, self.level,
+                                       ndjson_sha256=self.ndjson_sha256)
+            self._open.append(f)
+        chunk = f.encode(data, count)
+        tail = None
+        if f.length >= self.max_bytes:
+            tail, self._cur = f.flush(), None
+        return f, chunk, tail
+
+    def put(self, encoded: tuple[NdjsonFile, bytes, bytes | None] | None) -> None:
+        """Store what `encode` returned; a flushed file is published."""
+        if encoded is None:
             return
-        if self._cur is None:
-            name = file_name(self.type, self.chunk, len(self.done) + 1, self.compression)
-            self._cur = NdjsonFile(self.dir, name, self.type, self.compression, self.level,
-                                   ndjson_sha256=self.ndjson_sha256)
-        self._cur.write(data, count)
-        if self._cur.length >= self.max_bytes:
-            self.done.append(self._cur.close())
-            self._cur = None
+        f, chunk, tail = encoded
+        f.put(chunk)
+        if tail is not None:
+            f.put(tail)
+            self.done.append(f.publish())
+            self._open.remove(f)
 
     def close(self) -> list[FileInfo]:
         if self._cur is not None:
-            self.done.append(self._cur.close())
-            self._cur = None
+            f, self._cur = self._cur, None
+            self.put((f, b"", f.flush()))
         return self.done
 
     def abort(self) -> None:
-        if self._cur is not None:
-            self._cur.abort()
-            self._cur = None
+        for f in self._open:
+            f.abort()
+        self._open.clear()
+        self._cur = None
 
 
 def write_ndjson(path: Path, lines: Iterable[bytes], compression: str, level: int | None = None, *,
