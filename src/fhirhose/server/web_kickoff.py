@@ -27,6 +27,7 @@ from . import models as m
 from .db import FileRow, Job, JobDB
 from .params import ExportParams, parse_body, parse_query
 from .population import Planned, plan
+from .runner import plan_chunks
 from .state import API, ServerState
 from .web_response import FHIR_JSON
 
@@ -110,8 +111,7 @@ async def _create(st: ServerState, request: web.Request, who: Principal, kind: s
     job_id = secrets.token_hex(16)
     scope = planned.scope
     benes = scope.bene_rows
-    size = max(1, st.config.chunk_size)
-    chunks = [(lo, min(lo + size, len(benes))) for lo in range(0, len(benes), size)]
+    chunks = plan_chunks(len(benes), st.config.chunk_size, st.config.workers)
     scope_key = f"{kind}:{group}:{','.join(sorted(params.types))}"
     request_url = st.origin(request) + request.rel_url.path_qs
     job = Job(

@@ -57,9 +57,9 @@ def poll_wait(elapsed: float, done: int, total: int, cap: int) -> int:
     The time left is extrapolated from the chunks done so far (with none done yet, assume it
     runs as long again as it has run); the client is told half of it, so a job about to finish
     is polled about every second and a long one every `cap` seconds (with partial manifests a
-    client learns of new files at least that often)."""
+    client learns of new files at least that often). `cap` 0 turns pacing off (tests)."""
     left = elapsed * (total - done) / done if done else elapsed
-    return max(1, min(cap, math.ceil(left / 2)))
+    return min(cap, max(1, math.ceil(left / 2)))
 
 
 async def _in_progress(st: ServerState, request: web.Request, job: Job, params: ExportParams) -> web.Response:
