@@ -505,6 +505,9 @@ def summarize_profile(path: Path, top: int = 15) -> dict:
 def merge(rows: list[dict]) -> list[dict]:
     path = RESULTS / "e2e.json"
     old = json.loads(path.read_text())["runs"] if path.exists() else []
+    # Runs without a recorded backend predate issue 12 (NDJSON hashed twice on the default
+    # path, backend unchecked): not comparable, dropped.
+    old = [r for r in old if "backend" in r]
     key = lambda r: (r["benes"], r["mode"], r.get("history_years"), r.get("backend"))  # noqa: E731
     keys = {key(r) for r in rows}
     runs = sorted([r for r in old if key(r) not in keys] + rows, key=lambda r: (r["mode"], r["benes"]))

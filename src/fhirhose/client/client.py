@@ -628,7 +628,7 @@ class _Run:
                 raise ClientError(f"{f.name}: the download's Repr-Digest {f.repr_digest} contradicts the "
                                   f"manifest's stored sha256 {digest}")
             digest = f.repr_digest
-        return Expected(count=f.count, length=f.length, sha256=f.sha256, digest=digest, digest_length=digest_length)
+        return Expected(lines=f.count, length=f.length, sha256=f.sha256, digest=digest, digest_length=digest_length)
 
     async def _fetch(self, f: FileState, part: Path) -> str | None:
         """Bring `part` up to the whole representation (appending with Range when it can);

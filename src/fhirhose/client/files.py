@@ -54,7 +54,7 @@ def decoded(path: Path, encoding: str | None) -> BinaryIO:
 class Expected(NamedTuple):
     """What the manifest and the response say about one file (None: not said)."""
 
-    count: int | None = None  # lines
+    lines: int | None = None  # resources (the manifest's count)
     length: int | None = None  # NDJSON bytes
     sha256: str | None = None  # hex, of the NDJSON (BCDA's checksum)
     digest: str | None = None  # hex, of the representation received (stored digest or Repr-Digest)
@@ -90,7 +90,7 @@ def finish(part: Path, encoding: str | None, final: Path, *, keep_compressed: bo
         # Verified as sent: nothing to decode (the codec's check runs whenever it is read).
         target = final.with_name(final.name + SUFFIX[encoding])
         os.replace(part, target)
-        return Verified(target, None, expect.length, expect.count, size, "digest" if expect.digest else "none")
+        return Verified(target, None, expect.length, expect.lines, size, "digest" if expect.digest else "none")
     write = encoding is not None and not keep_compressed
     target = final if write else final.with_name(final.name + SUFFIX[encoding or "identity"])
     digest = hashlib.sha256() if need_sha else None
@@ -117,8 +117,8 @@ def finish(part: Path, encoding: str | None, final: Path, *, keep_compressed: bo
             problems.append(f"sha256 {got} but the manifest says {expect.sha256}")
         if expect.length is not None and n != expect.length:
             problems.append(f"{n} bytes but the manifest says {expect.length}")
-        if expect.count is not None and lines != expect.count:
-            problems.append(f"{lines} lines but the manifest says {expect.count} resources")
+        if expect.lines is not None and lines != expect.lines:
+            problems.append(f"{lines} lines but the manifest says {expect.lines} resources")
         if problems:
             raise ClientError(f"{final.name}: " + "; ".join(problems))
         if out is not None:
