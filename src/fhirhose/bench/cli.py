@@ -22,8 +22,8 @@ FLOORS = {
     "compiled/twin": 15.0,
     "compiled/orjson": 20.0,
     # The hand-written carrier builder (dict literals over pre-converted columns + orjson):
-    # 5-6x measured on 1,500 carrier EOBs; the issue's >= 15x goal against it is not met.
-    "compiled/hand-written orjson": 2.5,
+    # 15.4x measured (`--benes 3000`), the issue's >= 15x goal; guarded well under it.
+    "compiled/hand-written orjson": 5.0,
     "gzip pipeline/gzip alone, one core": 0.42,
 }
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
