@@ -250,6 +250,7 @@ class JobRunner:
             exporter=s.exporter,
             scope=a.scope.for_benes(a.benes[lo:hi]).to_bytes(),
             ndjson_sha256=s.ndjson_sha256,
+            organize_by=p.organize_by,
         )
 
     async def _run(self, a: _Active, chunk: tuple[int, int, int]) -> None:

@@ -77,6 +77,7 @@ class ChunkTask(msgspec.Struct, frozen=True):
     # access rules (opt-outs, lookback, runout cut-off, enrolled months, since exemptions)
     scope: bytes
     ndjson_sha256: bool = False  # also BCDA's checksum of the uncompressed NDJSON (costly; off by default)
+    organize_by: str | None = None  # organizeOutputBy (Bulk Data v3): files of blocks per Patient
 
     @property
     def rows(self) -> np.ndarray:
@@ -184,9 +185,40 @@ def export_scoped(task: ChunkTask, out_dir: Path, exporter) -> list[ChunkFile]:
         claim_filters=claim_filters(task.type_filters), compression=task.compression, level=task.level,
         elements=tuple(task.elements), ndjson_sha256=task.ndjson_sha256,
     )
-    infos = Scope.from_bytes(task.scope).export_chunk(exporter, task.rows, spec, out_dir, chunk=task.seq)
-    return [ChunkFile(name=i.name, type=i.type, count=i.count, length=i.length, compression=i.compression,
-                      digest=i.digest, sha256=i.sha256 or "") for i in infos]
+    scope = Scope.from_bytes(task.scope)
+    if task.organize_by:
+        infos = _organized(task, out_dir, exporter, scope, spec)
+    else:
+        infos = scope.export_chunk(exporter, task.rows, spec, out_dir, chunk=task.seq)
+    files = [_chunk_file(i) for i in infos]
+    if task.since:
+        files += _deleted(task, out_dir, exporter, scope, spec)
+    return files
+
+
+def _chunk_file(info, kind: str = "output") -> ChunkFile:
+    return ChunkFile(name=info.name, type=info.type, count=info.count, length=info.length,
+                     compression=info.compression, kind=kind, digest=info.digest, sha256=info.sha256 or "")
+
+
+def _organized(task: ChunkTask, out_dir: Path, exporter, scope, spec):
+    """The chunk's files of Patient blocks (`organizeOutputBy`), within the scope."""
+    from ..export.organized import export_organized
+
+    rows = task.rows[np.isin(task.rows, scope.bene_rows)]
+    return export_organized(exporter, rows, scope.narrow(spec), out_dir, chunk=task.seq,
+                            since_exempt=scope.since_exempt, claim_rule=scope.enrollment)
+
+
+def _deleted(task: ChunkTask, out_dir: Path, exporter, scope, spec) -> list[ChunkFile]:
+    """The chunk's deleted file (resources removed since `_since`), within the scope."""
+    from ..export.deleted import export_deleted
+
+    rows = task.rows[np.isin(task.rows, scope.bene_rows)]
+    spec = scope.narrow(spec)  # its since: the client's, or later where a rule raised it
+    infos = export_deleted(exporter, rows, scope.removed, spec, spec.since_ms, spec.until_ms, out_dir,
+                           chunk=task.seq, since_exempt=scope.since_exempt, claim_rule=scope.enrollment)
+    return [_chunk_file(i, "deleted") for i in infos]
 
 
 def export_from_store(task: ChunkTask, out_dir: Path, sources: Sequence[Source]) -> list[ChunkFile]:
