@@ -18,10 +18,7 @@ from .baseline import _values
 __all__ = ["CarrierBuilder"]
 
 _V = c.BB_VARIABLES
-_NPI_TYPE = {"coding": [
-    {"system": c.CS_V2_0203, "code": "NPI", "display": "National provider identifier"},
-    {"system": c.CS_IDENTIFIER_TYPE, "code": "npi", "display": "National Provider Identifier"},
-]}
+_NPI_TYPE = {"coding": [{"system": c.CS_V2_0203, "code": "NPI", "display": "National provider identifier"}]}
 _CONTAINED = [{"resourceType": "Organization", "id": c.CMS_ORG_ID,
                "meta": {"profile": [c.versioned(c.PROFILE_ORGANIZATION)]}, "active": True, "name": c.CMS_NAME}]
 _PROFILE = [c.versioned(c.PROFILE_EOB_PROFESSIONAL)]
@@ -64,7 +61,12 @@ _LINE_ADJ = [(col, _cat(adj, var)) for col, var, adj in (
     ("line_sbmtd_chrg_amt", "line_sbmtd_chrg_amt", c.ADJ_SUBMITTED),
     ("clm_line_alowd_chrg_amt", "line_alowd_chrg_amt", c.ADJ_ELIGIBLE),
 )]
-_DENIAL = _cat(c.ADJ_DENIAL_REASON, None)
+_REASON = _cat(c.ADJ_ADJUSTMENT_REASON, None)
+_PAYMENT_STATUS = {
+    "category": {"coding": [{"system": c.CS_ADJUDICATION_DISCRIMINATOR, "code": "benefitpaymentstatus",
+                             "display": "Benefit Payment Status"}]},
+    "reason": {"coding": [{"system": c.CS_PAYER_ADJUDICATION_STATUS, "code": "other", "display": "Other"}]},
+}
 _HEADER_EXT = (("nch_near_line_rec_ident_cd", "nch_near_line_rec_ident_cd", "valueCoding"),
                ("carr_num", "clm_cntrctr_num", "valueIdentifier"),
                ("carr_clm_cntl_num", "clm_cntl_num", "valueIdentifier"),
@@ -139,12 +141,16 @@ class CarrierBuilder:
             line_seqs.append(refs)
         if npi := h["clm_rfrg_prvdr_npi_num"][r]:
             team.append({"sequence": seq + 1, "provider": {"identifier": _npi(npi)}, "role": _ROLE["referring"]})
-        # diagnosis: the header's twelve, then one per line that has one
-        dx = [v for v in (h[col][r] for col in _DX) if v]
-        diagnosis = [{"sequence": k, "diagnosisCodeableConcept": {"coding": [{"system": icd, "code": v}]},
+        # diagnosis: the header's twelve (the principal one data-absent when blank), then one
+        # per line that has one
+        present = [(col, v) for col in _DX if (v := h[col][r])]
+        if not h[_DX[0]][r]:
+            present.insert(0, (_DX[0], None))
+        diagnosis = [{"sequence": k, "diagnosisCodeableConcept": {"coding": [
+                          {"system": icd, "code": v} if v else _UNKNOWN]},
                       "type": _PRINCIPAL if col == _DX[0] else _SECONDARY}
-                     for k, (col, v) in enumerate(((col, h[col][r]) for col in _DX if h[col][r]), 1)]
-        line_dx, k = [], len(dx)
+                     for k, (col, v) in enumerate(present, 1)]
+        line_dx, k = [], len(present)
         for i in lines:
             if v := L["clm_line_dgns_cd"][i]:
                 k += 1
@@ -255,10 +261,10 @@ class CarrierBuilder:
                 a = {"extension": [_ext("line_pmt_80_100_cd", "valueCoding", p)], **a}
             adj.append(a)
         if rsn := L["carr_line_rdcd_pmt_phys_astn_c"][i]:
-            adj.append({"category": _DENIAL,
+            adj.append({"category": _REASON,
                         "reason": {"coding": [{"system": _V + "carr_line_rdcd_pmt_phys_astn_c", "code": rsn}]}})
-        if adj:
-            item["adjudication"] = adj
+        adj.append(_PAYMENT_STATUS)
+        item["adjudication"] = adj
         return item
 
     def dumps(self, rows) -> bytes:
