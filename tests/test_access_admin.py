@@ -19,6 +19,7 @@ def run(capsys, db, *args):
 
 def test_cli_lifecycle(tmp_path, capsys):
     db = tmp_path / "access.db"
+    assert run(capsys, db, "init") == {"db": str(db), "created": True}
     assert run(capsys, db, "org-create", "Z0001", "sponsor", "Sponsor Inc")["kind"] == "sponsor"
     run(capsys, db, "contract-add", "Z0001", "S1234")
     ops = run(capsys, db, "user-add", "Z0001", "Dana Ops", "dana@z.example", "data_ops")

@@ -1,5 +1,6 @@
 """The access database: one SQLite file (WAL) holding organizations, users,
-attestations, credentials, the JWT replay cache, rate buckets and the audit log.
+attestations, credentials, the JWT replay cache, rate buckets, failed-attempt
+throttles and the audit log.
 
 Nothing is cached in memory: every check reads the row it needs, so a revoke,
 rotation or IP change takes effect on the very next request, in every process.
@@ -61,6 +62,11 @@ CREATE TABLE IF NOT EXISTS audit(
   credential_id TEXT, action TEXT NOT NULL, outcome TEXT NOT NULL, ip TEXT, detail TEXT);
 CREATE INDEX IF NOT EXISTS audit_credential ON audit(credential_id, id);
 CREATE INDEX IF NOT EXISTS audit_org ON audit(org_id, id);
+CREATE TABLE IF NOT EXISTS auth_throttle(
+  key TEXT PRIMARY KEY, failures INTEGER NOT NULL, last_at REAL NOT NULL,
+  strikes INTEGER NOT NULL, locked_until REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS known_addresses(
+  client_id TEXT NOT NULL, ip TEXT NOT NULL, seen_at REAL NOT NULL, PRIMARY KEY(client_id, ip));
 """
 
 _SCHEMA_VERSION = b"1"

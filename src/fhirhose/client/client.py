@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import json
+import ssl
 import os
 import time
 from pathlib import Path
@@ -33,7 +35,7 @@ import msgspec
 from ..errors import ClientError
 from ..export.manifest import CHECKSUM_EXT, FILESIZE_EXT, SOURCE_EXT, STORED_EXT
 from ..log import get_logger
-from ._http import ServerError, error_text, retry_after
+from ._http import ServerError, error_text, network_error, retry_after
 from .auth import JwkAuth, SecretAuth, Tokens
 from .files import Expected, finish, safe_name
 from .progress import Progress
@@ -133,6 +135,20 @@ def _repr_digest(header: str | None) -> str | None:
             if len(raw) == 32:
                 return raw.hex()
     return None
+
+
+def _unreachable_is_client_error(method):
+    """A request that got no HTTP answer (refused, DNS, TLS, timeout, a bad URL) surfaces
+    as a `ClientError` naming the server, not as an aiohttp exception."""
+
+    @functools.wraps(method)
+    async def wrapper(self: "BulkClient", *args, **kw):
+        try:
+            return await method(self, *args, **kw)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ssl.SSLError) as e:
+            raise ClientError(network_error(self.fhir_base, e)) from None
+
+    return wrapper
 
 
 class BulkClient:
@@ -269,6 +285,7 @@ class BulkClient:
 
     # --- public API ---------------------------------------------------------------------------
 
+    @_unreachable_is_client_error
     async def export(
         self,
         level: str = "group",
@@ -321,10 +338,12 @@ class BulkClient:
         if elements := list(elements):
             params.append(("_elements", ",".join(elements)))
         refs = [p if "/" in p else f"Patient/{p}" for p in patients]
-        out.mkdir(parents=True, exist_ok=True)
+        if out.exists() and not out.is_dir():
+            raise ClientError(f"{out}: exists and is not a folder")
         t0 = time.monotonic()
         status_url, request = await self._kickoff(path, params, refs, post=post or bool(refs),
                                                   partial=partial, lenient=lenient)
+        out.mkdir(parents=True, exist_ok=True)  # only now: a refused kick-off leaves no folder behind
         state = PullState(fhir_base=self.fhir_base, status_url=status_url, request=request)
         state.save(out)
         result = await self._pull(state, out, t0)
@@ -333,6 +352,7 @@ class BulkClient:
             since_state.set(key, result.transaction_time)
         return result
 
+    @_unreachable_is_client_error
     async def resume(self, status_url: str, out_dir: str | os.PathLike) -> PullResult:
         """Continue an export by its status URL: files already verified in `out_dir` are kept,
         partial ones continue with Range, the rest are downloaded."""
