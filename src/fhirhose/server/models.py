@@ -143,7 +143,8 @@ class ManifestItem(_Doc):
     url: str
     type: str | None = None
     count: int | None = None
-    extension: dict[str, object] | None = None
+    # integrity: BCDA's "sha256:<hex>" and size, fhirhose's stored representation (an object)
+    extension: dict[str, str | int | dict[str, str | int]] | None = None
 
 
 class ManifestLink(_Doc):
