@@ -22,8 +22,9 @@ __all__ = ["core", "backend", "announce_backend"]
 
 
 def announce_backend(command: str, quiet: bool = False) -> str:
-    """Log which core `command` runs on (unless `quiet`); on the pure-Python twin always warn
-    loudly on stderr (it is ~10x slower: a benchmark or a server on it measures the wrong thing)."""
+    """Log which core `command` runs on (unless `quiet`: the command says it elsewhere); on the
+    pure-Python twin always warn loudly on stderr (it is ~10x slower: a benchmark or a server on
+    it measures the wrong thing)."""
     import sys
 
     from .log import get_logger

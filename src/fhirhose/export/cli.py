@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.store.is_dir():
         raise StoreError(f"--store {args.store}: no such directory")
     _open_out(args.out)
-    announce_backend("export", quiet=args.quiet)
+    announce_backend("export", quiet=True)  # the twin's warning; the backend is in the summary line
     path = str(args.store.resolve())
     opener = SnapshotOpener(path, Store(path).current())
     tables = shared_snapshot(*opener).tables

@@ -172,7 +172,7 @@ def serve(args: argparse.Namespace) -> int:
     from .._backend import announce_backend
 
     check_args(args)
-    announce_backend("serve")
+    announce_backend("serve", quiet=True)  # the twin's warning now; the backend in the "serving" line
     limit_malloc_retention()  # before the sandbox setup: its arrays are freed back, not kept in the heap
     with contextlib.ExitStack() as stack:
         sock = stack.enter_context(_bind(args.host, args.port))
@@ -254,8 +254,10 @@ async def _serve(config: ServerConfig, sock: socket.socket, admin_sock: socket.s
     if admin_sock is not None:
         await start_site(runners[1], admin_sock, config)
         log.info("admin API on %s:%d/admin", *admin_sock.getsockname()[:2])
-    log.info("serving %s%s on %s:%d (operator key for the admin API: %s)", config.public_url or "", config.base,
-             *sock.getsockname()[:2], config.operator_key)
+    from .._backend import backend
+
+    log.info("serving %s%s on %s:%d (core backend %s; operator key for the admin API: %s)", config.public_url or "",
+             config.base, *sock.getsockname()[:2], backend, config.operator_key)
     stop = asyncio.Event()
     try:  # SIGTERM (systemd, docker stop, kill) stops as cleanly as Ctrl-C
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
