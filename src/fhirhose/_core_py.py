@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .columns import NO_DATE, NO_NUM
+from .columns import NO_DATE, NO_NUM, Cat, Num, Str
 from .errors import TemplateError
 from .template import (
     MAX_COUNTERS,
@@ -131,12 +131,12 @@ class Writer:
         # Column accessors: plain lists/arrays, read per row.
         self._cols = []
         for ref in plan.columns:
-            c = ref.column
-            if ref.kind == 1:
+            c = ref.column  # ref.kind is the code of c.kind (the binder's KIND_CODES)
+            if isinstance(c, Str):
                 self._cols.append((ref.kind, ref.slot, c.offsets, c.data, 0, ref.label_base))
-            elif ref.kind == 2:
+            elif isinstance(c, Cat):
                 self._cols.append((ref.kind, ref.slot, c.codes, None, 0, ref.label_base))
-            elif ref.kind == 4:
+            elif isinstance(c, Num):
                 self._cols.append((ref.kind, ref.slot, c.values, c.trim, c.scale, -1))
             else:
                 self._cols.append((ref.kind, ref.slot, c.values, None, 0, -1))

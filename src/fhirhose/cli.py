@@ -17,6 +17,7 @@ import argparse
 import importlib
 import logging
 import sys
+from typing import NoReturn
 
 from . import __version__
 from .errors import FhirhoseError
@@ -50,7 +51,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, except that a refused argument raises instead of printing usage and exiting,
     so `main` reports it like every other error (subparsers inherit this class)."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(self.prog, message)
 
 
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fhirhose {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, module in COMMANDS.items():
+    for module in COMMANDS.values():
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:

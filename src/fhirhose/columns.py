@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import mmap
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Iterable, Mapping, Sequence
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -37,6 +38,7 @@ __all__ = [
     "Cat",
     "Table",
     "Column",
+    "AnyColumn",
     "EPOCH",
     "date_to_days",
     "days_to_date",
@@ -65,7 +67,7 @@ def days_to_date(days: int) -> _dt.date | None:
     return None if days == NO_DATE else EPOCH + _dt.timedelta(days=int(days))
 
 
-def _arrays(table: "Table"):
+def _arrays(table: Table):
     for col in table.columns.values():
         for attr in ("offsets", "data", "codes", "values"):
             a = getattr(col, attr, None)
@@ -139,7 +141,7 @@ class Str(Column):
         return max(len(self.offsets) - 1, 0)
 
     @classmethod
-    def from_list(cls, values: Iterable[str | None]) -> "Str":
+    def from_list(cls, values: Iterable[str | None]) -> Str:
         """A column of `values` encoded as UTF-8; None is stored as the empty string."""
         encoded = [(v or "").encode("utf-8") for v in values]
         offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
@@ -186,7 +188,7 @@ class Date(Column):
         return len(self.values)
 
     @classmethod
-    def from_list(cls, values: Iterable[_dt.date | str | None]) -> "Date":
+    def from_list(cls, values: Iterable[_dt.date | str | None]) -> Date:
         """A column of dates or ISO date strings; None or "" → NO_DATE."""
         return cls(np.array([date_to_days(v) for v in values], dtype=np.int32))
 
@@ -223,7 +225,7 @@ class Num(Column):
     @classmethod
     def from_list(
         cls, values: Iterable[Decimal | int | str | None], scale: int = 0, trim: bool = False
-    ) -> "Num":
+    ) -> Num:
         """A column of decimals scaled by 10**`scale`; None or "" → NO_NUM.
 
         Raises BatchError naming the value if it has more than `scale` decimals."""
@@ -262,7 +264,7 @@ class Time(Column):
         return len(self.values)
 
     @classmethod
-    def from_list(cls, values: Iterable[_dt.datetime | None]) -> "Time":
+    def from_list(cls, values: Iterable[_dt.datetime | None]) -> Time:
         """A column of timezone-aware datetimes as epoch milliseconds; None → NO_NUM.
 
         Raises BatchError for a naive datetime."""
@@ -298,15 +300,15 @@ class Cat(Column):
         return len(self.codes)
 
     @classmethod
-    def from_list(cls, values: Iterable[str | None], labels: Sequence[str] | None = None) -> "Cat":
+    def from_list(cls, values: Iterable[str | None], labels: Sequence[str] | None = None) -> Cat:
         """A column of labels coded against `labels` (default: "" then the sorted distinct values);
         None → "" (code 0). Raises BatchError for a value not among `labels`."""
-        values = ["" if v is None else v for v in values]
+        texts = ["" if v is None else v for v in values]
         if labels is None:
-            labels = [""] + sorted(set(values) - {""})
+            labels = [""] + sorted(set(texts) - {""})
         index = {lab: i for i, lab in enumerate(labels)}
         try:
-            codes = [index[v] for v in values]
+            codes = [index[v] for v in texts]
         except KeyError as e:
             raise BatchError(f"Cat.from_list: {e.args[0]!r} is not one of the labels") from None
         return cls(np.array(codes, dtype=np.uint16), labels)
@@ -331,6 +333,11 @@ class Cat(Column):
             )
 
 
+# The five kinds a column can be: annotations that take "any column" use this union, so an
+# isinstance() test narrows it (the base class Column has none of the kinds' arrays).
+AnyColumn: TypeAlias = Str | Cat | Date | Num | Time
+
+
 class Table:
     """Equal-length named columns plus links to child tables.
 
@@ -343,14 +350,14 @@ class Table:
     def __init__(
         self,
         name: str,
-        columns: Mapping[str, Column],
+        columns: Mapping[str, AnyColumn],
         links: Mapping[str, np.ndarray] | None = None,
         n: int | None = None,
         *,
         check: bool = True,
     ):
         self.name = name
-        self.columns = dict(columns)
+        self.columns: dict[str, AnyColumn] = dict(columns)
         self.links = {k: _as(v, np.int64, f"{name}.links[{k}]") for k, v in (links or {}).items()}
         if n is None:
             if self.columns:
@@ -380,7 +387,7 @@ class Table:
             if len(off) > 1 and (off[0] < 0 or np.any(off[1:] < off[:-1])):
                 raise BatchError(f"{where}: offsets must be non-negative and non-decreasing")
 
-    def check_links(self, tables: Mapping[str, "Table"]) -> None:
+    def check_links(self, tables: Mapping[str, Table]) -> None:
         """Check that every link points inside its child table."""
         for child, off in self.links.items():
             if child not in tables:
@@ -393,7 +400,9 @@ class Table:
     def __len__(self) -> int:
         return self.n
 
-    def __getitem__(self, name: str) -> Column:
+    def __getitem__(self, name: str) -> Any:
+        # Any, not Column: a column's kind comes from the table's schema at run time (and is
+        # checked by validate() and the template binder), so callers use Str/Num/... members.
         try:
             return self.columns[name]
         except KeyError:

@@ -26,12 +26,13 @@ elsewhere (e.g. header diagnoses before the line ones).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
-from .columns import Cat, Column, Date, Num, Str, Table, Time
+from .columns import AnyColumn, Cat, Table
 from .errors import TemplateError
 
 __all__ = [
@@ -84,7 +85,7 @@ KIND_CODES = {"str": 1, "cat": 2, "date": 3, "num": 4, "time": 5}
 MAX_COUNTERS = 8
 MAX_DEPTH = 64
 
-_ESC = {i: "\\u%04x" % i for i in range(0x20)}
+_ESC = {i: f"\\u{i:04x}" for i in range(0x20)}
 _ESC.update({0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r", 0x22: '\\"', 0x5C: "\\\\"})
 
 
@@ -174,15 +175,18 @@ class Group(Node):
 
     key: str | None
     children: tuple
+    # the JSON brackets; set by ObjGroup / ArrGroup
+    open: ClassVar[str] = ""
+    close: ClassVar[str] = ""
 
 
-def Obj(key: str | None, *children: Node) -> "ObjGroup":
+def Obj(key: str | None, *children: Node) -> ObjGroup:
     """A JSON object of `children` under `key` (None inside an array);
     dropped whole, key included, when nothing strong is written inside it."""
     return ObjGroup(key, tuple(children))
 
 
-def Arr(key: str | None, *children: Node) -> "ArrGroup":
+def Arr(key: str | None, *children: Node) -> ArrGroup:
     """A JSON array of `children` under `key` (None inside an array);
     dropped whole, key included, when nothing strong is written inside it."""
     return ArrGroup(key, tuple(children))
@@ -217,10 +221,10 @@ class If(Node):
     """`children` only when the Cat column's label is one of `labels`."""
 
     col: str
-    labels: frozenset
+    labels: frozenset[str]
     children: tuple
 
-    def __init__(self, col: str, labels: Sequence[str], *children: Node):
+    def __init__(self, col: str, labels: Iterable[str], *children: Node):
         object.__setattr__(self, "col", col)
         object.__setattr__(self, "labels", frozenset(labels))
         object.__setattr__(self, "children", tuple(children))
@@ -276,7 +280,7 @@ class ColumnRef:
 
     kind: int
     slot: int
-    column: Column
+    column: AnyColumn
     label_base: int = -1  # Cat: fragment id of label 0
 
 

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from .actors import ATTESTOR, DATA_OPS, READ_ONLY, Actor, PermissionDenied
     from .config import ALL_TYPES, KINDS, AccessConfig, KindRules
     from .credentials import Credential, Credentials
-    from .actors import ATTESTOR, DATA_OPS, READ_ONLY, Actor, PermissionDenied
     from .db import AccessDB, AuditEntry
     from .orgs import Org, Orgs, User
     from .rules import EnrollmentFilter, Scope, ScopedExporter, attribution_status, plan_scope

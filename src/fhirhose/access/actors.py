@@ -46,11 +46,11 @@ class Actor:
     user_id: int | None = None
 
     @classmethod
-    def system(cls, name: str = "operator") -> "Actor":
+    def system(cls, name: str = "operator") -> Actor:
         return cls("system", name)
 
     @classmethod
-    def user(cls, user_id: int) -> "Actor":
+    def user(cls, user_id: int) -> Actor:
         return cls("user", f"user:{user_id}", int(user_id))
 
     def __str__(self) -> str:
@@ -67,9 +67,9 @@ def hash_secret(secret: str, config, salt: bytes | None = None) -> tuple[bytes, 
 
 def check_secret(secret: str, salt: bytes, digest: bytes, kdf: str) -> bool:
     """Constant-time comparison of scrypt(secret) with the stored hash."""
-    name, n, r, p = kdf.split(":")
+    name, n_text, r_text, p_text = kdf.split(":")
     if name != "scrypt":
         return False
-    n, r, p = int(n), int(r), int(p)
+    n, r, p = int(n_text), int(r_text), int(p_text)
     got = hashlib.scrypt(secret.encode(errors="surrogatepass"), salt=salt, n=n, r=r, p=p, maxmem=256 * n * r, dklen=32)
     return hmac.compare_digest(got, digest)

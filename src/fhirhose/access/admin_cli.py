@@ -14,9 +14,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import InputError
+from .actors import ROLES, Actor
 from .config import AccessConfig
 from .credentials import ENVS
-from .actors import ROLES, Actor
 from .db import AccessDB
 
 
@@ -170,5 +170,5 @@ def _audit(db, actor, a):
     else:
         db.orgs.require(actor, None, (), "audit.read")
         rows = db.audit.all(a.limit)
-    return [{**asdict(r), "at": dt.datetime.fromtimestamp(r.at, dt.timezone.utc).isoformat()} for r in rows]
+    return [{**asdict(r), "at": dt.datetime.fromtimestamp(r.at, dt.UTC).isoformat()} for r in rows]
 

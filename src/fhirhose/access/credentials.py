@@ -9,12 +9,14 @@ transaction and is seen by the next request: nothing is cached.
 from __future__ import annotations
 
 import base64
+import builtins
 import ipaddress
 import json
 import secrets
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -101,7 +103,7 @@ def _network(text: str):
 class Credentials:
     """Credential administration and the lookups the token service needs."""
 
-    def __init__(self, db: "AccessDB"):
+    def __init__(self, db: AccessDB):
         self.db = db
 
     # -- lookups ----------------------------------------------------------------
@@ -121,7 +123,7 @@ class Credentials:
         rows = self.db.conn.execute(f"SELECT {_COLS} FROM credentials WHERE org_id=? ORDER BY created_at", (org_id,))
         return [Credential(*r) for r in rows]
 
-    def ips(self, credential_id: str) -> list[str]:
+    def ips(self, credential_id: str) -> builtins.list[str]:  # builtins.: in this class `list` is the method
         rows = self.db.conn.execute("SELECT cidr FROM credential_ips WHERE credential_id=? ORDER BY cidr", (credential_id,))
         return [r[0] for r in rows]
 
@@ -133,7 +135,7 @@ class Credentials:
         ).fetchone()
         return (row[0], json.loads(row[1])) if row else None
 
-    def keys(self, credential_id: str) -> list[dict]:
+    def keys(self, credential_id: str) -> builtins.list[dict]:
         rows = self.db.conn.execute(
             "SELECT jwk FROM credential_keys WHERE credential_id=? AND revoked_at IS NULL ORDER BY kid", (credential_id,)
         )
@@ -264,7 +266,7 @@ class Credentials:
                 "credential.revoke", actor=actor, org_id=cred.org_id, credential_id=cred.id, now=t, reason=reason
             )
 
-    def set_ips(self, actor: Actor, credential_id: str, ips: Iterable[str], now: float | None = None) -> list[str]:
+    def set_ips(self, actor: Actor, credential_id: str, ips: Iterable[str], now: float | None = None) -> builtins.list[str]:
         """Replace the allowlist (at most `max_ips` addresses or CIDR ranges)."""
         cred = self._managed(actor, credential_id, "credential.set_ips", now)
         nets = sorted({str(_network(i)) for i in ips})
@@ -307,7 +309,7 @@ class Credentials:
             )
         return kid
 
-    def register_jwks(self, actor: Actor, credential_id: str, jwks: dict, now: float | None = None) -> list[str]:
+    def register_jwks(self, actor: Actor, credential_id: str, jwks: dict, now: float | None = None) -> builtins.list[str]:
         """Register every key of a JWK Set (`{"keys": [...]}`), all or none."""
         keys = jwks.get("keys") if isinstance(jwks, dict) else None
         if not isinstance(keys, list) or not keys:

@@ -13,10 +13,10 @@ import os
 import secrets
 import sqlite3
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import StoreError
 from .actors import Actor, now_s
@@ -88,7 +88,7 @@ class AuditEntry:
 class Audit:
     """Append-only log of admin actions and of token, export and file requests."""
 
-    def __init__(self, db: "AccessDB"):
+    def __init__(self, db: AccessDB):
         self._db = db
 
     def record(
@@ -116,7 +116,7 @@ class Audit:
             f" WHERE {where} ORDER BY id DESC LIMIT ?",
             (*args, int(limit)),
         ).fetchall()
-        return [AuditEntry(*r[:8], json.loads(r[8] or "{}")) for r in rows]
+        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8] or "{}")) for r in rows]
 
     def recent(self, credential_id: str, limit: int = 100) -> list[AuditEntry]:
         """The latest entries of one credential, newest first (review a revoked one)."""

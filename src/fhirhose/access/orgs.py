@@ -14,10 +14,12 @@ Every action is audited, refusals included.
 
 from __future__ import annotations
 
+import builtins
 import re
 import secrets
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, cast
 
 from ..errors import AuthError, InputError, RequestError
 from .actors import ATTESTOR, DATA_OPS, READ_ONLY, ROLES, Actor, PermissionDenied, check_secret, hash_secret, now_s
@@ -92,7 +94,7 @@ def merge_periods(spans: Iterable[tuple[float, float | None]], grace: float) -> 
 class Orgs:
     """Organization administration over an AccessDB (see module doc for roles)."""
 
-    def __init__(self, db: "AccessDB"):
+    def __init__(self, db: AccessDB):
         self.db = db
 
     # -- lookups ----------------------------------------------------------------
@@ -111,11 +113,11 @@ class Orgs:
             raise RequestError(f"user {user_id} does not exist", status=404, param="user")
         return _user(row)
 
-    def users(self, org_id: str) -> list[User]:
+    def users(self, org_id: str) -> builtins.list[User]:  # builtins.: in this class `list` is the method
         rows = self.db.conn.execute(f"SELECT {_USER_COLS} FROM users WHERE org_id=? ORDER BY id", (org_id,))
         return [_user(r) for r in rows]
 
-    def contracts(self, org_id: str) -> list[str]:
+    def contracts(self, org_id: str) -> builtins.list[str]:
         rows = self.db.conn.execute("SELECT contract_id FROM contracts WHERE org_id=? ORDER BY contract_id", (org_id,))
         return [r[0] for r in rows]
 
@@ -152,6 +154,9 @@ class Orgs:
             raise InputError(f"organization id {org_id!r}: 1-32 letters, digits, '-' or '_'")
         if kind not in self.db.config.kinds:
             raise InputError(f"organization kind {kind!r}: not one of {', '.join(self.db.config.kinds)}")
+        rules = self.db.config.rules(kind)
+        if not rules.matches_id(org_id):
+            raise InputError(f"organization id {org_id!r}: a {rules.title} id matches {rules.id_pattern}")
         if not name.strip():
             raise InputError("organization name is empty")
         t = now_s(now)
@@ -207,7 +212,7 @@ class Orgs:
                 " VALUES (?,?,?,?,?,?,?,?)",
                 (org_id, name, email, role, title.upper() if role == ATTESTOR else title, t, salt, digest),
             )
-            uid = cur.lastrowid
+            uid = cast(int, cur.lastrowid)  # an INSERT sets it
             self.db.audit.record("user.add", actor=actor, org_id=org_id, now=t, user=uid, role=role)
         return self.user(uid), f"u{uid}.{secret}"
 
@@ -235,7 +240,7 @@ class Orgs:
             # Spend the same work as a real check so timing does not reveal user ids.
             hash_secret(key or "", cfg)
             raise AuthError("admin key is not valid", status=401, oauth_error="invalid_token")
-        if not check_secret(m.group(2), bytes(row[9]), bytes(row[10]), kdf) or not row[6]:
+        if m is None or not check_secret(m.group(2), bytes(row[9]), bytes(row[10]), kdf) or not row[6]:
             raise AuthError("admin key is not valid", status=401, oauth_error="invalid_token")
         return _user(row[:9])
 
@@ -315,7 +320,7 @@ class Orgs:
             conn.execute("UPDATE orgs SET production_at=?, sandbox_job=? WHERE id=?", (now_s(now), str(sandbox_job_id), org_id))
             self.db.audit.record("production.request", actor=actor, org_id=org_id, now=now, job=sandbox_job_id)
 
-    def _refuse(self, actor: Actor, org_id: str, action: str, now, reason: str):
+    def _refuse(self, actor: Actor, org_id: str | None, action: str, now, reason: str):
         with self.db.tx():
             self.db.audit.record(action, actor=actor, org_id=org_id, outcome="denied", now=now, reason=reason)
         raise PermissionDenied(reason)

@@ -18,22 +18,25 @@ Population by organization kind (see config.KINDS for the per-kind rules):
   months, claims serviced through its Dec 31.
 - Provider practices: patients on the practice roster within its lifetime.
 
-Then: claims lookback, 1-800-MEDICARE opt-outs, and substance-use-disorder
+Then: claims lookback, 1-800-MEDICARE opt-outs, shared-system (partially
+adjudicated) claims only for the model entities that get them (not GUIDE, nor
+sponsors and practices: `Scope.system_types`), and substance-use-disorder
 claims always excluded (42 CFR Part 2).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
 
 from ..columns import NO_DATE, Table, date_to_days, days_to_date
 from ..errors import AuthError, RequestError
-from ..export.exporter import Exporter, ExportSpec
+from ..export.exporter import DEFAULT_SYSTEM_TYPES, Exporter, ExportSpec
 from ..fhir.source import Source
 from ..store.rosters import Roster, bene_rows, cat_eq, latest_file, roster_benes, roster_entries, str_eq, unique_rows
 from .actors import now_s
@@ -73,7 +76,7 @@ class EnrollmentFilter:
             ok |= known & hit & (thru_days >= start)
         return ok
 
-    def for_benes(self, bene_rows: np.ndarray) -> "EnrollmentFilter":
+    def for_benes(self, bene_rows: np.ndarray) -> EnrollmentFilter:
         """Only the keys of these beneficiaries (what one chunk needs)."""
         out = []
         for c, keys, masks, start in self.contracts:
@@ -103,6 +106,7 @@ class _ScopeRecord(msgspec.Struct, array_like=True):
     enrollment: list[_ContractRecord] | None
     rules: list[str]
     removed: bytes = b""
+    system_types: list[str] | None = None  # last, defaulted: scopes persisted before it still decode
 
 
 def _i64(raw: bytes) -> np.ndarray:
@@ -126,6 +130,7 @@ class Scope:
     # Bene rows that left the population since `_since` (opted out, dropped from the
     # roster): not exported, their resources are listed as deleted (Bulk Data v3).
     removed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    system_types: tuple[str, ...] | None = None  # claim System-Types allowed (None: all)
 
     def spec(self, **options) -> ExportSpec:
         """An ExportSpec within this scope; `options` set the output knobs
@@ -142,9 +147,10 @@ class Scope:
             claims_from=_latest(spec.claims_from, self.claims_from),
             claims_through=_earliest(spec.claims_through, self.claims_through),
             exclude_sud=True,
+            allowed_system_types=_allowed(spec.allowed_system_types, self.system_types),
         )
 
-    def for_benes(self, bene_rows: np.ndarray) -> "Scope":
+    def for_benes(self, bene_rows: np.ndarray) -> Scope:
         """This scope narrowed to some of its beneficiaries (a `patient` list, a chunk)."""
         rows = np.intersect1d(np.asarray(bene_rows, np.int64), self.bene_rows)
         removed = np.intersect1d(self.removed, np.asarray(bene_rows, np.int64))
@@ -179,16 +185,18 @@ class Scope:
             np.ascontiguousarray(self.since_exempt, np.int64).tobytes(), list(self.types), self.since_ms,
             self.claims_from, self.claims_through, enrollment, list(self.rules),
             np.ascontiguousarray(self.removed, np.int64).tobytes(),
+            None if self.system_types is None else list(self.system_types),
         ))
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "Scope":
+    def from_bytes(cls, raw: bytes) -> Scope:
         r = msgspec.msgpack.decode(raw, type=_ScopeRecord)
         enrollment = None
         if r.enrollment is not None:
             enrollment = EnrollmentFilter(tuple((c.contract, _i64(c.keys), _i64(c.masks), c.start) for c in r.enrollment))
         return cls(r.org_id, r.group, _i64(r.bene_rows), _i64(r.since_exempt), tuple(r.types), r.since_ms,
-                   r.claims_from, r.claims_through, enrollment, tuple(r.rules), _i64(r.removed))
+                   r.claims_from, r.claims_through, enrollment, tuple(r.rules), _i64(r.removed),
+                   None if r.system_types is None else tuple(r.system_types))
 
 
 def _latest(a, b):
@@ -199,11 +207,16 @@ def _earliest(a, b):
     return b if a is None else a if b is None else min(a, b)
 
 
+def _allowed(a: tuple[str, ...] | None, b: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """Both allow-lists at once (None allows everything)."""
+    return b if a is None else a if b is None else tuple(x for x in a if x in b)
+
+
 class ScopedExporter(Exporter):
     """An Exporter bound to a Scope: whatever spec or beneficiaries it is handed,
     it writes only rows the scope allows."""
 
-    def __init__(self, tables: dict[str, Table], scope: Scope, sources: Iterable[Source], core=None):
+    def __init__(self, tables: Mapping[str, Table], scope: Scope, sources: Iterable[Source], core=None):
         super().__init__(tables, list(sources), core)
         self.scope = scope
 
@@ -237,11 +250,12 @@ class _AllOf:
 
 
 def _day(days: int | None) -> str:
-    return "—" if days is None else days_to_date(days).isoformat()
+    date = None if days is None else days_to_date(days)  # None also for an undated (NO_DATE) file
+    return "—" if date is None else date.isoformat()
 
 
 def _utc_date(t: float) -> dt.date:
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).date()
+    return dt.datetime.fromtimestamp(t, dt.UTC).date()
 
 
 def _as_seconds(value) -> float | None:
@@ -268,7 +282,7 @@ def _months_back(d: dt.date, months: int) -> dt.date:
 # -- rosters -----------------------------------------------------------------------------
 
 
-def attribution_status(db: "AccessDB", tables: Mapping[str, Table], org: "Org | str", now: float | None = None) -> dict:
+def attribution_status(db: AccessDB, tables: Mapping[str, Table], org: Org | str, now: float | None = None) -> dict:
     """`GET /attribution_status`: load dates of the current roster and of the runout roster."""
     org = db.orgs.get(org) if isinstance(org, str) else org
     today = _utc_date(now_s(now))
@@ -279,7 +293,8 @@ def attribution_status(db: "AccessDB", tables: Mapping[str, Table], org: "Org | 
             continue
         found = latest_file(tables, roster_entries(tables, org.id, kind, year))
         if found is not None:
-            out.append({"type": label, "timestamp": days_to_date(found.file_date).isoformat(), "performance_year": year})
+            date = days_to_date(found.file_date)  # None: an undated roster file (null, not a crash)
+            out.append({"type": label, "timestamp": date and date.isoformat(), "performance_year": year})
     return {"ingestion_dates": out}
 
 
@@ -287,9 +302,9 @@ def attribution_status(db: "AccessDB", tables: Mapping[str, Table], org: "Org | 
 
 
 def plan_scope(
-    db: "AccessDB",
+    db: AccessDB,
     store_tables: Mapping[str, Table],
-    principal: "Principal",
+    principal: Principal,
     group: str | None,
     since,
     now=None,
@@ -350,6 +365,12 @@ def plan_scope(
         applied.append(f"deleted: {len(removed)} beneficiaries left the population since _since (opt-out, roster); "
                        "their resources are listed as deleted")
     exempt = plan.exempt[np.isin(plan.exempt, benes)]
+    system_types = None
+    if not rules.shared_system:
+        system_types = DEFAULT_SYSTEM_TYPES
+        applied.append(f"shared-system (partially adjudicated) claims: not available to {rules.title}")
+    elif rules.population == "aco_roster":
+        applied.append("shared-system (partially adjudicated) claims: on request (_typeFilter _tag SharedSystem)")
     applied.append("42 CFR Part 2: substance-use-disorder claims are never exported")
     applied.append(f"resource types: {', '.join(wanted) or 'none'}")
     applied.append(f"{len(benes)} beneficiaries in scope")
@@ -365,6 +386,7 @@ def plan_scope(
         enrollment=plan.enrollment_filter,
         rules=tuple(applied),
         removed=np.asarray(removed, np.int64),
+        system_types=system_types,
     )
 
 
@@ -523,6 +545,6 @@ class _Plan:
         if self.rules.since_floor:
             floor_s = max(floor_s, date_to_days(self.rules.since_floor) * 86400.0)
         if self.since_s is None or self.since_s < floor_s:
-            when = dt.datetime.fromtimestamp(floor_s, dt.timezone.utc).isoformat(timespec="seconds")
+            when = dt.datetime.fromtimestamp(floor_s, dt.UTC).isoformat(timespec="seconds")
             self.notes.append(f"_since: raised to {when} (nothing updated before the attestation or 2020-01-01)")
             self.since_s = floor_s

@@ -19,12 +19,14 @@ import math
 import re
 import secrets
 import sqlite3
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import parse_qsl, unquote_plus
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 from ..errors import AuthError, InputError
 from . import jws
@@ -94,7 +96,7 @@ class TokenRequest:
     client_id: str | None = None
 
     @classmethod
-    def parse(cls, body: bytes | str, content_type: str | None, authorization: str | None) -> "TokenRequest":
+    def parse(cls, body: bytes | str, content_type: str | None, authorization: str | None) -> TokenRequest:
         """Parse strictly; anything malformed is a TokenError (invalid_request / invalid_client)."""
         mime = (content_type or "").split(";", 1)[0].strip().lower()
         if mime != "application/x-www-form-urlencoded":
@@ -199,14 +201,14 @@ class Principal:
             )
 
 
-def _is_num(v) -> bool:
+def _is_num(v: object) -> TypeGuard[int | float]:
     """A JSON number usable as a NumericDate (finite, within ±2^53)."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return False
     return abs(v) < 2**53 if isinstance(v, int) else math.isfinite(v) and abs(v) < 2**53
 
 
-def _ident(v, limit: int = 256) -> bool:
+def _ident(v: object, limit: int = 256) -> TypeGuard[str]:
     """A client id, kid or jti: printable ASCII of bounded length (safe to look up and store)."""
     return isinstance(v, str) and 0 < len(v) <= limit and v.isascii() and v.isprintable()
 
@@ -221,10 +223,12 @@ class TokenService:
     `jwks_fetcher(url) -> dict` (optional) resolves keys of credentials that
     registered a JWKS URL instead of inline keys."""
 
-    def __init__(self, db: "AccessDB", *, jwks_fetcher: Callable[[str], Mapping] | None = None):
+    def __init__(self, db: AccessDB, *, jwks_fetcher: Callable[[str], Mapping] | None = None):
         self.db = db
         self.cfg = db.config
         self.jwks_fetcher = jwks_fetcher
+        self._sign_key: bytes | PrivateKeyTypes  # HS256: the shared secret; ES256: a key pair
+        self._verify_key: bytes | PublicKeyTypes
         self.throttle = Throttle(db)
         if self.cfg.token_alg == "HS256":
             self._sign_key = self._verify_key = db.meta_secret("token_hmac_key")
@@ -235,8 +239,8 @@ class TokenService:
                     serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
                 ),
             )
-            self._sign_key = serialization.load_pem_private_key(pem, None)
-            self._verify_key = self._sign_key.public_key()
+            key = serialization.load_pem_private_key(pem, None)
+            self._sign_key, self._verify_key = key, key.public_key()
         else:
             raise InputError(f"token_alg {self.cfg.token_alg!r}: HS256 or ES256")
 
@@ -267,7 +271,7 @@ class TokenService:
             scopes, types = parse_scopes(req.scope, self.cfg.rules(kind).types)
             self._take_rate_token(cred.org_id, t)
             jti = secrets.token_urlsafe(16)
-            claims = {
+            claims: dict[str, Any] = {  # a JSON object
                 "iss": self.cfg.issuer, "sub": cred.client_id, "org": cred.org_id, "cid": cred.id,
                 "env": cred.env, "scope": " ".join(scopes), "amr": method,
                 "iat": int(t), "exp": int(t) + ttl, "jti": jti, **extra,

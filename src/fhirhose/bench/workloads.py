@@ -8,15 +8,21 @@ import os
 import shutil
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fhirhose import _core_py
 from fhirhose._backend import core as _best
 from fhirhose.export.compress import new_encoder
+
+if TYPE_CHECKING:  # annotations only (the functions below import these where they run)
+    from fhirhose.export.exporter import Exporter, ExportSpec
+    from fhirhose.store import Snapshot
+    from fhirhose.template import Template
 
 # name → (records, bytes, median seconds)
 RESULTS: dict[str, tuple[int, int, float]] = {}
@@ -25,7 +31,7 @@ RESULTS: dict[str, tuple[int, int, float]] = {}
 @dataclass
 class Workload:
     name: str
-    template: object
+    template: Template
     tables: dict
     rows: np.ndarray
     plan: object = None
@@ -161,10 +167,10 @@ class StoreWorkload:
     and the rows each source writes (selected once, so passes over them time the core)."""
 
     path: Path
-    snapshot: object  # fhirhose.store.Snapshot
-    exporter: object  # fhirhose.export.exporter.Exporter
+    snapshot: Snapshot
+    exporter: Exporter
     benes: np.ndarray
-    spec: object  # ExportSpec of the measured export (gzip)
+    spec: ExportSpec  # of the measured export (gzip)
     selected: list = field(default_factory=list)  # [(Source, rows)] in the exporter's order
     resources: int = 0
     ndjson_bytes: int = 0
@@ -276,15 +282,16 @@ def measure_all(workload: Workload, twin_rows: int = 400, baseline_rows: int = 1
     record("dict + orjson baseline", len(brows), bbytes, median_time(lambda: base.dumps(brows), repeat=3, clock=cpu))
     for comp in ("gzip", "zstd"):
         record(f"{comp} alone (same bytes)", n, size,
-               median_time(lambda: compress_alone(workload.sample, comp), repeat=5, clock=cpu))
-        record(f"{comp} pipeline, one core", n, size, median_time(lambda: pipeline(workload, comp), repeat=5, clock=cpu))
+               median_time(lambda comp=comp: compress_alone(workload.sample, comp), repeat=5, clock=cpu))
+        record(f"{comp} pipeline, one core", n, size,
+               median_time(lambda comp=comp: pipeline(workload, comp), repeat=5, clock=cpu))
         record(f"{comp} alone (same bytes), wall", n, size,
-               median_time(lambda: compress_alone(workload.sample, comp), repeat=5))
+               median_time(lambda comp=comp: compress_alone(workload.sample, comp), repeat=5))
         record(
             f"{comp} pipeline, overlapped",
             n,
             size,
-            median_time(lambda: pipeline(workload, comp, overlap=True), repeat=5),
+            median_time(lambda comp=comp: pipeline(workload, comp, overlap=True), repeat=5),
         )
     record(SHA_ROW, n, size, median_time(lambda: pipeline(workload, "gzip", sha=True), repeat=5, clock=cpu))
     return ratios()

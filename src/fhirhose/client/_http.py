@@ -5,7 +5,7 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 from ..errors import ClientError
 

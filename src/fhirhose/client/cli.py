@@ -13,7 +13,9 @@ import json
 import os
 import shlex
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -180,13 +182,15 @@ def _auth(args: argparse.Namespace) -> tuple[str | None, SecretAuth | JwkAuth | 
             secret = args.secret_file.read_text().strip()
         except OSError as e:
             raise ClientError(f"{args.secret_file}: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise ClientError(f"{args.secret_file}: not a text file (a secret is one line of text)") from None
     secret = secret or os.environ.get(_SECRET_ENV)
     if args.no_auth:
         return base, None, org
-    if args.jwk or (args.use_jwk and jwk):
+    if key := args.jwk or (args.use_jwk and jwk):
         if not client_id:
             raise ClientError("--jwk needs --client-id")
-        return base, JwkAuth(args.jwk or jwk, client_id, kid=args.kid, scope=args.scope or "system/*.read"), org
+        return base, JwkAuth(key, client_id, kid=args.kid, scope=args.scope or "system/*.read"), org
     if client_id and secret:
         return base, SecretAuth(client_id, secret, scope=args.scope), org
     raise ClientError(f"no credentials: pass --client-id with --secret-file (or {_SECRET_ENV}) or --jwk, "
@@ -229,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
                 partial=not args.no_partial, lenient=args.lenient, incremental=args.incremental,
             )
 
+    runner: Callable[[Coroutine[Any, Any, PullResult]], PullResult]  # uvloop.run or asyncio.run
     try:
         import uvloop
 
@@ -271,7 +276,7 @@ def _summary(r: PullResult) -> str:
              f"{r.ndjson_bytes / mb / secs:,.1f} MB/s NDJSON, {r.wire_bytes / mb / secs:,.1f} MB/s wire)"]
     lines += [f"  {t:<22} {n:>12,}" for t, n in sorted(r.resources.items())]
     if r.errors:
-        names = ", ".join(f.path for f in r.files if f.kind == "error")
+        names = ", ".join(f.path or f.url for f in r.files if f.kind == "error")
         lines.append(f"  the server reported {r.errors} OperationOutcome issue(s): {names}")
     lines.append(f"  transactionTime {r.transaction_time}; status {r.status_url}" + (" (deleted)" if r.deleted else ""))
     return "\n".join(lines)

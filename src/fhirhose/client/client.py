@@ -22,11 +22,11 @@ import binascii
 import functools
 import hashlib
 import json
-import ssl
 import os
+import ssl
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import aiohttp
@@ -142,10 +142,10 @@ def _unreachable_is_client_error(method):
     as a `ClientError` naming the server, not as an aiohttp exception."""
 
     @functools.wraps(method)
-    async def wrapper(self: "BulkClient", *args, **kw):
+    async def wrapper(self: BulkClient, *args, **kw):
         try:
             return await method(self, *args, **kw)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ssl.SSLError) as e:
+        except (TimeoutError, aiohttp.ClientError, ssl.SSLError) as e:
             raise ClientError(network_error(self.fhir_base, e)) from None
 
     return wrapper
@@ -199,7 +199,7 @@ class BulkClient:
 
     # --- session ------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> "BulkClient":
+    async def __aenter__(self) -> BulkClient:
         await self._open()
         return self
 
@@ -264,7 +264,7 @@ class BulkClient:
                 token = await self._tokens.get()
                 h["Authorization"] = f"Bearer {token}"
             r = await session.request(method, url, headers=h, **kw)
-            if r.status == 401 and token is not None and not renewed:
+            if r.status == 401 and token is not None and self._tokens is not None and not renewed:
                 r.release()
                 await self._tokens.invalidate(token)
                 renewed = True
@@ -348,7 +348,7 @@ class BulkClient:
         state.save(out)
         result = await self._pull(state, out, t0)
         result.since = since
-        if since_state is not None and result.transaction_time:
+        if since_state is not None and key is not None and result.transaction_time:
             since_state.set(key, result.transaction_time)
         return result
 
@@ -376,11 +376,11 @@ class BulkClient:
             sent = params + ([("allowPartialManifests", "true")] if partial else [])
             self.progress.kickoff(url)
             if post:
-                body = {"resourceType": "Parameters", "parameter": [_parameter(n, v) for n, v in sent] + [
+                parameters = {"resourceType": "Parameters", "parameter": [_parameter(n, v) for n, v in sent] + [
                     {"name": "patient", "valueReference": {"reference": p}} for p in patients]}
                 request = url
                 r = await self._send("POST", url, headers={**headers, "Content-Type": FHIR_JSON},
-                                     data=json.dumps(body).encode())
+                                     data=json.dumps(parameters).encode())
             else:
                 r = await self._send("GET", url, headers=headers, params=sent)
                 request = str(r.url)
@@ -657,7 +657,7 @@ class _Run:
         if have and not f.etag:
             have = 0  # no validator for the partial copy: it cannot be continued safely
         headers = {"Accept-Encoding": self.c.accept_encoding, "Accept": "application/fhir+ndjson"}
-        if have:
+        if have and f.etag:  # (have is 0 without an etag)
             headers["Range"] = f"bytes={have}-"
             headers["If-Range"] = f.etag
         r = await self.c._send("GET", f.url, auth=self.requires_token, headers=headers, auto_decompress=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
+from typing import Any
 
 from .state import FileState
 
@@ -53,8 +54,11 @@ class TqdmProgress(Progress):
         self._tqdm = tqdm
         self.file = file or sys.stderr
         self.disable = (not self.file.isatty()) if disable is None else disable
-        self._bars: dict[str, object] = {}
-        self._kick = self._status = self._total = None
+        # tqdm bars: tqdm ships no type information, so they are Any
+        self._bars: dict[str, Any] = {}
+        self._kick: Any = None
+        self._status: Any = None
+        self._total: Any = None
 
     def _bar(self, **kw):
         return self._tqdm(file=self.file, disable=self.disable, dynamic_ncols=True, **kw)

@@ -64,7 +64,7 @@ class PullState(msgspec.Struct, kw_only=True):
     deleted: bool = False  # DELETE sent
 
     @classmethod
-    def load(cls, out_dir: Path) -> "PullState | None":
+    def load(cls, out_dir: Path) -> PullState | None:
         path = Path(out_dir) / STATE_NAME
         try:
             return msgspec.json.decode(path.read_bytes(), type=cls)

@@ -22,12 +22,12 @@ import numpy as np
 
 from .._backend import announce_backend, backend
 from ..errors import InputError, StoreError
+from ..fhir.instant import parse_instant
+from ..fhir.registry import RESOURCE_TYPES, registry_sources
 from ..log import get_logger
 from ..store import Store, rosters
 from ..store.opener import SnapshotOpener, shared_snapshot
 from .compress import SUFFIX
-from ..fhir.instant import parse_instant
-from ..fhir.registry import RESOURCE_TYPES, registry_sources
 from .exporter import ExportResult, ExportSpec, export_store
 
 __all__ = ["add_parser", "run", "parse_types", "parse_since", "select_benes", "chunk_size"]
@@ -165,7 +165,7 @@ def _place(stage: Path, out: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     types = parse_types(args.types)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     since_ms = parse_since(args.since, now) if args.since else None
     if args.workers < 1:
         raise InputError(f"--workers {args.workers} must be at least 1")
@@ -215,7 +215,8 @@ def _export(opener: SnapshotOpener, benes: np.ndarray, spec: ExportSpec, args, c
             bar.update(now - shown)
             shown = now
 
-        return export_store(opener, opener.key, registry_sources, benes, spec, out, workers=args.workers,
+        # mypy#9858: a NamedTuple's __call__ does not make it a Callable to mypy (it is one at run time)
+        return export_store(opener, opener.key, registry_sources, benes, spec, out, workers=args.workers,  # type: ignore[arg-type]
                             chunk_benes=chunk, request=_request(args, spec.types), progress=progress)
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from isal import isal_zlib
 import zstandard
+from isal import isal_zlib
 
 from ..errors import InputError
 

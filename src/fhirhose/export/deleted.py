@@ -109,7 +109,7 @@ def export_deleted(exporter, bene_rows: np.ndarray, removed: np.ndarray, spec, s
     by_bene: dict[int, list[BundleEntry]] = {}
     for source, rows in found:
         owners = rows if source.table == "bene" else exporter._owner(source.table, rows)
-        for owner, rid in zip(owners.tolist(), resource_ids(exporter, source, rows)):
+        for owner, rid in zip(owners.tolist(), resource_ids(exporter, source, rows), strict=True):
             by_bene.setdefault(owner, []).append(BundleEntry(BundleRequest("DELETE", f"{source.rtype}/{rid}")))
     if not by_bene:
         return []

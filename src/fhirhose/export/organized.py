@@ -83,7 +83,7 @@ def _write_blocks(exporter, benes, spec, patients, others, roll: RollingWriter, 
         rows = exporter.rows_for(source, benes, spec, since_exempt, claim_rule)
         if len(rows):
             owners = rows if source.table == "bene" else exporter._owner(source.table, rows)
-            for owner, line in zip(owners.tolist(), render_lines(exporter, source, rows, spec.elements)):
+            for owner, line in zip(owners.tolist(), render_lines(exporter, source, rows, spec.elements), strict=True):
                 members.setdefault(owner, []).append(line)
     heads = set(members)
     if "Patient" in spec.types:
@@ -96,7 +96,7 @@ def _write_blocks(exporter, benes, spec, patients, others, roll: RollingWriter, 
     own = render_lines(exporter, patients[0], rows, spec.elements) if "Patient" in spec.types else None
     batch: list[bytes] = []
     count = size = 0
-    for k, (bene, pid) in enumerate(zip(rows.tolist(), ids)):
+    for k, (bene, pid) in enumerate(zip(rows.tolist(), ids, strict=True)):
         block = [header_line("Patient", pid), *([own[k]] if own is not None else ()), *members.get(bene, ())]
         batch.extend(block)
         count += len(block)

@@ -13,6 +13,8 @@ beneficiaries that have a part.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..columns import NO_DATE, Date, Str, Table
@@ -48,7 +50,7 @@ def _string_ext(url: str, col: str) -> Node:
 
 # Per part: plan name, SOPT type, period columns, termination code (and its variable),
 # part-specific extensions, and the column whose presence means the bene has the part.
-_PARTS = {
+_PARTS: dict[str, dict[str, Any]] = {
     "a": dict(
         plan="Part A",
         sopt=("1", "MEDICARE"),

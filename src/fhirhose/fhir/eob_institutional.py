@@ -108,7 +108,7 @@ def _header(kind: InstKind) -> list[Node]:
     return [
         K("resourceType", "ExplanationOfBenefit"),
         Val("id", "clm_id", prefix=f"{kind.name}-"),
-        c.meta(profile, c.final_action_tag()),
+        c.meta(profile, c.system_type_tag("NationalClaimsHistory"), c.final_action_tag()),
         Arr("contained", c.cms_organization(), _provider_org()),
         c.extensions(
             c.bb_ext_coding("nch_near_line_rec_ident_cd", "nch_near_line_rec_ident_cd"),
@@ -121,7 +121,7 @@ def _header(kind: InstKind) -> list[Node]:
             c.bb_ext_coding("fi_num", "fi_num"),
             c.bb_ext_quantity("bene_hospc_prd_cnt", "bene_hospc_prd_cnt"),
         ),
-        Arr("identifier", c.uc_identifier("clm_id"), c.claim_group_identifier()),
+        Arr("identifier", c.uc_identifier("clm_id"), c.claim_group_identifier(), c.control_number_identifier()),
         *c.status(),
         c.eob_type("institutional", kind.eob_type),
         Obj("subType", Arr("coding", c.const_coding(c.CS_C4BB_INSTITUTIONAL_SUBTYPE, sub[0])), K("text", sub[1])),
@@ -166,6 +166,7 @@ def _info(var: str | None, c4bb_code: str | None, col: str, *value: Node) -> Nod
     """A supportingInfo element (only when `col` has a value): category C4BB code and/or the
     Blue Button information coding of `var`, then `value` members."""
     if var is None:
+        assert c4bb_code is not None, "supportingInfo without a Blue Button variable needs a C4BB code"
         category = c.codeable("category", c.const_coding(c.CS_C4BB_SUPPORTING_INFO, c4bb_code))
     else:
         category = c.info_category(var, c4bb_code)
@@ -174,7 +175,9 @@ def _info(var: str | None, c4bb_code: str | None, col: str, *value: Node) -> Nod
 
 def _info_codes(var: str | None, col: str, c4bb_code: str | None, *systems: str) -> Node:
     """supportingInfo with `code` coded in each of `systems` (default: the variable's own)."""
-    systems = systems or (c.bb_var(var),)
+    if not systems:
+        assert var is not None, "supportingInfo codes need systems or a Blue Button variable"
+        systems = (c.bb_var(var),)
     return _info(var, c4bb_code, col, c.codeable("code", *(c.coding(s, col) for s in systems)))
 
 

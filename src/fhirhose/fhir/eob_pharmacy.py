@@ -30,6 +30,7 @@ _SERVICE_PROVIDER_SYSTEMS = {
 def _info(c4bb_code: str | None, var: str | None, col: str, *value: Node) -> Node:
     """A supportingInfo element (only when `col` has a value)."""
     if var is None:
+        assert c4bb_code is not None, "supportingInfo without a Blue Button variable needs a C4BB code"
         category = c.codeable("category", c.const_coding(c.CS_C4BB_SUPPORTING_INFO, c4bb_code))
     else:
         category = c.info_category(var, c4bb_code)
@@ -97,7 +98,7 @@ EOB_PDE = Template(
     "pde",
     K("resourceType", "ExplanationOfBenefit"),
     Val("id", "clm_id", prefix="pde-"),
-    c.meta(c.PROFILE_EOB_PHARMACY, c.final_action_tag()),
+    c.meta(c.PROFILE_EOB_PHARMACY, c.system_type_tag("DDPS"), c.final_action_tag()),
     Arr("contained", c.cms_organization()),
     Arr(
         "identifier",

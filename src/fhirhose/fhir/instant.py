@@ -21,7 +21,7 @@ def parse_instant(value: str, param: str) -> _dt.datetime:
         raise RequestError(f"{param} {value!r} is not a FHIR instant (e.g. 2024-01-31T00:00:00Z)", param=param)
     try:
         if len(value) == 10:
-            return _dt.datetime.fromisoformat(value).replace(tzinfo=_dt.timezone.utc)
+            return _dt.datetime.fromisoformat(value).replace(tzinfo=_dt.UTC)
         return _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise RequestError(f"{param} {value!r} is not a valid instant", param=param) from None

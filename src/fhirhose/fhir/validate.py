@@ -7,8 +7,9 @@ Patient and Coverage are unchanged between R4 and R4B.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
+
 from ..errors import InputError
 
 __all__ = ["R4ValidationError", "validate_r4"]
@@ -31,7 +32,7 @@ class R4ValidationError(InputError):
     """A resource is not valid FHIR R4; the message names the resource and the failing elements."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def _model_class(resource_type: str) -> Any:
     from fhir.resources.R4B import get_fhir_model_class
 

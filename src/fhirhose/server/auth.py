@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from aiohttp import web
 

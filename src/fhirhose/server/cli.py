@@ -10,8 +10,9 @@ import os
 import signal
 import socket
 import typing
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import msgspec
 
@@ -178,6 +179,7 @@ def serve(args: argparse.Namespace) -> int:
         sock = stack.enter_context(_bind(args.host, args.port))
         admin_sock = stack.enter_context(_bind(args.admin_host, args.admin_port)) if args.admin_port is not None else None
         config = config_from_args(args, sock.getsockname()[1])
+        assert config.public_url is not None  # config_from_args sets it
         fhir_base = config.public_url.rstrip("/") + config.base.rstrip("/")
         if args.demo:
             config.data.mkdir(parents=True, exist_ok=True)
@@ -189,8 +191,9 @@ def serve(args: argparse.Namespace) -> int:
             access_config = sandbox_access_config()
             config.access_db.parent.mkdir(parents=True, exist_ok=True)
             db = AccessDB(config.access_db, access_config)
+            v3_base = None if config.v3_base is None else config.public_url.rstrip("/") + config.v3_base.rstrip("/")
             try:
-                creds = ensure_demo(config.data, fhir_base, db)
+                creds = ensure_demo(config.data, fhir_base, db, fhir_base_v3=v3_base)
             finally:
                 db.close()
             log.info("sandbox credentials for %d clients in %s", len(creds.clients), config.data / "credentials.json")
@@ -232,6 +235,7 @@ def run(config: ServerConfig, sock: socket.socket, admin_sock: socket.socket | N
     `serve` calls this module's `run` last, once every argument is checked, the sockets
     are bound and the data folder is held: the CLI fuzzer replaces it to stop there.
     """
+    runner: Callable[[Coroutine[Any, Any, None]], None]  # uvloop.run or asyncio.run
     if loop == "uvloop":
         import uvloop
 

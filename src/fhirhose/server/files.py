@@ -38,7 +38,7 @@ import base64
 import hashlib
 import re
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 from aiohttp import web
 
@@ -74,7 +74,7 @@ def accepts(header: str | None, coding: str) -> bool:
     return bool(star)
 
 
-def parse_range(header: str | None, length: int) -> tuple[int, int] | None | bool:
+def parse_range(header: str | None, length: int) -> tuple[int, int] | Literal[False] | None:
     """(start, end inclusive) of a single satisfiable byte range; None to ignore the header;
     False when it is unsatisfiable (→ 416)."""
     if not header:
@@ -150,7 +150,7 @@ def _open_decoded(path: Path, compression: str) -> BinaryIO:
 def _open_at(path: Path, compression: str | None, start: int) -> BinaryIO:
     """Stored bytes (compression None) or decoded NDJSON, positioned at `start`."""
     if compression is None:
-        f = open(path, "rb")
+        f: BinaryIO = open(path, "rb")
         f.seek(start)
         return f
     f = _open_decoded(path, compression)

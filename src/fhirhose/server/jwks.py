@@ -15,7 +15,7 @@ import asyncio
 import json
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -88,7 +88,7 @@ class JwksFetcher:
                     if r.status != 200:
                         raise JwksError(f"JWKS URL {url}: HTTP {r.status}")
                     raw = await r.content.read(_MAX_BYTES + 1)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        except (TimeoutError, aiohttp.ClientError) as e:
             raise JwksError(f"JWKS URL {url}: {type(e).__name__}: {e}") from None
         if len(raw) > _MAX_BYTES:
             raise JwksError(f"JWKS URL {url}: larger than {_MAX_BYTES} bytes")

@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import datetime as _dt
 import threading
-from typing import Callable, Mapping, NamedTuple, Protocol, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
 
 from ..access import AccessDB, Principal, Scope, plan_scope
 from ..columns import Table
 from ..errors import AuthError
+
+if TYPE_CHECKING:
+    from ..store import Snapshot
 
 __all__ = ["Population", "TablePopulation", "StorePopulation", "Planned", "plan", "current_tables"]
 
@@ -73,7 +77,7 @@ class StorePopulation:
 
     def __init__(self, store_path: str):
         self.store_path = store_path
-        self._snap = None
+        self._snap: Snapshot | None = None
 
     def snapshot(self) -> tuple[Mapping[str, Table], int | None]:
         from ..store import Store  # late: the server starts without a store until asked
@@ -87,6 +91,7 @@ class StorePopulation:
 
     def patient_rows(self, ids: Sequence[str]) -> dict[str, int]:
         found = {}
+        assert self._snap is not None, "snapshot() comes first (it is what the kick-off plans on)"
         for i in ids:
             try:
                 found[i] = self._snap.bene_index(i)
@@ -131,6 +136,6 @@ def plan(db: AccessDB, population: Population, principal: Principal, kind: str, 
             found = population.patient_rows(patients)
             rows = np.array([found.get(p, -1) for p in patients], np.int64)
             member = np.isin(rows, scope.bene_rows)
-            unknown = [p for p, ok in zip(patients, member.tolist()) if not ok]
+            unknown = [p for p, ok in zip(patients, member.tolist(), strict=True) if not ok]
             scope = scope.for_benes(rows[member])
     return Planned(scope, generation, unknown)

@@ -21,10 +21,10 @@ import datetime as _dt
 import multiprocessing
 import os
 import shutil
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Callable
 
 import msgspec
 
@@ -75,7 +75,7 @@ def plan_chunks(n: int, size: int, workers: int) -> list[tuple[int, int]]:
 
 def iso_instant(t: float) -> str:
     """Epoch seconds as a FHIR instant in UTC with millisecond precision."""
-    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return _dt.datetime.fromtimestamp(t, _dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class _Active:

@@ -11,8 +11,9 @@ OAuth-style JSON (`web_auth.error_response`). Database work runs off the event l
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any
 
 import msgspec
 from aiohttp import web

@@ -71,19 +71,19 @@ async def kickoff(request: web.Request, kind: str) -> web.StreamResponse:
     lenient = "handling=lenient" in prefer
     separate = "separate-export-status" in prefer
     now = st.clock()
-    now_dt = _dt.datetime.fromtimestamp(now, _dt.timezone.utc)
+    now_dt = _dt.datetime.fromtimestamp(now, _dt.UTC)
     if request.method == "POST":
         ctype = request.headers.get("Content-Type", "").split(";")[0].strip()
         if ctype not in (FHIR_JSON, "application/json"):
             raise RequestError("a POST kick-off needs a Parameters body as application/fhir+json",
                                param="Content-Type")
         body = await read_body(request, KICKOFF_MAX_BODY, st.config.body_timeout)
-        params = parse_body(body, now_dt, kind=kind, lenient=lenient)
+        params = parse_body(body, now_dt, kind=kind, lenient=lenient, flavour=st.flavour(request))
         if request.query:
             raise RequestError("a POST kick-off takes its parameters in the body, not the URL",
                                param=next(iter(request.query)))
     else:
-        params = parse_query(request.query.items(), now_dt, kind=kind, lenient=lenient)
+        params = parse_query(request.query.items(), now_dt, kind=kind, lenient=lenient, flavour=st.flavour(request))
     group = request.match_info.get("group", "all")
     try:
         params = _authorize_types(who, params)

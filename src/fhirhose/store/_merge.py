@@ -21,12 +21,12 @@ link rebuilt. Rules (see `store.py` for the public contract):
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..columns import NO_DATE, NO_NUM, Cat, Column, Num, Str, Table, Time
+from ..columns import NO_DATE, NO_NUM, AnyColumn, Cat, Num, Str, Table, Time
 from ..errors import BatchError
 from . import _ops, schema
 
@@ -49,6 +49,10 @@ NATURAL_KEY = {
     "dme": ("clm_cntl_num",),
     "pde": ("clm_line_from_dt", "prvdr_srvc_id_qlfyr_cd", "clm_srvc_prvdr_gnrc_id_num",
             "clm_dspnsng_stus_cd", "clm_line_rx_srvc_rfrnc_num", "clm_line_rx_fill_num"),
+    # A shared-system claim keeps its control number while its status changes: each daily
+    # delivery's version replaces the last (the feed is deduplicated within its system).
+    "fiss": ("clm_cntl_num",),
+    "mcs": ("clm_cntl_num",),
 }
 
 # Diagnosis columns per claim table: (own columns, (child table, child column)).
@@ -57,6 +61,8 @@ DIAGNOSES = {
     "partb": (tuple(f"clm_dgns_{i}_cd" for i in range(1, 13)), ("partb_line", "clm_line_dgns_cd")),
     "dme": ((), None),
     "pde": ((), None),
+    "fiss": (("prncpl_dgns_cd", "admtg_dgns_cd"), ("fiss_dx", "clm_dgns_cd")),
+    "mcs": (tuple(f"clm_dgns_{i}_cd" for i in range(1, 13)), ("mcs_line", "clm_line_dgns_cd")),
 }
 
 
@@ -70,7 +76,7 @@ class Merged:
 
 
 def _s(t: Table, name: str) -> np.ndarray:
-    return _ops.fixed(t.columns[name])
+    return _ops.fixed(t[name])
 
 
 def _concat_tables(name: str, parts: list[Table]) -> Table:
@@ -85,7 +91,7 @@ def _take_table(t: Table, idx: np.ndarray, links: Mapping[str, np.ndarray] | Non
     return schema.complete(t.name, cols, len(idx), links, check=False)
 
 
-def _replace(t: Table, **cols: Column) -> Table:
+def _replace(t: Table, **cols: AnyColumn) -> Table:
     new = dict(t.columns)
     new.update(cols)
     return Table(t.name, new, t.links, t.n, check=False)
@@ -105,7 +111,7 @@ class Resolver:
                 parent[x], x = root, parent[x]
             return root
 
-        for a, b in zip(crnt.tolist(), prvs.tolist()):
+        for a, b in zip(crnt.tolist(), prvs.tolist(), strict=True):
             if not a or not b:
                 continue
             ra, rb = find(a), find(b)
@@ -163,7 +169,8 @@ def _normalize(delta: Mapping[str, Table]) -> dict[str, Table]:
             end = int(t.links[child][-1]) if t.n else 0
             if end != have:
                 raise BatchError(f"load: {name}.links[{child}] covers {end} rows, {child} has {have}")
-    for child in ("parta_rev", "parta_px", "parta_dx", "partb_line", "dme_line"):
+    for child in ("parta_rev", "parta_px", "parta_dx", "partb_line", "dme_line", "fiss_rev", "fiss_px", "fiss_dx",
+                  "mcs_line"):
         parent = next(p for p, cs in schema.LINKS.items() if child in cs)
         if child in out and out[child].n and parent not in out:
             raise BatchError(f"load: {child} rows without their {parent} table")
@@ -272,7 +279,7 @@ def _merge_bene(ob: Table, db: Table, resolve: Resolver, obsolete: np.ndarray, n
         if len(cand):
             same = _rows_equal(combined, winner[cand], stored[cand], skip=("bene_id", "last_updated"))
             winner[cand[same]] = stored[cand[same]]
-    ids = _ops.fixed(combined.columns["bene_id"])
+    ids = _ops.fixed(combined["bene_id"])
     known = first < n_old  # people the store has: keep their id
     new_ids = ids[first].astype(object)
     from_delta = ~known & (ids[winner] != b"")
@@ -295,7 +302,7 @@ def _merge_bene(ob: Table, db: Table, resolve: Resolver, obsolete: np.ndarray, n
     rows_of_uk = np.empty(len(uk), np.int64)
     rows_of_uk[order] = np.arange(len(uk))
     bene = _take_table(combined, winner[order])
-    upd = bene.columns["last_updated"].values.copy()
+    upd = bene["last_updated"].values.copy()
     from_new = winner[order] >= n_old
     upd[from_new & (upd == NO_NUM)] = now_ms
     bene = _replace(bene, bene_id=_ops.str_from_bytes(id_arr[order]), last_updated=Time(upd))
@@ -337,13 +344,13 @@ def _claim_sud(table: str, t: Table, children: Mapping[str, Table]) -> np.ndarra
     own, child = DIAGNOSES[table]
     hit = np.zeros(t.n, bool)
     for c in own:
-        hit |= _sud(t.columns[c])
+        hit |= _sud(t[c])
     if child is not None and t.n:
         ct = children[child[0]]
-        h = _sud(ct.columns[child[1]])
+        h = _sud(ct[child[1]])
         parents = _child_parent(t.links[child[0]], ct.n)
         hit[parents[h]] = True
-    prev = t.columns["sud_ind"]
+    prev = t["sud_ind"]
     hit |= np.asarray(_ops.cat_values(prev) == b"Y")
     return hit
 
@@ -373,11 +380,12 @@ def _group_ids(table: str, t: Table, bene_id: np.ndarray, uid: np.ndarray) -> St
     parts.append(np.where(alone, uid, b""))
     text.append(True)
     sep = np.full((n, 1), 0x1F, np.uint8)
-    blocks, skip = [], []
-    for p, is_text in zip(parts, text):
+    blocks: list[np.ndarray] = []
+    skip: list[np.ndarray] = []
+    for p, is_text in zip(parts, text, strict=True):
         m = _ops.matrix(p)
         blocks += [m, sep]
-        skip += [np.full(m.shape[1], is_text), [False]]
+        skip += [np.full(m.shape[1], is_text), np.zeros(1, bool)]
     return _ops.hex64(_ops.fnv64(np.concatenate(blocks, axis=1), np.concatenate(skip)))
 
 
@@ -427,9 +435,9 @@ def _merge_claims(table, old, delta, db: Table, bene: Table, index: BeneIndex, r
     skipped = int(dc.n - len(kept))
 
     # Derived columns of the new versions.
-    bene_ids = _ops.fixed(bene.columns["bene_id"])
+    bene_ids = _ops.fixed(bene["bene_id"])
     sud = _claim_sud(table, dc, dch)
-    upd = dc.columns["last_updated"].values.copy()
+    upd = dc["last_updated"].values.copy()
     upd[upd == NO_NUM] = now_ms
     dcx = _replace(
         dc,
@@ -445,7 +453,7 @@ def _merge_claims(table, old, delta, db: Table, bene: Table, index: BeneIndex, r
     moved = np.flatnonzero(_s(oc, "bene_id") != bene_ids[o_row]) if oc.n else np.zeros(0, np.int64)
     if len(moved):
         mt = _take_table(oc, moved)
-        grp_old = _ops.fixed(oc.columns["clm_grp_id"])
+        grp_old = _ops.fixed(oc["clm_grp_id"])
         grp_old[moved] = _ops.fixed(_group_ids(table, mt, bene_ids[o_row[moved]], o_uid[moved]), grp_old.dtype.itemsize)
         oc = _replace(oc, clm_grp_id=_ops.str_from_bytes(grp_old))
     all_t = _concat_tables(table, [oc, _take_table(dcx, kept)])
@@ -454,9 +462,9 @@ def _merge_claims(table, old, delta, db: Table, bene: Table, index: BeneIndex, r
     all_uid = np.concatenate([o_uid.astype(f"S{width}"), uid[kept].astype(f"S{width}")])
 
     # Final action: the latest version of each (beneficiary, natural key) group.
-    grp = _ops.fixed(all_t.columns["clm_grp_id"])
-    eff = all_t.columns["clm_efctv_dt"].values
-    ld = all_t.columns["clm_idr_ld_dt"].values
+    grp = _ops.fixed(all_t["clm_grp_id"])
+    eff = all_t["clm_efctv_dt"].values
+    ld = all_t["clm_idr_ld_dt"].values
     order = np.lexsort((all_uid, ld, eff, grp, rows))
     g_rows, g_grp = rows[order], grp[order]
     is_last = np.ones(len(order), bool)
@@ -500,8 +508,8 @@ def _merge_roster(old: Table, new: Table, resolve: Resolver, index: BeneIndex) -
     """A delivered roster replaces the stored one of the same ACO, kind and year."""
 
     def triple(t):
-        kind = _ops.cat_values(t.columns["roster_kind"])
-        return _ops.rowkey(_s(t, "org_id"), kind, t.columns["performance_year"].values)
+        kind = _ops.cat_values(t["roster_kind"])
+        return _ops.rowkey(_s(t, "org_id"), kind, t["performance_year"].values)
 
     # Keys are computed over both tables at once: rowkey pads to the widest value.
     both = triple(_concat_tables("roster", [old, new]))
@@ -524,7 +532,7 @@ def _merge_optout(old: Table, new: Table, resolve: Resolver, index: BeneIndex) -
     if (mbi == b"").any():
         raise BatchError(f"load: optout row {int(np.argmax(mbi == b''))} has no bene_mbi_id")
     key = resolve(mbi)
-    eff = t.columns["effective_dt"].values
+    eff = t["effective_dt"].values
     order = np.lexsort((np.arange(t.n), eff, key))
     k = key[order]
     is_last = np.ones(t.n, bool)
@@ -541,7 +549,7 @@ def _merge_enroll(old: Table, new: Table, o_key, d_key, index: BeneIndex) -> Tab
     """Enrollment rows re-pointed at the new bene rows; a delta row replaces the same
     (beneficiary, contract, year)."""
     def rows_of(t, keys, what):
-        r = t.columns["bene_row"].values
+        r = t["bene_row"].values
         if t.n and ((r < 0) | (r >= len(keys))).any():
             raise BatchError(f"load: enroll bene_row {int(r[(r < 0) | (r >= len(keys))][0])} is not a {what} bene row")
         return index(keys[r]) if t.n else np.zeros(0, np.int64)
@@ -549,7 +557,7 @@ def _merge_enroll(old: Table, new: Table, o_key, d_key, index: BeneIndex) -> Tab
     rows = np.concatenate([rows_of(old, o_key, "stored"), rows_of(new, d_key, "loaded")])
     t = _concat_tables("enroll", [old, new])
     cn = _s(t, "cntrct_id")
-    yr = t.columns["year"].values
+    yr = t["year"].values
     last = _last_of_each(_ops.rowkey(rows, cn, yr))
     sel = last[np.lexsort((yr[last], cn[last], rows[last]))]
     t = _take_table(t, sel)

@@ -6,11 +6,12 @@ into a multi-million-row store costs a few numpy passes per column.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import cast, overload
 
 import numpy as np
 
-from ..columns import Cat, Column, Num, Str
+from ..columns import AnyColumn, Cat, Date, Num, Str, Time
 
 _BLANK = np.array([32, 0], np.uint8)
 
@@ -34,7 +35,11 @@ def offsets_from_counts(counts: np.ndarray) -> np.ndarray:
     return out
 
 
-def take(col: Column, idx: np.ndarray) -> Column:
+@overload
+def take(col: Str, idx: np.ndarray) -> Str: ...
+@overload
+def take(col: AnyColumn, idx: np.ndarray) -> AnyColumn: ...
+def take(col: AnyColumn, idx: np.ndarray) -> AnyColumn:
     """Rows `idx` of a column, as a new in-memory column."""
     idx = np.asarray(idx, np.int64)
     if isinstance(col, Str):
@@ -48,7 +53,7 @@ def take(col: Column, idx: np.ndarray) -> Column:
     return type(col)(col.values[idx])
 
 
-def concat(cols: Sequence[Column]) -> Column:
+def concat(cols: Sequence[AnyColumn]) -> AnyColumn:
     """Columns of one kind, end to end. Cat labels are united keeping the first
     column's order, so its codes (and a hard-linked file of them) stay valid."""
     first = cols[0]
@@ -56,7 +61,7 @@ def concat(cols: Sequence[Column]) -> Column:
         return first
     if isinstance(first, Str):
         parts, datas, base = [np.zeros(1, np.int64)], [], 0
-        for c in cols:
+        for c in cast(Sequence[Str], cols):  # one kind: the first's (see docstring)
             o = c.offsets
             parts.append(o[1:] - o[0] + base)
             datas.append(c.data[o[0] : o[-1]])
@@ -66,16 +71,16 @@ def concat(cols: Sequence[Column]) -> Column:
         labels = list(first.labels)
         index = {lab: i for i, lab in enumerate(labels)}
         codes = []
-        for c in cols:
-            remap = np.empty(len(c.labels), np.uint16)
-            for i, lab in enumerate(c.labels):
+        for cat in cast(Sequence[Cat], cols):  # one kind: the first's
+            remap = np.empty(len(cat.labels), np.uint16)
+            for i, lab in enumerate(cat.labels):
                 if lab not in index:
                     index[lab] = len(labels)
                     labels.append(lab)
                 remap[i] = index[lab]
-            codes.append(remap[c.codes] if len(c.codes) else c.codes)
+            codes.append(remap[cat.codes] if len(cat.codes) else cat.codes)
         return Cat(np.concatenate(codes), labels)
-    values = np.concatenate([c.values for c in cols])
+    values = np.concatenate([c.values for c in cast(Sequence[Date | Num | Time], cols)])  # one kind
     if isinstance(first, Num):
         return Num(values, first.scale, first.trim)
     return type(first)(values)

@@ -26,14 +26,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
 
 import msgspec
 import numpy as np
 
-from ..columns import Cat, Column, Date, Num, Str, Table, Time
+from ..columns import AnyColumn, Cat, Date, Num, Str, Table, Time
 from ..errors import StoreError
 from . import schema
 
@@ -286,7 +286,7 @@ class _Opener:
             raise StoreError(f"{self.dir / name}: labels must be a JSON list starting with \"\"")
         return tuple(labels)
 
-    def column(self, table: str, cname: str, kind: str, n: int) -> Column:
+    def column(self, table: str, cname: str, kind: str, n: int) -> AnyColumn:
         stem = f"{table}.{cname}"
         where = f"{self.dir}/{stem}"
         if kind == "str":
@@ -297,7 +297,7 @@ class _Opener:
             return Str(off, data)
         if kind == "cat":
             codes = self.array(f"{stem}.codes.npy", np.uint16)
-            col: Column = Cat(codes, self.labels(f"{stem}.labels.json"))
+            col: AnyColumn = Cat(codes, self.labels(f"{stem}.labels.json"))
         else:
             values = self.array(f"{stem}.values.npy", np.int32 if kind == "date" else np.int64)
             proto = schema.empty_column(kind, 0)
@@ -316,7 +316,7 @@ class _Opener:
         spec = schema.kinds(name)
         if entry is None:  # a table added to the schema after this generation was written
             return schema.complete(name, {}, 0)
-        cols: dict[str, Column] = {}
+        cols: dict[str, AnyColumn] = {}
         for cname, kind in entry.columns.items():
             if cname not in spec:
                 continue  # dropped from the schema since; not served

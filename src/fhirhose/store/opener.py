@@ -9,6 +9,7 @@ worker and `fhirhose export --workers N` both go through `shared_snapshot`.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from ..columns import Table
@@ -36,7 +37,7 @@ class SnapshotOpener(NamedTuple):
     path: str
     generation: int
 
-    def __call__(self) -> dict[str, Table]:
+    def __call__(self) -> Mapping[str, Table]:
         return shared_snapshot(self.path, self.generation).tables
 
     @property

@@ -16,7 +16,8 @@ Everything is vectorized over the organization tables; no Python loop per row.
 
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 

@@ -44,9 +44,9 @@ import secrets
 import shutil
 import time
 import weakref
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import numpy as np
 
@@ -97,7 +97,7 @@ class Snapshot:
         self.path = root
         self.generation = generation
         self.manifest = manifest
-        self.tables: Mapping[str, Table] = tables
+        self.tables: layout.Tables = tables
         self._ids: tuple[np.ndarray, np.ndarray] | None = None
         self._finalizer = weakref.finalize(self, _unlink, lease)
 
@@ -114,15 +114,15 @@ class Snapshot:
         """The bene row of a bene_id or of any MBI the beneficiary had (KeyError if none)."""
         if self._ids is None:
             bene, xref = self.tables["bene"], self.tables["bene_mbi"]
-            ids = [_ops.fixed(bene.columns["bene_id"]), _ops.fixed(bene.columns["bene_mbi_id"])]
-            rows = [np.arange(bene.n), np.arange(bene.n)]
+            ids = [_ops.fixed(bene["bene_id"]), _ops.fixed(bene["bene_mbi_id"])]
+            id_rows = [np.arange(bene.n), np.arange(bene.n)]
             # Historic MBIs: rows of bene_mbi linked from a bene row.
             owner = np.repeat(np.arange(bene.n), np.diff(bene.links["bene_mbi"]))
-            ids.append(_ops.fixed(xref.columns["prvs_num"])[: len(owner)])
-            rows.append(owner)
+            ids.append(_ops.fixed(xref["prvs_num"])[: len(owner)])
+            id_rows.append(owner)
             width = max(a.dtype.itemsize for a in ids)
             allk = np.concatenate([a.astype(f"S{width}") for a in ids])
-            allr = np.concatenate(rows)
+            allr = np.concatenate(id_rows)
             order = np.argsort(allk, kind="stable")
             self._ids = (allk[order], allr[order])
         keys, rows = self._ids
@@ -136,7 +136,7 @@ class Snapshot:
         """Release the lease (the arrays stay valid while referenced)."""
         self._finalizer()
 
-    def __enter__(self) -> "Snapshot":
+    def __enter__(self) -> Snapshot:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -168,7 +168,7 @@ class Store:
     # -- creating and opening ------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | os.PathLike, *, keep: int = 3) -> "Store":
+    def create(cls, path: str | os.PathLike, *, keep: int = 3) -> Store:
         """Create an empty store (generation 0) at `path`, which must not be a store yet."""
         root = Path(path)
         if (root / _CURRENT).exists():

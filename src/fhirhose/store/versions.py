@@ -12,8 +12,6 @@ second. That is what an incremental (`_since`) export lists as deleted.
 
 from __future__ import annotations
 
-from typing import cast
-
 import numpy as np
 
 from ..columns import Str, Table, Time
@@ -38,7 +36,7 @@ def superseded_between(claims: Table, rows: np.ndarray, since_ms: int, until_ms:
     if not isinstance(groups, Str) or not isinstance(loads, Time):
         raise StoreError(f"{claims.name}: clm_grp_id / last_updated are not the store's claim columns")
     span = np.arange(lo, stop, dtype=np.int64)
-    grp = _ops.fixed(cast(Str, _ops.take(groups, span)))
+    grp = _ops.fixed(_ops.take(groups, span))
     lu = loads.values[lo:stop]
     first = np.ones(len(span), bool)
     first[1:] = grp[1:] != grp[:-1]

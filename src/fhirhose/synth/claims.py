@@ -7,11 +7,12 @@ claim table has, diagnoses, HCPCS lookups. The families: `institutional`
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
-from ..columns import Cat, Column, Num, Time
+from ..columns import AnyColumn, Cat, Num, Time
 from . import vocab as V
 from .kit import (
     DAY_MS,
@@ -127,11 +128,11 @@ _TABLE_CODE = {"parta": 1, "partb": 2, "dme": 3, "pde": 4}
 
 def _claim_cols(
     pop: Pop, table: str, chunk: int, bene: np.ndarray, day: np.ndarray, v: _Versions, sud: np.ndarray
-) -> dict[str, Column]:
+) -> dict[str, AnyColumn]:
     """The store-derived and version columns every claim table has."""
     code = _TABLE_CODE[table]
     uniq = to_str(digits(code * 10**12 + chunk * 10**8 + np.arange(len(v.base)), 13))
-    cols: dict[str, Column] = {
+    cols: dict[str, AnyColumn] = {
         "clm_id": uniq,
         "cur_clm_uniq_id": uniq,
         "bene_id": to_str(take(pop.bene_id, bene)),

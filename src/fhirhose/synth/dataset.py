@@ -8,15 +8,16 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence, cast
+from typing import cast
 
 import numpy as np
 
-from ..columns import NO_DATE, Cat, Column, Date, Num, Str, Table, Time, date_to_days
+from ..columns import NO_DATE, AnyColumn, Cat, Date, Num, Str, Table, Time, date_to_days
 from ..errors import InputError
 from ..store import schema
-from . import carrier, dme, institutional, pde
+from . import carrier, dme, institutional, pde, shared_system
 from .kit import (
     date,
     rng_for,
@@ -49,7 +50,8 @@ class SynthData:
 
 # ---- assembly ------------------------------------------------------------------------------------
 
-# The generator of each claim table: header columns, child tables, beneficiary row of each claim.
+# The generator of each NCH claim table: header columns, child tables, beneficiary row of each
+# claim. The shared-system tables (`shared_system`) are derived from the NCH ones of the chunk.
 _FAMILIES = {"parta": institutional.parta, "partb": carrier.carrier, "dme": dme.dme, "pde": pde.pde}
 
 
@@ -59,8 +61,15 @@ def _chunk(pop: Pop, prov: Providers, chunk: int) -> dict[str, tuple[Table, np.n
     lo, hi = chunk * CHUNK, min(pop.n, (chunk + 1) * CHUNK)
     rows = np.arange(lo, hi)
     out: dict[str, tuple[Table, np.ndarray]] = {}
-    for table in schema.CLAIM_TABLES:  # per claim table
-        head, children, vb = _FAMILIES[table](pop, prov, rows, chunk)
+    for table in schema.CLAIM_TABLES:  # per claim table; the NCH ones first
+        if table in _FAMILIES:
+            head, children, vb = _FAMILIES[table](pop, prov, rows, chunk)
+        else:  # the shared-system feed: earlier versions of the chunk's NCH claims, and newer ones
+            nch_name = shared_system.SOURCE_OF[table]
+            nch, counts = out[nch_name]
+            head, children, vb = shared_system.shared_system(
+                table, pop, rows, chunk, nch, {c: out[c][0] for c in schema.LINKS[nch_name]},
+                np.repeat(rows, counts))
         links = {}
         for child, (cols, off) in children.items():  # per child table
             links[child] = off
@@ -70,13 +79,13 @@ def _chunk(pop: Pop, prov: Providers, chunk: int) -> dict[str, tuple[Table, np.n
     return out
 
 
-def _concat_columns(cols: Sequence[Column]) -> Column:
+def _concat_columns(cols: Sequence[AnyColumn]) -> AnyColumn:
     """Columns of one kind (the same table's column in consecutive chunks) as one."""
     first = cols[0]
     if isinstance(first, Str):
         strs = cast(Sequence[Str], cols)
         shifts = np.cumsum(np.array([0] + [int(c.offsets[-1] - c.offsets[0]) for c in strs[:-1]], np.int64))
-        tails = [c.offsets[1:] - c.offsets[0] + s for c, s in zip(strs, shifts)]
+        tails = [c.offsets[1:] - c.offsets[0] + s for c, s in zip(strs, shifts, strict=True)]
         offsets = np.concatenate([strs[0].offsets[:1]] + tails)
         return Str(offsets - offsets[0], np.concatenate([c.data[c.offsets[0] : c.offsets[-1]] for c in strs]))
     if isinstance(first, Cat):

@@ -4,7 +4,7 @@ periods; with revenue center lines, diagnoses and procedures."""
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -112,7 +112,7 @@ _T_LAG = np.array([20.0, 14.0, 20.0, 20.0, 15.0])  # mean days from thru date to
 _BILL_FREQ = ("1", "2", "3", "4", "7", "8", "9")
 # NUBC type of bill ("0" + facility + classification + frequency) of each kind and frequency.
 _BILL_TYPES = tuple(
-    f"0{_BILL_FAC[f]}{_BILL_CLS[c]}{q}" for f, c in zip(_T_BILL_FAC, _T_BILL_CLS) for q in _BILL_FREQ
+    f"0{_BILL_FAC[f]}{_BILL_CLS[c]}{q}" for f, c in zip(_T_BILL_FAC, _T_BILL_CLS, strict=True) for q in _BILL_FREQ
 )
 _T_NEAR_LINE = np.array([1, 2, 1, 0, 1])  # RIF record: V Part A, W Part B, U both (home health)
 _OPPS_STATUS = ("N", "A", "S", "V")  # packaged, lab fee schedule, procedure, visit

@@ -12,7 +12,8 @@ just their matrices side by side.
 from __future__ import annotations
 
 import zlib
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 

@@ -5,7 +5,7 @@ attribution rosters (BCDA), Part D sponsor contracts with monthly enrollment
 from __future__ import annotations
 
 import datetime as dt
-from typing import Sequence
+from collections.abc import Sequence
 
 import msgspec
 import numpy as np

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..columns import NO_DATE, Column, Table, Time, date_to_days
+from ..columns import NO_DATE, AnyColumn, Table, Time, date_to_days
 from ..store import schema
 from . import vocab as V
 from .kit import (
@@ -272,7 +272,7 @@ def bene_table(pop: Pop, links: dict[str, np.ndarray]) -> Table:
     upd_day = np.where(pop.mbi_change != NO_DATE, np.maximum(upd_day, pop.mbi_change), upd_day)
     updated = upd_day * DAY_MS + ru.integers(3_600_000, 20 * 3_600_000, n)
 
-    cols: dict[str, Column] = {
+    cols: dict[str, AnyColumn] = {
         "bene_id": to_str(pop.bene_id),
         "bene_mbi_id": to_str(pop.mbi),
         "bene_hic_num": to_str(pop.hic),

@@ -4,11 +4,12 @@ only they have."""
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
-from ..columns import Column, Num
+from ..columns import AnyColumn, Num
 from . import vocab as V
 from .claims import (
     _BETOS,
@@ -74,8 +75,8 @@ class Drawn(NamedTuple):
     family-specific columns are drawn from."""
 
     rng: np.random.Generator
-    head: dict[str, Column]
-    lines: dict[str, Column]
+    head: dict[str, AnyColumn]
+    lines: dict[str, AnyColumn]
     m: int  # base claims
     b: np.ndarray  # base claim of each version row
     vb: np.ndarray  # beneficiary row of each version row
@@ -224,7 +225,7 @@ def draw(fam: Family, pop: Pop, prov: Providers, rows: np.ndarray, chunk: int) -
     line_bene = bene[lrow]
     line_paid = _scaled(paid[ls], L.factor)
     line_asg = assigned[lrow]
-    lines: dict[str, Column] = {
+    lines: dict[str, AnyColumn] = {
         "clm_line_num": integer(ln[ls] + 1),
         "clm_pos_cd": cat(V.PLACE, place[lrow]),
         "clm_line_from_dt": date(line_from[ls]),

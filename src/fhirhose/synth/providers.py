@@ -40,7 +40,7 @@ class Providers:
         ssa = np.array([int(loc[3]) for loc in V.LOCATIONS])
         # rank of a location among those of its state, so CCNs stay unique per state
         rank = np.array([sum(1 for p in V.LOCATIONS[:i] if p[3] == loc[3]) for i, loc in enumerate(V.LOCATIONS)])
-        for kind, size in zip(kinds, sizes):
+        for kind, size in zip(kinds, sizes, strict=True):
             idx = np.arange(start, start + size)
             self.facility[kind] = digits(npi(200_000_000 + idx * org_stride + rng.integers(0, org_stride, size)), 10)
             if kind in _CCN_BASE:

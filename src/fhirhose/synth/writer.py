@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..columns import Cat, Column, Date, Num, Str, Table, Time
+from ..columns import AnyColumn, Cat, Date, Num, Str, Table, Time
 from ..store import SourceInfo, Store, merge, schema
 from .dataset import _bene_mbi, _chunks, _offsets, _setup
 from .orgs import SynthOrg, _org_tables, write_orgs
@@ -74,7 +74,7 @@ class _Spool:
         return np.memmap(self.root / ".".join(key), dtype=dtype, mode="r", shape=(n,))
 
     def table(self, name: str) -> Table:
-        cols: dict[str, Column] = {}
+        cols: dict[str, AnyColumn] = {}
         for cname in schema.kinds(name):
             k, kind = (name, cname), self.kind[(name, cname)]
             if kind is Str:
@@ -89,7 +89,7 @@ class _Spool:
         return Table(name, cols, links, self.rows[name], check=False)
 
 
-def _slice_column(col: Column, lo: int, hi: int) -> Column:
+def _slice_column(col: AnyColumn, lo: int, hi: int) -> AnyColumn:
     if isinstance(col, Str):
         off = col.offsets[lo : hi + 1]
         return Str(off - off[0], col.data[off[0] : off[-1]])
@@ -125,7 +125,7 @@ def write(
     pop, prov = _setup(n, seed, preset, as_of)
     root = Path(path)
     store = Store.create(root)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     now_ms = int(now.timestamp() * 1000)  # as Store.commit reads `now`
     empty = {name: schema.complete(name, {}, 0) for name in schema.TABLES}
     spool = _Spool(root / f".synth-{os.getpid()}")

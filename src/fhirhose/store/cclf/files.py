@@ -14,9 +14,9 @@ import mmap
 import os
 import zipfile
 import zlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 from ...columns import Table
 from ...errors import IngestError

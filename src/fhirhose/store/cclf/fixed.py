@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import csv
 import io
+import mmap
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
-from typing import Sequence
+from typing import Literal, overload
 
 import numpy as np
 
-from ...columns import NO_DATE, NO_NUM, Cat, Column, Date, Num, Str
+from ...columns import NO_DATE, NO_NUM, AnyColumn, Cat, Date, Num, Str
 from ...errors import IngestError
 from .. import _ops, schema
 from .files import Member
@@ -49,7 +51,7 @@ class Field:
         return self.name.lower()
 
 
-@lru_cache(maxsize=None)
+@cache
 def layout(file_id: str) -> tuple[Field, ...]:
     """The v36 layout of CCLF file `file_id` ("1".."9", "A", "B") from the package data."""
     text = resources.files("fhirhose.store").joinpath(f"layouts/cclf_{file_id.lower()}.csv").read_text("utf-8")
@@ -78,7 +80,7 @@ def _chunked(fn, raw: np.ndarray, *args):
         return fn(raw, *args)
     parts = [fn(raw[i : i + _CHUNK], *args) for i in range(0, n, _CHUNK)]
     if isinstance(parts[0], tuple):
-        return tuple(np.concatenate(p) for p in zip(*parts))
+        return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
     return _ops.concat(parts)
 
 
@@ -91,7 +93,7 @@ class Records:
         self.origin = member.origin
         self.fields = {f.name: f for f in layout(fid)}
         self.reclen = reclen
-        self._done: dict[tuple[str, str], Column] = {}
+        self._done: dict[tuple[str, str], AnyColumn] = {}
         self._checked: set[str] = set()  # fields validated against their picture
         self.m, self.width = _split(member.data, reclen, self, trimmed)
         self.n = len(self.m)
@@ -193,14 +195,18 @@ class Records:
         remap = np.array([index[lab] for lab in labels], np.uint16)
         return Cat(remap[inv.reshape(-1)], final)
 
-    def column(self, name: str, kind: str) -> Column:
+    @overload
+    def column(self, name: str, kind: Literal["str"]) -> Str: ...
+    @overload
+    def column(self, name: str, kind: str) -> AnyColumn: ...
+    def column(self, name: str, kind: str) -> AnyColumn:
         """A field as a column of a schema kind, checked against the field's picture."""
         key = (name, kind)
         if key not in self._done:
             self._done[key] = self._column(name, kind)
         return self._done[key]
 
-    def _column(self, name: str, kind: str) -> Column:
+    def _column(self, name: str, kind: str) -> AnyColumn:
         fmt = self.fields[name].fmt
         if kind == "date":
             return self.date(name)
@@ -256,7 +262,7 @@ def _lines(a: np.ndarray, rec: Records) -> tuple[np.ndarray, np.ndarray]:
     return starts, ends - cr
 
 
-def _split(data: bytes, reclen: int, rec: Records, trimmed: bool) -> tuple[np.ndarray, int]:
+def _split(data: bytes | mmap.mmap, reclen: int, rec: Records, trimmed: bool) -> tuple[np.ndarray, int]:
     """Records as an n × reclen matrix; the widest line's length.
 
     Every record is exactly `reclen` bytes (CCLF0's length), so a cut, lengthened or

@@ -11,11 +11,11 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
-from ...columns import NO_DATE, Column, Date, Table
+from ...columns import NO_DATE, AnyColumn, Date, Table
 from ...errors import IngestError
 from .. import _ops, schema
 from ..layout import SourceInfo
@@ -41,7 +41,7 @@ _HDR, _TRL = b"HDR_BENEDATASHR", b"TRL_BENEDATASHR"
 _PREFS_NAME = re.compile(r"^[PT]#EFT\.ON\.ACO\.NGD1800\.DPRF\.D\d{6}\.T\d{7}$")
 
 
-def _read_prefs_file(m: Member) -> dict[str, Column] | None:
+def _read_prefs_file(m: Member) -> dict[str, AnyColumn]:
     where = f"preference file {m.origin}"
     if not _PREFS_NAME.match(m.name):
         raise IngestError(f"{where}: not a preference file name (expected like P#EFT.ON.ACO.NGD1800.DPRF.D240115.T1234567)")

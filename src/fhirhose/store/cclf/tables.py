@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import cast
 
 import numpy as np
 
-from ...columns import NO_DATE, NO_NUM, Cat, Column, Date, Num, Table
+from ...columns import NO_DATE, NO_NUM, AnyColumn, Cat, Date, Num, Table
 from ...errors import IngestError
 from .. import _ops, schema
 from ..layout import SourceInfo
@@ -40,11 +41,11 @@ CLAIM_TYPES = {
 ADJUSTMENT_TYPES = ("0", "1", "2")
 
 
-def _columns(rec: Records, table: str, skip: Iterable[str] = ()) -> dict[str, Column]:
+def _columns(rec: Records, table: str, skip: Iterable[str] = ()) -> dict[str, AnyColumn]:
     """Every field of `rec` that is a column of `table`, typed by the schema."""
     kinds = schema.kinds(table)
     skip = set(skip)
-    out: dict[str, Column] = {}
+    out: dict[str, AnyColumn] = {}
     for f in rec.fields.values():
         c = f.column
         if c in kinds and c not in skip:
@@ -52,10 +53,10 @@ def _columns(rec: Records, table: str, skip: Iterable[str] = ()) -> dict[str, Co
     return out
 
 
-def _claim_codes(rec: Records, cols: dict[str, Column]) -> None:
+def _claim_codes(rec: Records, cols: dict[str, AnyColumn]) -> None:
     """Checked code domains of claim files (adjustment type, claim type)."""
-    if "CLM_ADJSMT_TYPE_CD" in rec.fields and rec.has("CLM_ADJSMT_TYPE_CD"):
-        raw = rec.raw("CLM_ADJSMT_TYPE_CD")
+    raw = rec.raw("CLM_ADJSMT_TYPE_CD") if "CLM_ADJSMT_TYPE_CD" in rec.fields else None
+    if raw is not None:  # None: the records end before the field
         vals = _ops.fixed(_ops.str_from_matrix(raw), 2)
         # Some senders zero-pad ("00"); the code is its number.
         vals = np.where(np.char.str_len(vals) == 2, np.char.lstrip(vals, b"0"), vals)
@@ -94,14 +95,14 @@ def _parents(rec: Records, uid: np.ndarray, head_uid: np.ndarray, head: str) -> 
     return order[pos]
 
 
-def _child_table(table: str, cols: Mapping[str, Column], parent: np.ndarray, seq: np.ndarray, n_parent: int):
+def _child_table(table: str, cols: Mapping[str, AnyColumn], parent: np.ndarray, seq: np.ndarray, n_parent: int):
     """Child rows ordered by (parent, sequence) and the parent's link offsets."""
     order = np.lexsort((seq, parent))
     t = schema.complete(table, {c: _ops.take(col, order) for c, col in cols.items()}, len(order))
     return t, _ops.offsets_from_counts(np.bincount(parent, minlength=n_parent))
 
 
-def _missing(kind: str, n: int) -> Column:
+def _missing(kind: str, n: int) -> AnyColumn:
     return schema.empty_column(kind, n)
 
 
@@ -135,7 +136,7 @@ def _part_a(recs: Mapping[str, Records]) -> dict[str, Table]:
         parent = _parents(rc, _uids(rc), uid, "CCLF1")
         ccols = _columns(rc, table)
         rc.check_pictures()
-        seq = ccols[seq_col].values
+        seq = cast(Num, ccols[seq_col]).values  # schema kind "int"
         out[table], links[table] = _child_table(table, ccols, parent, seq, n)
     out["parta"] = schema.complete("parta", cols, n, links)
     return out
@@ -151,10 +152,10 @@ def _lines_claims(rec: Records, head: str, line: str) -> dict[str, Table]:
     _claim_codes(rec, hcols)
     lcols = _columns(rec, line)
     rec.check_pictures()
-    lines, links = _child_table(line, lcols, parent, lcols["clm_line_num"].values, len(first))
+    lines, links = _child_table(line, lcols, parent, cast(Num, lcols["clm_line_num"]).values, len(first))  # kind "int"
     hcols = {c: _ops.take(col, first) for c, col in hcols.items()}
     for head_col, line_col in (("clm_pmt_amt", "clm_line_cvrd_pd_amt"), ("clm_alowd_chrg_amt", "clm_line_alowd_chrg_amt")):
-        v = lcols[line_col].values
+        v = cast(Num, lcols[line_col]).values  # schema kind "money"
         have = v != NO_NUM
         total = np.bincount(parent[have], minlength=len(first)) > 0
         sums = np.zeros(len(first), np.int64)
@@ -188,7 +189,7 @@ def _bene(rec: Records, d: Delivery) -> dict[str, Table]:
         rec.cat("BENE_SEX_CD", ("0", "1", "2"))
         out["bene"] = schema.complete("bene", cols, n)
     rec.check_pictures()
-    roster = {
+    roster: dict[str, AnyColumn] = {
         "org_id": _ops.const_str(d.aco, n),
         "bene_mbi_id": mbi,
         "roster_kind": Cat(np.ones(n, np.uint16), ("", d.kind)),
