@@ -22,8 +22,9 @@ _NPI_TYPE = {"coding": [{"system": c.CS_V2_0203, "code": "NPI", "display": "Nati
 _CONTAINED = [{"resourceType": "Organization", "id": c.CMS_ORG_ID,
                "meta": {"profile": [c.versioned(c.PROFILE_ORGANIZATION)]}, "active": True, "name": c.CMS_NAME}]
 _PROFILE = [c.versioned(c.PROFILE_EOB_PROFESSIONAL)]
-_TAG = {"F": [{"system": c.BB_CS_FINAL_ACTION, "code": "FinalAction"}],
-        "N": [{"system": c.BB_CS_FINAL_ACTION, "code": "NotFinalAction"}]}
+_NCH = {"system": "https://bluebutton.cms.gov/fhir/CodeSystem/System-Type", "code": "NationalClaimsHistory"}
+_TAG = {"F": [_NCH, {"system": c.BB_CS_FINAL_ACTION, "code": "FinalAction"}],
+        "N": [_NCH, {"system": c.BB_CS_FINAL_ACTION, "code": "NotFinalAction"}]}
 _UC_TYPE = {"coding": [{"system": c.CS_IDENTIFIER_TYPE, "code": "uc", "display": "Unique Claim ID"}]}
 _ABSENT = {"extension": [{"url": c.EXT_DATA_ABSENT, "valueCode": "unknown"}]}
 _UNKNOWN = {"system": c.CS_DATA_ABSENT, "code": "unknown", "display": "Unknown"}
@@ -174,6 +175,8 @@ class CarrierBuilder:
         ident = [{"type": _UC_TYPE, "system": _V + "clm_id", "value": h["clm_id"][r]}] if h["clm_id"][r] else []
         if g := h["clm_grp_id"][r]:
             ident.append({"system": c.BB_ID_CLAIM_GROUP, "value": g})
+        if cn := h["clm_cntl_num"][r]:
+            ident.append({"system": "https://bluebutton.cms.gov/identifiers/CLM-CNTL-NUM", "value": cn})
         if ident:
             d["identifier"] = ident
         d["status"] = "active" if h["final_action"][r] == "F" else "cancelled"
