@@ -29,6 +29,7 @@ from fhirhose.client import BulkClient, JwkAuth, Progress, PullState, SecretAuth
 from fhirhose.client.auth import Tokens
 from fhirhose.client.files import decoded
 from fhirhose.errors import ClientError
+from fhirhose.export.manifest import CHECKSUM_EXT, FILESIZE_EXT, SOURCE_EXT, STORED_EXT
 from fhirhose.fhir import c4bb
 from fhirhose.fhir.validate import validate_r4
 from fhirhose.access import AccessDB, Actor
@@ -141,22 +142,28 @@ def group_ids(store: Path) -> list[str]:
 
 
 def check_files(out: Path, result, *, compressed: bool = False) -> dict[str, list[dict]]:
-    """Every file against manifest.json (sha256, length, count, recomputed here), sampled
-    resources through R4 validation and the C4BB rules; the resources by type."""
+    """Every file against the local manifest.json (urls: the local files, each with its source URL;
+    stored digest, lengths, count, recomputed here), sampled resources through R4 validation and the
+    C4BB rules; the resources by type."""
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["transactionTime"] == result.transaction_time and not manifest.get("link")
     local = {f.url: f for f in result.files}
-    assert set(local) == {i["url"] for k in ("output", "error", "deleted") for i in manifest.get(k, [])}
+    items = [i for k in ("output", "error", "deleted") for i in manifest.get(k, [])]
+    assert set(local) == {i["extension"][SOURCE_EXT] for i in items}
     by_type: dict[str, list[dict]] = {}
     for item in manifest["output"]:
-        f = local[item["url"]]
+        f = local[item["extension"][SOURCE_EXT]]
+        assert item["url"] == f.path
         path = out / f.path
         assert path.name == f.name + ({"gzip": ".gz", "zstd": ".zst"}[f.encoding] if compressed else "")
+        stored = item["extension"][STORED_EXT]
+        if compressed:  # the bytes as stored and sent, checked against their digest only
+            raw = path.read_bytes()
+            assert hashlib.sha256(raw).hexdigest() == stored["sha256"] and len(raw) == stored["length"]
         with decoded(path, f.encoding if compressed else None) as fh:
             data = fh.read()
-        ext = item["extension"]
-        assert "sha256:" + hashlib.sha256(data).hexdigest() == ext["https://fhir.cms.gov/bulkdata/checksum"]
-        assert len(data) == ext["https://fhir.cms.gov/bulkdata/fileSize"]
+        assert f.checked == "digest"
+        assert len(data) == stored["ndjsonLength"] and CHECKSUM_EXT not in item["extension"]
         lines = data.splitlines()
         assert len(lines) == item["count"]
         resources = [json.loads(line) for line in lines]
@@ -471,3 +478,106 @@ async def test_pull_with_jwk_against_access_token_endpoint(tmp_path, store):
             assert c.token_url == f"{base}/auth/token"
         assert result.resources == {"Patient": len(group_ids(store))}
         check_files(tmp_path / "out", result)
+
+
+# --- integrity: what is verified where -------------------------------------------------------
+
+
+@pytest.mark.parametrize("keep", [False, True])
+@async_test
+async def test_pull_with_the_servers_bcda_checksum_option(tmp_path, store, keep):
+    """fhirhose with --ndjson-sha256: the stored digest still vouches for the files (no NDJSON hash
+    needed), and an identity download, decoded by the server, is checked by its Repr-Digest."""
+    async with serving(tmp_path, store, ndjson_sha256=True) as srv:
+        async with client(srv, keep_compressed=keep) as c:
+            result = await c.export("group", out_dir=tmp_path / "out", types=["Patient", "Coverage"])
+        manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+        assert all(CHECKSUM_EXT in i["extension"] and STORED_EXT in i["extension"] for i in manifest["output"])
+        assert {f.checked for f in result.files} == {"digest"}
+        async with client(srv, accept_encoding=["identity"]) as c:
+            plain = await c.export("group", out_dir=tmp_path / "plain", types=["Patient"])
+        assert {f.encoding for f in plain.files} == {None} and {f.checked for f in plain.files} == {"digest"}
+        assert all(f.repr_digest == f.sha256 for f in plain.files)
+
+
+@async_test
+async def test_identity_download_of_a_compressed_file_is_checked_by_length_and_count(tmp_path, store):
+    async with serving(tmp_path, store) as srv:
+        async with client(srv, accept_encoding=["identity"]) as c:
+            result = await c.export("group", out_dir=tmp_path / "out", types=["Patient"])
+    assert {f.encoding for f in result.files} == {None} and {f.checked for f in result.files} == {"count"}
+    assert result.resources["Patient"] == len(group_ids(store))
+
+
+@pytest.mark.parametrize("keep", [False, True])
+@async_test
+async def test_a_stored_file_changed_on_the_server_fails_its_digest(tmp_path, store, keep):
+    """One byte changed in a stored gzip file: the digest of the bytes as received catches it
+    before any decoding (also when the compressed copy is kept as is)."""
+    async with serving(tmp_path, store) as srv:
+        status_url = await srv.kickoff("?_type=Patient")
+        while (await srv.get(status_url))[0] != 200:  # the job is done: its files are on disk
+            await asyncio.sleep(0.2)
+        victim = sorted((srv.data / "jobs" / status_url.rsplit("/", 1)[1]).glob("*.gz"))[0]
+        raw = bytearray(victim.read_bytes())
+        raw[len(raw) // 2] ^= 0x01
+        victim.write_bytes(raw)
+        async with client(srv, keep_compressed=keep) as c:
+            with pytest.raises(ClientError, match="bytes received have sha256"):
+                await c.resume(status_url, tmp_path / "out")
+
+
+def _bcda_like_app(files: dict[str, bytes], checksums: dict[str, str]) -> web.Application:
+    """A Bulk Data server as BCDA (or fhirhose before issue 12) answers: gzip on the wire, and per
+    file only the SHA-256 and size of the uncompressed NDJSON; no Repr-Digest, no stored digest."""
+    import gzip
+
+    async def kickoff(request: web.Request) -> web.Response:
+        return web.Response(status=202, headers={"Content-Location": str(request.url.with_path("/jobs/1"))})
+
+    async def status(request: web.Request) -> web.Response:
+        if request.method == "DELETE":
+            return web.Response(status=202)
+        base = request.url.with_path("/data/")
+        output = [{"type": name.split("-")[0], "url": str(base.with_path(f"/data/{name}")),
+                   "extension": {CHECKSUM_EXT: f"sha256:{checksums[name]}", FILESIZE_EXT: len(body)}}
+                  for name, body in files.items()]
+        return web.json_response({"transactionTime": "2025-01-01T00:00:00.000Z", "request": "x",
+                                  "requiresAccessToken": False, "output": output, "error": []})
+
+    async def data(request: web.Request) -> web.Response:
+        body = files[request.match_info["name"]]
+        if "gzip" in request.headers.get("Accept-Encoding", ""):
+            return web.Response(body=gzip.compress(body), headers={"Content-Encoding": "gzip"})
+        return web.Response(body=body)
+
+    app = web.Application()
+    app.router.add_get("/Group/{id}/$export", kickoff)
+    app.router.add_route("*", "/jobs/1", status)
+    app.router.add_get("/data/{name}", data)
+    return app
+
+
+@pytest.mark.parametrize("keep", [False, True])
+@async_test
+async def test_pull_from_a_server_with_only_the_uncompressed_checksum(tmp_path, keep):
+    """Against a server giving only BCDA's NDJSON checksum, pull verifies that (decoding a kept
+    compressed copy to do so) and refuses a file whose NDJSON does not match it."""
+    files = {"Patient-1.ndjson": b'{"resourceType":"Patient","id":"a"}\n{"resourceType":"Patient","id":"b"}\n'}
+    good = {n: hashlib.sha256(b).hexdigest() for n, b in files.items()}
+    runner = web.AppRunner(_bcda_like_app(files, good))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with BulkClient(base, keep_compressed=keep) as c:
+            result = await c.export("group", "all", out_dir=tmp_path / "ok", partial=False)
+        [f] = result.files
+        assert f.checked == "sha256" and f.encoding == "gzip" and f.lines == 2 and f.sha256 == good[f.name]
+        good["Patient-1.ndjson"] = "0" * 64
+        async with BulkClient(base, keep_compressed=keep) as c:
+            with pytest.raises(ClientError, match="sha256 .* but the manifest says 0000"):
+                await c.export("group", "all", out_dir=tmp_path / "bad", partial=False)
+    finally:
+        await runner.cleanup()

@@ -15,7 +15,7 @@ from fhirhose.columns import date_to_days
 from fhirhose.export.exporter import ClaimFilter, Exporter, ExportSpec, claim_rows
 from fhirhose.fhir.source import Source
 from fhirhose.export.files import NdjsonFile
-from fhirhose.export.manifest import CHECKSUM_EXT, FILESIZE_EXT
+from fhirhose.export.manifest import CHECKSUM_EXT, FILESIZE_EXT, STORED_EXT
 from fhirhose.store import schema
 from fhirhose.template import K, Template, Val
 
@@ -90,23 +90,35 @@ def test_claim_rows_expands_ranges():
     assert claim_rows(tables["bene"], "partb", np.array([1])).tolist() == []
 
 
+@pytest.mark.parametrize("ndjson_sha256", [False, True])
 @pytest.mark.parametrize("compression", ["gzip", "zstd", "identity"])
-def test_round_trip_and_integrity(tmp_path, core, compression):
+def test_round_trip_and_integrity(tmp_path, core, compression, ndjson_sha256):
     tables, sources = small_store()
     ex = Exporter(tables, sources, core=core)
-    res = ex.export(np.arange(3), ExportSpec(compression=compression), tmp_path, chunk_benes=2)
+    res = ex.export(np.arange(3), ExportSpec(compression=compression, ndjson_sha256=ndjson_sha256), tmp_path,
+                    chunk_benes=2)
     # SUD claim 30 never leaves.
     assert sorted(ids(res.files, tmp_path)) == sorted(["-1", "-2", "-3", "carrier-10", "carrier-11", "carrier-31", "carrier-32"])
     manifest = json.loads((tmp_path / "manifest.json").read_bytes())
     assert [o["type"] for o in manifest["output"]] == ["Patient", "Patient", "ExplanationOfBenefit", "ExplanationOfBenefit"]
+    assert manifest["error"] == []  # present even when empty, as in the server's manifest
     for item in manifest["output"]:
-        raw = (tmp_path / item["url"]).read_bytes()
+        stored = raw = (tmp_path / item["url"]).read_bytes()
         if compression == "gzip":
             raw = gzip.decompress(raw)
         elif compression == "zstd":
             raw = zstandard.ZstdDecompressor().decompressobj().decompress(raw)
-        assert item["extension"][CHECKSUM_EXT] == "sha256:" + hashlib.sha256(raw).hexdigest()
-        assert item["extension"][FILESIZE_EXT] == len(raw)
+            # Every frame carries its content checksum: the decoder verifies the NDJSON.
+            assert zstandard.get_frame_parameters(stored).has_checksum
+        # The digest covers the bytes as stored and sent.
+        assert item["extension"][STORED_EXT] == {"contentEncoding": compression, "length": len(stored),
+                                                 "sha256": hashlib.sha256(stored).hexdigest(),
+                                                 "ndjsonLength": len(raw)}
+        if ndjson_sha256:
+            assert item["extension"][CHECKSUM_EXT] == "sha256:" + hashlib.sha256(raw).hexdigest()
+            assert item["extension"][FILESIZE_EXT] == len(raw)
+        else:
+            assert CHECKSUM_EXT not in item["extension"] and FILESIZE_EXT not in item["extension"]
         assert item["count"] == raw.count(b"\n")
     assert not list(tmp_path.glob("*.part"))
 
@@ -137,11 +149,11 @@ def test_filters(tmp_path):
 def test_rollover_keeps_line_boundaries(tmp_path, core):
     tables, sources = small_store()
     spec = ExportSpec(types=("ExplanationOfBenefit",), max_file_bytes=1, batch_rows=1, compression="identity")
-    files = Exporter(tables, sources, core=core).export_chunk(np.arange(3), spec, tmp_path, tag="-00000")
+    files = Exporter(tables, sources, core=core).export_chunk(np.arange(3), spec, tmp_path, chunk=7)
     assert [f.count for f in files] == [1, 1, 1, 1]
-    assert [f.name for f in files][:2] == [
-        "ExplanationOfBenefit-00000.000.ndjson",
-        "ExplanationOfBenefit-00000.001.ndjson",
+    assert [f.name for f in files][:2] == [  # the server's names too (its URLs drop the coding suffix)
+        "ExplanationOfBenefit-00007-001.ndjson",
+        "ExplanationOfBenefit-00007-002.ndjson",
     ]
     for f in files:
         assert (tmp_path / f.name).read_bytes().endswith(b"}\n")

@@ -24,7 +24,7 @@ import fhirhose
 from fhirhose import synth
 from fhirhose.cli import main
 from fhirhose.export.cli import select_benes
-from fhirhose.export.manifest import CHECKSUM_EXT, FILESIZE_EXT
+from fhirhose.export.manifest import CHECKSUM_EXT, FILESIZE_EXT, STORED_EXT
 from fhirhose.fhir import c4bb
 from fhirhose.fhir.validate import validate_r4
 from fhirhose.store import Store
@@ -63,11 +63,13 @@ def _decode(path: Path) -> bytes:
 
 def read_export(out: Path) -> dict[str, list[bytes]]:
     """Lines per resource type, after checking every manifest entry against its file:
-    count, sha256 and length of the NDJSON, url relative to OUTDIR, no unlisted files."""
+    count, the stored file's digest and length (BCDA's NDJSON checksum when given), url relative
+    to OUTDIR, no unlisted files."""
     manifest = json.loads((out / "manifest.json").read_bytes())
     assert manifest["requiresAccessToken"] is False
     assert manifest["request"].startswith("fhirhose export --store ")
     dt.datetime.fromisoformat(manifest["transactionTime"])
+    assert manifest["error"] == []
     lines: dict[str, list[bytes]] = collections.defaultdict(list)
     for item in manifest["output"]:
         data = _decode(out / item["url"])
@@ -75,8 +77,13 @@ def read_export(out: Path) -> dict[str, list[bytes]]:
         assert data.endswith(b"\n")
         file_lines = data.splitlines()
         assert len(file_lines) == item["count"] > 0
-        assert item["extension"][CHECKSUM_EXT] == "sha256:" + hashlib.sha256(data).hexdigest()
-        assert item["extension"][FILESIZE_EXT] == len(data)
+        stored = (out / item["url"]).read_bytes()
+        assert item["extension"][STORED_EXT]["sha256"] == hashlib.sha256(stored).hexdigest()
+        assert item["extension"][STORED_EXT]["length"] == len(stored)
+        assert item["extension"][STORED_EXT]["ndjsonLength"] == len(data)
+        if CHECKSUM_EXT in item["extension"]:
+            assert item["extension"][CHECKSUM_EXT] == "sha256:" + hashlib.sha256(data).hexdigest()
+            assert item["extension"][FILESIZE_EXT] == len(data)
         lines[item["type"]].extend(file_lines)
     listed = {i["url"] for i in manifest["output"]} | {"manifest.json"}
     assert {p.name for p in out.iterdir()} == listed
@@ -202,6 +209,16 @@ def test_compression_variants_and_rollover(store, full, tmp_path, compression, s
     assert {t: sorted(v) for t, v in got.items()} == {t: sorted(v) for t, v in full.items()}
 
 
+def test_ndjson_sha256_option_adds_bcda_checksums(store, tmp_path):
+    out = tmp_path / "out"
+    export(store, out, "--type", "Patient", "--ndjson-sha256")
+    items = json.loads((out / "manifest.json").read_bytes())["output"]
+    assert items and all(CHECKSUM_EXT in i["extension"] for i in items)  # read_export checked their values
+    plain = tmp_path / "plain"
+    export(store, plain, "--type", "Patient")
+    assert not any(CHECKSUM_EXT in i["extension"] for i in json.loads((plain / "manifest.json").read_bytes())["output"])
+
+
 def test_two_workers_give_the_same_resources(store, full, tmp_path):
     out = tmp_path / "out"
     got = export(store, out, "--workers", "2", "--chunk-benes", "5")
@@ -221,6 +238,7 @@ def test_subprocess_run(store, full, tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # no progress bar when stderr is not a terminal
+    assert "(core cext)" in done.stdout  # the backend it ran on
     assert str(out / "manifest.json") in done.stdout and "Patient" in done.stdout
     got = read_export(out)
     assert ids(got["Patient"]) == _roster_ids_from_file(store)
@@ -326,7 +344,19 @@ def test_benchmark_passes_write_what_the_export_writes(store, tmp_path):
         return sinks[-1]
 
     assert w.core_pass(sink, overlap=True) == w.ndjson_bytes
-    files = {f.type: f for f in w.exporter.export_chunk(w.benes, w.spec, tmp_path)}  # one file per type
+    spec = msgspec.structs.replace(w.spec, ndjson_sha256=True)
+    files = {f.type: f for f in w.exporter.export_chunk(w.benes, spec, tmp_path)}  # one file per type
     assert [s.sha.hexdigest() for s in sinks] == [files[t].sha256 for t in w.spec.types]
     assert sum(f.length for f in files.values()) == w.ndjson_bytes
     assert [s.total for s in sinks] == [f.stored for f in (files[t] for t in w.spec.types)]
+
+
+def test_the_pure_python_twin_is_announced_loudly(store, tmp_path):
+    """A user who runs the twin (no compiled core, or FHIRHOSE_PURE=1) is told on stderr, and the
+    summary names the backend it ran on."""
+    cmd = [sys.executable, "-m", "fhirhose.cli", "export", "--store", str(store), "--out", str(tmp_path / "out"),
+           "--org", "A1001", "--type", "Patient"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**_env(), "FHIRHOSE_PURE": "1"}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "WARNING: fhirhose export runs on the pure-Python twin (FHIRHOSE_PURE=1)" in done.stderr
+    assert "(core py)" in done.stdout

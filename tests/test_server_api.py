@@ -12,6 +12,8 @@ import zstandard
 
 from fhirhose.fhir.validate import validate_r4
 from fhirhose.server.app import API
+from fhirhose.export.manifest import STORED_EXT
+from fhirhose.server.files import sf_value
 from fhirhose.server.models import EXT_LENGTH, EXT_SHA256
 
 from .support.server import async_test, basic, clients_of, group_rows, running
@@ -145,9 +147,14 @@ async def test_export_flow_every_line_valid(tmp_path):
                 r = await h.fetch("small-aco", o["url"], **{"Accept-Encoding": "gzip"})
                 assert r.status == 200 and r.headers["Content-Type"] == "application/fhir+ndjson"
                 assert r.headers["Content-Encoding"] == "gzip"
-                ndjson = gzip.decompress(await r.read())
-                assert "sha256:" + hashlib.sha256(ndjson).hexdigest() == o["extension"][EXT_SHA256]
-                assert len(ndjson) == o["extension"][EXT_LENGTH]
+                raw = await r.read()
+                ndjson = gzip.decompress(raw)
+                # The digest covers the bytes as stored and sent; BCDA's NDJSON checksum is off by default.
+                stored = o["extension"][STORED_EXT]
+                assert stored == {"contentEncoding": "gzip", "sha256": hashlib.sha256(raw).hexdigest(),
+                                  "length": len(raw), "ndjsonLength": len(ndjson)}
+                assert r.headers["Repr-Digest"] == sf_value(stored["sha256"]) == r.headers["Content-Digest"]
+                assert EXT_SHA256 not in o["extension"] and EXT_LENGTH not in o["extension"]
                 lines = ndjson.splitlines()
                 assert len(lines) == o["count"]
                 for line in lines:
@@ -198,8 +205,12 @@ async def test_download_encodings_ranges_etags(tmp_path):
         plain = await get(**{"Accept-Encoding": "identity"})
         stored, ndjson = await gz.read(), await plain.read()
         assert "Content-Encoding" not in plain.headers and gzip.decompress(stored) == ndjson
-        assert int(plain.headers["Content-Length"]) == len(ndjson) == manifest["output"][0]["extension"][EXT_LENGTH]
+        ext = manifest["output"][0]["extension"][STORED_EXT]
+        assert int(plain.headers["Content-Length"]) == len(ndjson) == ext["ndjsonLength"]
         assert gz.headers["ETag"] != plain.headers["ETag"] and gz.headers["Vary"] == "Accept-Encoding"
+        # Stored representation: its digest; decoded on the fly: none known (no NDJSON checksum asked for).
+        assert gz.headers["Repr-Digest"] == sf_value(hashlib.sha256(stored).hexdigest()) == sf_value(ext["sha256"])
+        assert "Repr-Digest" not in plain.headers and "Content-Digest" not in plain.headers
 
         # Range on the identity representation: decompressed bytes.
         r = await get(**{"Accept-Encoding": "identity", "Range": "bytes=100-299"})
@@ -210,6 +221,9 @@ async def test_download_encodings_ranges_etags(tmp_path):
         # Range on the gzip representation: the stored bytes.
         r = await get(**{"Accept-Encoding": "gzip", "Range": "bytes=10-"})
         assert r.status == 206 and await r.read() == stored[10:] and r.headers["Content-Encoding"] == "gzip"
+        # A part: Repr-Digest of the whole representation, Content-Digest of the bytes sent.
+        assert r.headers["Repr-Digest"] == gz.headers["Repr-Digest"]
+        assert r.headers["Content-Digest"] == sf_value(hashlib.sha256(stored[10:]).hexdigest())
         r = await get(**{"Accept-Encoding": "gzip", "Range": f"bytes={len(stored)}-"})
         assert r.status == 416 and r.headers["Content-Range"] == f"bytes */{len(stored)}"
         r = await get(**{"Accept-Encoding": "identity", "Range": "bytes=0-1,5-6"})
@@ -239,11 +253,35 @@ async def test_zstd_storage(tmp_path):
         url = manifest["output"][0]["url"]
         z = await h.fetch("sponsor", url, **{"Accept-Encoding": "zstd, gzip"})
         assert z.headers["Content-Encoding"] == "zstd"
-        ndjson = decoded(await z.read(), "zstd")
+        raw = await z.read()
+        assert zstandard.get_frame_parameters(raw).has_checksum  # the decoder verifies the NDJSON
+        ndjson = decoded(raw, "zstd")
         g = await h.fetch("sponsor", url, **{"Accept-Encoding": "gzip"})  # not stored as gzip: identity
         assert "Content-Encoding" not in g.headers and await g.read() == ndjson
-        assert "sha256:" + hashlib.sha256(ndjson).hexdigest() == manifest["output"][0]["extension"][EXT_SHA256]
+        ext = manifest["output"][0]["extension"][STORED_EXT]
+        assert ext["contentEncoding"] == "zstd" and ext["sha256"] == hashlib.sha256(raw).hexdigest()
+        assert z.headers["Repr-Digest"] == sf_value(ext["sha256"])
         assert len(ndjson.splitlines()) == manifest["output"][0]["count"] == len(group_rows("S1234"))
+
+
+@async_test
+async def test_bcda_ndjson_checksum_option(tmp_path):
+    """--ndjson-sha256: BCDA's checksum + fileSize of the NDJSON beside the stored digest; an identity
+    download (decoded on the fly) then has a Repr-Digest too."""
+    async with running(tmp_path / "d", ndjson_sha256=True) as h:
+        r = await h.kickoff("sponsor", params={"_type": "ExplanationOfBenefit"})
+        manifest = await (await h.wait("sponsor", r.headers["Content-Location"])).json()
+        o = manifest["output"][0]
+        gz = await h.fetch("sponsor", o["url"], **{"Accept-Encoding": "gzip"})
+        raw = await gz.read()
+        plain = await h.fetch("sponsor", o["url"], **{"Accept-Encoding": "identity"})
+        ndjson = await plain.read()
+        assert gzip.decompress(raw) == ndjson
+        assert o["extension"][EXT_SHA256] == "sha256:" + hashlib.sha256(ndjson).hexdigest()
+        assert o["extension"][EXT_LENGTH] == len(ndjson)
+        assert o["extension"][STORED_EXT]["sha256"] == hashlib.sha256(raw).hexdigest()
+        assert plain.headers["Repr-Digest"] == sf_value(hashlib.sha256(ndjson).hexdigest())
+        assert gz.headers["Repr-Digest"] == sf_value(hashlib.sha256(raw).hexdigest())
 
 
 @async_test
@@ -311,6 +349,7 @@ async def test_poll_pacing_duplicates_and_partial_manifests(tmp_path):
         await hold_until_started(data, job, 1)
         hd = await h.headers("big-aco")
 
+        h.clock.advance(10)  # 1 of 3 chunks in 10 s: ~20 s left, so the longest wait (retry_after=3)
         r = await h.session.get(url, headers=hd)
         assert r.status == 202 and r.headers["Retry-After"] == "3"
         assert r.headers["X-Progress"] == "33% complete (1/3 chunks)" and len(r.headers["X-Progress"]) < 100

@@ -193,3 +193,28 @@ def test_serve_flags_default_to_server_config(tmp_path):
     moved = config_from_args(build_parser().parse_args(["serve", "--data", str(tmp_path), "--admin-port", "0",
                                                          "--compression", "zstd", "--ttl-hours", "2"]), 8080)
     assert (moved.admin_prefix, moved.compression, moved.file_ttl) == (None, "zstd", 7200)
+    bcda = config_from_args(build_parser().parse_args(["serve", "--data", str(tmp_path), "--ndjson-sha256"]), 8080)
+    assert bcda.ndjson_sha256 and not want.ndjson_sha256
+
+
+def test_retry_after_follows_the_job():
+    from fhirhose.server.web_status import poll_wait
+
+    assert poll_wait(0.3, 0, 1, 5) == 1  # a small job just kicked off: poll again in a second
+    assert poll_wait(4.0, 3, 4, 5) == 1  # one chunk of four left at 1.3 s a chunk
+    assert poll_wait(60.0, 1, 10, 5) == 5  # ~9 min left: the longest wait, no more
+    assert poll_wait(6.0, 2, 4, 5) == 3  # 6 s left: told half of it
+    assert poll_wait(8.0, 0, 4, 5) == 4  # nothing done yet after 8 s: assume as long again
+    assert poll_wait(8.0, 0, 4, 0) == 0  # pacing off
+
+
+def test_chunks_fill_every_worker_to_the_last_round():
+    from fhirhose.server.runner import plan_chunks
+
+    got = plan_chunks(10_000, 3000, 2)  # 4 chunks of 2,500, not 3,000 + 3,000 + 3,000 + 1,000
+    assert got == [(0, 2500), (2500, 5000), (5000, 7500), (7500, 10_000)]
+    got = plan_chunks(1001, 100, 2)
+    assert len(got) == 12 and {hi - lo for lo, hi in got} <= {83, 84} and got[-1][1] == 1001
+    assert plan_chunks(3, 50, 2) == [(0, 2), (2, 3)] and plan_chunks(1, 50, 4) == [(0, 1)]
+    assert plan_chunks(0, 50, 2) == []
+    assert plan_chunks(120, 50, 1) == [(0, 50), (50, 100), (100, 120)]

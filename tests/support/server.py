@@ -158,9 +158,10 @@ def fixture_exporter(task: ChunkTask, out_dir: Path) -> list[ChunkFile]:
             if not part:
                 break
             name = f"{rtype}.{k // ROLL}.ndjson{STORED_SUFFIX[task.compression]}"
-            count, sha, length = write_ndjson(out_dir / name, part, task.compression, task.level)
-            files.append(ChunkFile(name=name, type=rtype, count=count, sha256=sha, length=length,
-                                   compression=task.compression))
+            info = write_ndjson(out_dir / name, part, task.compression, task.level,
+                                ndjson_sha256=task.ndjson_sha256)
+            files.append(ChunkFile(name=name, type=rtype, count=info.count, length=info.length,
+                                   compression=task.compression, digest=info.digest, sha256=info.sha256 or ""))
         if _held(data, task.seq):
             # A half-written file, as a crash mid-chunk leaves it; it must never be listed.
             (out_dir / f"{rtype}.partial").write_bytes(b'{"resourceType":')

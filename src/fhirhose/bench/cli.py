@@ -11,13 +11,20 @@ from pathlib import Path
 
 from ..errors import InputError
 
-# Floors for --guard: the compiled writer against its in-run baselines, well under
-# the figures measured when they were set (43-63x twin, 56-118x dict+orjson on
-# carrier EOBs). Pipeline ratios are reported, not guarded: they depend on a
-# second free core, which a shared CI machine does not promise.
+# Floors for --guard, in-run ratios of one-thread CPU times (steady on a shared, noisy
+# 2-core machine): the compiled writer against its baselines, well under the figures
+# measured when they were set (43-63x twin, 56-118x dict+orjson on carrier EOBs), and
+# the one-core pipeline with the default integrity (writer → gzip → digest of the gzip
+# bytes) against ISA-L alone over the same bytes: 0.59-0.61x measured; hashing the NDJSON
+# on the default path again would drop it to ~0.30x. Overlapped ratios are reported, not
+# guarded: they depend on a second free core, which a shared CI machine does not promise.
 FLOORS = {
     "compiled/twin": 15.0,
     "compiled/orjson": 20.0,
+    # The hand-written carrier builder (dict literals over pre-converted columns + orjson):
+    # 15.4x measured (`--benes 3000`), the issue's >= 15x goal; guarded well under it.
+    "compiled/hand-written orjson": 5.0,
+    "gzip pipeline/gzip alone, one core": 0.42,
 }
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
@@ -52,10 +59,13 @@ def run(args) -> int:
         import orjson  # noqa: F401  (the baseline encoder)
     except ImportError:
         raise InputError("fhirhose bench needs orjson for its baseline: pip install 'fhirhose[test]'") from None
+    from .._backend import announce_backend
     from .workloads import carrier_workload, measure_all, ratio_table
 
+    backend = announce_backend("bench")
     got = measure_all(carrier_workload(args.benes))
-    table = ratio_table()
+    table = [f"core backend: {backend}; one-thread rows in CPU time, overlapped rows in wall time", "",
+             *ratio_table()]
     print("\n".join(table))
     if args.readme:
         text = args.readme.read_text()

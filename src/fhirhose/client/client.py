@@ -6,15 +6,21 @@ The flow follows the Bulk Data Access IG (v2/v3): discovery of the token endpoin
 status polling that honours `Retry-After` (also on 429), and downloads that start as
 soon as a manifest — partial ones included (`allowPartialManifests`, `link` next) —
 lists a file. Downloads run `concurrency` at a time, ask for gzip/zstd, continue an
-interrupted file with `Range` + `If-Range`, and are verified against the manifest's
-sha256/length extensions and counts. Everything needed to continue lives in the
+interrupted file with `Range` + `If-Range`, and are verified (see `files.finish`): the
+digest of the bytes as they arrive against the manifest's stored digest or the response's
+`Repr-Digest`, the codec's own check and the line count while decoding, and BCDA's
+uncompressed checksum when that is all the server gives.
+The local `manifest.json` points at the local files, each item keeping its source URL. Everything needed to continue lives in the
 output folder's state file; `resume(status_url, out_dir)` picks it up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import functools
+import hashlib
 import json
 import os
 import ssl
@@ -27,11 +33,11 @@ import aiohttp
 import msgspec
 
 from ..errors import ClientError
-from ..export.manifest import CHECKSUM_EXT, FILESIZE_EXT
+from ..export.manifest import CHECKSUM_EXT, FILESIZE_EXT, SOURCE_EXT, STORED_EXT
 from ..log import get_logger
 from ._http import ServerError, error_text, network_error, retry_after
 from .auth import JwkAuth, SecretAuth, Tokens
-from .files import finish, safe_name
+from .files import Expected, finish, safe_name
 from .progress import Progress
 from .state import FileState, PullState, SinceState, write_atomic
 
@@ -84,22 +90,51 @@ def _coding(header: str | None) -> str | None:
     return _CODINGS[key]
 
 
-def _integrity(item: dict) -> tuple[str | None, int | None]:
-    """(sha256 hex, NDJSON length) from an output item's extensions, when the server gives them."""
+def _hex64(value: object) -> str | None:
+    text = str(value)
+    algo, _, hexd = text.rpartition(":")
+    if algo in ("", "sha256") and len(hexd) == 64 and all(c in "0123456789abcdefABCDEF" for c in hexd):
+        return hexd.lower()
+    return None
+
+
+def _integrity(item: dict) -> dict:
+    """FileState integrity fields from an output item's extensions, as far as the server gives them:
+    BCDA's NDJSON checksum and size, fhirhose's stored representation."""
     ext = item.get("extension")
+    out: dict = {}
     if not isinstance(ext, dict):
-        return None, None
-    sha = length = None
+        return out
     for key, value in ext.items():
         tail = key.rstrip("/").rsplit("/", 1)[-1].lower()
-        if key == CHECKSUM_EXT or tail in ("checksum", "sha256"):
-            text = str(value)
-            algo, _, hexd = text.rpartition(":")
-            if algo in ("", "sha256") and len(hexd) == 64:
-                sha = hexd.lower()
+        if key == STORED_EXT and isinstance(value, dict):
+            enc, sha = value.get("contentEncoding"), _hex64(value.get("sha256", ""))
+            if enc in ("gzip", "zstd", "identity") and sha:
+                out.update(stored_encoding=enc, stored_sha256=sha)
+                if isinstance(value.get("length"), int):
+                    out["stored_length"] = value["length"]
+            if isinstance(value.get("ndjsonLength"), int):
+                out.setdefault("length", value["ndjsonLength"])
+        elif key == CHECKSUM_EXT or tail in ("checksum", "sha256"):
+            if sha := _hex64(value):
+                out["sha256"] = sha
         elif (key == FILESIZE_EXT or tail in ("filesize", "length")) and isinstance(value, int):
-            length = value
-    return sha, length
+            out["length"] = value
+    return out
+
+
+def _repr_digest(header: str | None) -> str | None:
+    """The sha-256 of an RFC 9530 `Repr-Digest` field, in hex (None: absent or another algorithm)."""
+    for member in (header or "").split(","):
+        name, _, value = member.strip().partition("=")
+        if name.strip().lower() == "sha-256" and value.startswith(":") and value.endswith(":"):
+            try:
+                raw = base64.b64decode(value[1:-1], validate=True)
+            except (binascii.Error, ValueError):
+                raise ClientError(f"unreadable Repr-Digest {header!r}") from None
+            if len(raw) == 32:
+                return raw.hex()
+    return None
 
 
 def _unreachable_is_client_error(method):
@@ -455,7 +490,7 @@ class _Run:
             self.state.save(self.out)
         self.state.manifest = self.manifest
         self.state.complete = True
-        _write_manifest(self.out / "manifest.json", self.manifest)
+        _write_manifest(self.out / "manifest.json", _local_manifest(self.manifest, self.state))
         self.state.save(self.out)
 
     # --- status and manifests -------------------------------------------------------------------
@@ -535,9 +570,8 @@ class _Run:
                 url = urljoin(self.state.status_url, item["url"])
                 if url in self.known:
                     continue
-                sha, length = _integrity(item)
                 f = FileState(url=url, kind=kind, type=item.get("type"), name=self._name(url, item.get("type")),
-                              count=item.get("count"), sha256=sha, length=length)
+                              count=item.get("count"), **_integrity(item))
                 self.known[url] = f
                 self.state.files.append(f)
                 self.manifest[kind].append(item)
@@ -572,7 +606,7 @@ class _Run:
         fetch_failures = verify_failures = 0
         while True:
             try:
-                await self._fetch(f, part)
+                received = await self._fetch(f, part)
             except _Retry:
                 continue
             except _NET_ERRORS as e:
@@ -586,8 +620,8 @@ class _Run:
             f.encoded_bytes = part.stat().st_size
             try:
                 v = await asyncio.to_thread(finish, part, f.encoding, self.out / f.name,
-                                            keep_compressed=self.c.keep_compressed, sha256=f.sha256,
-                                            length=f.length, count=f.count)
+                                            keep_compressed=self.c.keep_compressed, expect=self._expected(f),
+                                            received_sha256=received)
             except ClientError as e:
                 verify_failures += 1
                 part.unlink(missing_ok=True)
@@ -597,13 +631,28 @@ class _Run:
                 log.warning("%s; downloading it again", e)
                 continue
             f.path, f.lines, f.ndjson_bytes, f.stored_bytes = v.path.name, v.lines, v.length, v.stored
-            f.sha256 = f.sha256 or v.sha256
+            f.sha256, f.checked = f.sha256 or v.sha256, v.checked
             self.state.save(self.out)
             self.c.progress.verified(f)
             return
 
-    async def _fetch(self, f: FileState, part: Path) -> None:
-        """Bring `part` up to the whole representation (appending with Range when it can)."""
+    @staticmethod
+    def _expected(f: FileState) -> Expected:
+        """What to check `f`'s download against: the manifest's stored digest applies when the
+        coding received is the one stored; a `Repr-Digest` sent with it applies always."""
+        digest = digest_length = None
+        if f.stored_sha256 and (f.encoding or "identity") == f.stored_encoding:
+            digest, digest_length = f.stored_sha256, f.stored_length
+        if f.repr_digest:
+            if digest is not None and digest != f.repr_digest:
+                raise ClientError(f"{f.name}: the download's Repr-Digest {f.repr_digest} contradicts the "
+                                  f"manifest's stored sha256 {digest}")
+            digest = f.repr_digest
+        return Expected(lines=f.count, length=f.length, sha256=f.sha256, digest=digest, digest_length=digest_length)
+
+    async def _fetch(self, f: FileState, part: Path) -> str | None:
+        """Bring `part` up to the whole representation (appending with Range when it can);
+        returns the hex SHA-256 of the whole representation, taken as the bytes arrive."""
         have = part.stat().st_size if part.exists() else 0
         if have and not f.etag:
             have = 0  # no validator for the partial copy: it cannot be continued safely
@@ -617,7 +666,7 @@ class _Run:
                 total = _range_total(r.headers.get("Content-Range"))
                 await r.read()
                 if total == have:
-                    return  # the partial copy was already whole
+                    return await asyncio.to_thread(_file_sha256, part)  # the partial copy was already whole
                 part.unlink()
                 raise _Retry
             if r.status not in (200, 206):
@@ -634,19 +683,47 @@ class _Run:
             else:
                 offset, mode, total = 0, "wb", r.content_length
             validator = etag if etag and not etag.startswith("W/") else None
-            if (validator, encoding) != (f.etag, f.encoding):
-                f.etag, f.encoding = validator, encoding
+            repr_digest = _repr_digest(r.headers.get("Repr-Digest"))
+            if (validator, encoding, repr_digest) != (f.etag, f.encoding, f.repr_digest):
+                f.etag, f.encoding, f.repr_digest = validator, encoding, repr_digest
                 self.state.save(self.out)
             self.c.progress.started(f, offset, total)
             got = offset
+            # The digest covers the bytes as sent, before decoding: ~19x fewer than the NDJSON.
+            digest = await asyncio.to_thread(_file_sha256, part, False) if offset else hashlib.sha256()
             with open(part, mode) as dst:
                 async for chunk in r.content.iter_chunked(self.c.read_size):
+                    digest.update(chunk)
                     dst.write(chunk)
                     got += len(chunk)
                     self.wire_bytes += len(chunk)
                     self.c.progress.received(f, len(chunk))
             if total is not None and got != total:
                 raise aiohttp.ClientPayloadError(f"{f.name}: got {got} of {total} bytes")
+            return digest.hexdigest()
+
+
+def _file_sha256(path: Path, hexdigest: bool = True):
+    """SHA-256 of a partial download already on disk (a resumed download continues it)."""
+    with open(path, "rb") as fh:
+        h = hashlib.file_digest(fh, "sha256")
+    return h.hexdigest() if hexdigest else h
+
+
+def _local_manifest(manifest: dict, state: PullState) -> dict:
+    """The manifest as pulled, its urls pointing at the local files (relative to the folder);
+    each item keeps the URL it came from in an extension."""
+    local = {f.url: f.path for f in state.files if f.path}
+    doc = dict(manifest)
+    for kind in _KINDS:
+        items = []
+        for item in manifest.get(kind) or []:
+            url = urljoin(state.status_url, item.get("url", ""))
+            ext = dict(item.get("extension") or {})
+            ext[SOURCE_EXT] = url
+            items.append({**item, "url": local.get(url, item.get("url")), "extension": ext})
+        doc[kind] = items
+    return doc
 
 
 def _content_range(header: str | None) -> tuple[int, int | None]:

@@ -1,9 +1,18 @@
-"""Local files of a pull: decoding, verification, final names.
+"""Local files of a pull: verification, decoding, final names.
 
 A download lands in `<name>.part` exactly as it came over the wire (gzip or zstd bytes
 when the server sent a content coding), so an interruption can continue with `Range`
-on the same representation. Once complete, one pass decodes it, hashes the NDJSON,
-counts lines and — unless the compressed copy is kept — writes the NDJSON file.
+on the same representation. Its SHA-256 is taken over those bytes as they arrive.
+
+`finish` then checks, in order of cost:
+- the representation digest (the manifest's stored digest when the coding sent is the
+  one stored, and/or the response's RFC 9530 `Repr-Digest`) and its length;
+- unless the compressed copy is kept as is: one pass decodes it (the codec verifies its
+  own CRC32 + ISIZE / content checksum), counts lines against the manifest's `count`,
+  checks the NDJSON length and writes the NDJSON file;
+- the SHA-256 of the NDJSON only when nothing else vouches for the bytes: a server that
+  gives only BCDA's uncompressed checksum (BCDA, older fhirhose), or an identity download
+  of a file stored compressed. Then a kept compressed file is decoded to check it.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from .._backend import core
 from ..errors import ClientError
 from ..export.compress import SUFFIX
 
-__all__ = ["Verified", "decoded", "finish", "safe_name"]
+__all__ = ["Expected", "Verified", "decoded", "finish", "safe_name"]
 
 _READ = 4 << 20
 
@@ -33,38 +42,67 @@ def decoded(path: Path, encoding: str | None) -> BinaryIO:
     if encoding == "gzip":
         from isal import igzip
 
-        return igzip.open(path, "rb")  # multi-member streams too
+        return igzip.open(path, "rb")  # multi-member streams too; checks each member's CRC32 + ISIZE
     if encoding == "zstd":
         import zstandard
 
+        # Frames written with a content checksum are verified by the decoder.
         return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), read_across_frames=True, closefd=True)
     return open(path, "rb")
 
 
+class Expected(NamedTuple):
+    """What the manifest and the response say about one file (None: not said)."""
+
+    lines: int | None = None  # resources (the manifest's count)
+    length: int | None = None  # NDJSON bytes
+    sha256: str | None = None  # hex, of the NDJSON (BCDA's checksum)
+    digest: str | None = None  # hex, of the representation received (stored digest or Repr-Digest)
+    digest_length: int | None = None  # bytes of that representation
+
+
 class Verified(NamedTuple):
     path: Path  # the kept file
-    sha256: str
-    length: int  # NDJSON bytes
-    lines: int
+    sha256: str | None  # of the NDJSON, when it was computed
+    length: int | None  # NDJSON bytes (the manifest's when not decoded)
+    lines: int | None  # counted, or the manifest's when not decoded
     stored: int  # bytes on disk
+    checked: str  # what vouched for the content: "digest", "sha256", "count"
 
 
-def finish(part: Path, encoding: str | None, final: Path, *, keep_compressed: bool, sha256: str | None,
-           length: int | None, count: int | None) -> Verified:
-    """Decode `part`, check it against the manifest's digest, length and count, and place it.
-
-    `final` is the NDJSON path; a kept compressed file gets the coding's suffix. Raises
-    `ClientError` naming the mismatch (the caller then downloads the file again)."""
+def finish(part: Path, encoding: str | None, final: Path, *, keep_compressed: bool, expect: Expected,
+           received_sha256: str | None) -> Verified:
+    """Check `part` (see module doc) and place it; `received_sha256` is the hex digest of its bytes
+    as they arrived. `final` is the NDJSON path; a kept compressed file gets the coding's suffix.
+    Raises `ClientError` naming the mismatch (the caller then downloads the file again)."""
+    problems = []
+    size = part.stat().st_size
+    if expect.digest is not None:
+        if received_sha256 != expect.digest:
+            problems.append(f"the {encoding or 'identity'} bytes received have sha256 {received_sha256}, "
+                            f"the server says {expect.digest}")
+        if expect.digest_length is not None and size != expect.digest_length:
+            problems.append(f"{size} bytes received, the server says {expect.digest_length}")
+    if problems:
+        raise ClientError(f"{final.name}: " + "; ".join(problems))
+    need_sha = expect.digest is None and expect.sha256 is not None
+    if encoding is not None and keep_compressed and not need_sha:
+        # Verified as sent: nothing to decode (the codec's check runs whenever it is read).
+        target = final.with_name(final.name + SUFFIX[encoding])
+        os.replace(part, target)
+        return Verified(target, None, expect.length, expect.lines, size, "digest" if expect.digest else "none")
     write = encoding is not None and not keep_compressed
-    target = final.with_name(final.name + SUFFIX[encoding or "identity"]) if not write else final
-    digest, n, lines, last = hashlib.sha256(), 0, 0, b"\n"
+    target = final if write else final.with_name(final.name + SUFFIX[encoding or "identity"])
+    digest = hashlib.sha256() if need_sha else None
+    n, lines, last = 0, 0, b"\n"
     tmp = final.with_name(final.name + ".tmp")
     out = open(tmp, "wb") if write else None
     try:
         try:
             with decoded(part, encoding) as f:
                 while chunk := f.read(_READ):
-                    digest.update(chunk)
+                    if digest is not None:
+                        digest.update(chunk)
                     n += len(chunk)
                     lines += core.count_newlines(chunk)
                     last = chunk[-1:]
@@ -74,14 +112,13 @@ def finish(part: Path, encoding: str | None, final: Path, *, keep_compressed: bo
             raise ClientError(f"{final.name}: the downloaded {encoding} stream does not decode: {e}") from None
         if n and last != b"\n":
             lines += 1
-        got = digest.hexdigest()
-        problems = []
-        if sha256 is not None and got != sha256:
-            problems.append(f"sha256 {got} but the manifest says {sha256}")
-        if length is not None and n != length:
-            problems.append(f"{n} bytes but the manifest says {length}")
-        if count is not None and lines != count:
-            problems.append(f"{lines} lines but the manifest says {count} resources")
+        got = digest.hexdigest() if digest is not None else None
+        if got is not None and got != expect.sha256:
+            problems.append(f"sha256 {got} but the manifest says {expect.sha256}")
+        if expect.length is not None and n != expect.length:
+            problems.append(f"{n} bytes but the manifest says {expect.length}")
+        if expect.lines is not None and lines != expect.lines:
+            problems.append(f"{lines} lines but the manifest says {expect.lines} resources")
         if problems:
             raise ClientError(f"{final.name}: " + "; ".join(problems))
         if out is not None:
@@ -95,4 +132,5 @@ def finish(part: Path, encoding: str | None, final: Path, *, keep_compressed: bo
         if out is not None:
             out.close()
             tmp.unlink(missing_ok=True)
-    return Verified(target, got, n, lines, target.stat().st_size)
+    checked = "digest" if expect.digest else "sha256" if got else "count"
+    return Verified(target, got, n, lines, target.stat().st_size, checked)

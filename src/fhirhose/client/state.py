@@ -31,8 +31,13 @@ class FileState(msgspec.Struct, kw_only=True):
     type: str | None
     name: str  # local file name, without the compression suffix
     count: int | None = None
-    sha256: str | None = None  # hex, of the NDJSON (from the manifest, when it gives one)
-    length: int | None = None  # NDJSON bytes (from the manifest, when it gives one)
+    sha256: str | None = None  # hex, of the NDJSON (BCDA's checksum, when the manifest gives it)
+    length: int | None = None  # NDJSON bytes (from the manifest, when it gives them)
+    stored_encoding: str | None = None  # the coding the server stores the file in (manifest)
+    stored_sha256: str | None = None  # hex, of the stored bytes (manifest)
+    stored_length: int | None = None  # stored bytes (manifest)
+    repr_digest: str | None = None  # hex, the download's Repr-Digest (sha-256) when it sent one
+    checked: str | None = None  # what vouched for the content: digest | sha256 | count | none
     etag: str | None = None  # of the partial download's representation
     encoding: str | None = None  # content coding of the partial download (None: identity)
     path: str | None = None  # final local file once complete and verified

@@ -20,6 +20,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
+from .._backend import announce_backend, backend
 from ..errors import InputError, StoreError
 from ..fhir.instant import parse_instant
 from ..fhir.registry import RESOURCE_TYPES, registry_sources
@@ -56,6 +57,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     # "none": the older spelling of "identity" (the HTTP Content-Encoding token), still accepted
     p.add_argument("--compression", type=lambda v: "identity" if v == "none" else v, choices=sorted(SUFFIX),
                    default="gzip", help="file compression (default gzip)")
+    p.add_argument("--ndjson-sha256", action="store_true",
+                   help="also SHA-256 the uncompressed NDJSON (BCDA's checksum extension; costs more CPU than "
+                        "writer and gzip together; the stored files' digests are always given)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--max-file-mb", type=float, default=256.0,
                    help="roll a file over after this many MiB of NDJSON (default 256)")
@@ -170,12 +174,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.store.is_dir():
         raise StoreError(f"--store {args.store}: no such directory")
     _open_out(args.out)
+    announce_backend("export", quiet=True)  # the twin's warning; the backend is in the summary line
     path = str(args.store.resolve())
     opener = SnapshotOpener(path, Store(path).current())
     tables = shared_snapshot(*opener).tables
     benes = select_benes(tables, args.store, args.org, args.group)
     spec = ExportSpec(types=types, since_ms=since_ms, compression=args.compression,
-                      max_file_bytes=max(1, int(args.max_file_mb * (1 << 20))))
+                      max_file_bytes=max(1, int(args.max_file_mb * (1 << 20))), ndjson_sha256=args.ndjson_sha256)
     chunk = chunk_size(len(benes), args.workers, args.chunk_benes)
     t0 = time.perf_counter()
     # Files go to a staging folder renamed to OUT at the end: an interrupted or failed
@@ -223,4 +228,4 @@ def _summary(result: ExportResult, benes: int, seconds: float) -> None:
     stored = sum(f.stored for f in result.files)
     counts = ", ".join(f"{t} {n:,}" for t, n in per_type.items()) or "no resources"
     print(f"{benes:,} beneficiaries: {counts}; {len(result.files)} files, {length / 1e6:,.1f} MB NDJSON "
-          f"({stored / 1e6:,.1f} MB stored) in {seconds:.1f} s -> {result.manifest_path}")
+          f"({stored / 1e6:,.1f} MB stored) in {seconds:.1f} s (core {backend}) -> {result.manifest_path}")

@@ -46,7 +46,8 @@ def new_encoder(compression: str, level: int | None = None) -> Encoder:
         # wbits 31: gzip container, so files are valid .gz for any client.
         return isal_zlib.compressobj(lvl, isal_zlib.DEFLATED, 31)
     if compression == "zstd":
-        return zstandard.ZstdCompressor(level=lvl).compressobj()
+        # Content checksum in every frame: the decoder verifies the NDJSON (as gzip's CRC32 does).
+        return zstandard.ZstdCompressor(level=lvl, write_checksum=True).compressobj()
     return _Identity()
 
 

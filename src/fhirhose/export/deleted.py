@@ -35,7 +35,7 @@ from msgspec import Struct
 from ..fhir.source import Source
 from ..store.versions import superseded_between
 from .compress import SUFFIX
-from .files import FileInfo, NdjsonFile
+from .files import FileInfo, NdjsonFile, file_name
 from .lines import resource_ids
 
 __all__ = ["DELETED_TYPE", "DeletedBundle", "deleted_rows", "export_deleted"]
@@ -101,9 +101,9 @@ def deleted_rows(exporter, bene_rows: np.ndarray, removed: np.ndarray, spec, sin
 
 
 def export_deleted(exporter, bene_rows: np.ndarray, removed: np.ndarray, spec, since_ms: int, until_ms: int | None,
-                   out_dir: str | os.PathLike, *, tag: str = "", since_exempt: np.ndarray | None = None,
+                   out_dir: str | os.PathLike, *, chunk: int = 0, since_exempt: np.ndarray | None = None,
                    claim_rule=None) -> list[FileInfo]:
-    """Write the chunk's deleted file (`Bundle<tag>.000.ndjson…`); [] when nothing was removed."""
+    """Write the chunk's deleted file (`file_name("Bundle", chunk, 1)`); [] when nothing was removed."""
     found = deleted_rows(exporter, bene_rows, removed, spec, since_ms, until_ms,
                          since_exempt=since_exempt, claim_rule=claim_rule)
     by_bene: dict[int, list[BundleEntry]] = {}
@@ -113,8 +113,8 @@ def export_deleted(exporter, bene_rows: np.ndarray, removed: np.ndarray, spec, s
             by_bene.setdefault(owner, []).append(BundleEntry(BundleRequest("DELETE", f"{source.rtype}/{rid}")))
     if not by_bene:
         return []
-    f = NdjsonFile(Path(out_dir), f"{DELETED_TYPE}{tag}.000.ndjson{SUFFIX[spec.compression]}", DELETED_TYPE,
-                   spec.compression, spec.level)
+    f = NdjsonFile(Path(out_dir), file_name(DELETED_TYPE, chunk, 1, spec.compression), DELETED_TYPE,
+                   spec.compression, spec.level, ndjson_sha256=spec.ndjson_sha256)
     try:
         for bene in sorted(by_bene):
             f.write(_encode(DeletedBundle("transaction", by_bene[bene])) + b"\n", 1)

@@ -101,7 +101,10 @@ class ExportSpec(msgspec.Struct, frozen=True):
     batch_rows: int = 256  # at most this many resources per write
     batch_bytes: int = 2 << 20  # aim for about this much NDJSON per write: small buffers, warm caches
     release_bytes: int = 32 << 20  # release the store's mapped pages after this much NDJSON of a source
-    overlap: bool = True  # hash+compress+write on a second thread while the writer renders
+    overlap: bool = True  # compress+digest+write on a second thread while the writer renders
+    # Also SHA-256 the uncompressed NDJSON (BCDA's checksum extension). Off by default: it costs
+    # more CPU than writer and gzip together; the stored digest + codec check cover the bytes.
+    ndjson_sha256: bool = False
     elements: tuple[str, ...] = ()  # `_elements`: "[Type.]element" names; () = whole resources
 
     def check(self) -> None:
@@ -116,28 +119,27 @@ class ExportResult(msgspec.Struct):
 
 
 class Pipeline:
-    """Writer → sink (sha256, compression, file) with the sink on one background thread.
+    """Writer → sink (compression, digest, file) with compression on one background thread.
 
-    Double-buffered: the writer renders batch k+1 while batch k is hashed,
-    compressed and written; all three release the GIL, so on two cores the
-    pipeline runs at the speed of its slowest stage instead of their sum.
-    Batches reach the sink in order (one FIFO thread). `overlap=False` runs
-    everything inline on the calling thread.
+    Double-buffered: the writer renders batch k+1 while batch k is compressed;
+    both release the GIL, so on two cores the pipeline runs at the speed of its
+    slowest stage instead of their sum. A sink with `encode`/`put` (RollingWriter)
+    has only `encode` (the compressor, the slowest stage) on the background thread;
+    `put` of its result (digest, file write) runs on the calling thread when the
+    buffer comes back, which has time to spare. Batches reach the sink in order (one
+    FIFO thread, results taken oldest first). `overlap=False` runs everything inline.
     """
 
     def __init__(self, core, overlap: bool = True, capacity: int = 1 << 22):
         n = 2 if overlap else 1
         self._bufs = [core.OutBuffer(capacity) for _ in range(n)]
-        self._pending: list = [None] * n
+        self._pending: list = [None] * n  # (sink, future) per buffer
         self._k = 0
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="fhirhose-sink") if overlap else None
 
     def buffer(self):
         """The next free buffer, emptied (waits for the sink to release it)."""
-        fut = self._pending[self._k]
-        if fut is not None:
-            self._pending[self._k] = None
-            fut.result()
+        self._collect(self._k)
         buf = self._bufs[self._k]
         buf.clear()
         return buf
@@ -146,20 +148,32 @@ class Pipeline:
         """Hand a filled buffer to `sink.write(buf, count)`."""
         if self._pool is None:
             sink.write(buf, count)
+        elif hasattr(sink, "encode"):
+            self._pending[self._k] = (sink, self._pool.submit(sink.encode, buf, count))
+            self._k = (self._k + 1) % len(self._bufs)
         else:
-            self._pending[self._k] = self._pool.submit(sink.write, buf, count)
+            self._pending[self._k] = (None, self._pool.submit(sink.write, buf, count))
             self._k = (self._k + 1) % len(self._bufs)
 
+    def _collect(self, i: int, store: bool = True) -> None:
+        got = self._pending[i]
+        if got is not None:
+            self._pending[i] = None
+            sink, fut = got
+            result = fut.result()
+            if sink is not None and store:
+                sink.put(result)
+
     def drain(self, raise_errors: bool = True) -> None:
-        """Wait until the sink has every submitted batch."""
-        for i, fut in enumerate(self._pending):
-            if fut is not None:
-                self._pending[i] = None
-                try:
-                    fut.result()
-                except BaseException:
-                    if raise_errors:
-                        raise
+        """Wait until the sink has every submitted batch (oldest first, as they were submitted)."""
+        n = len(self._pending)
+        for j in range(n):
+            i = (self._k + j) % n
+            try:
+                self._collect(i, store=raise_errors)
+            except BaseException:
+                if raise_errors:
+                    raise
 
     def __enter__(self) -> Pipeline:
         return self
@@ -336,13 +350,14 @@ class Exporter:
         spec: ExportSpec,
         out_dir: str | os.PathLike,
         *,
-        tag: str = "",
+        chunk: int = 0,
         since_exempt: np.ndarray | None = None,
         claim_rule: ClaimRule | None = None,
         cancelled: Callable[[], bool] | None = None,
         progress: Callable[[float], None] | None = None,
     ) -> list[FileInfo]:
-        """Write the files of one chunk of beneficiaries; returns them in type order.
+        """Write the files of one chunk of beneficiaries (named `file_name(type, chunk, part)`);
+        returns them in type order.
 
         `since_exempt` beneficiaries get their full history despite `spec.since_ms`;
         `claim_rule` narrows claims further. On any error (or cancellation) no
@@ -359,7 +374,8 @@ class Exporter:
         with Pipeline(self.core, spec.overlap, capacity=2 * spec.batch_bytes) as pipe:
             for rtype in spec.types:
                 roll = RollingWriter(
-                    Path(out_dir), rtype, spec.compression, max_bytes=spec.max_file_bytes, tag=tag, level=spec.level
+                    Path(out_dir), rtype, spec.compression, max_bytes=spec.max_file_bytes, chunk=chunk,
+                    level=spec.level, ndjson_sha256=spec.ndjson_sha256,
                 )
                 try:
                     for source in self.sources:
@@ -437,7 +453,7 @@ class Exporter:
         files: list[FileInfo] = []
         for i, rows in enumerate(chunks):
             within = None if progress is None else (lambda part, i=i: progress(i + part, len(chunks)))
-            files.extend(self.export_chunk(rows, spec, out_dir, tag=f"-{i:05d}", progress=within))
+            files.extend(self.export_chunk(rows, spec, out_dir, chunk=i, progress=within))
             if progress:
                 progress(i + 1, len(chunks))
         return ExportResult(files, str(write_manifest(out_dir, files, started, request)))
@@ -463,6 +479,7 @@ def write_manifest(out_dir: Path, files: list[FileInfo], started: dt.datetime, r
         request=request,
         requiresAccessToken=False,
         output=[output_item(f, f.name) for f in order_files(files, RESOURCE_TYPES)],
+        error=[],
     )
     path = out_dir / "manifest.json"
     tmp = out_dir / "manifest.json.part"
@@ -477,12 +494,12 @@ _WORKER_EXPORTERS: dict[tuple, Exporter] = {}
 
 
 def _worker_chunk(opener: Callable[[], Mapping[str, Table]], key: tuple, sources: Callable[[], Sequence[Source]],
-                  bene_rows, spec, out_dir, tag, since_exempt):
+                  bene_rows, spec, out_dir, chunk, since_exempt):
     # Runs in a pool process: open the store once per process, reuse bound writers.
     ex = _WORKER_EXPORTERS.get(key)
     if ex is None:
         ex = _WORKER_EXPORTERS[key] = Exporter(opener(), sources())
-    return ex.export_chunk(bene_rows, spec, out_dir, tag=tag, since_exempt=since_exempt)
+    return ex.export_chunk(bene_rows, spec, out_dir, chunk=chunk, since_exempt=since_exempt)
 
 
 def export_store(
@@ -513,7 +530,7 @@ def export_store(
     files: list[FileInfo] = []
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=limit_malloc_retention) as pool:
         futs = [
-            pool.submit(_worker_chunk, opener, key, sources, rows, spec, str(out_dir), f"-{i:05d}", None)
+            pool.submit(_worker_chunk, opener, key, sources, rows, spec, str(out_dir), i, None)
             for i, rows in enumerate(chunks)
         ]
         for done, fut in enumerate(futs, 1):

@@ -53,17 +53,17 @@ def header_line(rtype: str, rid: str) -> bytes:
     return _encode(_Header([_HeaderParameter("header", _Reference(f"{rtype}/{rid}"))])) + b"\n"
 
 
-def export_organized(exporter, bene_rows: np.ndarray, spec, out_dir: str | os.PathLike, *, tag: str = "",
+def export_organized(exporter, bene_rows: np.ndarray, spec, out_dir: str | os.PathLike, *, chunk: int = 0,
                      since_exempt: np.ndarray | None = None, claim_rule=None, block_benes: int = 256) -> list[FileInfo]:
-    """Write one chunk's blocks (files `Patient<tag>.<part>.ndjson…`); on error none is left."""
+    """Write one chunk's blocks (files `file_name("Patient", chunk, part)`); on error none is left."""
     spec.check()
     patients = [s for s in exporter.sources if s.rtype == "Patient"]
     if not patients:
         raise ExportError("organizeOutputBy=Patient: the exporter has no Patient source to head blocks with")
     others = [s for t in spec.types if t != "Patient" for s in exporter.sources if s.rtype == t]
     bene_rows = np.asarray(bene_rows, np.int64)
-    roll = RollingWriter(Path(out_dir), "Patient", spec.compression, max_bytes=spec.max_file_bytes, tag=tag,
-                         level=spec.level)
+    roll = RollingWriter(Path(out_dir), "Patient", spec.compression, max_bytes=spec.max_file_bytes, chunk=chunk,
+                         level=spec.level, ndjson_sha256=spec.ndjson_sha256)
     try:
         for i in range(0, len(bene_rows), block_benes):
             _write_blocks(exporter, bene_rows[i : i + block_benes], spec, patients, others, roll, since_exempt,

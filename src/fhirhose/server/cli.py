@@ -55,10 +55,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"beneficiaries per chunk (default {_DEFAULT['chunk_size']})")
     p.add_argument("--compression", choices=_COMPRESSIONS, default=_DEFAULT["compression"],
                    help=f"job file compression (default {_DEFAULT['compression']})")
+    p.add_argument("--ndjson-sha256", action="store_true",
+                   help="also give BCDA's checksum (SHA-256 of the uncompressed NDJSON) per file; costs more CPU "
+                        "than writer and gzip together")
     p.add_argument("--ttl-hours", type=float, default=_DEFAULT["file_ttl"] / 3600,
                    help=f"hours job files stay downloadable (default {_DEFAULT['file_ttl'] / 3600:g})")
     p.add_argument("--retry-after", type=int, default=_DEFAULT["retry_after"],
-                   help=f"seconds between status polls (default {_DEFAULT['retry_after']})")
+                   help=f"longest wait between status polls, in seconds (default {_DEFAULT['retry_after']}; "
+                        f"shorter as a job nears its end)")
     p.add_argument("--exporter", default=None, help=argparse.SUPPRESS)  # tests: module:function
     p.add_argument("--demo", action="store_true",
                    help="sandbox: generate a synthetic store if DATA has none, register its organizations, "
@@ -135,6 +139,7 @@ def config_from_args(args: argparse.Namespace, port: int) -> ServerConfig:
         workers=args.workers,
         chunk_size=args.chunk_size,
         compression=args.compression,
+        ndjson_sha256=args.ndjson_sha256,
         file_ttl=args.ttl_hours * 3600,
         retry_after=args.retry_after,
         admin_prefix=None if args.admin_port is not None else _DEFAULT["admin_prefix"],
@@ -165,7 +170,10 @@ def _bind(host: str, port: int) -> socket.socket:
 def serve(args: argparse.Namespace) -> int:
     from .._memory import limit_malloc_retention
 
+    from .._backend import announce_backend
+
     check_args(args)
+    announce_backend("serve", quiet=True)  # the twin's warning now; the backend in the "serving" line
     limit_malloc_retention()  # before the sandbox setup: its arrays are freed back, not kept in the heap
     with contextlib.ExitStack() as stack:
         sock = stack.enter_context(_bind(args.host, args.port))
@@ -250,8 +258,10 @@ async def _serve(config: ServerConfig, sock: socket.socket, admin_sock: socket.s
     if admin_sock is not None:
         await start_site(runners[1], admin_sock, config)
         log.info("admin API on %s:%d/admin", *admin_sock.getsockname()[:2])
-    log.info("serving %s%s on %s:%d (operator key for the admin API: %s)", config.public_url or "", config.base,
-             *sock.getsockname()[:2], config.operator_key)
+    from .._backend import backend
+
+    log.info("serving %s%s on %s:%d (core backend %s; operator key for the admin API: %s)", config.public_url or "",
+             config.base, *sock.getsockname()[:2], backend, config.operator_key)
     stop = asyncio.Event()
     try:  # SIGTERM (systemd, docker stop, kill) stops as cleanly as Ctrl-C
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

@@ -33,8 +33,11 @@ class ServerConfig(msgspec.Struct, kw_only=True):
     chunk_size: int = 2500  # beneficiaries per chunk
     compression: Literal["gzip", "zstd"] = "gzip"
     level: int = 1
+    # Also give BCDA's SHA-256 of the uncompressed NDJSON (+ fileSize) per file; off by default:
+    # it costs more CPU than writer and gzip together (stored files always carry their digest).
+    ndjson_sha256: bool = False
     file_ttl: float = 24 * 3600.0  # seconds from completion until files expire (410)
-    retry_after: int = 5  # seconds clients should wait between status polls
+    retry_after: int = 5  # at most this many seconds between status polls (fewer as a job nears its end)
     janitor_interval: float = 60.0
     exporter: str = "fhirhose.server.worker:store_exporter"
     # Admin HTTP API path on this app (operator key or a user's admin key); None: not

@@ -70,11 +70,12 @@ CREATE TABLE IF NOT EXISTS files (
     kind TEXT NOT NULL,            -- output | error | deleted
     type TEXT NOT NULL,
     count INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,          -- of the NDJSON bytes
+    sha256 TEXT NOT NULL,          -- of the NDJSON bytes ('' unless the server computes BCDA's checksum)
     length INTEGER NOT NULL,       -- NDJSON bytes
     stored_length INTEGER NOT NULL,
     compression TEXT NOT NULL,     -- gzip | zstd | identity
     created REAL NOT NULL,
+    digest TEXT NOT NULL DEFAULT '',  -- sha256 hex of the stored bytes ('' in DBs of older versions)
     PRIMARY KEY (job_id, name)
 );
 """
@@ -121,6 +122,7 @@ class FileRow:
     stored_length: int
     compression: str
     created: float
+    digest: str = ""
 
 
 _JOB_COLS = ", ".join(Job.__dataclass_fields__)
@@ -350,6 +352,8 @@ def _migrate(c: sqlite3.Connection) -> None:
                        ("scope", "BLOB")):
         if name not in have:
             c.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
+    if "digest" not in {r[1] for r in c.execute("PRAGMA table_info(files)")}:
+        c.execute("ALTER TABLE files ADD COLUMN digest TEXT NOT NULL DEFAULT ''")
 
 
 def _insert_files(c: sqlite3.Connection, files: list[FileRow]) -> None:

@@ -41,7 +41,7 @@ __all__ = [
     "encode",
 ]
 
-# Manifest output-item extension keys, shared with the exporter's manifest.json ("sha256:<hex>"
+# BCDA's optional output-item extension keys, shared with the exporter's manifest.json ("sha256:<hex>"
 # and byte length of the NDJSON the client ends up with, after Content-Encoding is undone).
 EXT_SHA256 = CHECKSUM_EXT
 EXT_LENGTH = FILESIZE_EXT
@@ -145,7 +145,8 @@ class ManifestItem(_Doc):
     url: str
     type: str | None = None
     count: int | None = None
-    extension: dict[str, str | int] | None = None
+    # integrity: BCDA's "sha256:<hex>" and size, fhirhose's stored representation (an object)
+    extension: dict[str, str | int | dict[str, str | int]] | None = None
 
 
 class ManifestLink(_Doc):

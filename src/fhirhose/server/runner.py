@@ -35,7 +35,7 @@ from .db import FileRow, Job, JobDB
 from .params import ExportParams
 from .worker import ChunkTask, init_worker, run_chunk
 
-__all__ = ["JobRunner", "RunnerSettings", "iso_instant"]
+__all__ = ["JobRunner", "RunnerSettings", "iso_instant", "plan_chunks"]
 
 log = get_logger(__name__)
 
@@ -49,6 +49,28 @@ class RunnerSettings(msgspec.Struct, frozen=True):
     exporter: str = "fhirhose.server.worker:store_exporter"
     max_attempts: int = 2
     ttl: float = 24 * 3600.0
+    ndjson_sha256: bool = False  # BCDA's checksum of the uncompressed NDJSON (costly; off by default)
+
+
+def plan_chunks(n: int, size: int, workers: int) -> list[tuple[int, int]]:
+    """[lo, hi) ranges over `n` beneficiaries: about `size` each, their number a multiple of
+    `workers` and their sizes equal (±1), so the last round keeps every worker busy instead of
+    one chunk running alone while the other cores idle. One worker: chunks of `size`, the
+    last one the rest."""
+    if n <= 0:
+        return []
+    size = max(1, size)
+    if workers <= 1:
+        return [(lo, min(lo + size, n)) for lo in range(0, n, size)]
+    k = -(-n // size)
+    k = min(n, -(-k // workers) * workers)
+    base, extra = divmod(n, k)
+    out, lo = [], 0
+    for i in range(k):
+        hi = lo + base + (1 if i < extra else 0)
+        out.append((lo, hi))
+        lo = hi
+    return out
 
 
 def iso_instant(t: float) -> str:
@@ -227,6 +249,7 @@ class JobRunner:
             level=s.level,
             exporter=s.exporter,
             scope=a.scope.for_benes(a.benes[lo:hi]).to_bytes(),
+            ndjson_sha256=s.ndjson_sha256,
             organize_by=p.organize_by,
         )
 

@@ -65,11 +65,12 @@ class ServerState:
             RunnerSettings(
                 store_path=str(config.store), jobs_dir=str(self.jobs_dir), workers=config.workers,
                 compression=config.compression, level=config.level, exporter=config.exporter,
-                ttl=config.file_ttl,
+                ttl=config.file_ttl, ndjson_sha256=config.ndjson_sha256,
             ),
             clock,
         )
-        self.last_poll: dict[str, float] = {}  # job id -> time of its last in-progress status answer
+        # job id -> (time of its last in-progress status answer, the Retry-After it told)
+        self.last_poll: dict[str, tuple[float, int]] = {}
         self.downloads: dict[str, int] = {}  # job id -> downloads in flight (expiry waits for them)
         # Audit entries not yet stored (see `audit`): (principal, action, ip, time, detail).
         self.pending_audit: collections.deque[tuple[Principal, str, str | None, float, dict]] = collections.deque()

@@ -29,6 +29,7 @@ from . import models as m
 from .db import FileRow, Job, JobDB
 from .params import PREFERENCES, ExportParams, parse_body, parse_query
 from .population import Planned, plan
+from .runner import plan_chunks
 from .state import API, ServerState
 from .web_errors import read_body
 from .web_response import FHIR_JSON
@@ -119,8 +120,7 @@ async def _create(st: ServerState, request: web.Request, who: Principal, kind: s
     job_id = secrets.token_hex(16)
     scope = planned.scope
     benes = scope.bene_rows
-    size = max(1, st.config.chunk_size)
-    chunks = [(lo, min(lo + size, len(benes))) for lo in range(0, len(benes), size)]
+    chunks = plan_chunks(len(benes), st.config.chunk_size, st.config.workers)
     if len(scope.removed):
         # One more chunk over the beneficiaries who left since `_since`: outside the scope,
         # it writes only their deleted file (Bulk Data v3 `deleted`).
@@ -176,7 +176,7 @@ def _kickoff_files(st: ServerState, job_dir: Path, params: ExportParams, now: fl
     stored = name + STORED_SUFFIX[comp]
     lines = [m.encode(m.outcome(msg, code="not-supported", severity="warning", expression=p))
              for p, msg in params.warnings]
-    count, sha, length = write_ndjson(job_dir / stored, lines, comp, st.config.level)
+    info = write_ndjson(job_dir / stored, lines, comp, st.config.level, ndjson_sha256=st.config.ndjson_sha256)
     return [FileRow(job_id=job_dir.name, name=name, stored=stored, chunk=-1, kind="error",
-                    type="OperationOutcome", count=count, sha256=sha, length=length,
-                    stored_length=(job_dir / stored).stat().st_size, compression=comp, created=now)]
+                    type="OperationOutcome", count=info.count, sha256=info.sha256 or "", length=info.length,
+                    stored_length=info.stored, compression=comp, created=now, digest=info.digest)]

@@ -1,7 +1,7 @@
 """Status and manifest: `GET {base}/jobs/{job}`.
 
-202 + X-Progress + Retry-After while running (with the first manifest page when the
-client asked for partial manifests); 200 manifest + Expires when done; `?page=N` for
+202 + X-Progress + Retry-After while running (Retry-After follows the job: `poll_wait`;
+with the first manifest page when the client asked for partial manifests); 200 manifest + Expires when done; `?page=N` for
 manifest pages; 429 polled too fast; 500 failed; 404 unknown or cancelled; 410 expired;
 403 another organization's job. A job kicked off with `Prefer: separate-export-status`
 answers 200 where the job is running, done or failed, with the job's own status in
@@ -18,6 +18,7 @@ import msgspec
 from aiohttp import web
 
 from ..errors import RequestError
+from ..export.manifest import integrity_extension
 from . import models as m
 from .db import FileRow, Job, JobDB
 from .params import ExportParams
@@ -25,7 +26,7 @@ from .runner import iso_instant
 from .state import API, ServerState
 from .web_response import http_date, outcome_response
 
-__all__ = ["status", "RULES_EXT"]
+__all__ = ["status", "RULES_EXT", "poll_wait"]
 
 # Manifest extension listing the access rules a job was planned with.
 RULES_EXT = "urn:fhirhose:access-rules"
@@ -67,14 +68,26 @@ async def _job_status(st: ServerState, request: web.Request, job: Job, params: E
     return _manifest_response(st, request, job, params, files, status=200)
 
 
+def poll_wait(elapsed: float, done: int, total: int, cap: int) -> int:
+    """Seconds until the next status poll is worth it (1..cap), from the job's measured pace.
+
+    The time left is extrapolated from the chunks done so far (with none done yet, assume it
+    runs as long again as it has run); the client is told half of it, so a job about to finish
+    is polled about every second and a long one every `cap` seconds (with partial manifests a
+    client learns of new files at least that often). `cap` 0 turns pacing off (tests)."""
+    left = elapsed * (total - done) / done if done else elapsed
+    return min(cap, max(1, math.ceil(left / 2)))
+
+
 async def _in_progress(st: ServerState, request: web.Request, job: Job, params: ExportParams) -> web.Response:
-    now, pace = st.clock(), st.config.retry_after
-    last = st.last_poll.get(job.id)
-    if last is not None and now - last < pace * 0.9:
-        wait = max(1, math.ceil(pace - (now - last)))
+    now = st.clock()
+    last, told = st.last_poll.get(job.id, (None, 0))
+    if last is not None and now - last < told * 0.9:
+        wait = max(1, math.ceil(told - (now - last)))
         return outcome_response(429, f"polled too often: wait {wait} s between status requests", code="throttled",
                                 headers={"Retry-After": str(wait)})
-    st.last_poll[job.id] = now
+    pace = poll_wait(now - job.created, job.chunks_done, job.chunks_total, st.config.retry_after)
+    st.last_poll[job.id] = (now, pace)
     pct = 100 * job.chunks_done // max(job.chunks_total, 1)
     headers = {"X-Progress": f"{pct}% complete ({job.chunks_done}/{job.chunks_total} chunks)",
                "Retry-After": str(pace)}
@@ -105,12 +118,16 @@ async def _page(st: ServerState, request: web.Request, job: Job, params: ExportP
 def _manifest_response(st: ServerState, request: web.Request, job: Job, params: ExportParams, files: list[FileRow],
                        *, status: int, headers: dict | None = None, next_page: int | None = None) -> web.Response:
     def item(f: FileRow) -> m.ManifestItem:
+        ext = None
+        if f.digest:  # rows of older versions have only the NDJSON checksum
+            ext = integrity_extension(compression=f.compression, digest=f.digest, stored=f.stored_length,
+                                      length=f.length, sha256=f.sha256 or None)
+        elif f.sha256:
+            ext = {m.EXT_SHA256: f"sha256:{f.sha256}", m.EXT_LENGTH: f.length}
         # Organized output files hold blocks of several types: no `type` (Bulk Data v3).
         untyped = params.organize_by is not None and f.kind == "output"
-        return m.ManifestItem(
-            type=None if untyped else f.type, url=st.url(request, "data", job=job.id, file=f.name), count=f.count,
-            extension={m.EXT_SHA256: f"sha256:{f.sha256}", m.EXT_LENGTH: f.length},
-        )
+        return m.ManifestItem(type=None if untyped else f.type, url=st.url(request, "data", job=job.id, file=f.name),
+                              count=f.count, extension=ext)
 
     link = None
     if next_page is not None:

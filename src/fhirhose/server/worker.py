@@ -11,6 +11,7 @@ redone after a crash overwrites the same names instead of adding duplicates.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import importlib
 import os
 import shutil
@@ -27,6 +28,7 @@ from .._memory import limit_malloc_retention
 from ..columns import date_to_days
 from ..errors import ExportError
 from ..export.compress import SUFFIX
+from ..export.files import file_name
 from ..store.layout import fsync_dir
 from .params import TypeFilter
 
@@ -75,6 +77,7 @@ class ChunkTask(msgspec.Struct, frozen=True):
     # fhirhose.access.Scope.to_bytes() of the job's scope narrowed to this chunk: the
     # access rules (opt-outs, lookback, runout cut-off, enrolled months, since exemptions)
     scope: bytes
+    ndjson_sha256: bool = False  # also BCDA's checksum of the uncompressed NDJSON (costly; off by default)
     organize_by: str | None = None  # organizeOutputBy (Bulk Data v3): files of blocks per Patient
 
     @property
@@ -88,10 +91,11 @@ class ChunkFile(msgspec.Struct, frozen=True):
     name: str  # file name inside the exporter's output directory
     type: str  # resource type (OperationOutcome for error files)
     count: int  # resources (lines)
-    sha256: str  # hex digest of the NDJSON bytes
     length: int  # NDJSON bytes
     compression: str  # gzip | zstd | identity
     kind: str = "output"  # output | error | deleted
+    digest: str = ""  # sha256 hex of the file as written ("": run_chunk computes it)
+    sha256: str = ""  # sha256 hex of the NDJSON, when the task asked for it
 
 
 class ChunkExporter(Protocol):
@@ -120,16 +124,16 @@ def run_chunk(task: ChunkTask) -> list[dict]:
     per_type: dict[tuple[str, str], int] = {}
     for f in files:
         k = per_type[(f.kind, f.type)] = per_type.get((f.kind, f.type), 0) + 1
-        name = f"{f.type}-{task.seq:05d}-{k:03d}.ndjson"
+        name = file_name(f.type, task.seq, k)  # the offline export's names, less the coding suffix
         stored = name + SUFFIX[f.compression]
         src = tmp / f.name
         with open(src, "rb") as fh:
             os.fsync(fh.fileno())
+            digest = f.digest or hashlib.file_digest(fh, "sha256").hexdigest()
         stored_length = src.stat().st_size
         os.replace(src, job_dir / stored)
-        placed.append(
-            dict(msgspec.structs.asdict(f), name=name, stored=stored, stored_length=stored_length, chunk=task.seq)
-        )
+        placed.append(dict(msgspec.structs.asdict(f), name=name, stored=stored, stored_length=stored_length,
+                           chunk=task.seq, digest=digest))
     fsync_dir(job_dir)
     shutil.rmtree(tmp, ignore_errors=True)
     return placed
@@ -185,18 +189,22 @@ def export_scoped(task: ChunkTask, out_dir: Path, exporter) -> list[ChunkFile]:
     spec = ExportSpec(
         types=tuple(task.types), since_ms=_ms(task.since) if task.since else None, until_ms=until,
         claim_filters=claim_filters(task.type_filters), compression=task.compression, level=task.level,
-        elements=tuple(task.elements),
+        elements=tuple(task.elements), ndjson_sha256=task.ndjson_sha256,
     )
     scope = Scope.from_bytes(task.scope)
     if task.organize_by:
         infos = _organized(task, out_dir, exporter, scope, spec)
     else:
-        infos = scope.export_chunk(exporter, task.rows, spec, out_dir, tag=f"-{task.seq:05d}")
-    files = [ChunkFile(name=i.name, type=i.type, count=i.count, sha256=i.sha256, length=i.length,
-                       compression=i.compression) for i in infos]
+        infos = scope.export_chunk(exporter, task.rows, spec, out_dir, chunk=task.seq)
+    files = [_chunk_file(i) for i in infos]
     if task.since:
         files += _deleted(task, out_dir, exporter, scope, spec)
     return files
+
+
+def _chunk_file(info, kind: str = "output") -> ChunkFile:
+    return ChunkFile(name=info.name, type=info.type, count=info.count, length=info.length,
+                     compression=info.compression, kind=kind, digest=info.digest, sha256=info.sha256 or "")
 
 
 def _organized(task: ChunkTask, out_dir: Path, exporter, scope, spec):
@@ -204,7 +212,7 @@ def _organized(task: ChunkTask, out_dir: Path, exporter, scope, spec):
     from ..export.organized import export_organized
 
     rows = task.rows[np.isin(task.rows, scope.bene_rows)]
-    return export_organized(exporter, rows, scope.narrow(spec), out_dir, tag=f"-{task.seq:05d}",
+    return export_organized(exporter, rows, scope.narrow(spec), out_dir, chunk=task.seq,
                             since_exempt=scope.since_exempt, claim_rule=scope.enrollment)
 
 
@@ -215,9 +223,8 @@ def _deleted(task: ChunkTask, out_dir: Path, exporter, scope, spec) -> list[Chun
     rows = task.rows[np.isin(task.rows, scope.bene_rows)]
     spec = scope.narrow(spec)  # its since: the client's, or later where a rule raised it
     infos = export_deleted(exporter, rows, scope.removed, spec, spec.since_ms, spec.until_ms, out_dir,
-                           tag=f"-{task.seq:05d}", since_exempt=scope.since_exempt, claim_rule=scope.enrollment)
-    return [ChunkFile(name=i.name, type=i.type, count=i.count, sha256=i.sha256, length=i.length,
-                      compression=i.compression, kind="deleted") for i in infos]
+                           chunk=task.seq, since_exempt=scope.since_exempt, claim_rule=scope.enrollment)
+    return [_chunk_file(i, "deleted") for i in infos]
 
 
 def export_from_store(task: ChunkTask, out_dir: Path, sources: Sequence[Source]) -> list[ChunkFile]:
