@@ -10,6 +10,8 @@ writer's speed against this.
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from ..fhir import common as c
@@ -30,14 +32,14 @@ _ABSENT = {"extension": [{"url": c.EXT_DATA_ABSENT, "valueCode": "unknown"}]}
 _UNKNOWN = {"system": c.CS_DATA_ABSENT, "code": "unknown", "display": "Unknown"}
 _ROLE = {k: {"coding": [{"system": s, "code": code, "display": d}]} for k, (s, code, d) in
          (("rendering", c.ROLE_RENDERING), ("primary", c.ROLE_PRIMARY), ("referring", c.ROLE_REFERRING))}
-_PRINCIPAL = [{"coding": [dict(zip(("system", "code", "display"), c.DX_PRINCIPAL))]}]
-_SECONDARY = [{"coding": [dict(zip(("system", "code", "display"), c.DX_SECONDARY))]}]
+_PRINCIPAL = [{"coding": [dict(zip(("system", "code", "display"), c.DX_PRINCIPAL, strict=True))]}]
+_SECONDARY = [{"coding": [dict(zip(("system", "code", "display"), c.DX_SECONDARY, strict=True))]}]
 _INFO = {"coding": [{"system": c.CS_SUPPORTING_INFO, "code": "clmrecvddate"},
                     {"system": c.BB_CS_INFORMATION, "code": _V + "nch_wkly_proc_dt"}]}
 
 
 def _cat(c4bb, var: str | None) -> dict:
-    codings = [] if c4bb is None else [dict(zip(("system", "code", "display"), c4bb))]
+    codings = [] if c4bb is None else [dict(zip(("system", "code", "display"), c4bb, strict=True))]
     if var is not None:
         codings.append({"system": c.BB_CS_ADJUDICATION, "code": _V + var})
     return {"coding": codings}
@@ -163,8 +165,8 @@ class CarrierBuilder:
         yr = h["carr_clm_hcpcs_yr_cd"][r]
         items = [self._item(i, line_seqs[n], line_dx[n], yr) for n, i in enumerate(lines)]
 
-        d = {"resourceType": "ExplanationOfBenefit", "id": f"carrier-{h['clm_id'][r]}"}
-        meta = {"lastUpdated": h["last_updated"][r], "profile": _PROFILE}
+        d: dict[str, Any] = {"resourceType": "ExplanationOfBenefit", "id": f"carrier-{h['clm_id'][r]}"}
+        meta: dict[str, Any] = {"lastUpdated": h["last_updated"][r], "profile": _PROFILE}
         if tag := _TAG.get(h["final_action"][r]):
             meta["tag"] = tag
         d["meta"] = meta
@@ -259,7 +261,7 @@ class CarrierBuilder:
         for n, (col, cat) in enumerate(_LINE_ADJ):
             if (v := L[col][i]) is None:
                 continue
-            a = {"category": cat, "amount": _money(v)}
+            a: dict[str, Any] = {"category": cat, "amount": _money(v)}
             if n == 0 and (p := L["line_pmt_80_100_cd"][i]):
                 a = {"extension": [_ext("line_pmt_80_100_cd", "valueCoding", p)], **a}
             adj.append(a)

@@ -34,7 +34,6 @@ from msgspec import Struct
 
 from ..fhir.source import Source
 from ..store.versions import superseded_between
-from .compress import SUFFIX
 from .files import FileInfo, NdjsonFile, file_name
 from .lines import resource_ids
 

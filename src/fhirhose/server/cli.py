@@ -168,9 +168,8 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from .._memory import limit_malloc_retention
-
     from .._backend import announce_backend
+    from .._memory import limit_malloc_retention
 
     check_args(args)
     announce_backend("serve", quiet=True)  # the twin's warning now; the backend in the "serving" line

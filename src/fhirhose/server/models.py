@@ -146,7 +146,7 @@ class ManifestItem(_Doc):
     type: str | None = None
     count: int | None = None
     # integrity: BCDA's "sha256:<hex>" and size, fhirhose's stored representation (an object)
-    extension: dict[str, str | int | dict[str, str | int]] | None = None
+    extension: dict[str, object] | None = None
 
 
 class ManifestLink(_Doc):
