@@ -7,7 +7,7 @@ routes turn into a 400 OperationOutcome.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 from msgspec import Struct
@@ -146,7 +146,7 @@ class ManifestItem(_Doc):
     type: str | None = None
     count: int | None = None
     # integrity: BCDA's "sha256:<hex>" and size, fhirhose's stored representation (an object)
-    extension: dict[str, object] | None = None
+    extension: dict[str, Any] | None = None
 
 
 class ManifestLink(_Doc):
