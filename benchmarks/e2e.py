@@ -134,10 +134,16 @@ def _status_kb(pid: int, field: str) -> int:
 
 
 def _cpu_seconds(pid: int) -> float | None:
+    got = _cpu_split(pid)
+    return None if got is None else got[0] + got[1]
+
+
+def _cpu_split(pid: int) -> tuple[float, float] | None:
+    """(user, system) CPU seconds of one process."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK  # utime + stime
+        return int(fields[11]) / CLK, int(fields[12]) / CLK  # utime, stime
     except (OSError, IndexError, ValueError):
         return None
 
@@ -175,7 +181,10 @@ class Sampler:
         self.peak_rss: dict[str, int] = {k: 0 for k in roots}  # max over samples of the tree's VmRSS sum
         self.peak_anon: dict[str, int] = {k: 0 for k in roots}  # same, anonymous memory only (no mapped files)
         self.cpu: dict[str, dict[int, float]] = {k: {} for k in roots}
-        self.cpu0 = {k: sum(filter(None, (_cpu_seconds(p) for p in tree(r, _children())))) for k, r in roots.items()}
+        self.split: dict[str, dict[int, tuple[float, float]]] = {k: {} for k in roots}  # (user, system) per pid
+        kids = _children()
+        self.split0 = {p: got for r in roots.values() for p in tree(r, kids) if (got := _cpu_split(p)) is not None}
+        self.cpu0 = {k: sum(u + s for p, (u, s) in self.split0.items() if p in tree(r, kids)) for k, r in roots.items()}
         self.cores0 = _cores()
         self.procs: dict[str, int] = {k: 1 for k in roots}
         self.roles: dict[int, str] = {}
@@ -194,9 +203,12 @@ class Sampler:
                     if p not in self.hwm[name]:
                         self.roles[p] = _role(p)
                     self.hwm[name][p] = max(self.hwm[name].get(p, 0), hwm)
-                cpu = _cpu_seconds(p)
+                cpu = _cpu_split(p)
                 if cpu is not None:
-                    self.cpu[name][p] = cpu
+                    self.cpu[name][p] = cpu[0] + cpu[1]
+                    self.split[name][p] = cpu
+                    if p not in self.roles:
+                        self.roles[p] = _role(p)
             self.peak_rss[name] = max(self.peak_rss[name], rss)
             self.peak_anon[name] = max(self.peak_anon[name], anon)
 
@@ -213,6 +225,15 @@ class Sampler:
             out[f"{name}_cpu_s"] = round(cpu, 2)
             out[f"{name}_cores"] = round(cpu / seconds, 2) if seconds else None
             out[f"{name}_processes"] = self.procs[name]
+            # Where the CPU went: user and system seconds by role (the server's main process and
+            # its export workers), the system part being mostly page faults, copies and fsync.
+            by_role: dict[str, list[float]] = {}
+            for p, (user, system) in self.split[name].items():
+                user0, system0 = self.split0.get(p, (0.0, 0.0))
+                acc = by_role.setdefault(self.roles.get(p, "main"), [0.0, 0.0])
+                acc[0] += user - user0
+                acc[1] += system - system0
+            out[f"{name}_cpu_user_sys_by_role"] = {k: [round(u, 2), round(s, 2)] for k, (u, s) in by_role.items()}
             out[f"{name}_hwm_by_process_mb"] = sorted(
                 ([self.roles[p], round(kb / 1024, 1)] for p, kb in self.hwm[name].items()), key=lambda x: -x[1])
         return out
