@@ -293,3 +293,50 @@ def _async(f):
     async def call():
         return f()
     return call
+
+
+def test_warm_up_binds_the_writers_a_first_chunk_needs(tmp_path, caplog):
+    from fhirhose.fhir.registry import SOURCES
+    from fhirhose.server import worker
+
+    build_store(tmp_path / "store")
+    path = str(tmp_path / "store")
+    worker.warm_up(path, "fhirhose.server.worker:store_exporter")
+    key = (path, Store(path).current(), id(SOURCES))
+    ex = worker._EXPORTERS[key]
+    assert len(ex._writers) == len(SOURCES)  # every source's template bound once
+    assert worker._exporter(path, key[1], SOURCES) is ex  # what a chunk of this generation reuses
+    # A store that cannot be opened is only logged: a failing pool initializer would break the pool.
+    worker.warm_up(str(tmp_path / "missing"), "fhirhose.server.worker:store_exporter")
+    assert "warm-up" in caplog.text and "missing" in caplog.text
+
+
+@async_test
+async def test_warm_workers_start_with_the_server_and_export(tmp_path):
+    from aiohttp import web
+
+    data = tmp_path / "d"
+    sandbox(data)
+    cfg = ServerConfig(data_dir=str(data), workers=2, chunk_size=5, retry_after=0, warm_workers=True)
+    clock = Clock()
+    app = create_app(cfg, access=ACCESS, clock=clock)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        from fhirhose.server.state import API
+
+        job_runner = app[API].runner
+        # Both processes exist before any kick-off (spawned at start, warming up meanwhile).
+        warm = set(job_runner._pool._processes)
+        assert len(warm) == 2
+        async with aiohttp.ClientSession() as s:
+            h = Harness(f"http://127.0.0.1:{runner.addresses[0][1]}/api/v2", s, clock, None, clients_of(data))
+            r = await h.kickoff("client-A0001")
+            assert r.status == 202, await r.text()
+            manifest = await (await h.wait("client-A0001", r.headers["Content-Location"])).json()
+            assert sum(o["count"] for o in manifest["output"] if o["type"] == "Patient") == STORE_ORGS[0][2]
+        assert set(job_runner._pool._processes) == warm  # the warm processes ran the chunks
+    finally:
+        await runner.cleanup()

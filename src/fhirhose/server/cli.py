@@ -137,6 +137,7 @@ def config_from_args(args: argparse.Namespace, port: int) -> ServerConfig:
         base=args.base,
         public_url=args.public_url or f"http://{host}:{port}",
         workers=args.workers,
+        warm_workers=True,
         chunk_size=args.chunk_size,
         compression=args.compression,
         ndjson_sha256=args.ndjson_sha256,

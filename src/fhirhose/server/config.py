@@ -30,6 +30,9 @@ class ServerConfig(msgspec.Struct, kw_only=True):
     # Absolute origin for URLs in responses (e.g. "http://127.0.0.1:8080"); else from the request.
     public_url: str | None = None
     workers: int = 2
+    # Start the export workers with the server (store opened, writers bound) instead of at the
+    # first chunk: the first export starts ~0.5 s sooner. `fhirhose serve` turns it on.
+    warm_workers: bool = False
     chunk_size: int = 2500  # beneficiaries per chunk
     compression: Literal["gzip", "zstd"] = "gzip"
     level: int = 1

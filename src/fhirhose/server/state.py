@@ -65,7 +65,7 @@ class ServerState:
             RunnerSettings(
                 store_path=str(config.store), jobs_dir=str(self.jobs_dir), workers=config.workers,
                 compression=config.compression, level=config.level, exporter=config.exporter,
-                ttl=config.file_ttl, ndjson_sha256=config.ndjson_sha256,
+                ttl=config.file_ttl, ndjson_sha256=config.ndjson_sha256, warm=config.warm_workers,
             ),
             clock,
         )
