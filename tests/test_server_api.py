@@ -361,7 +361,7 @@ async def test_a_poll_near_the_end_is_answered_when_the_job_ends(tmp_path, monke
         assert sum(o["count"] for o in (await r.json())["output"] if o["type"] == "Patient") == 130
 
         # A job far from its end (more than HOLD) is answered at once (202, paced).
-        monkeypatch.setattr(web_status, "HOLD", 1.0)
+        monkeypatch.setattr(web_status, "HOLD", 2.0)
         (data / "hold").write_text("1")
         r = await h.kickoff("big-aco", params={"_type": "Patient"})
         url = r.headers["Content-Location"]

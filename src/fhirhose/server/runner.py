@@ -259,6 +259,7 @@ class JobRunner:
             scope=a.scope.for_benes(a.benes[lo:hi]).to_bytes(),
             ndjson_sha256=s.ndjson_sha256,
             organize_by=p.organize_by,
+            overlap=s.workers < (os.cpu_count() or 1),  # a core to spare per worker for its compressor
         )
 
     async def _run(self, a: _Active, chunk: tuple[int, int, int]) -> None:

@@ -83,9 +83,9 @@ def poll_wait(elapsed: float, done: int, total: int, cap: int) -> int:
 
 # A poll of a job expected to end within HOLD seconds is answered when it ends (or after HOLD):
 # Retry-After counts whole seconds, so the client would otherwise learn of the end up to a
-# second late — a third of a 10,000-beneficiary export. Held no longer than the shortest
-# Retry-After, the client never waits longer than it would have anyway.
-HOLD = 1.0
+# second late (more when the estimate was short) — a third of a 10,000-beneficiary export.
+# Only jobs this close to their end hold a request, so few are held at any time.
+HOLD = 2.0
 _HOLD_STEP = 0.05
 
 
