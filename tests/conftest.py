@@ -25,3 +25,37 @@ def cext():
     if _cext is None:
         pytest.skip("compiled core not built")
     return _cext
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One throwaway PostgreSQL cluster per test run (see tests/support/postgres.py)."""
+    from .support.postgres import MISSING, Cluster, pg_bin
+
+    bin_dir = pg_bin()
+    if bin_dir is None:
+        pytest.skip(MISSING)
+    cluster = Cluster(bin_dir)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path):
+    """Each test using `database` runs once per engine: `database(name)` is the location of a
+    fresh database (a SQLite file, or a new PostgreSQL database); the same name, the same one."""
+    made: dict[str, str] = {}
+    if request.param == "sqlite":
+        yield lambda name="db": tmp_path / f"{name}.sqlite"
+        return
+    cluster = request.getfixturevalue("pg_cluster")
+
+    def make(name="db"):
+        if name not in made:
+            made[name] = cluster.create_database()
+        return made[name][1]
+
+    make.engine = "postgresql"
+    yield make
+    for db_name, _ in made.values():
+        cluster.drop_database(db_name)

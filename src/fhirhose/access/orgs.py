@@ -202,12 +202,11 @@ class Orgs:
         salt, digest, _ = hash_secret(secret, self.db.config)
         t = now_s(now)
         with self.db.tx() as conn:
-            cur = conn.execute(
+            (uid,) = conn.execute(
                 "INSERT INTO users(org_id, name, email, role, title, created_at, key_salt, key_hash)"
-                " VALUES (?,?,?,?,?,?,?,?)",
+                " VALUES (?,?,?,?,?,?,?,?) RETURNING id",
                 (org_id, name, email, role, title.upper() if role == ATTESTOR else title, t, salt, digest),
-            )
-            uid = cur.lastrowid
+            ).fetchone()
             self.db.audit.record("user.add", actor=actor, org_id=org_id, now=t, user=uid, role=role)
         return self.user(uid), f"u{uid}.{secret}"
 

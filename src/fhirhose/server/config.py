@@ -21,6 +21,9 @@ class ServerConfig(msgspec.Struct, kw_only=True):
 
     data_dir: str
     store_path: str | None = None
+    # One database for jobs and access: postgresql://... (many nodes) or a SQLite file;
+    # None: SQLite files DATA/jobs.sqlite and `access_db` (one machine).
+    database_url: str | None = None
     access_db_path: str | None = None
     operator_key_path: str | None = None
     base: str = "/api/v2"

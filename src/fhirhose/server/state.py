@@ -9,7 +9,6 @@ through `request.app[API]`.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import ssl
 import time
 from typing import Callable
@@ -19,6 +18,7 @@ from aiohttp import web
 from ..access import AccessConfig, AccessDB, Principal, TokenService
 from ..errors import AuthError, RequestError
 from ..log import get_logger
+from ..sql import open_database
 from .auth import client_address, operator_key
 from .config import ServerConfig
 from .db import Job, JobDB
@@ -45,8 +45,14 @@ class ServerState:
         self.jobs_dir = config.data / "jobs"
         config.data.mkdir(parents=True, exist_ok=True)
         config.access_db.parent.mkdir(parents=True, exist_ok=True)
-        self.db = JobDB(config.data / "jobs.sqlite")
-        self.access = access if isinstance(access, AccessDB) else AccessDB(config.access_db, access)
+        # One database for both with --database (PostgreSQL: every node's shared state);
+        # else the embedded default, two SQLite files in DATA.
+        self.sql = open_database(config.database_url or config.data / "jobs.sqlite")
+        self.db = JobDB(self.sql)
+        if isinstance(access, AccessDB):
+            self.access = access
+        else:
+            self.access = AccessDB(self.sql if config.database_url else config.access_db, access)
         self.tokens = TokenService(self.access)
         self.client_ip = client_address(config.trusted_proxies)
         self.auth = AccessAuthenticator(self.access, self.tokens, client_ip=self.client_ip, clock=clock)
@@ -56,11 +62,10 @@ class ServerState:
             RunnerSettings(
                 store_path=str(config.store), jobs_dir=str(self.jobs_dir), workers=config.workers,
                 compression=config.compression, level=config.level, exporter=config.exporter,
-                ttl=config.file_ttl,
+                ttl=config.file_ttl, sole_node=self.sql.engine == "sqlite",
             ),
             clock,
         )
-        self.last_poll: dict[str, float] = {}  # job id -> time of its last in-progress status answer
         self.downloads: dict[str, int] = {}  # job id -> downloads in flight (expiry waits for them)
         self._janitor: asyncio.Task | None = None
 
@@ -70,6 +75,7 @@ class ServerState:
         """Startup: JWKS fetcher on this loop, resume jobs, first expiry sweep, then the janitor."""
         self.config.data.mkdir(parents=True, exist_ok=True)
         self.started = self.clock()
+        await asyncio.to_thread(self.db.migrate)
         ctx = ssl.create_default_context(cafile=self.config.jwks_ca_file) if self.config.jwks_ca_file else None
         self.tokens.jwks_fetcher = JwksFetcher(asyncio.get_running_loop(), ttl=self.config.jwks_ttl,
                                                allow_http=self.config.jwks_allow_http, ssl=ctx)
@@ -84,6 +90,7 @@ class ServerState:
             await asyncio.gather(self._janitor, return_exceptions=True)
         await self.runner.stop()
         await self.db.close()
+        await asyncio.to_thread(self.sql.close)
         self.tokens.jwks_fetcher = None
 
     async def _janitor_loop(self) -> None:
@@ -116,14 +123,8 @@ class ServerState:
     def sandbox_job_completed(self, job_id: str, org_id: str) -> bool:
         """Whether `job_id` is a completed sandbox export of `org_id` (production onboarding).
 
-        Called from the admin API's worker threads: its own short-lived connection."""
-        conn = sqlite3.connect(f"{(self.config.data / 'jobs.sqlite').resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            return JobDB.completed_in(conn, job_id, org_id, "sandbox")
-        except sqlite3.OperationalError:  # no job DB yet
-            return False
-        finally:
-            conn.close()
+        Called from the admin API's worker threads (each has its own connection)."""
+        return self.db.run(JobDB.completed_in, job_id, org_id, "sandbox")
 
     async def audit(self, who: Principal, action: str, request: web.Request, /, **detail) -> None:
         """One audit entry for a request made with a verified token (off the loop)."""

@@ -52,12 +52,12 @@ async def status(request: web.Request) -> web.Response:
 
 async def _in_progress(st: ServerState, request: web.Request, job: Job, params: ExportParams) -> web.Response:
     now, pace = st.clock(), st.config.retry_after
-    last = st.last_poll.get(job.id)
-    if last is not None and now - last < pace * 0.9:
+    # Pacing lives in the job row, so polling two API nodes in turn is paced as one.
+    last = await st.db.call(JobDB.take_poll, job.id, now, pace * 0.9)
+    if last is not None:
         wait = max(1, math.ceil(pace - (now - last)))
         return outcome_response(429, f"polled too often: wait {wait} s between status requests", code="throttled",
                                 headers={"Retry-After": str(wait)})
-    st.last_poll[job.id] = now
     pct = 100 * job.chunks_done // max(job.chunks_total, 1)
     headers = {"X-Progress": f"{pct}% complete ({job.chunks_done}/{job.chunks_total} chunks)",
                "Retry-After": str(pace)}
