@@ -59,3 +59,19 @@ def database(request, tmp_path):
     yield make
     for db_name, _ in made.values():
         cluster.drop_database(db_name)
+
+
+@pytest.fixture
+def server_engine(database):
+    """The harness servers of a test (tests/support/server.py) run on each engine: on
+    PostgreSQL every server over a data folder shares one fresh database."""
+    from .support import server
+
+    if getattr(database, "engine", "sqlite") == "sqlite":
+        yield "sqlite"
+        return
+    server.DATABASE_HOOK = database
+    try:
+        yield "postgresql"
+    finally:
+        server.DATABASE_HOOK = None

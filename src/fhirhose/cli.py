@@ -1,4 +1,4 @@
-"""`fhirhose` command line: serve | synth | ingest | export | pull | bench | admin.
+"""`fhirhose` command line: serve | worker | db | synth | ingest | export | pull | bench | admin.
 
 Each subcommand lives beside the code it drives (`<package>/cli.py` with
 `add_parser(subparsers)` that sets `func`); this module only wires them, so a
@@ -23,6 +23,8 @@ COMMANDS = {
     "pull": "fhirhose.client.cli",
     "bench": "fhirhose.bench.cli",
     "admin": "fhirhose.access.admin_cli",
+    "worker": "fhirhose.server.worker_cli",
+    "db": "fhirhose.server.db_cli",
 }
 
 

@@ -59,13 +59,32 @@ def day_ts(d: dt.date) -> float:
     return dt.datetime.combine(d, dt.time(), dt.timezone.utc).timestamp()
 
 
+# Set by the `server_engine` fixture (conftest) while a test runs on PostgreSQL:
+# `name -> URL of a fresh database`. None: the SQLite files in DATA (the default layout).
+DATABASE_HOOK = None
+
+
+def database_url(data: Path) -> str | None:
+    """The database of the server over `data`, kept in DATA/database-url so a server in a
+    subprocess finds the same one; None: the default SQLite files."""
+    f = data / "database-url"
+    if f.exists():
+        return f.read_text()
+    if DATABASE_HOOK is None:
+        return None
+    url = str(DATABASE_HOOK(str(data)))
+    data.mkdir(parents=True, exist_ok=True)
+    f.write_text(url)
+    return url
+
+
 def register_clients(data: Path, orgs, *, config: AccessConfig = ACCESS) -> dict[str, dict]:
     """Register organizations `(name, org, kind, attested day or None)` in DATA/access.sqlite,
     each with a sandbox credential (secret), and save name → {client_id, secret, org} in
     DATA/test-clients.json. Sponsors (kind pdp) hold contract `org` and an attestor (CEO)
     who attested on the given day."""
     data.mkdir(parents=True, exist_ok=True)
-    db = AccessDB(data / "access.sqlite", config)
+    db = AccessDB(database_url(data) or data / "access.sqlite", config)
     op = Actor.system("tests")
     out = {}
     for name, org, kind, attested in orgs:
@@ -256,7 +275,8 @@ def config(data: Path, **kw) -> ServerConfig:
     data.mkdir(parents=True, exist_ok=True)
     if not (data / "test-clients.json").exists():
         register_harness_clients(data)
-    opts = dict(workers=1, chunk_size=50, retry_after=3, exporter="tests.support.server:fixture_exporter")
+    opts = dict(workers=1, chunk_size=50, retry_after=3, exporter="tests.support.server:fixture_exporter",
+                database_url=database_url(data))
     opts.update(kw)
     return ServerConfig(data_dir=str(data), **opts)
 

@@ -21,7 +21,8 @@ from .db import AccessDB
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("admin", help="administer organizations, users, credentials and attestations")
-    p.add_argument("--db", required=True, help="access database (SQLite) path")
+    p.add_argument("--database", "--db", dest="db", required=True, metavar="URL",
+                   help="access database: postgresql://... or a SQLite file (sqlite:///PATH or PATH)")
     p.add_argument("--user-key", help="act as this organization user (default: the CMS operator)")
     sub = p.add_subparsers(dest="admin_cmd", required=True)
 
@@ -80,8 +81,11 @@ def add_parser(subparsers) -> None:
 
 def _run(args, fn) -> int:
     db = AccessDB(args.db)
-    actor = Actor.user(db.orgs.authenticate(args.user_key).id) if args.user_key else Actor.system("cli")
-    out = fn(db, actor, args)
+    try:
+        actor = Actor.user(db.orgs.authenticate(args.user_key).id) if args.user_key else Actor.system("cli")
+        out = fn(db, actor, args)
+    finally:
+        db.close()
     print(json.dumps({"ok": True} if out is None else out, indent=2, default=str))
     return 0
 

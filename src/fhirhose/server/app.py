@@ -40,7 +40,7 @@ from aiohttp import web
 from ..access import AccessConfig, AccessDB
 from ..errors import AuthError, FhirhoseError, RequestError
 from ..log import get_logger
-from . import web_discovery, web_files, web_jobs, web_kickoff, web_status
+from . import web_discovery, web_files, web_jobs, web_kickoff, web_ops, web_status
 from .config import ServerConfig
 from .population import Population
 from .state import API, ServerState
@@ -67,9 +67,10 @@ def create_app(
     can be exercised without waiting. The admin API is mounted under
     `config.admin_prefix` unless that is None (see `create_admin_app`).
     """
-    app = web.Application(middlewares=[_errors])
+    app = web.Application(middlewares=[web_ops.metrics_middleware, _errors])
     st = ServerState(config, access, population, clock)
     app[API] = st
+    web_ops.add_routes(app, st)
     base = st.base
     r = app.router
     r.add_get(f"{base}/metadata", web_discovery.metadata, name="metadata")

@@ -32,6 +32,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, help="data directory (store, job DB, access DB, job files); --demo: ./fhirhose-demo")
     p.add_argument("--store", type=Path, help="store directory (default DATA/store)")
+    p.add_argument("--database", metavar="URL",
+                   help="one database for jobs and access, shared by every node: postgresql://... or a SQLite "
+                        "file (sqlite:///PATH or PATH); default: DATA/jobs.sqlite and DATA/access.sqlite")
     p.add_argument("--access-db", type=Path, help="access database (default DATA/access.sqlite; `fhirhose admin --db`)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080, help="port (0: any free port)")
@@ -45,7 +48,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="proxy whose X-Forwarded-For names the client address (repeat)")
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop", help="event loop (default uvloop)")
     p.add_argument("--workers", type=int, default=_DEFAULT["workers"],
-                   help=f"export worker processes (default {_DEFAULT['workers']})")
+                   help=f"export worker processes (default {_DEFAULT['workers']}; 0: an API node only, "
+                        "`fhirhose worker` nodes export)")
     p.add_argument("--chunk-size", type=int, default=_DEFAULT["chunk_size"],
                    help=f"beneficiaries per chunk (default {_DEFAULT['chunk_size']})")
     p.add_argument("--compression", choices=_COMPRESSIONS, default=_DEFAULT["compression"],
@@ -72,6 +76,7 @@ def config_from_args(args: argparse.Namespace, port: int) -> ServerConfig:
         data_dir=str(data.resolve()),
         store_path=str(args.store) if args.store else None,
         access_db_path=str(args.access_db) if args.access_db else None,
+        database_url=args.database,
         base=args.base,
         public_url=args.public_url or f"http://{host}:{port}",
         workers=args.workers,
@@ -114,7 +119,7 @@ def serve(args: argparse.Namespace) -> int:
 
         access_config = sandbox_access_config()
         config.access_db.parent.mkdir(parents=True, exist_ok=True)
-        db = AccessDB(config.access_db, access_config)
+        db = AccessDB(config.database_url or config.access_db, access_config)
         creds = ensure_demo(config.data, config.public_url.rstrip("/") + config.base.rstrip("/"), db)
         db.close()
         log.info("sandbox credentials for %d clients in %s", len(creds.clients), config.data / "credentials.json")

@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     group_id TEXT,
     scope_key TEXT NOT NULL,       -- same client + same scope_key while active: 429
     request_url TEXT NOT NULL,
-    params TEXT NOT NULL,          -- ExportParams JSON
+    params BLOB NOT NULL,          -- ExportParams JSON (bytes)
     status TEXT NOT NULL,          -- queued | running | done | failed | cancelled | expired
     error TEXT,
     chunks_total INTEGER NOT NULL,
