@@ -52,6 +52,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "`fhirhose worker` nodes export)")
     p.add_argument("--chunk-size", type=int, default=_DEFAULT["chunk_size"],
                    help=f"beneficiaries per chunk (default {_DEFAULT['chunk_size']})")
+    p.add_argument("--lease", type=float, default=_DEFAULT["lease"],
+                   help=f"seconds a claimed chunk is held without renewal (default {_DEFAULT['lease']:g})")
     p.add_argument("--compression", choices=_COMPRESSIONS, default=_DEFAULT["compression"],
                    help=f"job file compression (default {_DEFAULT['compression']})")
     p.add_argument("--ttl-hours", type=float, default=_DEFAULT["file_ttl"] / 3600,
@@ -81,6 +83,7 @@ def config_from_args(args: argparse.Namespace, port: int) -> ServerConfig:
         public_url=args.public_url or f"http://{host}:{port}",
         workers=args.workers,
         chunk_size=args.chunk_size,
+        lease=args.lease,
         compression=args.compression,
         file_ttl=args.ttl_hours * 3600,
         retry_after=args.retry_after,

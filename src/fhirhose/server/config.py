@@ -31,6 +31,7 @@ class ServerConfig(msgspec.Struct, kw_only=True):
     public_url: str | None = None
     workers: int = 2
     chunk_size: int = 2500  # beneficiaries per chunk
+    lease: float = 30.0  # seconds a claimed chunk is held without renewal (a dead node's chunk waits this long)
     compression: Literal["gzip", "zstd"] = "gzip"
     level: int = 1
     file_ttl: float = 24 * 3600.0  # seconds from completion until files expire (410)

@@ -62,7 +62,7 @@ class ServerState:
             RunnerSettings(
                 store_path=str(config.store), jobs_dir=str(self.jobs_dir), workers=config.workers,
                 compression=config.compression, level=config.level, exporter=config.exporter,
-                ttl=config.file_ttl, sole_node=self.sql.engine == "sqlite",
+                ttl=config.file_ttl, lease=config.lease, sole_node=self.sql.engine == "sqlite",
             ),
             clock,
         )
