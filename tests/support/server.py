@@ -193,18 +193,18 @@ def failing_exporter(task: ChunkTask, out_dir: Path) -> list[ChunkFile]:
 # --- the population the tests own --------------------------------------------------------
 
 
-def tables() -> dict:
-    """bene / roster / enroll / opt-out tables for CLIENTS (rows of each org are disjoint):
+def tables(clients=CLIENTS) -> dict:
+    """bene / roster / enroll / opt-out tables for `clients` (rows of each org are disjoint):
     ACO rosters of this performance year (runout: last year's) delivered yesterday;
     sponsors enrolled all year, this year (group all) or last year only (runout)."""
-    n = sum(c[3] + c[4] for c in CLIENTS)
+    n = sum(c[3] + c[4] for c in clients)
     year = today().year
     bene = complete("bene", {"bene_id": Str.from_list([f"b{i}" for i in range(n)])}, n)
     roster_cols: dict[str, list] = {"org_id": [], "bene_row": [], "roster_kind": [], "performance_year": [],
                                     "file_date": []}
     enroll_cols: dict[str, list] = {"bene_row": [], "cntrct_id": [], "year": [], "month_mask": []}
     row = 0
-    for _, org, kind, n_all, n_runout in CLIENTS:
+    for _, org, kind, n_all, n_runout in clients:
         for i in range(n_all + n_runout):
             if kind == "aco":
                 roster_cols["org_id"].append(org)
@@ -234,11 +234,11 @@ def tables() -> dict:
             "optout": complete("optout", {}, 0)}
 
 
-def group_rows(org: str, group: str = "all") -> list[int]:
+def group_rows(org: str, group: str = "all", clients=CLIENTS) -> list[int]:
     """Rows a group gives. A sponsor's `all` covers every month since its attestation
     (last year's enrollees too); its `runout` only last year's."""
     row = 0
-    for _, o, kind, n_all, n_runout in CLIENTS:
+    for _, o, kind, n_all, n_runout in clients:
         if o == org:
             if group == "all":
                 return list(range(row, row + n_all + (n_runout if kind == "pdp" else 0)))
