@@ -237,3 +237,58 @@ async def test_two_api_nodes_share_jobs_pacing_files_and_revocation(tmp_path, se
         n1.app[API].access.credentials.revoke(Actor.system(), cred)
         r = await n2.session.get(on2, headers=hd2)
         assert r.status == 401
+
+
+def test_json_logs_name_the_job_on_every_line_about_it(capsys):
+    import asyncio
+    import logging
+
+    from fhirhose.log import JOB_ID, configure, get_logger
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    root.handlers = []  # configure() replaces handlers; pytest's own are put back below
+    configure(logging.INFO, "json")
+    log = get_logger("fhirhose.server.runner")
+
+    async def chunk(job: str):
+        JOB_ID.set(job)
+        await asyncio.sleep(0)
+        log.info("chunk of %s", job)
+
+    async def both():
+        await asyncio.gather(chunk("job-a"), chunk("job-b"))
+        log.info("no job here")
+
+    asyncio.run(both())
+    lines = [json.loads(x) for x in capsys.readouterr().err.splitlines()]
+    root.handlers = saved[0]
+    root.setLevel(saved[1])
+    assert [(x.get("job_id"), x["msg"]) for x in lines] == [
+        ("job-a", "chunk of job-a"), ("job-b", "chunk of job-b"), (None, "no job here")]
+    assert all(x["level"] == "info" and x["logger"] == "fhirhose.server.runner" for x in lines)
+
+
+@async_test
+async def test_health_readiness_and_metrics(tmp_path, server_engine):
+    data = tmp_path / "d"
+    async with running(data) as h:
+        origin = h.base.removesuffix("/api/v2")
+        r = await h.session.get(origin + "/healthz")
+        assert r.status == 200
+        r = await h.session.get(origin + "/readyz")
+        assert r.status == 200 and (await r.json())["engine"] == server_engine
+        r = await h.session.get(h.base + "/jobs", headers={"Authorization": "Bearer nope"})
+        assert r.status == 401
+        r = await h.kickoff("small-aco", params={"_type": "Patient"})
+        assert (await h.wait("small-aco", r.headers["Content-Location"])).status == 200
+        text = await (await h.session.get(origin + "/metrics")).text()
+    metrics = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line and not line.startswith("#")}
+    assert metrics['fhirhose_jobs{state="done"}'] == 1
+    assert metrics["fhirhose_chunks_claimed_total"] == metrics["fhirhose_chunks_done_total"] >= 1
+    assert metrics['fhirhose_resources_written_total{type="Patient"}'] == len(group_rows("A0001"))
+    assert metrics["fhirhose_bytes_written_total"] > 0
+    assert metrics["fhirhose_queue_depth"] == 0
+    assert metrics['fhirhose_auth_failures_total{endpoint="api",status="401"}'] == 1
+    assert any(k.startswith("fhirhose_request_seconds_count{") and 'route="job"' in k for k in metrics)

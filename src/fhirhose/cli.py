@@ -13,6 +13,7 @@ import logging
 import sys
 
 from .errors import FhirhoseError
+from .log import configure
 
 # subcommand → module providing add_parser(subparsers)
 COMMANDS = {
@@ -31,6 +32,8 @@ COMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fhirhose", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="json: one JSON object per line, with the job id of lines about a job")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module in COMMANDS.items():
         try:
@@ -45,10 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
+    configure(logging.DEBUG if args.verbose else logging.INFO, args.log_format)
     try:
         return int(args.func(args) or 0)
     except FhirhoseError as e:

@@ -34,7 +34,7 @@ import msgspec
 
 from .._memory import limit_malloc_retention, release_free_memory
 from ..access import Scope
-from ..log import get_logger
+from ..log import JOB_ID, get_logger
 from .db import Claim, FileRow, Job, JobDB
 from .params import ExportParams
 from .worker import ChunkTask, init_worker, run_chunk
@@ -265,6 +265,7 @@ class JobRunner:
 
     async def _run(self, claim: Claim) -> None:
         job_id, seq = claim.job_id, claim.seq
+        JOB_ID.set(job_id)  # this task's log lines name the job
         loop = asyncio.get_running_loop()
         try:
             info = await self._job_info(job_id)

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from ..access import AccessConfig, AccessDB, Principal, TokenService
 from ..errors import AuthError, RequestError
-from ..log import get_logger
+from ..log import JOB_ID, get_logger
 from ..sql import open_database
 from .auth import client_address, operator_key
 from .config import ServerConfig
@@ -151,6 +151,7 @@ class ServerState:
         """The job of the URL if it belongs to the caller's organization (404 / 403 otherwise;
         a 403 is audited: someone holds another organization's job URL)."""
         job_id = request.match_info["job"]
+        JOB_ID.set(job_id[:64])  # the rest of this request's log lines name the job
         job = await self.db.call(JobDB.get_job, job_id)
         if job is None or job.status == "cancelled":
             raise RequestError(f"job {job_id[:64]} does not exist (or was deleted)", status=404, param="job")
