@@ -214,8 +214,12 @@ class JobDB:
         return self.sql.run(fn, *args)
 
     async def close(self) -> None:
-        """Stop the DB threads (the `Database` is closed by whoever opened it)."""
-        await asyncio.get_running_loop().run_in_executor(None, self._pool.shutdown, True)
+        """Close the DB threads' connections and stop the threads (SQLite connections are per
+        thread, so each is closed where it lives; a PostgreSQL pool closes as a whole)."""
+        loop = asyncio.get_running_loop()
+        if self.sql.engine == "sqlite":
+            await loop.run_in_executor(self._pool, self.sql.close)
+        await loop.run_in_executor(None, self._pool.shutdown, True)
 
     # --- statements (run in the DB thread; `c` is the connection) ---------------------------
 

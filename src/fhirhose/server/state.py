@@ -90,7 +90,8 @@ class ServerState:
             await asyncio.gather(self._janitor, return_exceptions=True)
         await self.runner.stop()
         await self.db.close()
-        await asyncio.to_thread(self.sql.close)
+        if self.sql.engine == "postgresql":  # (SQLite: JobDB.close closed its thread's connection)
+            await asyncio.to_thread(self.sql.close)
         self.tokens.jwks_fetcher = None
 
     async def _janitor_loop(self) -> None:
