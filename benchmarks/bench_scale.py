@@ -214,9 +214,10 @@ def hot_paths(location: str, n: int = 400) -> dict:
     def verify():
         svc.verify_access_token(tok, "127.0.0.1")
 
-    def poll():
+    def poll():  # the job row; shared nodes also record the poll (a sole SQLite node keeps that in memory)
         jobs.run(JobDB.get_job, "poll")
-        jobs.run(JobDB.take_poll, "poll", time.time(), 0.0)
+        if jobs.engine == "postgresql":
+            jobs.run(JobDB.take_poll, "poll", time.time(), 0.0)
 
     out = {}
     for name, fn in (("token_verify", verify), ("status_poll_db", poll)):

@@ -75,3 +75,25 @@ def server_engine(database):
         yield "postgresql"
     finally:
         server.DATABASE_HOOK = None
+
+
+@pytest.fixture
+def pg_servers(pg_cluster):
+    """For tests of several nodes on one database (PostgreSQL only): every harness server
+    over a data folder shares one fresh PostgreSQL database."""
+    from .support import server
+
+    made: dict[str, tuple[str, str]] = {}
+
+    def make(name):
+        if name not in made:
+            made[name] = pg_cluster.create_database()
+        return made[name][1]
+
+    server.DATABASE_HOOK = make
+    try:
+        yield make
+    finally:
+        server.DATABASE_HOOK = None
+        for db_name, _ in made.values():
+            pg_cluster.drop_database(db_name)

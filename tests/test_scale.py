@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fhirhose.access import AccessDB, Actor, TokenError, TokenRequest, TokenService, jws
+from fhirhose.access import ASSERTION_TYPE, AccessDB, Actor, TokenError, TokenRequest, TokenService, jws
 from fhirhose.server.app import API
 from fhirhose.server.db import FileRow, Job, JobDB
 from fhirhose.sql import open_database
@@ -25,7 +25,6 @@ from .support.access_world import add_user, make_db
 from .support.server import Clock, async_test, basic_authorization, clients_of, group_rows, running
 
 FORM = "application/x-www-form-urlencoded"
-ONLY_PG = "several nodes share one database: PostgreSQL only (SQLite serves one machine)"
 
 
 # -- the queue, on both engines ---------------------------------------------------------------
@@ -150,10 +149,9 @@ def test_db_upgrade_command_applies_migrations_once(database, capsys):
 # -- shared access state: two nodes = two AccessDB objects on one database -------------------------
 
 
-def test_rate_limit_and_jti_hold_across_nodes(database):
-    if getattr(database, "engine", "sqlite") != "postgresql":
-        pytest.skip(ONLY_PG)
-    url = database("shared")
+def test_rate_limit_and_jti_hold_across_nodes(pg_cluster):
+    """Two nodes: PostgreSQL only (SQLite serves one machine)."""
+    db_name, url = pg_cluster.create_database()
     node1 = make_db(url, rate_burst=3, rate_per_minute=0.001, token_url="http://api/auth/token")
     node2 = AccessDB(url, node1.config)
     ops = add_user(node1, "A0001", "data_ops")[0]
@@ -170,7 +168,7 @@ def test_rate_limit_and_jti_hold_across_nodes(database):
         claims = {"iss": cred.client_id, "sub": cred.client_id, "aud": "http://api/auth/token", "exp": int(now) + 120,
                   "jti": jti}
         token = jws.sign("ES384", key, {"kid": "k1", "typ": "JWT"}, claims)
-        body = f"grant_type=client_credentials&client_assertion_type={jws_type()}&client_assertion={token}"
+        body = f"grant_type=client_credentials&client_assertion_type={ASSERTION_TYPE}&client_assertion={token}"
         return TokenRequest.parse(body.encode(), FORM, None)
 
     jti = str(uuid.uuid4())
@@ -184,21 +182,15 @@ def test_rate_limit_and_jti_hold_across_nodes(database):
     assert e.value.status == 429
     node1.close()
     node2.close()
-
-
-def jws_type() -> str:
-    from fhirhose.access import ASSERTION_TYPE
-
-    return ASSERTION_TYPE
+    pg_cluster.drop_database(db_name)
 
 
 # -- two API nodes over HTTP ----------------------------------------------------------------------
 
 
 @async_test
-async def test_two_api_nodes_share_jobs_pacing_files_and_revocation(tmp_path, server_engine):
-    if server_engine != "postgresql":
-        pytest.skip(ONLY_PG)
+async def test_two_api_nodes_share_jobs_pacing_files_and_revocation(tmp_path, pg_servers):
+    """Two API nodes: PostgreSQL only (SQLite serves one machine)."""
     data = tmp_path / "d"
     (data).mkdir()
     (data / "hold").write_text("0")  # every chunk waits until the test lets go
@@ -292,3 +284,21 @@ async def test_health_readiness_and_metrics(tmp_path, server_engine):
     assert metrics["fhirhose_queue_depth"] == 0
     assert metrics['fhirhose_auth_failures_total{endpoint="api",status="401"}'] == 1
     assert any(k.startswith("fhirhose_request_seconds_count{") and 'route="job"' in k for k in metrics)
+
+
+def test_a_kickoff_on_one_node_wakes_idle_workers_on_another(pg_cluster):
+    """NOTIFY from one node's kick-off reaches a LISTENing runner on another (PostgreSQL only:
+    SQLite has one node, woken in process)."""
+    from fhirhose.server.runner import WAKE_CHANNEL, _notify
+
+    name, url = pg_cluster.create_database()
+    listener, notifier = open_database(url), open_database(url)
+    woke = threading.Event()
+    try:
+        listener.listen(WAKE_CHANNEL, woke.set)
+        notifier.run(_notify)
+        assert woke.wait(30)
+    finally:
+        listener.close()
+        notifier.close()
+        pg_cluster.drop_database(name)

@@ -16,12 +16,11 @@ import os
 import random
 import time
 
-import aiohttp
 import pytest
 
 from fhirhose.server.population import TablePopulation
 
-from .support.server import ACCESS, Clock, async_test, basic, group_rows, register_clients, running, tables, today
+from .support.server import ACCESS, Clock, async_test, basic, group_rows, register_clients, running, tables
 
 pytestmark = pytest.mark.slow
 
@@ -31,9 +30,7 @@ POLLERS = 200
 
 
 @async_test
-async def test_load_two_api_nodes(tmp_path, server_engine):
-    if server_engine != "postgresql":
-        pytest.skip("two API nodes on one database: PostgreSQL only")
+async def test_load_two_api_nodes(tmp_path, pg_servers):
     seconds = float(os.environ.get("FHIRHOSE_LOAD_SECONDS", "30"))
     data = tmp_path / "d"
     data.mkdir()

@@ -153,9 +153,7 @@ async def _single_node(tmp: Path) -> dict:
 
 
 @async_test
-async def test_two_api_and_two_worker_nodes_survive_kill_9(tmp_path, server_engine):
-    if server_engine != "postgresql":
-        pytest.skip("several nodes on one database: PostgreSQL only")
+async def test_two_api_and_two_worker_nodes_survive_kill_9(tmp_path, pg_servers):
     from .support.server import database_url
 
     expected = await _single_node(tmp_path)

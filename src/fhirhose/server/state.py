@@ -67,6 +67,7 @@ class ServerState:
             clock,
         )
         self.downloads: dict[str, int] = {}  # job id -> downloads in flight (expiry waits for them)
+        self._last_poll: dict[str, float] = {}  # job id -> last in-progress status answer (sole node)
         self._janitor: asyncio.Task | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -109,6 +110,7 @@ class ServerState:
             if self.downloads.get(job_id):
                 continue  # IG: do not delete files a client is downloading
             await self.db.call(JobDB.set_status, job_id, "expired")
+            self._last_poll.pop(job_id, None)
             await self.runner.cancel(job_id)
             gone.append(job_id)
         return gone
@@ -160,6 +162,18 @@ class ServerState:
             await self.audit(who, action, request, outcome="denied", job=job_id, reason="job of another organization")
             raise AuthError(f"job {job_id} belongs to another organization", status=403)
         return job
+
+    async def take_poll(self, job_id: str, now: float, pace: float) -> float | None:
+        """Record a status poll unless the previous one was under `pace` seconds ago (then
+        return its time). Shared nodes keep it in the job row, so polling two API nodes in
+        turn is paced as one; a sole SQLite node keeps it in memory (no fsync per poll)."""
+        if self.sql.engine != "sqlite":
+            return await self.db.call(JobDB.take_poll, job_id, now, pace)
+        last = self._last_poll.get(job_id)
+        if last is not None and last <= now and now - last < pace:
+            return last
+        self._last_poll[job_id] = now
+        return None
 
     def expired(self, job: Job) -> bool:
         """Whether the job's files are gone (or due to go)."""

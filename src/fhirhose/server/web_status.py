@@ -52,8 +52,7 @@ async def status(request: web.Request) -> web.Response:
 
 async def _in_progress(st: ServerState, request: web.Request, job: Job, params: ExportParams) -> web.Response:
     now, pace = st.clock(), st.config.retry_after
-    # Pacing lives in the job row, so polling two API nodes in turn is paced as one.
-    last = await st.db.call(JobDB.take_poll, job.id, now, pace * 0.9)
+    last = await st.take_poll(job.id, now, pace * 0.9)
     if last is not None:
         wait = max(1, math.ceil(pace - (now - last)))
         return outcome_response(429, f"polled too often: wait {wait} s between status requests", code="throttled",
