@@ -69,7 +69,7 @@ async def test_discovery_auth_and_kickoff_errors(tmp_path):
         cap = await r.json(content_type=None)
         assert r.status == 200 and r.headers["Content-Type"].startswith("application/fhir+json")
         assert cap["fhirVersion"] == "4.0.1"
-        assert cap["instantiates"] == ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"]
+        assert cap["instantiates"] == ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data|3.0.0"]
         ops = {o["name"]: o["definition"] for o in cap["rest"][0]["operation"]}
         assert ops["group-export"] == "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"
         assert set(ops) == {"export", "patient-export", "group-export"}
@@ -387,7 +387,7 @@ async def test_lenient_and_type_filters_reach_the_exporter(tmp_path):
             params=[("_type", "ExplanationOfBenefit,Observation"), ("_elements", "id,meta"),
                     ("_typeFilter", "ExplanationOfBenefit?service-date=ge2024-01-01&_tag=FinalAction"),
                     ("_typeFilter", "ExplanationOfBenefit?_tag=NotFinalAction"),
-                    ("_since", "2024-01-01T00:00:00Z"), ("organizeOutputBy", "Patient")],
+                    ("_since", "2024-01-01T00:00:00Z"), ("organizeOutputBy", "Encounter")],
             prefer="respond-async, handling=lenient",
         )
         assert r.status == 202, await r.text()

@@ -28,7 +28,7 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
-from fhirhose.access import AccessConfig, AccessDB, Actor
+from fhirhose.access import AccessConfig, AccessDB, Actor, Scope
 from fhirhose.columns import Str
 from fhirhose.server import ChunkFile, ChunkTask, ServerConfig, TablePopulation, create_app
 from fhirhose.export.compress import SUFFIX as STORED_SUFFIX
@@ -167,8 +167,11 @@ def fixture_exporter(task: ChunkTask, out_dir: Path) -> list[ChunkFile]:
         log.write(f"{task.job_id} {task.seq}\n")
     (data / f"task-{task.job_id}-{task.seq}.json").write_bytes(msgspec.json.encode(task))
     files = []
+    # Rows outside the scope (a chunk of beneficiaries who left it: only deletions) get nothing.
+    in_scope = set(Scope.from_bytes(task.scope).bene_rows.tolist())
+    rows = [r for r in task.rows.tolist() if r in in_scope]
     for rtype in task.types:
-        lines = [resource(rtype, int(r)) for r in task.rows]
+        lines = [resource(rtype, r) for r in rows]
         for k in range(0, max(len(lines), 1), ROLL):
             part = lines[k : k + ROLL]
             if not part:

@@ -25,7 +25,7 @@ claims always excluded (42 CFR Part 2).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Iterable, Mapping
 
 import msgspec
@@ -102,6 +102,7 @@ class _ScopeRecord(msgspec.Struct, array_like=True):
     claims_through: int | None
     enrollment: list[_ContractRecord] | None
     rules: list[str]
+    removed: bytes = b""
 
 
 def _i64(raw: bytes) -> np.ndarray:
@@ -122,6 +123,9 @@ class Scope:
     claims_through: int | None  # days
     enrollment: EnrollmentFilter | None
     rules: tuple[str, ...]
+    # Bene rows that left the population since `_since` (opted out, dropped from the
+    # roster): not exported, their resources are listed as deleted (Bulk Data v3).
+    removed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def spec(self, **options) -> ExportSpec:
         """An ExportSpec within this scope; `options` set the output knobs
@@ -143,11 +147,13 @@ class Scope:
     def for_benes(self, bene_rows: np.ndarray) -> "Scope":
         """This scope narrowed to some of its beneficiaries (a `patient` list, a chunk)."""
         rows = np.intersect1d(np.asarray(bene_rows, np.int64), self.bene_rows)
+        removed = np.intersect1d(self.removed, np.asarray(bene_rows, np.int64))
         return replace(
             self,
             bene_rows=rows,
             since_exempt=np.intersect1d(self.since_exempt, rows),
-            enrollment=None if self.enrollment is None else self.enrollment.for_benes(rows),
+            removed=removed,
+            enrollment=None if self.enrollment is None else self.enrollment.for_benes(np.union1d(rows, removed)),
         )
 
     def export_chunk(self, exporter: Exporter, bene_rows: np.ndarray, spec: ExportSpec, out_dir, **kw):
@@ -172,6 +178,7 @@ class Scope:
             self.org_id, self.group, np.ascontiguousarray(self.bene_rows, np.int64).tobytes(),
             np.ascontiguousarray(self.since_exempt, np.int64).tobytes(), list(self.types), self.since_ms,
             self.claims_from, self.claims_through, enrollment, list(self.rules),
+            np.ascontiguousarray(self.removed, np.int64).tobytes(),
         ))
 
     @classmethod
@@ -181,7 +188,7 @@ class Scope:
         if r.enrollment is not None:
             enrollment = EnrollmentFilter(tuple((c.contract, _i64(c.keys), _i64(c.masks), c.start) for c in r.enrollment))
         return cls(r.org_id, r.group, _i64(r.bene_rows), _i64(r.since_exempt), tuple(r.types), r.since_ms,
-                   r.claims_from, r.claims_through, enrollment, tuple(r.rules))
+                   r.claims_from, r.claims_through, enrollment, tuple(r.rules), _i64(r.removed))
 
 
 def _latest(a, b):
@@ -330,11 +337,18 @@ def plan_scope(
     if not rules.lookback_years and not rules.lookback_months and rules.population == "aco_roster":
         applied.append("lookback: none (all claims on file)")
     benes = plan.benes
+    removed = plan.dropped
     if rules.apply_optout:
         opted = _opted_out(store_tables, today_days)
         dropped = int(np.isin(benes, opted).sum())
+        if since_s is not None:
+            since_day = date_to_days(_utc_date(since_s))
+            removed = np.union1d(removed, benes[np.isin(benes, _opted_out(store_tables, today_days, since_day))])
         benes = benes[~np.isin(benes, opted)]
         applied.append(f"opt-out: {dropped} beneficiaries declined data sharing (1-800-MEDICARE) and are excluded")
+    if len(removed):
+        applied.append(f"deleted: {len(removed)} beneficiaries left the population since _since (opt-out, roster); "
+                       "their resources are listed as deleted")
     exempt = plan.exempt[np.isin(plan.exempt, benes)]
     applied.append("42 CFR Part 2: substance-use-disorder claims are never exported")
     applied.append(f"resource types: {', '.join(wanted) or 'none'}")
@@ -350,11 +364,13 @@ def plan_scope(
         claims_through=plan.claims_through,
         enrollment=plan.enrollment_filter,
         rules=tuple(applied),
+        removed=np.asarray(removed, np.int64),
     )
 
 
-def _opted_out(tables, today_days: int) -> np.ndarray:
-    """Bene rows whose latest preference in effect today is N (do not share)."""
+def _opted_out(tables, today_days: int, since_day: int | None = None) -> np.ndarray:
+    """Bene rows whose latest preference in effect today is N (do not share); with
+    `since_day`, only those whose opt-out took effect on or after that day."""
     t = tables["optout"]
     if not t.n:
         return np.zeros(0, np.int64)
@@ -367,6 +383,8 @@ def _opted_out(tables, today_days: int) -> np.ndarray:
     rows, benes = rows[order], benes[order]
     last = np.r_[benes[1:] != benes[:-1], True]
     no = cat_eq(t["pref_ind"], "N")[rows[last]]
+    if since_day is not None:
+        no &= eff[rows[last]] >= since_day
     return np.unique(benes[last][no])
 
 
@@ -379,6 +397,7 @@ class _Plan:
         self.since_s = since_s
         self.benes = np.zeros(0, np.int64)
         self.exempt = np.zeros(0, np.int64)
+        self.dropped = np.zeros(0, np.int64)  # on the roster in effect at _since, not on today's
         self.claims_from: int | None = None
         self.claims_through: int | None = None
         self.enrollment_filter: EnrollmentFilter | None = None
@@ -417,20 +436,25 @@ class _Plan:
             through = self.cfg.runout_claims_through or dt.date(year, 12, 31)
             self.claims_through = date_to_days(through)
             self.notes.append(f"runout: claims serviced through {through.isoformat()}")
-        elif explicit_group and self.since_s is not None:
-            self._new_benes(roster)
+        elif self.since_s is not None:
+            self._since_roster(roster, exempt_new=explicit_group)
 
-    def _new_benes(self, roster: Roster) -> None:
-        """BCDA `Group/all` + `_since`: beneficiaries new to the roster since `_since` get full history."""
+    def _since_roster(self, roster: Roster, exempt_new: bool) -> None:
+        """The roster in effect at `_since` against today's: beneficiaries it lacked get full
+        history (BCDA, `Group/all` only: `exempt_new`); those it had and today's lacks left
+        the population (listed as deleted)."""
         since_day = date_to_days(_utc_date(self.since_s))
         if roster.file_date < since_day:
-            self.notes.append("_since: roster unchanged since _since; all beneficiaries get updates only")
+            if exempt_new:
+                self.notes.append("_since: roster unchanged since _since; all beneficiaries get updates only")
             return
         older = latest_file(self.tables, roster_entries(self.tables, self.org.id, "Y", None), before=since_day)
         old = np.zeros(0, np.int64) if older is None else roster_benes(self.tables, older)
-        self.exempt = self.benes[~np.isin(self.benes, old)]
-        base = "no earlier roster" if older is None else f"roster loaded {_day(older.file_date)}"
-        self.notes.append(f"_since: {len(self.exempt)} beneficiaries new since {base} get their full history")
+        self.dropped = np.setdiff1d(old, self.benes)
+        if exempt_new:
+            self.exempt = self.benes[~np.isin(self.benes, old)]
+            base = "no earlier roster" if older is None else f"roster loaded {_day(older.file_date)}"
+            self.notes.append(f"_since: {len(self.exempt)} beneficiaries new since {base} get their full history")
 
     def provider(self, group: str) -> None:
         if group != "all":

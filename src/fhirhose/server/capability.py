@@ -1,7 +1,8 @@
 """The server's CapabilityStatement and SMART configuration, built from what it serves.
 
 Resource types come from the resource registry (`fhir.registry.SOURCES`), kick-off
-parameters from the parser's own table (`params.KICKOFF_PARAMS`), `_typeFilter`
+parameters from the parser's own table (`params.KICKOFF_PARAMS`, with the Prefer values
+and organizeOutputBy types it honours beside it), `_typeFilter`
 search parameters from `params.TYPE_FILTER_PARAMS`, the token endpoint and signing
 algorithms from the access configuration, the version from the package metadata and
 the date from the server's start: the statement cannot drift from what is served.
@@ -14,15 +15,19 @@ from importlib import metadata
 
 from .. import __version__
 from . import models as m
-from .params import KICKOFF_PARAMS, OUTPUT_FORMATS, TYPE_FILTER_PARAMS
+from .params import KICKOFF_PARAMS, ORGANIZE_BY, OUTPUT_FORMATS, PREFERENCES, TYPE_FILTER_PARAMS
 from .web_response import FHIR_JSON
 
 __all__ = ["served_types", "kickoff_parameters", "capability_statement", "smart_configuration", "software_version",
-           "BULK_IG", "KICKOFF_PARAM_EXT"]
+           "BULK_IG", "BULK_IG_VERSION", "KICKOFF_PARAM_EXT", "PREFER_EXT", "ORGANIZE_BY_EXT"]
 
 BULK_IG = "http://hl7.org/fhir/uv/bulkdata"
-# Operation extension naming one supported kick-off parameter (valueCode).
+# The Bulk Data Access IG release whose server CapabilityStatement this one instantiates.
+BULK_IG_VERSION = "3.0.0"
+# Operation extensions: one supported kick-off parameter, Prefer value, organizeOutputBy type (valueCode).
 KICKOFF_PARAM_EXT = "urn:fhirhose:kickoff-parameter"
+PREFER_EXT = "urn:fhirhose:prefer"
+ORGANIZE_BY_EXT = "urn:fhirhose:organize-output-by"
 _OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 _SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
 
@@ -55,8 +60,15 @@ def _operation(name: str, kind: str) -> m.CapOperation:
     params = kickoff_parameters(kind)
     return m.CapOperation(
         name, f"{BULK_IG}/OperationDefinition/{name}",
-        documentation=f"Parameters: {', '.join(params)}; _outputFormat: {', '.join(sorted(OUTPUT_FORMATS))}",
-        extension=[{"url": KICKOFF_PARAM_EXT, "valueCode": p} for p in params],
+        documentation=(
+            f"Parameters: {', '.join(params)}; _outputFormat: {', '.join(sorted(OUTPUT_FORMATS))}; "
+            f"organizeOutputBy: {', '.join(ORGANIZE_BY)}; Prefer: {', '.join(PREFERENCES)}. "
+            "With _since, the manifest's `deleted` lists resources removed since then (replaced or cancelled "
+            "claim versions, beneficiaries who opted out or left the roster) as transaction Bundles of DELETEs."
+        ),
+        extension=[{"url": KICKOFF_PARAM_EXT, "valueCode": p} for p in params]
+        + [{"url": PREFER_EXT, "valueCode": p} for p in PREFERENCES]
+        + [{"url": ORGANIZE_BY_EXT, "valueCode": t} for t in ORGANIZE_BY],
     )
 
 
@@ -81,7 +93,7 @@ def capability_statement(base_url: str, started: float) -> m.CapabilityStatement
         kind="instance",
         fhirVersion="4.0.1",
         format=[FHIR_JSON],
-        instantiates=[f"{BULK_IG}/CapabilityStatement/bulk-data"],
+        instantiates=[f"{BULK_IG}/CapabilityStatement/bulk-data|{BULK_IG_VERSION}"],
         software=m.CapSoftware("fhirhose", software_version()),
         implementation=m.CapImplementation("fhirhose Bulk Data Access server", base_url),
         rest=[

@@ -152,6 +152,7 @@ class Manifest(_Doc):
     requiresAccessToken: bool
     output: list[ManifestItem]
     error: list[ManifestItem]
+    outputOrganizedBy: str | None = None  # organizeOutputBy of the kick-off (items then carry no type)
     deleted: list[ManifestItem] = []
     link: list[ManifestLink] | None = None
     extension: dict | None = None

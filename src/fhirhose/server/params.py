@@ -18,6 +18,7 @@ import msgspec
 from msgspec import Struct
 
 from ..errors import RequestError
+from ..export.organized import ORGANIZE_BY
 from ..fhir.instant import parse_instant
 from ..fhir.registry import RESOURCE_TYPES
 from .models import Parameters, Reference
@@ -26,6 +27,8 @@ __all__ = [
     "RESOURCE_TYPES",
     "KickoffParam",
     "KICKOFF_PARAMS",
+    "PREFERENCES",
+    "ORGANIZE_BY",
     "TYPE_FILTER_PARAMS",
     "OUTPUT_FORMATS",
     "FINAL_ACTION_SYSTEMS",
@@ -67,9 +70,11 @@ KICKOFF_PARAMS = (
     KickoffParam("_typeFilter", "string", True),
     KickoffParam("allowPartialManifests", "boolean", False),
     KickoffParam("patient", "Reference", True, post_only=True),
-    KickoffParam("organizeOutputBy", "string", False, supported=False),
+    KickoffParam("organizeOutputBy", "string", False),
     KickoffParam("includeAssociatedData", "code", True, supported=False),
 )
+# Prefer header values a kick-off honours (respond-async required), echoed in Preference-Applied.
+PREFERENCES = ("respond-async", "handling=lenient", "separate-export-status")
 # Search parameters `_typeFilter` accepts, per resource type: (name, FHIR search type).
 TYPE_FILTER_PARAMS = {"ExplanationOfBenefit": (("service-date", "date"), ("_tag", "token"))}
 _LIST_PARAMS = tuple(p.name for p in KICKOFF_PARAMS if p.repeats and not p.post_only)
@@ -103,6 +108,8 @@ class ExportParams(Struct, omit_defaults=True):
     patients: list[str] = []  # Patient ids (POST `patient`)
     allow_partial: bool = False
     warnings: list[list[str]] = []  # [parameter, message] dropped under handling=lenient
+    organize_by: str | None = None  # organizeOutputBy: files of blocks per resource of this type
+    separate_status: bool = False  # Prefer: separate-export-status (status code in X-Export-Status)
 
 
 class _Collector:
@@ -154,8 +161,11 @@ class _Collector:
         partial = self.single.get("allowPartialManifests", "false")
         if partial not in ("true", "false"):
             raise RequestError(f"allowPartialManifests {partial!r} is not true or false", param="allowPartialManifests")
-        if "organizeOutputBy" in self.single:
-            self.reject("organizeOutputBy", "organizeOutputBy is not supported (files hold one resource type)")
+        organize = self.single.get("organizeOutputBy")
+        if organize is not None and organize not in ORGANIZE_BY:
+            self.reject("organizeOutputBy", f"organizeOutputBy {organize!r} is not supported "
+                        f"(output can be organized by {', '.join(ORGANIZE_BY)})")
+            organize = None
         if self.lists["includeAssociatedData"]:
             self.reject("includeAssociatedData", "includeAssociatedData is not supported (no Provenance)")
         if self.patients and kind == "system":
@@ -171,6 +181,7 @@ class _Collector:
             patients=[_patient_id(p) for p in self.patients],
             allow_partial=partial == "true",
             warnings=self.warnings,
+            organize_by=organize,
         )
 
     def _types(self) -> list[str]:

@@ -261,6 +261,7 @@ class JobRunner:
             level=s.level,
             exporter=s.exporter,
             scope=a.scope.for_benes(a.benes[lo:hi]).to_bytes(),
+            organize_by=p.organize_by,
         )
 
     async def _run(self, claim: Claim) -> None:

@@ -3,7 +3,8 @@
 202 + Content-Location; 400 bad parameter or header; 401; 403 type or level not allowed,
 no attestor; 404 unknown group, missing or stale roster; 429 the same export is already
 running. The job is planned with the CMS rules (`population.plan`) and keeps the planned
-scope, so a restart exports exactly what was granted. Parameters: `params.KICKOFF_PARAMS`.
+scope, so a restart exports exactly what was granted. Parameters: `params.KICKOFF_PARAMS`;
+Prefer values: `params.PREFERENCES` (those honoured are echoed in Preference-Applied).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import shutil
 from pathlib import Path
 
 import msgspec
+import numpy as np
 from aiohttp import web
 
 from ..access import Principal
@@ -25,7 +27,7 @@ from ..export.files import write_ndjson
 from ..log import JOB_ID, get_logger
 from . import models as m
 from .db import FileRow, Job, JobDB
-from .params import ExportParams, parse_body, parse_query
+from .params import PREFERENCES, ExportParams, parse_body, parse_query
 from .population import Planned, plan
 from .state import API, ServerState
 from .web_response import FHIR_JSON
@@ -58,10 +60,11 @@ async def kickoff(request: web.Request, kind: str) -> web.StreamResponse:
     accept = request.headers.get("Accept", FHIR_JSON)
     if not any(a.split(";")[0].strip() in (FHIR_JSON, "application/json", "*/*") for a in accept.split(",")):
         raise RequestError(f"Accept {accept!r}: only application/fhir+json is supported", param="Accept")
-    prefer = {p.strip() for p in request.headers.get("Prefer", "").split(",")}
+    prefer = _prefer(request)
     if "respond-async" not in prefer:
         raise RequestError("the Prefer: respond-async header is required", param="Prefer")
     lenient = "handling=lenient" in prefer
+    separate = "separate-export-status" in prefer
     now = st.clock()
     now_dt = _dt.datetime.fromtimestamp(now, _dt.timezone.utc)
     if request.method == "POST":
@@ -89,7 +92,8 @@ async def kickoff(request: web.Request, kind: str) -> web.StreamResponse:
         if not lenient:
             raise RequestError(msg, param="patient")
         params = msgspec.structs.replace(params, warnings=[*params.warnings, ["patient", msg]])
-    params = msgspec.structs.replace(params, types=[t for t in params.types if t in planned.scope.types])
+    params = msgspec.structs.replace(params, types=[t for t in params.types if t in planned.scope.types],
+                                     separate_status=separate)
     return await _create(st, request, who, kind, group, params, planned, now)
 
 
@@ -113,6 +117,11 @@ async def _create(st: ServerState, request: web.Request, who: Principal, kind: s
     benes = scope.bene_rows
     size = max(1, st.config.chunk_size)
     chunks = [(lo, min(lo + size, len(benes))) for lo in range(0, len(benes), size)]
+    if len(scope.removed):
+        # One more chunk over the beneficiaries who left since `_since`: outside the scope,
+        # it writes only their deleted file (Bulk Data v3 `deleted`).
+        chunks.append((len(benes), len(benes) + len(scope.removed)))
+        benes = np.concatenate([benes, scope.removed])
     scope_key = f"{kind}:{group}:{','.join(sorted(params.types))}"
     request_url = st.origin(request) + request.rel_url.path_qs
     job = Job(
@@ -134,12 +143,19 @@ async def _create(st: ServerState, request: web.Request, who: Principal, kind: s
                             headers={"Retry-After": str(st.config.retry_after), "Content-Location": where})
     await st.runner.submit(job)
     await st.audit(who, "export.kickoff", request, job=job_id, level=kind, group=group, types=params.types,
-                   beneficiaries=int(len(benes)), since=params.since, url=request_url)
+                   beneficiaries=int(len(scope.bene_rows)), since=params.since, url=request_url)
     where = st.url(request, "job", job=job_id)
     log.info("job %s queued for %s (%s %s, %d beneficiaries, %d chunks)",
-             job_id, who.client_id, kind, group, len(benes), len(chunks))
+             job_id, who.client_id, kind, group, len(scope.bene_rows), len(chunks))
     body = m.encode(m.outcome(f"export accepted; poll {where}", code="informational", severity="information"))
-    return web.Response(status=202, body=body, content_type=FHIR_JSON, headers={"Content-Location": where})
+    applied = [p for p in PREFERENCES if p in _prefer(request)]
+    return web.Response(status=202, body=body, content_type=FHIR_JSON,
+                        headers={"Content-Location": where, "Preference-Applied": ", ".join(applied)})
+
+
+def _prefer(request: web.Request) -> set[str]:
+    """The Prefer header's preferences (RFC 7240; repeated headers or comma-separated)."""
+    return {p.strip() for h in request.headers.getall("Prefer", []) for p in h.split(",")}
 
 
 def _kickoff_files(st: ServerState, job_dir: Path, params: ExportParams, now: float) -> list[FileRow]:

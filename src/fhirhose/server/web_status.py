@@ -3,13 +3,16 @@
 202 + X-Progress + Retry-After while running (with the first manifest page when the
 client asked for partial manifests); 200 manifest + Expires when done; `?page=N` for
 manifest pages; 429 polled too fast; 500 failed; 404 unknown or cancelled; 410 expired;
-403 another organization's job.
+403 another organization's job. A job kicked off with `Prefer: separate-export-status`
+answers 200 where the job is running, done or failed, with the job's own status in
+`X-Export-Status` (Bulk Data v3); the manifest then names `outputOrganizedBy` when asked.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from http import HTTPStatus
 
 import msgspec
 from aiohttp import web
@@ -28,17 +31,31 @@ __all__ = ["status", "RULES_EXT"]
 RULES_EXT = "urn:fhirhose:access-rules"
 
 
+# What a status response reports about the job itself (not about the status request:
+# 429 polled too fast, 4xx bad page, stay as they are under separate-export-status).
+_JOB_STATUSES = (200, 202, 500)
+
+
 async def status(request: web.Request) -> web.Response:
-    """The job's progress, or its manifest."""
+    """The job's progress, or its manifest (with `Prefer: separate-export-status` at
+    kick-off, the job's status goes in X-Export-Status and the response is 200)."""
     st = request.app[API]
     who = await st.auth.authenticate(request)
     job = await st.owned_job(request, who, "export.status")
     if st.expired(job):
         raise RequestError(f"job {job.id} expired at {iso_instant(job.expires or 0)}; its files are gone",
                            status=410, param="job")
+    params = msgspec.json.decode(job.params, type=ExportParams)
+    response = await _job_status(st, request, job, params)
+    if params.separate_status and response.status in _JOB_STATUSES:
+        response.headers["X-Export-Status"] = f"{response.status} {HTTPStatus(response.status).phrase}"
+        response.set_status(200)
+    return response
+
+
+async def _job_status(st: ServerState, request: web.Request, job: Job, params: ExportParams) -> web.Response:
     if job.status == "failed":
         return outcome_response(500, f"export failed: {job.error}", code="exception")
-    params = msgspec.json.decode(job.params, type=ExportParams)
     page = request.query.get("page")
     if page is not None:
         return await _page(st, request, job, params, page)
@@ -47,7 +64,7 @@ async def status(request: web.Request) -> web.Response:
     if params.allow_partial:
         return await _page(st, request, job, params, "1")
     files = await st.db.call(JobDB.files_of, job.id)
-    return _manifest_response(st, request, job, files, status=200)
+    return _manifest_response(st, request, job, params, files, status=200)
 
 
 async def _in_progress(st: ServerState, request: web.Request, job: Job, params: ExportParams) -> web.Response:
@@ -63,7 +80,7 @@ async def _in_progress(st: ServerState, request: web.Request, job: Job, params: 
     if params.allow_partial:
         got = await st.db.call(JobDB.page, job.id, 1)
         if got is not None:
-            return _manifest_response(st, request, job, got[0], status=202, headers=headers,
+            return _manifest_response(st, request, job, params, got[0], status=202, headers=headers,
                                       next_page=2 if got[1] else None)
     return web.Response(status=202, headers=headers)
 
@@ -77,15 +94,17 @@ async def _page(st: ServerState, request: web.Request, job: Job, params: ExportP
         raise RequestError(f"manifest page {page} of job {job.id} is not available (yet)", status=404,
                            param="page")
     files, more = got
-    return _manifest_response(st, request, job, files, status=200 if not job.active else 202,
+    return _manifest_response(st, request, job, params, files, status=200 if not job.active else 202,
                               next_page=int(page) + 1 if more else None)
 
 
-def _manifest_response(st: ServerState, request: web.Request, job: Job, files: list[FileRow], *, status: int,
-                       headers: dict | None = None, next_page: int | None = None) -> web.Response:
+def _manifest_response(st: ServerState, request: web.Request, job: Job, params: ExportParams, files: list[FileRow],
+                       *, status: int, headers: dict | None = None, next_page: int | None = None) -> web.Response:
     def item(f: FileRow) -> m.ManifestItem:
+        # Organized output files hold blocks of several types: no `type` (Bulk Data v3).
+        untyped = params.organize_by is not None and f.kind == "output"
         return m.ManifestItem(
-            type=f.type, url=st.url(request, "data", job=job.id, file=f.name), count=f.count,
+            type=None if untyped else f.type, url=st.url(request, "data", job=job.id, file=f.name), count=f.count,
             extension={m.EXT_SHA256: f"sha256:{f.sha256}", m.EXT_LENGTH: f.length},
         )
 
@@ -96,6 +115,7 @@ def _manifest_response(st: ServerState, request: web.Request, job: Job, files: l
         transactionTime=iso_instant(job.transaction_time), request=job.request_url, requiresAccessToken=True,
         output=[item(f) for f in files if f.kind == "output"],
         error=[item(f) for f in files if f.kind == "error"],
+        outputOrganizedBy=params.organize_by,
         deleted=[item(f) for f in files if f.kind == "deleted"],
         link=link,
         extension={RULES_EXT: json.loads(job.rules)},

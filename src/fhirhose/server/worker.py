@@ -75,6 +75,7 @@ class ChunkTask(msgspec.Struct, frozen=True):
     # fhirhose.access.Scope.to_bytes() of the job's scope narrowed to this chunk: the
     # access rules (opt-outs, lookback, runout cut-off, enrolled months, since exemptions)
     scope: bytes
+    organize_by: str | None = None  # organizeOutputBy (Bulk Data v3): files of blocks per Patient
 
     @property
     def rows(self) -> np.ndarray:
@@ -182,9 +183,37 @@ def export_scoped(task: ChunkTask, out_dir: Path, exporter) -> list[ChunkFile]:
         claim_filters=claim_filters(task.type_filters), compression=task.compression, level=task.level,
         elements=tuple(task.elements),
     )
-    infos = Scope.from_bytes(task.scope).export_chunk(exporter, task.rows, spec, out_dir, tag=f"-{task.seq:05d}")
+    scope = Scope.from_bytes(task.scope)
+    if task.organize_by:
+        infos = _organized(task, out_dir, exporter, scope, spec)
+    else:
+        infos = scope.export_chunk(exporter, task.rows, spec, out_dir, tag=f"-{task.seq:05d}")
+    files = [ChunkFile(name=i.name, type=i.type, count=i.count, sha256=i.sha256, length=i.length,
+                       compression=i.compression) for i in infos]
+    if task.since:
+        files += _deleted(task, out_dir, exporter, scope, spec)
+    return files
+
+
+def _organized(task: ChunkTask, out_dir: Path, exporter, scope, spec):
+    """The chunk's files of Patient blocks (`organizeOutputBy`), within the scope."""
+    from ..export.organized import export_organized
+
+    rows = task.rows[np.isin(task.rows, scope.bene_rows)]
+    return export_organized(exporter, rows, scope.narrow(spec), out_dir, tag=f"-{task.seq:05d}",
+                            since_exempt=scope.since_exempt, claim_rule=scope.enrollment)
+
+
+def _deleted(task: ChunkTask, out_dir: Path, exporter, scope, spec) -> list[ChunkFile]:
+    """The chunk's deleted file (resources removed since `_since`), within the scope."""
+    from ..export.deleted import export_deleted
+
+    rows = task.rows[np.isin(task.rows, scope.bene_rows)]
+    spec = scope.narrow(spec)  # its since: the client's, or later where a rule raised it
+    infos = export_deleted(exporter, rows, scope.removed, spec, spec.since_ms, spec.until_ms, out_dir,
+                           tag=f"-{task.seq:05d}", since_exempt=scope.since_exempt, claim_rule=scope.enrollment)
     return [ChunkFile(name=i.name, type=i.type, count=i.count, sha256=i.sha256, length=i.length,
-                      compression=i.compression) for i in infos]
+                      compression=i.compression, kind="deleted") for i in infos]
 
 
 def export_from_store(task: ChunkTask, out_dir: Path, sources: Sequence[Source]) -> list[ChunkFile]:
