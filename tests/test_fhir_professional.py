@@ -47,6 +47,12 @@ V2_TO_C4BB_EOB = {
     rf"careTeam\[referring{_ANY}\]\.qualification": "NUCC taxonomy lookup (as above)",
     r"diagnosis\[\]\.diagnosisCodeableConcept\.coding\[http://hl7\.org/fhir/sid/icd-10\]":
         "C4BB 2.x / idr-out code diagnoses in ICD-10-CM only; v2 repeats them as WHO ICD-10",
+    rf"item\[{_ANY}\]\.adjudication\[denialreason\]\.category\.coding\[http://hl7\.org/fhir/us/carin-bb/CodeSystem/"
+    r"C4BBAdjudicationDiscriminator\]\.code": "C4BB 2.x has no denialreason (1.x did): reason codes take the "
+        "adjustmentreason slice; the reason itself is compared",
+    r"(.*\.)?(provider|referral)\.identifier\.type\.coding"
+    r"\[http://hl7\.org/fhir/us/carin-bb/CodeSystem/C4BBIdentifierType\]\.(system|code)":
+        "NPIs typed v2-0203#NPI (idr-out); v2's C4BBIdentifierType#npi is not a C4BB 2.x code",
     r"benefitBalance": "v2's benefitBalance amounts are C4BB 2.x totals (idr-out); test_benefit_balance_moved_to_totals",
     r"total\[priorpayerpaid\|https://bluebutton\.cms\.gov/resources/variables/clm_tot_chrg_amt\]\.category"
     r"\.coding\[https://bluebutton\.cms\.gov/resources/codesystem/adjudication\]\.code":
@@ -186,6 +192,8 @@ def _hostile(template, root, line):
         codes=codes,
         ids=ids | {f"{root}.clm_id", f"{root}.bene_id"},
         overrides={"clm_line_num": st.integers(1, 2**31 - 1)},
+        # CCLF5/6 hold one row per claim line, so a claim has at least one (C4BB: item 1..*).
+        min_children=1,
     )
 
 

@@ -121,6 +121,7 @@ def schema_tables(
     *,
     max_rows: int = 3,
     max_children: int = 3,
+    min_children: int = 0,
     present: Iterable[str] = (),
     codes: Iterable[str] = (),
     ids: Iterable[str] = (),
@@ -129,7 +130,8 @@ def schema_tables(
     """Draw {name: Table} for `table_names` (the first is the root), schema-complete.
 
     `present`, `codes`, `ids`: column names ("col" for any table or "table.col");
-    `overrides`: column name → strategy of Python values (`schema.column_for` input)."""
+    `overrides`: column name → strategy of Python values (`schema.column_for` input);
+    `min_children`: fewest child rows per parent row."""
     names = list(table_names)
     present = set(present)
     overrides = dict(overrides or {})
@@ -142,7 +144,7 @@ def schema_tables(
         links[name] = {}
         for child in schema.LINKS.get(name, ()):
             if child in names:
-                per_row = draw(st.lists(st.integers(0, max_children), min_size=n, max_size=n))
+                per_row = draw(st.lists(st.integers(min_children, max_children), min_size=n, max_size=n))
                 counts[child] = int(sum(per_row))
                 links[name][child] = np.concatenate([[0], np.cumsum(per_row)]).astype(np.int64)
     for name in names:

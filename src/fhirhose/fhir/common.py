@@ -316,7 +316,8 @@ ADJ_PRIOR_PAYER_PAID = (CS_ADJUDICATION, "priorpayerpaid", "Prior payer paid")
 ADJ_COINSURANCE = (CS_ADJUDICATION, "coinsurance", "Co-insurance")
 ADJ_NONCOVERED = (CS_ADJUDICATION, "noncovered", "Noncovered")
 ADJ_DISCOUNT = (CS_ADJUDICATION, "discount", "Discount")
-ADJ_DENIAL_REASON = (CS_ADJUDICATION_DISCRIMINATOR, "denialreason", "Denial Reason")
+# C4BB 2.x dropped 1.x's `denialreason`; reason codes sit in the `adjustmentreason` slice.
+ADJ_ADJUSTMENT_REASON = (CS_ADJUDICATION_DISCRIMINATOR, "adjustmentreason", "Adjustment Reason")
 
 
 def adjudication(col: str, var: str, c4bb: tuple[str, str, str] | None = None, *exts: Node) -> Node:
@@ -329,7 +330,7 @@ def adjudication(col: str, var: str, c4bb: tuple[str, str, str] | None = None, *
     return IfHas(col, Obj(None, *members))
 
 
-def adjudication_reason(col: str, var: str, c4bb: tuple[str, str, str] = ADJ_DENIAL_REASON) -> Node:
+def adjudication_reason(col: str, var: str, c4bb: tuple[str, str, str] = ADJ_ADJUSTMENT_REASON) -> Node:
     """An adjudication element carrying a coded reason (e.g. denial reason) instead of an amount."""
     return IfHas(col, Obj(None, _category(c4bb, None), bb_codeable("reason", var, col)))
 
@@ -428,15 +429,11 @@ def diagnosis_slot(
 
 
 def npi_identifier(col: str, key: str | None = "identifier") -> Node:
-    """An NPI Identifier from a column: system us-npi, typed both as idr-out does
-    (v2-0203 NPI) and as BFD v2 does (C4BBIdentifierType npi)."""
+    """An NPI Identifier from a column: system us-npi, typed v2-0203 NPI as idr-out does
+    (BFD v2's C4BBIdentifierType#npi is no longer a code of that system in C4BB 2.x)."""
     return IfHas(col, Obj(
         key,
-        codeable(
-            "type",
-            const_coding(CS_V2_0203, "NPI", "National provider identifier"),
-            const_coding(CS_IDENTIFIER_TYPE, "npi", "National Provider Identifier"),
-        ),
+        codeable("type", const_coding(CS_V2_0203, "NPI", "National provider identifier")),
         K("system", SYS_NPI),
         Val("value", col),
     ))
@@ -560,7 +557,7 @@ __all__ = [
     "ADJ_COINSURANCE",
     "ADJ_NONCOVERED",
     "ADJ_DISCOUNT",
-    "ADJ_DENIAL_REASON",
+    "ADJ_ADJUSTMENT_REASON",
     "DX_PRINCIPAL",
     "DX_ADMITTING",
     "DX_SECONDARY",
@@ -646,7 +643,36 @@ def benefit_payment_status(code: str = "other", display: str = "Other") -> Node:
     )
 
 
+def diagnosis_unknown(code_col: str, dx_type: tuple[str, str, str], counter: int = SEQ_DIAGNOSIS) -> Node:
+    """The `diagnosis` C4BB requires (1..*) when the claim's principal code column is blank:
+    that diagnosis, typed, with a data-absent `unknown` coding (as productOrService does)."""
+    system, code, display = dx_type
+    return IfMissing(
+        code_col,
+        Obj(
+            None,
+            Seq("sequence", counter),
+            codeable("diagnosisCodeableConcept", const_coding(CS_DATA_ABSENT, "unknown", "Unknown")),
+            Arr("type", codeable(None, const_coding(system, code, display))),
+        ),
+    )
+
+
+# C4BB Inpatient requires procedure.type (C4BBClaimProcedureType). CCLF3 does not flag the
+# principal procedure, so every CCLF3 procedure is typed `other` rather than guessing one.
+CS_C4BB_PROCEDURE_TYPE = f"{C4BB}/CodeSystem/C4BBClaimProcedureType"
+PROCEDURE_OTHER = (CS_C4BB_PROCEDURE_TYPE, "other", "Other")
+
+
 # productOrService is 1..1: lines without a procedure code say so (idr-out does the same).
 DATA_ABSENT_NOT_APPLICABLE = const_coding(CS_DATA_ABSENT, "not-applicable", "Not Applicable")
 
-__all__ += ["bb_ext_money", "created", "benefit_payment_status", "DATA_ABSENT_NOT_APPLICABLE"]
+__all__ += [
+    "bb_ext_money",
+    "created",
+    "benefit_payment_status",
+    "diagnosis_unknown",
+    "CS_C4BB_PROCEDURE_TYPE",
+    "PROCEDURE_OTHER",
+    "DATA_ABSENT_NOT_APPLICABLE",
+]

@@ -196,6 +196,8 @@ def _admission_period() -> Node:
         Seq("sequence", c.SEQ_INFO),
         c.codeable("category", c.const_coding(c.CS_C4BB_SUPPORTING_INFO, "admissionperiod", "Admission Period")),
         c.period("timingPeriod", "clm_actv_care_from_dt", "nch_bene_dschrg_dt"),
+        # timingPeriod is 1..1 in the slice: say "unknown" when neither date is known.
+        IfMissing("clm_actv_care_from_dt", IfMissing("nch_bene_dschrg_dt", c.data_absent("timingPeriod"))),
     )
 
 
@@ -268,22 +270,27 @@ def _poa(var: str) -> Node:
     )
 
 
-def _diagnoses() -> Node:
+def _diagnoses(kind: InstKind) -> Node:
     # Principal and admitting come from the CCLF1 header; CCLF4 rows of those types are
-    # skipped so a code is not listed twice for the same role.
+    # skipped so a code is not listed twice for the same role. The diagnosis-type value sets
+    # differ (C4BB): admitting is inpatient-only and patient-reason outpatient-only, so the
+    # other kind types those codes `other`.
+    admitting = c.DX_ADMITTING if kind.inpatient else c.DX_OTHER
+    reason = c.DX_OTHER if kind.inpatient else c.DX_PATIENT_REASON
     def row(dx_type, *more):
         return c.diagnosis_slot("clm_dgns_cd", "dgns_prcdr_icd_ind", dx_type, *more)
 
     return Arr(
         "diagnosis",
         c.diagnosis_slot("prncpl_dgns_cd", "dgns_prcdr_icd_ind", c.DX_PRINCIPAL),
-        c.diagnosis_slot("admtg_dgns_cd", "dgns_prcdr_icd_ind", c.DX_ADMITTING),
+        c.diagnosis_unknown("prncpl_dgns_cd", c.DX_PRINCIPAL),
+        c.diagnosis_slot("admtg_dgns_cd", "dgns_prcdr_icd_ind", admitting),
         Each(
             "parta_dx",
             If("clm_prod_type_cd", ["D"], row(c.DX_OTHER, _poa("clm_poa_ind_sw"))),
             If("clm_prod_type_cd", ["E"], row(c.DX_EXTERNAL_CAUSE, _poa("clm_e_poa_ind_sw"))),
             If("clm_prod_type_cd", ["1"], row(c.DX_EXTERNAL_CAUSE)),
-            If("clm_prod_type_cd", ["R"], row(c.DX_PATIENT_REASON)),
+            If("clm_prod_type_cd", ["R"], row(reason)),
         ),
     )
 
@@ -300,6 +307,7 @@ def _procedures() -> Node:
                 Obj(
                     None,
                     Seq("sequence", c.SEQ_PROCEDURE),
+                    Arr("type", c.codeable(None, c.const_coding(*c.PROCEDURE_OTHER))),
                     Val("date", "clm_prcdr_prfrm_dt"),
                     c.codeable(
                         "procedureCodeableConcept",
@@ -352,12 +360,16 @@ def _items(kind: InstKind) -> Node:
                 "coding",
                 c.bb_coding("rev_cntr", "clm_line_prod_rev_ctr_cd"),
                 c.coding(c.SYS_NUBC_REVENUE, "clm_line_prod_rev_ctr_cd"),
+                # revenue is 1..1 (C4BB Inpatient): a line without its code says so.
+                IfMissing("clm_line_prod_rev_ctr_cd", c.const_coding(c.CS_DATA_ABSENT, "unknown", "Unknown")),
                 c.bb_coding("rev_cntr_ddctbl_coinsrnc_cd", "rev_cntr_ddctbl_coinsrnc_cd"),
             ),
         ),
         c.codeable("productOrService", IfMissing("clm_line_hcpcs_cd", c.DATA_ABSENT_NOT_APPLICABLE), *product),
         Arr("modifier", *(c.codeable(None, c.coding(c.BB_CS_HCPCS, m)) for m in _MODIFIERS)),
         Val("servicedDate", "clm_line_instnl_rev_ctr_dt"),
+        # serviced[x] is 1..1 (C4BB Outpatient): a data-absent extension on the primitive.
+        *(() if kind.inpatient else (IfMissing("clm_line_instnl_rev_ctr_dt", c.data_absent("_servicedDate")),)),
         Obj("locationAddress", Val("state", "parta.prvdr_fac_fips_st_cd")),
         Obj("quantity", Val("value", "clm_line_srvc_unit_qty")),
         Arr(
@@ -430,7 +442,7 @@ def _institutional(kind: InstKind) -> Template:
         *_header(kind),
         _care_team(),
         _supporting_info(kind),
-        _diagnoses(),
+        _diagnoses(kind),
         _procedures(),
         c.insurance(kind.part),
         _items(kind),

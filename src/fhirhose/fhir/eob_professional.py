@@ -26,12 +26,13 @@ from . import common as c
 __all__ = ["EOB_CARRIER", "EOB_DME", "REQUIRED_COLUMNS"]
 
 # Columns the templates need present for C4BB conformance (billablePeriod.start, item
-# sequence and serviced[x], total, payment); the store guarantees them for CCLF input.
+# sequence and serviced[x], an item adjudication amount, total, payment); the store
+# guarantees them for CCLF input (CCLF5/6 zero-fill the line paid amount).
 REQUIRED_COLUMNS = {
     "partb": ("clm_id", "bene_id", "last_updated", "final_action", "clm_from_dt", "clm_pmt_amt"),
-    "partb_line": ("clm_line_num", "clm_line_from_dt"),
+    "partb_line": ("clm_line_num", "clm_line_from_dt", "clm_line_cvrd_pd_amt"),
     "dme": ("clm_id", "bene_id", "last_updated", "final_action", "clm_from_dt", "clm_pmt_amt"),
-    "dme_line": ("clm_line_num", "clm_line_from_dt"),
+    "dme_line": ("clm_line_num", "clm_line_from_dt", "clm_line_cvrd_pd_amt"),
 }
 
 _DX_COLS = tuple(f"clm_dgns_{k}_cd" for k in range(1, 13))
@@ -60,15 +61,16 @@ def _referral(col: str) -> Node:
 
 def _diagnoses(line: str, root: str) -> Node:
     ind = "dgns_prcdr_icd_ind"
-    slots = [c.diagnosis_slot(_DX_COLS[0], ind, c.DX_PRINCIPAL)]
+    slots = [c.diagnosis_slot(_DX_COLS[0], ind, c.DX_PRINCIPAL), c.diagnosis_unknown(_DX_COLS[0], c.DX_PRINCIPAL)]
     slots += [c.diagnosis_slot(col, ind, c.DX_SECONDARY) for col in _DX_COLS[1:]]
     slots.append(Each(line, c.diagnosis_slot("clm_line_dgns_cd", f"{root}.{ind}", c.DX_SECONDARY)))
     return Arr("diagnosis", *slots)
 
 
 def _replay_header_diagnoses() -> tuple[Node, ...]:
-    """Advance the items' diagnosis counter past the header diagnoses actually written."""
-    return tuple(IfHas(col, Tick(c.SEQ_ITEM_DIAGNOSIS)) for col in _DX_COLS)
+    """Advance the items' diagnosis counter past the header diagnoses actually written
+    (the principal one is written, data-absent, even when its column is blank)."""
+    return (IfMissing(_DX_COLS[0], Tick(c.SEQ_ITEM_DIAGNOSIS)),) + tuple(IfHas(col, Tick(c.SEQ_ITEM_DIAGNOSIS)) for col in _DX_COLS)
 
 
 def _ref(col: str, counter: int) -> Node:
@@ -116,6 +118,8 @@ def _location(*exts: Node) -> Node:
 
 
 def _line_adjudications(*extra: Node) -> Node:
+    """Line adjudications: amounts, then the benefitpaymentstatus slice C4BB 2.2.0 requires
+    once on every item (last, as the idr-out samples write it)."""
     return Arr(
         "adjudication",
         c.adjudication(
@@ -129,6 +133,7 @@ def _line_adjudications(*extra: Node) -> Node:
         c.adjudication("line_sbmtd_chrg_amt", "line_sbmtd_chrg_amt", c.ADJ_SUBMITTED),
         c.adjudication("clm_line_alowd_chrg_amt", "line_alowd_chrg_amt", c.ADJ_ELIGIBLE),
         *extra,
+        c.benefit_payment_status(),
     )
 
 

@@ -41,6 +41,15 @@ ALLOWED = [
     ),
     Allow(r"^diagnosis\[[^]]*\]\.onAdmission", "present-on-admission also as C4BB onAdmission (idr-out)"),
     Allow(
+        r"^item\[[^]]*\]\.adjudication\[[^]]*_ansi_cd\]\.category\.coding\[http://hl7\.org/fhir/us/carin-bb/CodeSystem/"
+        r"C4BBAdjudicationDiscriminator\]\.code",
+        "C4BB 2.x has no denialreason (1.x did): ANSI reason codes take the adjustmentreason slice",
+    ),
+    Allow(
+        r"^procedure\[[^]]*\]\.type\[other\]",
+        "C4BB Inpatient requires procedure.type (1..1); CCLF3 does not flag the principal one, so all are 'other'",
+    ),
+    Allow(
         r"^item\[[^]]*\]\.revenue\.coding\[https://www\.nubc\.org/CodeSystem/RevenueCodes\]",
         "v2 writes the deductible/coinsurance code (if any) under NUBC RevenueCodes; ours is the revenue center code (idr-out)",
     ),
