@@ -302,3 +302,17 @@ def test_a_kickoff_on_one_node_wakes_idle_workers_on_another(pg_cluster):
         listener.close()
         notifier.close()
         pg_cluster.drop_database(name)
+
+
+def test_an_unreachable_database_is_a_clear_error_without_the_password(tmp_path):
+    from fhirhose.errors import StoreError
+
+    url = f"postgresql://fhirhose:s3cret@/nope?host={tmp_path}&port=1"
+    db = open_database(url)
+    try:
+        assert db.ping() is False
+    finally:
+        db.close()
+    with pytest.raises(StoreError) as e:
+        AccessDB(url)
+    assert "PostgreSQL postgresql://fhirhose:***@/nope" in str(e.value) and "s3cret" not in str(e.value)

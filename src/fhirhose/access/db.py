@@ -162,6 +162,8 @@ class AccessDB:
                 conn.execute("INSERT INTO meta VALUES ('schema', ?) ON CONFLICT (key) DO NOTHING", (_SCHEMA_VERSION,))
                 row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         except DatabaseUnavailable as e:
+            if self.sql.engine != "sqlite":
+                raise  # unreachable server: its message names the URL (without the password)
             raise StoreError(f"{self.where}: not an access database ({e})") from None
         if bytes(row[0]) != _SCHEMA_VERSION:
             raise StoreError(f"{self.where}: access schema version {bytes(row[0])!r}, expected {_SCHEMA_VERSION!r}")

@@ -101,7 +101,8 @@ class PostgresDatabase(Database):
         self._thread.start()
         self._listeners: list[asyncpg.Connection] = []
         async def create_pool():
-            return await asyncpg.create_pool(url, min_size=1, max_size=pool_size)
+            # min_size=0: no connection floor to restore while the server is away (restarts, failover)
+            return await asyncpg.create_pool(url, min_size=0, max_size=pool_size)
 
         try:
             self.pool: asyncpg.Pool = self.call(create_pool())
