@@ -87,6 +87,9 @@ class AccessConfig:
     assertion_algs: tuple[str, ...] = ("RS384", "ES384")
     token_alg: str = "HS256"  # access tokens: HS256 with the server key, or ES256
     rate_per_minute: float = 30.0  # token requests per organization
+    # Lock out repeated failed client authentication (`access.throttle`); off only in
+    # fuzz tests that send thousands of bad requests on purpose.
+    throttle_failures: bool = True
     rate_burst: int = 10
     # attestation
     attestor_titles: tuple[str, ...] = ("CEO", "CFO", "COO")

@@ -117,6 +117,7 @@ class Credentials:
 
     def list(self, actor: Actor, org_id: str) -> list[Credential]:
         self.db.orgs.require(actor, org_id, _READ, "credential.list")
+        self.db.orgs.get(org_id)  # an unknown organization is a 404, not an empty list
         rows = self.db.conn.execute(f"SELECT {_COLS} FROM credentials WHERE org_id=? ORDER BY created_at", (org_id,))
         return [Credential(*r) for r in rows]
 

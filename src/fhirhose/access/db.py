@@ -1,6 +1,6 @@
 """The access database holding organizations, users, attestations, credentials, the JWT
-replay cache, rate buckets and the audit log: one SQLite file (WAL) on one machine, or
-PostgreSQL shared by every node (`fhirhose.sql`).
+replay cache, rate buckets, failed-attempt throttles and the audit log: one SQLite file
+(WAL) on one machine, or PostgreSQL shared by every node (`fhirhose.sql`).
 
 Nothing is cached in memory: every check reads the row it needs, so a revoke,
 rotation or IP change takes effect on the very next request, in every process.
@@ -66,6 +66,15 @@ MIGRATIONS = [
         "CREATE INDEX IF NOT EXISTS audit_credential ON audit(credential_id, id)",
         "CREATE INDEX IF NOT EXISTS audit_org ON audit(org_id, id)",
         "CREATE INDEX IF NOT EXISTS jti_seen_exp ON jti_seen(exp)",
+    )),
+    # Failed-authentication throttle with back-off, and the addresses each client was seen
+    # from. IF NOT EXISTS: a SQLite file written before migrations were recorded has them.
+    Migration(2, "failed-auth throttle, known addresses", (
+        """CREATE TABLE IF NOT EXISTS auth_throttle(
+  key TEXT PRIMARY KEY, failures INTEGER NOT NULL, last_at REAL NOT NULL,
+  strikes INTEGER NOT NULL, locked_until REAL NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS known_addresses(
+  client_id TEXT NOT NULL, ip TEXT NOT NULL, seen_at REAL NOT NULL, PRIMARY KEY(client_id, ip))""",
     )),
 ]
 

@@ -27,8 +27,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..errors import AuthError, InputError
 from . import jws
-from .credentials import Credential, public_key_from_jwk
 from .actors import now_s
+from .credentials import Credential, public_key_from_jwk
+from .throttle import TOKEN_CLIENT, TOKEN_IP, TOKEN_PAIR, Throttle
 
 if TYPE_CHECKING:
     from .db import AccessDB
@@ -60,6 +61,7 @@ class TokenError(AuthError):
     def __init__(self, error: str, description: str, *, status: int | None = None, retry_after: int | None = None):
         super().__init__(description, status=status or _STATUS.get(error, 400), oauth_error=error)
         self.retry_after = retry_after
+        self.credential: Credential | None = None  # the credential a refusal concerns, when known
 
     def body(self) -> dict:
         """The JSON error response."""
@@ -222,6 +224,7 @@ class TokenService:
         self.db = db
         self.cfg = db.config
         self.jwks_fetcher = jwks_fetcher
+        self.throttle = Throttle(db)
         if self.cfg.token_alg == "HS256":
             self._sign_key = self._verify_key = db.meta_secret("token_hmac_key")
         elif self.cfg.token_alg == "ES256":
@@ -253,19 +256,12 @@ class TokenService:
                 raise _fail("unsupported_grant_type", f"grant_type {req.grant_type[:60]!r}: only client_credentials")
             if req.basic_id is not None and (req.assertion is not None or req.assertion_type is not None):
                 raise _fail("invalid_request", "use one client authentication method, not both")
-            if req.basic_id is not None:
-                cred = self._basic(req, t)
-                method, ttl, extra = "secret", self.cfg.basic_token_seconds, {"sat": cred.secret_at}
-            elif req.assertion is not None or req.assertion_type is not None:
-                cred, kid = self._assertion(req, t, token_url or self.cfg.token_url)
-                method, ttl, extra = "jwt", self.cfg.smart_token_seconds, {"kid": kid}
-            else:
+            if req.basic_id is None and req.assertion is None and req.assertion_type is None:
                 raise _fail("invalid_client", "client authentication is required (HTTP Basic or a client assertion)")
+            cred, method, ttl, extra = self._authenticate(req, ip, t, token_url or self.cfg.token_url)
             reason = self.db.credentials.refusal(cred, t, secret=method == "secret")
             if reason:
                 raise _fail("invalid_client", reason)
-            if not self.db.credentials.ip_allowed(cred, ip):
-                raise _fail("invalid_client", f"requests from {ip} are not allowed for this credential")
             kind = self.db.orgs.get(cred.org_id).kind
             scopes, types = parse_scopes(req.scope, self.cfg.rules(kind).types)
             self._take_rate_token(cred.org_id, t)
@@ -277,10 +273,56 @@ class TokenService:
             }
             token = jws.sign(self.cfg.token_alg, self._sign_key, {"typ": "JWT"}, claims)
         except TokenError as e:
-            self._audit_token(cred, ip, t, "denied", error=e.oauth_error, reason=str(e))
+            self._audit_token(cred or e.credential, ip, t, "denied", error=e.oauth_error, reason=str(e))
             raise
         self._audit_token(cred, ip, t, "ok", jti=jti, method=method, scope=claims["scope"])
         return TokenResponse(token, ttl, claims["scope"])
+
+    def _authenticate(self, req: TokenRequest, ip: str | None, t: float, token_url: str) -> tuple[Credential, str, int, dict]:
+        """The client's credential, method, token lifetime and extra claims; failed attempts
+        are throttled per address, per client and per (client, address) (`throttle`)."""
+        claimed = req.basic_id if req.basic_id is not None else _claimed_issuer(req.assertion)
+        known = self.db.credentials.by_client_id(claimed) if claimed is not None and _ident(claimed) else None
+        rules = {f"token:ip:{ip}": TOKEN_IP}
+        gate = list(rules)
+        if known is not None:
+            rules[f"token:pair:{known.client_id}@{ip}"] = TOKEN_PAIR
+            rules[f"token:client:{known.client_id}"] = TOKEN_CLIENT
+            gate.append(f"token:pair:{known.client_id}@{ip}")
+            # The client-wide lock does not stop the client at an address it used before:
+            # an attacker elsewhere must not be able to lock a real client out.
+            if not self.throttle.known(known.client_id, ip, t):
+                gate.append(f"token:client:{known.client_id}")
+        if not self.cfg.throttle_failures:
+            rules, gate = {}, []
+        wait = self.throttle.wait(gate, t)
+        if wait:
+            raise _fail("temporarily_unavailable", f"too many failed attempts; retry in {wait} s",
+                        status=429, retry_after=wait)
+        out: tuple[Credential, str, int, dict]
+        try:
+            if req.basic_id is not None:
+                cred = self._basic(req, ip, t)
+                out = cred, "secret", self.cfg.basic_token_seconds, {"sat": cred.secret_at}
+            else:
+                cred, kid = self._assertion(req, ip, t, token_url)
+                out = cred, "jwt", self.cfg.smart_token_seconds, {"kid": kid}
+        except TokenError as e:
+            if e.oauth_error == "invalid_client":
+                self.throttle.failed(rules, t)
+            raise
+        if rules:
+            self.throttle.succeeded(rules)
+            self.throttle.remember(cred.client_id, ip, t)
+        return out
+
+    def _refuse_address(self, cred: Credential, ip: str | None) -> None:
+        """The IP allowlist, checked before any secret or signature: a caller outside it
+        learns nothing about whether its secret was right (and costs no scrypt)."""
+        if not self.db.credentials.ip_allowed(cred, ip):
+            e = _fail("invalid_client", f"requests from {ip} are not allowed for this credential")
+            e.credential = cred  # the refusal is audited against the credential it was for
+            raise e
 
     def _audit_token(self, cred: Credential | None, ip, t, outcome, **detail) -> None:
         with self.db.tx():
@@ -292,15 +334,17 @@ class TokenService:
                 outcome=outcome, ip=ip, now=t, **detail,
             )
 
-    def _basic(self, req: TokenRequest, t: float) -> Credential:
+    def _basic(self, req: TokenRequest, ip: str | None, t: float) -> Credential:
         cred = self.db.credentials.by_client_id(req.basic_id) if _ident(req.basic_id) else None
+        if cred is not None:
+            self._refuse_address(cred, ip)
         if cred is None or not self.db.credentials.verify_secret(cred, req.basic_secret or ""):
             if cred is None:
                 self.db.credentials.verify_secret(_NO_CRED, req.basic_secret or "")
             raise _fail("invalid_client", "client id or secret is not valid")
         return cred
 
-    def _assertion(self, req: TokenRequest, t: float, token_url: str) -> tuple[Credential, str]:
+    def _assertion(self, req: TokenRequest, ip: str | None, t: float, token_url: str) -> tuple[Credential, str]:
         if req.assertion_type != ASSERTION_TYPE:
             raise _fail("invalid_request", f"client_assertion_type must be {ASSERTION_TYPE}")
         if not req.assertion:
@@ -324,6 +368,7 @@ class TokenService:
         cred = self.db.credentials.by_client_id(iss)
         if cred is None:
             raise _fail("invalid_client", "client assertion issuer is not a registered client")
+        self._refuse_address(cred, ip)
         key_alg, key = self._key(cred, kid)
         if key is None:
             raise _fail("invalid_client", f"no registered key with kid {kid[:60]!r}")
@@ -469,6 +514,17 @@ class TokenService:
                 action, actor=f"client:{principal.client_id}", org_id=principal.org_id,
                 credential_id=principal.credential_id, ip=ip, now=now, **detail,
             )
+
+
+def _claimed_issuer(assertion: str | None) -> str | None:
+    """The `iss` an assertion claims (unverified: only to pick throttle keys)."""
+    if not assertion:
+        return None
+    try:
+        iss = jws.parse(assertion)[1].get("iss")
+    except (jws.JWSError, AttributeError):
+        return None
+    return iss if isinstance(iss, str) else None
 
 
 # A stand-in for "no such client": verify_secret spends the same scrypt work on it.

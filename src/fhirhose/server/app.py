@@ -6,6 +6,7 @@ Routes under the FHIR base (default `/api/v2`):
 |---|---|
 | `GET /metadata` | 200 CapabilityStatement |
 | `GET /.well-known/smart-configuration` | 200 |
+| `GET /openapi.json` | 200 this table as an OpenAPI 3.1 document (`server.openapi`) |
 | `POST /auth/token` | 200 token; 400 invalid_request / unsupported_grant_type / invalid_scope; 401 invalid_client; 429 rate limit |
 | `GET|POST /$export`, `/Patient/$export`, `/Group/{id}/$export` | 202 + Content-Location; 400 bad parameter or header; 401; 403 type/level not allowed, no attestor; 404 unknown group, missing or stale roster; 429 same export already running |
 | `GET /jobs/{id}` | 202 + X-Progress + Retry-After (body: partial manifest when asked); 200 manifest + Expires; 429 polled too fast; 500 failed; 404 unknown/cancelled; 410 expired; 403 not yours |
@@ -38,13 +39,12 @@ from typing import Callable
 from aiohttp import web
 
 from ..access import AccessConfig, AccessDB
-from ..errors import AuthError, FhirhoseError, RequestError
 from ..log import get_logger
 from . import web_discovery, web_files, web_jobs, web_kickoff, web_ops, web_status
 from .config import ServerConfig
 from .population import Population
 from .state import API, ServerState
-from .web_response import outcome_response
+from .web_errors import errors_middleware
 from .web_status import RULES_EXT
 
 __all__ = ["create_app", "create_admin_app", "API", "RULES_EXT"]
@@ -67,7 +67,7 @@ def create_app(
     can be exercised without waiting. The admin API is mounted under
     `config.admin_prefix` unless that is None (see `create_admin_app`).
     """
-    app = web.Application(middlewares=[web_ops.metrics_middleware, _errors])
+    app = web.Application(middlewares=[web_ops.metrics_middleware, errors_middleware])
     st = ServerState(config, access, population, clock)
     app[API] = st
     web_ops.add_routes(app, st)
@@ -75,6 +75,7 @@ def create_app(
     r = app.router
     r.add_get(f"{base}/metadata", web_discovery.metadata, name="metadata")
     r.add_get(f"{base}/.well-known/smart-configuration", web_discovery.smart_config)
+    r.add_get(f"{base}/openapi.json", web_discovery.openapi, name="openapi")
     for path, kind, name in web_kickoff.KICKOFF_ROUTES:
         handler = web_kickoff.kickoff_handler(kind)
         r.add_get(base + path, handler, name=name)
@@ -84,7 +85,8 @@ def create_app(
     r.add_delete(f"{base}/jobs/{{job}}", web_jobs.delete)
     r.add_get(f"{base}/data/{{job}}/{{file}}", web_files.download, name="data")  # GET also answers HEAD
     r.add_get(f"{base}/attribution_status", web_jobs.attribution)
-    st.auth.setup(app, base, token_url=lambda request: st.fhir_base(request) + "/auth/token")
+    st.auth.setup(app, base, token_url=lambda request: st.fhir_base(request) + "/auth/token",
+                  body_timeout=config.body_timeout)
     if config.admin_prefix is not None:
         st.mount_admin(app, config.admin_prefix)
     app.on_startup.append(st.start)
@@ -98,26 +100,3 @@ def create_admin_app(app: web.Application, prefix: str = "/admin") -> web.Applic
     admin = web.Application()
     app[API].mount_admin(admin, prefix)
     return admin
-
-
-@web.middleware
-async def _errors(request: web.Request, handler):
-    """Every error as an OperationOutcome."""
-    try:
-        return await handler(request)
-    except RequestError as e:
-        code = {404: "not-found", 429: "throttled"}.get(e.status, "invalid")
-        return outcome_response(e.status, str(e), code=code, expression=e.param)
-    except AuthError as e:
-        headers = {}
-        if e.status == 401:
-            headers["WWW-Authenticate"] = f'Bearer realm="fhirhose", error="{e.oauth_error or "invalid_token"}"'
-        return outcome_response(e.status, str(e), code="login" if e.status == 401 else "forbidden", headers=headers)
-    except web.HTTPException as e:
-        if e.status < 400:
-            raise
-        return outcome_response(e.status, e.reason, code="not-found" if e.status == 404 else "invalid",
-                                headers={k: v for k, v in e.headers.items() if k.lower() == "allow"})
-    except FhirhoseError as e:
-        log.exception("%s %s failed", request.method, request.path)
-        return outcome_response(500, str(e), code="exception")

@@ -10,13 +10,13 @@ import typing
 from pathlib import Path
 
 import msgspec
-from aiohttp import web
 
 from ..access import AccessConfig, AccessDB
 from ..errors import FhirhoseError
 from ..log import get_logger
 from .app import create_admin_app, create_app
 from .config import ServerConfig
+from .guard import app_runner, start_site
 
 __all__ = ["add_parser", "serve"]
 
@@ -145,14 +145,15 @@ def run(config: ServerConfig, sock: socket.socket, admin_sock: socket.socket | N
 async def _serve(config: ServerConfig, sock: socket.socket, admin_sock: socket.socket | None,
                  access_config: AccessConfig | None) -> None:
     app = create_app(config, access=access_config)
-    runners = [web.AppRunner(app, access_log=_ACCESS_LOG)]
+    # Timeouts, header limits and the per-address connection cap (server.guard).
+    runners = [app_runner(app, config, access_log=_ACCESS_LOG)]
     if admin_sock is not None:
-        runners.append(web.AppRunner(create_admin_app(app), access_log=_ACCESS_LOG))
+        runners.append(app_runner(create_admin_app(app), config, access_log=_ACCESS_LOG))
     for r in runners:
         await r.setup()
-    await web.SockSite(runners[0], sock).start()
+    await start_site(runners[0], sock, config)
     if admin_sock is not None:
-        await web.SockSite(runners[1], admin_sock).start()
+        await start_site(runners[1], admin_sock, config)
         log.info("admin API on %s:%d/admin", *admin_sock.getsockname()[:2])
     log.info("serving %s%s on %s:%d (operator key for the admin API: %s)", config.public_url or "", config.base,
              *sock.getsockname()[:2], config.operator_key)

@@ -47,6 +47,13 @@ class ServerConfig(msgspec.Struct, kw_only=True):
     jwks_ttl: float = 60.0  # seconds a fetched JWKS URL's key set is reused
     jwks_ca_file: str | None = None  # CA bundle for JWKS URLs (default: the system's)
     jwks_allow_http: bool = False  # test mode only: fetch http:// JWKS URLs too
+    # Slow or idle clients (seconds, `server.guard`): a connection that has not sent a
+    # complete request head within `idle_timeout` of opening (or of its previous
+    # response) is closed, idle or not; a request body must arrive within `body_timeout`.
+    idle_timeout: float = 30.0
+    body_timeout: float = 30.0
+    # Open connections one client address may hold; more are closed at once (0: no cap).
+    max_connections_per_address: int = 64
 
     @property
     def data(self) -> Path:

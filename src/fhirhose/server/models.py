@@ -115,6 +115,11 @@ class ParametersParameter(_Doc, forbid_unknown_fields=True):
     valueBoolean: bool | None = None
     valueReference: Reference | None = None
 
+    def __post_init__(self) -> None:
+        # FHIR: value[x] is one choice; two would leave which one counts to chance.
+        if sum(getattr(self, f) is not None for f in self.__struct_fields__[1:]) > 1:
+            raise ValueError(f"parameter {self.name!r} has more than one value[x]")
+
     def value(self) -> str | bool | Reference | None:
         """The one value[x] that is set (None when none is)."""
         for f in self.__struct_fields__[1:]:

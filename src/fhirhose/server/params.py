@@ -150,11 +150,11 @@ class _Collector:
             )
         since = until = None
         if "_since" in self.single:
-            since = parse_instant(self.single["_since"], "_since")
+            since = _utc(parse_instant(self.single["_since"], "_since"), "_since")
             if since > now:
                 raise RequestError(f"_since {self.single['_since']} is in the future", param="_since")
         if "_until" in self.single:
-            until = parse_instant(self.single["_until"], "_until")
+            until = _utc(parse_instant(self.single["_until"], "_until"), "_until")
             if since is not None and until <= since:
                 raise RequestError("_until must be later than _since", param="_until")
         types = self._types()
@@ -221,6 +221,15 @@ class _Collector:
                 continue
             out.append(tf)
         return out
+
+
+def _utc(t: _dt.datetime, param: str) -> _dt.datetime:
+    """`t` in UTC; an instant whose offset moves it outside years 1-9999 is refused."""
+    try:
+        return t.astimezone(_dt.timezone.utc)
+    except OverflowError:
+        raise RequestError(f"{param} {t.isoformat()} is outside the years 0001-9999 once in UTC",
+                           param=param) from None
 
 
 def _iso(t: _dt.datetime | None) -> str | None:

@@ -9,6 +9,8 @@ through `request.app[API]`.
 from __future__ import annotations
 
 import asyncio
+import collections
+import sqlite3
 import ssl
 import time
 from typing import Callable
@@ -16,7 +18,7 @@ from typing import Callable
 from aiohttp import web
 
 from ..access import AccessConfig, AccessDB, Principal, TokenService
-from ..errors import AuthError, RequestError
+from ..errors import AuthError, RequestError, StoreError
 from ..log import JOB_ID, get_logger
 from ..sql import open_database
 from .auth import client_address, operator_key
@@ -31,6 +33,9 @@ from .web_auth import AccessAuthenticator
 __all__ = ["ServerState", "API"]
 
 log = get_logger(__name__)
+
+# Audit entries kept in memory while the audit log cannot be written; beyond, they go to the log.
+MAX_PENDING_AUDIT = 100_000
 
 
 class ServerState:
@@ -68,6 +73,9 @@ class ServerState:
         )
         self.downloads: dict[str, int] = {}  # job id -> downloads in flight (expiry waits for them)
         self._last_poll: dict[str, float] = {}  # job id -> last in-progress status answer (sole node)
+        # Audit entries not yet stored (see `audit`): (principal, action, ip, time, detail).
+        self.pending_audit: collections.deque[tuple[Principal, str, str | None, float, dict]] = collections.deque()
+        self._audit_lock = asyncio.Lock()
         self._janitor: asyncio.Task | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -90,6 +98,10 @@ class ServerState:
             self._janitor.cancel()
             await asyncio.gather(self._janitor, return_exceptions=True)
         await self.runner.stop()
+        if await self.flush_audit():  # last resort: the log keeps what the database could not
+            for entry in self.pending_audit:
+                self._log_unstored(entry)
+            self.pending_audit.clear()
         await self.db.close()
         if self.sql.engine == "postgresql":  # (SQLite: JobDB.close closed its thread's connection)
             await asyncio.to_thread(self.sql.close)
@@ -99,6 +111,7 @@ class ServerState:
         while True:
             await asyncio.sleep(self.config.janitor_interval)
             try:
+                await self.flush_audit()
                 await self.expire()
             except Exception:  # keep sweeping; the next pass retries
                 log.exception("expiry sweep failed")
@@ -130,9 +143,38 @@ class ServerState:
         return self.db.run(JobDB.completed_in, job_id, org_id, "sandbox")
 
     async def audit(self, who: Principal, action: str, request: web.Request, /, **detail) -> None:
-        """One audit entry for a request made with a verified token (off the loop)."""
-        await asyncio.to_thread(self.tokens.audit_request, who, action, self.client_ip(request), self.clock(),
-                                path=request.path, **detail)
+        """One audit entry for a request made with a verified token (off the loop).
+
+        An entry that cannot be written now (a full disk, a locked database) is kept in
+        memory, retried before the next entry and by the janitor, and written to the
+        log at ERROR if the server stops before it could be stored: the action it
+        records has already happened (a file served), so it must not fail with it."""
+        entry = (who, action, self.client_ip(request), self.clock(), {"path": request.path, **detail})
+        if len(self.pending_audit) >= MAX_PENDING_AUDIT:  # memory is finite too: the log keeps it
+            self._log_unstored(entry)
+        else:
+            self.pending_audit.append(entry)
+        await self.flush_audit()
+
+    async def flush_audit(self) -> int:
+        """Write the buffered audit entries in order; returns how many are still pending."""
+        async with self._audit_lock:  # one writer, so no entry is written twice
+            while self.pending_audit:
+                who, action, ip, at, detail = self.pending_audit[0]
+                try:
+                    await asyncio.to_thread(self.tokens.audit_request, who, action, ip, at, **detail)
+                except (OSError, sqlite3.Error, StoreError) as e:  # StoreError: PostgreSQL unreachable
+                    log.warning("audit log not writable (%s): %d entries kept in memory, retried later",
+                                e, len(self.pending_audit))
+                    break
+                self.pending_audit.popleft()
+            return len(self.pending_audit)
+
+    @staticmethod
+    def _log_unstored(entry: tuple[Principal, str, str | None, float, dict]) -> None:
+        who, action, ip, at, detail = entry
+        log.error("audit entry not stored: %s %s by %s (org %s) from %s at %.3f %s", action,
+                  detail.get("outcome", "ok"), who.client_id, who.org_id, ip, at, detail)
 
     # --- URLs -------------------------------------------------------------------------------
 

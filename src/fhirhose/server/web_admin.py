@@ -11,24 +11,34 @@ OAuth-style JSON (`web_auth.error_response`). Database work runs off the event l
 from __future__ import annotations
 
 import hmac
-import json
 from dataclasses import asdict
-from typing import Callable
+from typing import Annotated, Any, Callable
 
+import msgspec
 from aiohttp import web
 
 from ..access.actors import ROLES, Actor
 from ..access.db import AccessDB
 from ..access.tokens import MAX_BODY, TokenService
 from ..errors import AuthError, InputError, RequestError
-from .web_auth import ClientIP, error_response, json_response, off_loop, peer_address, token_handler
+from .web_auth import (
+    ClientIP,
+    error_response,
+    json_response,
+    off_loop,
+    peer_address,
+    token_handler,
+)
+from .web_errors import classify, read_body
 
 __all__ = ["add_routes"]
 
 
 class _Admin:
-    def __init__(self, db: AccessDB, operator_key: str | None, job_completed: Callable[[str, str], bool] | None):
+    def __init__(self, db: AccessDB, operator_key: str | None, job_completed: Callable[[str, str], bool] | None,
+                 body_timeout: float = 30.0):
         self.db, self.operator_key, self.job_completed = db, operator_key, job_completed
+        self.body_timeout = body_timeout
 
     def actor(self, request: web.Request) -> Actor:
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
@@ -39,22 +49,17 @@ class _Admin:
             return Actor.system("api")
         return Actor.user(self.db.orgs.authenticate(key).id)
 
-    def route(self, fn):
-        """Wrap `fn(actor, request, body) -> (status, data)`: auth, JSON body, errors, off-loop DB work."""
+    def route(self, fn, body_type: type | None = None):
+        """Wrap `fn(actor, request, body) -> (status, data)`: auth, the JSON body decoded
+        strictly into `body_type` (wrong types, unknown fields: 400 naming the field),
+        errors, off-loop DB work."""
 
         async def handle(request: web.Request) -> web.Response:
             try:
-                body = {}
-                if request.can_read_body:
-                    raw = await request.content.read(MAX_BODY + 1)
-                    if len(raw) > MAX_BODY:
-                        raise InputError("request body is too large")
-                    try:
-                        body = json.loads(raw or b"{}")
-                    except ValueError:
-                        raise InputError("request body is not JSON") from None
-                    if not isinstance(body, dict):
-                        raise InputError("request body is not a JSON object")
+                body = None
+                if body_type is not None:
+                    raw = await read_body(request, MAX_BODY, self.body_timeout)
+                    body = _decode(raw or b"{}", body_type)
 
                 def work():
                     return fn(self.actor(request), request, body)
@@ -62,63 +67,59 @@ class _Admin:
                 status, data = await off_loop(work)
             except (AuthError, InputError) as e:
                 return error_response(e)
+            except Exception as e:  # noqa: BLE001 - same JSON shape for the unexpected (full disk: 503)
+                f = classify(e, request)
+                return json_response({"error": f.oauth, "error_description": f.text}, f.status, f.headers)
             return json_response({"ok": True} if data is None else data, status)
 
         return handle
 
     # -- actions -------------------------------------------------------------------
-    def create_org(self, actor, request, b):
-        return 201, asdict(self.db.orgs.create(actor, _str(b, "id"), _str(b, "kind"), _str(b, "name")))
+    def create_org(self, actor, request, b: NewOrg):
+        return 201, asdict(self.db.orgs.create(actor, b.id, b.kind, b.name))
 
-    def add_user(self, actor, request, b):
-        user, key = self.db.orgs.add_user(
-            actor, request.match_info["org"], _str(b, "name"), _str(b, "email"), _str(b, "role"), b.get("title", "")
-        )
+    def add_user(self, actor, request, b: NewUser):
+        user, key = self.db.orgs.add_user(actor, request.match_info["org"], b.name, b.email, b.role, b.title)
         return 201, {**asdict(user), "admin_key": key}
 
     def list_creds(self, actor, request, b):
         return 200, [asdict(c) for c in self.db.credentials.list(actor, request.match_info["org"])]
 
-    def issue(self, actor, request, b):
+    def issue(self, actor, request, b: NewCredential):
         cred, secret = self.db.credentials.issue(
-            actor,
-            request.match_info["org"],
-            env=b.get("env", "sandbox"),
-            label=str(b.get("label", "")),
-            secret=bool(b.get("secret", True)),
-            jwks=b.get("jwks"),
-            ips=_list(b, "ips"),
+            actor, request.match_info["org"], env=b.env, label=b.label, secret=b.secret, jwks=b.jwks, ips=b.ips,
         )
         return 201, {**asdict(cred), "client_secret": secret}
 
     def rotate(self, actor, request, b):
         return 200, {"client_secret": self.db.credentials.rotate(actor, request.match_info["cred"])}
 
-    def revoke(self, actor, request, b):
-        self.db.credentials.revoke(actor, request.match_info["cred"], reason=str(b.get("reason", "")))
+    def revoke(self, actor, request, b: Revocation):
+        self.db.credentials.revoke(actor, request.match_info["cred"], reason=b.reason)
         return 200, None
 
-    def set_ips(self, actor, request, b):
-        return 200, {"ips": self.db.credentials.set_ips(actor, request.match_info["cred"], _list(b, "ips"))}
+    def set_ips(self, actor, request, b: Addresses):
+        return 200, {"ips": self.db.credentials.set_ips(actor, request.match_info["cred"], b.ips)}
 
-    def add_keys(self, actor, request, b):
+    def add_keys(self, actor, request, b: dict):
         jwks = b if "keys" in b else {"keys": [b]}
         return 201, {"registered": self.db.credentials.register_jwks(actor, request.match_info["cred"], jwks)}
 
-    def attest(self, actor, request, b):
+    def attest(self, actor, request, b: Attestation):
         org = request.match_info["org"]
-        self.db.orgs.attest(actor, org, b.get("contract"))
+        self.db.orgs.attest(actor, org, b.contract)
         return 201, {"attested": self.db.orgs.attested_contracts(org)}
 
-    def production(self, actor, request, b):
+    def production(self, actor, request, b: ProductionRequest):
         if self.job_completed is None:
             raise RequestError("production approval is not available on this server", status=404)
-        self.db.orgs.request_production(actor, request.match_info["org"], _str(b, "job_id"), self.job_completed)
+        self.db.orgs.request_production(actor, request.match_info["org"], b.job_id, self.job_completed)
         return 200, None
 
     def org_audit(self, actor, request, b):
         org = request.match_info["org"]
         self.db.orgs.require(actor, org, ROLES, "audit.read")
+        self.db.orgs.get(org)  # an unknown organization is a 404, not an empty list
         return 200, [asdict(r) for r in self.db.audit.for_org(org, _limit(request))]
 
     def cred_audit(self, actor, request, b):
@@ -127,18 +128,58 @@ class _Admin:
         return 200, [asdict(r) for r in self.db.audit.recent(cred.id, _limit(request))]
 
 
-def _str(body: dict, name: str) -> str:
-    v = body.get(name)
-    if not isinstance(v, str) or not v:
-        raise InputError(f"field {name!r}: a non-empty string is required")
-    return v
+# Request bodies, decoded strictly: `"secret": "no"` or a dict `label` is a 400 naming the field.
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 
 
-def _list(body: dict, name: str) -> list[str]:
-    v = body.get(name, [])
-    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-        raise InputError(f"field {name!r}: a list of strings is required")
-    return v
+class Empty(msgspec.Struct, forbid_unknown_fields=True):
+    """A body that carries nothing (an empty object, or no body at all)."""
+
+
+class NewOrg(msgspec.Struct, forbid_unknown_fields=True):
+    id: NonEmpty
+    kind: NonEmpty
+    name: NonEmpty
+
+
+class NewUser(msgspec.Struct, forbid_unknown_fields=True):
+    name: NonEmpty
+    email: NonEmpty
+    role: NonEmpty
+    title: str = ""
+
+
+class NewCredential(msgspec.Struct, forbid_unknown_fields=True):
+    env: str = "sandbox"
+    label: str = ""
+    secret: bool = True  # False: a SMART-only credential (keys, no secret)
+    jwks: dict[str, Any] | None = None
+    ips: list[str] = []
+
+
+class Revocation(msgspec.Struct, forbid_unknown_fields=True):
+    reason: str = ""
+
+
+class Addresses(msgspec.Struct, forbid_unknown_fields=True):
+    ips: list[str]
+
+
+class Attestation(msgspec.Struct, forbid_unknown_fields=True):
+    contract: str | None = None
+
+
+class ProductionRequest(msgspec.Struct, forbid_unknown_fields=True):
+    job_id: NonEmpty
+
+
+def _decode(raw: bytes, body_type: type):
+    try:
+        return msgspec.json.decode(raw, type=body_type, strict=True)
+    except msgspec.ValidationError as e:
+        raise InputError(f"request body: {e}") from None
+    except msgspec.DecodeError:
+        raise InputError("request body is not JSON") from None
 
 
 def _limit(request: web.Request) -> int:
@@ -166,16 +207,16 @@ def add_routes(
         app.router.add_post(token_path, token_handler(svc, client_ip=client_ip))
     a = _Admin(db, operator_key, job_completed)
     p = admin_prefix.rstrip("/")
-    app.router.add_post(f"{p}/orgs", a.route(a.create_org))
-    app.router.add_post(f"{p}/orgs/{{org}}/users", a.route(a.add_user))
+    app.router.add_post(f"{p}/orgs", a.route(a.create_org, NewOrg))
+    app.router.add_post(f"{p}/orgs/{{org}}/users", a.route(a.add_user, NewUser))
     app.router.add_get(f"{p}/orgs/{{org}}/credentials", a.route(a.list_creds))
-    app.router.add_post(f"{p}/orgs/{{org}}/credentials", a.route(a.issue))
-    app.router.add_post(f"{p}/orgs/{{org}}/attestations", a.route(a.attest))
-    app.router.add_post(f"{p}/orgs/{{org}}/production", a.route(a.production))
+    app.router.add_post(f"{p}/orgs/{{org}}/credentials", a.route(a.issue, NewCredential))
+    app.router.add_post(f"{p}/orgs/{{org}}/attestations", a.route(a.attest, Attestation))
+    app.router.add_post(f"{p}/orgs/{{org}}/production", a.route(a.production, ProductionRequest))
     app.router.add_get(f"{p}/orgs/{{org}}/audit", a.route(a.org_audit))
-    app.router.add_post(f"{p}/credentials/{{cred}}/rotate", a.route(a.rotate))
-    app.router.add_post(f"{p}/credentials/{{cred}}/revoke", a.route(a.revoke))
-    app.router.add_put(f"{p}/credentials/{{cred}}/ips", a.route(a.set_ips))
-    app.router.add_post(f"{p}/credentials/{{cred}}/keys", a.route(a.add_keys))
+    app.router.add_post(f"{p}/credentials/{{cred}}/rotate", a.route(a.rotate, Empty))
+    app.router.add_post(f"{p}/credentials/{{cred}}/revoke", a.route(a.revoke, Revocation))
+    app.router.add_put(f"{p}/credentials/{{cred}}/ips", a.route(a.set_ips, Addresses))
+    app.router.add_post(f"{p}/credentials/{{cred}}/keys", a.route(a.add_keys, dict))
     app.router.add_get(f"{p}/credentials/{{cred}}/audit", a.route(a.cred_audit))
     return svc

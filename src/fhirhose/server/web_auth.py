@@ -25,6 +25,7 @@ from ..access.tokens import MAX_BODY, Principal, TokenError, TokenRequest, Token
 from ..errors import AuthError, RequestError
 from .capability import smart_configuration
 from .models import SmartConfiguration
+from .web_errors import classify, read_body
 
 __all__ = ["token_handler", "AccessAuthenticator", "PRINCIPAL", "ClientIP", "peer_address",
            "json_response", "error_response", "off_loop"]
@@ -65,21 +66,28 @@ def token_handler(
     client_ip: ClientIP = peer_address,
     token_url: Callable[[web.Request], str] | None = None,
     clock: Callable[[], float] | None = None,
+    body_timeout: float = 30.0,
 ):
     """The `POST /auth/token` handler. `token_url(request)` is the audience client
-    assertions must carry (default `AccessConfig.token_url`); `clock` pins time."""
+    assertions must carry (default `AccessConfig.token_url`); `clock` pins time;
+    the whole body (bounded by `MAX_BODY`) must arrive within `body_timeout` seconds."""
 
     async def handle(request: web.Request) -> web.Response:
         try:
-            if request.content_length is not None and request.content_length > MAX_BODY:
-                raise TokenError("invalid_request", "request body is too large")
-            body = await request.content.read(MAX_BODY + 1)
+            try:
+                body = await read_body(request, MAX_BODY, body_timeout)
+            except RequestError as e:
+                raise TokenError("invalid_request", str(e), status=e.status) from None
             req = TokenRequest.parse(body, request.headers.get("Content-Type"), request.headers.get("Authorization"))
             aud = token_url(request) if token_url is not None else None
             now = clock() if clock is not None else None
             tok = await off_loop(svc.issue, req, client_ip(request), now, token_url=aud)
         except AuthError as e:
             return error_response(e)
+        except Exception as e:  # noqa: BLE001 - RFC 6749 §5.2 shape for the unexpected (full disk: 503)
+            f = classify(e, request)
+            return json_response({"error": f.oauth, "error_description": f.text}, f.status,
+                                 {"Cache-Control": "no-store", "Pragma": "no-cache", **f.headers})
         return json_response(tok.to_dict(), headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
     return handle
@@ -112,11 +120,13 @@ class AccessAuthenticator:
         request[PRINCIPAL] = p
         return p
 
-    def setup(self, app: web.Application, base: str, token_url: Callable[[web.Request], str] | None = None) -> None:
+    def setup(self, app: web.Application, base: str, token_url: Callable[[web.Request], str] | None = None,
+              body_timeout: float = 30.0) -> None:
         """Add `POST {base}/auth/token` (route name `token`)."""
         app.router.add_post(
             f"{base}/auth/token",
-            token_handler(self.service, client_ip=self.client_ip, token_url=token_url, clock=self.clock),
+            token_handler(self.service, client_ip=self.client_ip, token_url=token_url, clock=self.clock,
+                          body_timeout=body_timeout),
             name="token",
         )
 

@@ -30,11 +30,15 @@ from .db import FileRow, Job, JobDB
 from .params import PREFERENCES, ExportParams, parse_body, parse_query
 from .population import Planned, plan
 from .state import API, ServerState
+from .web_errors import read_body
 from .web_response import FHIR_JSON
 
 __all__ = ["KICKOFF_ROUTES", "kickoff_handler"]
 
 log = get_logger(__name__)
+
+# A POST Parameters body: a long patient list fits many times over.
+KICKOFF_MAX_BODY = 1 << 20
 
 # (path under the FHIR base, export level, route name)
 KICKOFF_ROUTES = (
@@ -72,7 +76,8 @@ async def kickoff(request: web.Request, kind: str) -> web.StreamResponse:
         if ctype not in (FHIR_JSON, "application/json"):
             raise RequestError("a POST kick-off needs a Parameters body as application/fhir+json",
                                param="Content-Type")
-        params = parse_body(await request.read(), now_dt, kind=kind, lenient=lenient)
+        body = await read_body(request, KICKOFF_MAX_BODY, st.config.body_timeout)
+        params = parse_body(body, now_dt, kind=kind, lenient=lenient)
         if request.query:
             raise RequestError("a POST kick-off takes its parameters in the body, not the URL",
                                param=next(iter(request.query)))
@@ -132,8 +137,12 @@ async def _create(st: ServerState, request: web.Request, who: Principal, kind: s
         env=who.env, rules=json.dumps(list(scope.rules)),
     )
     job_dir = st.jobs_dir / job_id
-    files = await asyncio.to_thread(_kickoff_files, st, job_dir, params, now)
-    running = await st.db.call(JobDB.insert_unless_active, job, benes, chunks, files, scope.to_bytes())
+    try:
+        files = await asyncio.to_thread(_kickoff_files, st, job_dir, params, now)
+        running = await st.db.call(JobDB.insert_unless_active, job, benes, chunks, files, scope.to_bytes())
+    except BaseException:  # a full disk, a cancelled request: no job folder without its row
+        await asyncio.shield(asyncio.to_thread(shutil.rmtree, job_dir, True))
+        raise
     if running is not None:
         await asyncio.to_thread(shutil.rmtree, job_dir, True)
         where = st.url(request, "job", job=running.id)

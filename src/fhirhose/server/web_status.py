@@ -86,9 +86,12 @@ async def _in_progress(st: ServerState, request: web.Request, job: Job, params: 
 
 
 async def _page(st: ServerState, request: web.Request, job: Job, params: ExportParams, page: str) -> web.Response:
-    if not params.allow_partial or not page.isdigit():
-        raise RequestError(f"page {page!r}: manifest pages exist only with allowPartialManifests=true",
+    if not params.allow_partial:
+        raise RequestError(f"page {page[:20]!r}: manifest pages exist only with allowPartialManifests=true",
                            param="page")
+    # ASCII digits only: str.isdigit also accepts '²', which int() refuses.
+    if not (page.isascii() and page.isdigit() and len(page) <= 9):
+        raise RequestError(f"page {page[:20]!r} is not a page number (1, 2, ...)", param="page")
     got = await st.db.call(JobDB.page, job.id, int(page))
     if got is None:
         raise RequestError(f"manifest page {page} of job {job.id} is not available (yet)", status=404,
