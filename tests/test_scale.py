@@ -141,7 +141,7 @@ def test_db_upgrade_command_applies_migrations_once(database, capsys):
     location = str(database("up"))
     assert main(["db", "upgrade", "--database", location]) == 0
     first = json.loads(capsys.readouterr().out)
-    assert first["applied_now"]["jobs"] == [1, 2] and first["versions"] == {"access": [1], "jobs": [1, 2]}
+    assert first["applied_now"]["jobs"] == [1, 2] and first["versions"] == {"access": [1, 2], "jobs": [1, 2]}
     assert main(["db", "upgrade", "--database", location]) == 0
     assert json.loads(capsys.readouterr().out)["applied_now"]["jobs"] == []
 
