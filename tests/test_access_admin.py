@@ -20,6 +20,7 @@ def run(capsys, db, *args):
 def test_cli_lifecycle(database, capsys):
     """On both engines: `--database PATH` and `--database postgresql://...`."""
     db = database("access")
+    assert run(capsys, db, "init") == {"db": str(db), "created": getattr(database, "engine", "sqlite") == "sqlite"}
     assert run(capsys, db, "org-create", "Z0001", "sponsor", "Sponsor Inc")["kind"] == "sponsor"
     run(capsys, db, "contract-add", "Z0001", "S1234")
     ops = run(capsys, db, "user-add", "Z0001", "Dana Ops", "dana@z.example", "data_ops")

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 from dataclasses import asdict
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, StoreError
+from ..sql import is_postgres_url, sqlite_path
 from .config import AccessConfig
 from .credentials import ENVS
 from .actors import ROLES, Actor
@@ -31,6 +33,7 @@ def add_parser(subparsers) -> None:
         c.set_defaults(func=lambda a: _run(a, fn))
         return c
 
+    sub.add_parser("init", help="create the access database (every other command needs one)").set_defaults(func=_init)
     c = cmd("org-create", _org_create, "register an organization")
     c.add_argument("org_id")
     c.add_argument("kind", choices=list(AccessConfig().kinds))
@@ -79,11 +82,42 @@ def add_parser(subparsers) -> None:
     c.add_argument("--limit", type=int, default=50)
 
 
+def _open(location: str, *, create: bool = False) -> AccessDB:
+    """The access database at --db; only `init` creates a SQLite file, so a mistyped path is an
+    error, not a new empty database. A PostgreSQL database must exist (its tables are
+    created or upgraded on open: `init` and every command apply the migrations)."""
+    if is_postgres_url(location):
+        return AccessDB(location)
+    path = sqlite_path(location)
+    if path.is_dir():
+        raise InputError(f"--db {path}: is a folder, not an access database")
+    if not create and not path.exists():
+        raise InputError(f"--db {path}: no such access database (create one with "
+                         f"`fhirhose admin --db {path} init`; `fhirhose serve` creates DATA/access.sqlite)")
+    if create and not path.parent.is_dir():
+        raise InputError(f"--db {path}: no such folder {path.parent}")
+    try:
+        db = AccessDB(path)
+        db.orgs.list()  # a file that is not SQLite fails here, not halfway through a command
+        return db
+    except (sqlite3.Error, StoreError) as e:
+        raise InputError(f"--db {path}: not an access database ({e})") from None
+
+
+def _init(args) -> int:
+    created = not is_postgres_url(args.db) and not sqlite_path(args.db).exists()
+    _open(args.db, create=True).close()
+    print(json.dumps({"db": str(args.db), "created": created}, indent=2))
+    return 0
+
+
 def _run(args, fn) -> int:
-    db = AccessDB(args.db)
+    db = _open(args.db)
     try:
         actor = Actor.user(db.orgs.authenticate(args.user_key).id) if args.user_key else Actor.system("cli")
         out = fn(db, actor, args)
+    except sqlite3.Error as e:
+        raise InputError(f"--db {args.db}: {e}") from None
     finally:
         db.close()
     print(json.dumps({"ok": True} if out is None else out, indent=2, default=str))

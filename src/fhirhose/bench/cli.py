@@ -30,7 +30,24 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+MAX_BENES = 1_000_000  # a bench run holds its workload in memory
+
+
+def _check(args) -> None:
+    """Refuse bad arguments before minutes of measuring, not after."""
+    if not 1 <= args.benes <= MAX_BENES:
+        raise InputError(f"--benes {args.benes}: from 1 to {MAX_BENES:,}")
+    if args.readme is not None:
+        try:
+            text = args.readme.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise InputError(f"--readme {args.readme}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+        if BEGIN not in text or END not in text:
+            raise InputError(f"--readme {args.readme}: no {BEGIN} ... {END} markers to replace")
+
+
 def run(args) -> int:
+    _check(args)
     try:
         import orjson  # noqa: F401  (the baseline encoder)
     except ImportError:

@@ -62,3 +62,25 @@ def retry_after(headers: Mapping[str, str], default: float) -> float:
     except (TypeError, ValueError):
         return default
     return min(max(0.0, when - time.time()), MAX_WAIT)
+
+
+def network_error(base: str, e: BaseException) -> str:
+    """One line for a request that got no HTTP answer (connection, DNS, TLS, timeout),
+    naming the server's URL and what went wrong."""
+    import asyncio
+    import ssl
+
+    import aiohttp
+
+    if isinstance(e, aiohttp.InvalidURL):
+        return f"{e.url}: not a valid URL"
+    if isinstance(e, (aiohttp.ClientSSLError, ssl.SSLError)):
+        return f"{base}: TLS failed: {getattr(e, 'reason', None) or e}"
+    if isinstance(e, aiohttp.ClientConnectorError):
+        why = e.os_error.strerror or str(e.os_error) or type(e.os_error).__name__
+        return f"{base}: cannot connect to {e.host}:{e.port}: {why}"
+    if isinstance(e, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return f"{base}: no answer in time (timed out)"
+    if isinstance(e, aiohttp.ServerDisconnectedError):
+        return f"{base}: the server closed the connection without an answer"
+    return f"{base}: {type(e).__name__}: {e}"

@@ -11,8 +11,10 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -20,7 +22,7 @@ from ..errors import ClientError
 from .auth import JwkAuth, SecretAuth
 from .client import BulkClient, PullResult
 from .progress import TqdmProgress
-from .state import PullState
+from .state import PullState, write_atomic
 
 __all__ = ["add_parser", "run"]
 
@@ -68,13 +70,89 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     d = p.add_argument_group("download")
     d.add_argument("--concurrency", "-j", type=int, default=4, help="parallel downloads (default 4)")
     d.add_argument("--keep-compressed", action="store_true", help="keep files as sent (.ndjson.gz / .ndjson.zst)")
-    d.add_argument("--encoding", choices=("gzip,zstd", "zstd,gzip", "gzip", "zstd", "identity"), default="gzip,zstd",
-                   help="Accept-Encoding preference (default gzip,zstd)")
+    d.add_argument("--encoding", type=_encodings, default="gzip,zstd", metavar="CODINGS",
+                   help=f"Accept-Encoding preference, comma-separated from {', '.join(_CODINGS)} (default gzip,zstd)")
     d.add_argument("--no-delete", action="store_true", help="do not DELETE the export when done")
     d.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     d.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=run)
     return p
+
+
+_CODINGS = ("gzip", "zstd", "identity")
+
+
+def _encodings(value: str) -> str:
+    """--encoding: content codings in order of preference, each known, none twice."""
+    codings = [c.strip() for c in value.split(",")]
+    if not all(c in _CODINGS for c in codings) or len(set(codings)) != len(codings):
+        raise argparse.ArgumentTypeError(f"{value!r}: comma-separated, each one of {', '.join(_CODINGS)}, once")
+    return ",".join(codings)
+
+
+# Which credentials a pull used (paths and names, never a secret), kept in OUT so that
+# the `fhirhose pull --resume --out OUT` it prints when interrupted works as printed.
+AUTH_NAME = ".fhirhose-pull-auth.json"
+_AUTH_FLAGS = ("credentials", "org", "use_jwk", "client_id", "secret_file", "jwk", "kid", "scope", "token_url",
+               "no_auth")
+
+
+class AuthRecord(msgspec.Struct, omit_defaults=True):
+    credentials: str | None = None
+    org: str | None = None
+    use_jwk: bool = False
+    client_id: str | None = None
+    secret_file: str | None = None
+    jwk: str | None = None
+    kid: str | None = None
+    scope: str | None = None
+    token_url: str | None = None
+    no_auth: bool = False
+    secret_env: bool = False  # the secret came from FHIRHOSE_CLIENT_SECRET: set it again to resume
+
+
+def _record_auth(args: argparse.Namespace) -> None:
+    values = {k: getattr(args, k) for k in _AUTH_FLAGS}
+    for k in ("credentials", "secret_file", "jwk"):  # absolute: the resume may run elsewhere
+        values[k] = str(Path(values[k]).resolve()) if values[k] else None
+    record = AuthRecord(**values, secret_env=bool(args.client_id and not args.secret_file and not args.jwk
+                                                   and os.environ.get(_SECRET_ENV)))
+    write_atomic(args.out / AUTH_NAME, msgspec.json.encode(record))
+
+
+def _recall_auth(args: argparse.Namespace) -> None:
+    """`--resume` without credential flags: the ones the interrupted pull used."""
+    if any(getattr(args, k) for k in ("credentials", "client_id", "secret_file", "jwk", "no_auth")):
+        return
+    try:
+        record = msgspec.json.decode((args.out / AUTH_NAME).read_bytes(), type=AuthRecord)
+    except FileNotFoundError:
+        return
+    except (OSError, msgspec.DecodeError) as e:
+        raise ClientError(f"{args.out / AUTH_NAME}: unreadable ({e}); pass the credential flags") from None
+    for k in _AUTH_FLAGS:
+        value = getattr(record, k)
+        setattr(args, k, Path(value) if k in ("credentials", "secret_file", "jwk") and value else value)
+
+
+def _continue_hint(args: argparse.Namespace) -> str:
+    env = ""
+    try:
+        record = msgspec.json.decode((args.out / AUTH_NAME).read_bytes(), type=AuthRecord)
+        env = f"{_SECRET_ENV}=... " if record.secret_env else ""
+    except (OSError, msgspec.DecodeError):
+        pass
+    return f"continue with: {env}fhirhose pull --resume --out {shlex.quote(str(args.out))}"
+
+
+def _check_url(url: str, what: str) -> None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (reading it checks the port's range)
+    except ValueError as e:  # a bad IPv6 literal, a port out of range
+        raise ClientError(f"{what} {url!r}: {e}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ClientError(f"{what} {url!r}: not an http(s) URL with a host")
 
 
 def _split(values: list[str]) -> list[str]:
@@ -116,6 +194,12 @@ def _auth(args: argparse.Namespace) -> tuple[str | None, SecretAuth | JwkAuth | 
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out.exists() and not args.out.is_dir():
+        raise ClientError(f"--out {args.out}: exists and is not a folder")
+    if args.concurrency < 1:
+        raise ClientError(f"--concurrency {args.concurrency}: at least 1")
+    if args.resume is not None:
+        _recall_auth(args)
     base, auth, org = _auth(args)
     resume = args.resume
     if resume == "":
@@ -125,6 +209,9 @@ def run(args: argparse.Namespace) -> int:
         resume, base = state.status_url, base or state.fhir_base
     if not base:
         raise ClientError("the FHIR base URL is required (argument, or --credentials)")
+    _check_url(base, "FHIR base")
+    if resume:
+        _check_url(resume, "--resume")
     progress = TqdmProgress(disable=True if args.quiet else None)
     client = BulkClient(base, auth, token_url=args.token_url, concurrency=args.concurrency,
                         keep_compressed=args.keep_compressed, accept_encoding=args.encoding.split(","),
@@ -150,12 +237,15 @@ def run(args: argparse.Namespace) -> int:
         runner = asyncio.run
     try:
         result = runner(go())
-    except (ClientError, KeyboardInterrupt):
-        state = PullState.load(args.out)
-        if state is not None and not state.complete:
-            print(f"fhirhose pull: interrupted; continue with: fhirhose pull --resume --out {args.out} ...",
-                  file=sys.stderr)
-        raise
+    except (ClientError, KeyboardInterrupt) as e:
+        state = _state(args.out)
+        if state is None or state.complete:
+            raise
+        _record_auth(args)
+        if isinstance(e, KeyboardInterrupt):
+            raise KeyboardInterrupt(f"files so far are kept in {args.out}; {_continue_hint(args)}") from None
+        raise ClientError(f"{e}; {_continue_hint(args)}") from None
+    _record_auth(args)
     if args.json:
         # The event loop may leave stdout non-blocking: a pipe would then cut the JSON short.
         os.set_blocking(sys.stdout.fileno(), True)
@@ -164,6 +254,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(_summary(result), file=sys.stderr)
     return 0
+
+
+def _state(out: Path) -> PullState | None:
+    try:
+        return PullState.load(out)
+    except ClientError:
+        return None
 
 
 def _summary(r: PullResult) -> str:

@@ -14,7 +14,9 @@ output folder's state file; `resume(status_url, out_dir)` picks it up.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import ssl
 import os
 import time
 from pathlib import Path
@@ -27,7 +29,7 @@ import msgspec
 from ..errors import ClientError
 from ..export.manifest import CHECKSUM_EXT, FILESIZE_EXT
 from ..log import get_logger
-from ._http import ServerError, error_text, retry_after
+from ._http import ServerError, error_text, network_error, retry_after
 from .auth import JwkAuth, SecretAuth, Tokens
 from .files import finish, safe_name
 from .progress import Progress
@@ -98,6 +100,20 @@ def _integrity(item: dict) -> tuple[str | None, int | None]:
         elif (key == FILESIZE_EXT or tail in ("filesize", "length")) and isinstance(value, int):
             length = value
     return sha, length
+
+
+def _unreachable_is_client_error(method):
+    """A request that got no HTTP answer (refused, DNS, TLS, timeout, a bad URL) surfaces
+    as a `ClientError` naming the server, not as an aiohttp exception."""
+
+    @functools.wraps(method)
+    async def wrapper(self: "BulkClient", *args, **kw):
+        try:
+            return await method(self, *args, **kw)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ssl.SSLError) as e:
+            raise ClientError(network_error(self.fhir_base, e)) from None
+
+    return wrapper
 
 
 class BulkClient:
@@ -234,6 +250,7 @@ class BulkClient:
 
     # --- public API ---------------------------------------------------------------------------
 
+    @_unreachable_is_client_error
     async def export(
         self,
         level: str = "group",
@@ -286,10 +303,12 @@ class BulkClient:
         if elements := list(elements):
             params.append(("_elements", ",".join(elements)))
         refs = [p if "/" in p else f"Patient/{p}" for p in patients]
-        out.mkdir(parents=True, exist_ok=True)
+        if out.exists() and not out.is_dir():
+            raise ClientError(f"{out}: exists and is not a folder")
         t0 = time.monotonic()
         status_url, request = await self._kickoff(path, params, refs, post=post or bool(refs),
                                                   partial=partial, lenient=lenient)
+        out.mkdir(parents=True, exist_ok=True)  # only now: a refused kick-off leaves no folder behind
         state = PullState(fhir_base=self.fhir_base, status_url=status_url, request=request)
         state.save(out)
         result = await self._pull(state, out, t0)
@@ -298,6 +317,7 @@ class BulkClient:
             since_state.set(key, result.transaction_time)
         return result
 
+    @_unreachable_is_client_error
     async def resume(self, status_url: str, out_dir: str | os.PathLike) -> PullResult:
         """Continue an export by its status URL: files already verified in `out_dir` are kept,
         partial ones continue with Range, the rest are downloaded."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -140,6 +142,21 @@ def _request(args: argparse.Namespace, types: tuple[str, ...]) -> str:
 def _open_out(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"--out {out}: exists and is not an empty directory")
+    if not out.parent.is_dir():
+        raise InputError(f"--out {out}: no such folder {out.parent}")
+
+
+def _staging(out: Path) -> Path:
+    """Where the files are written until the export is complete: beside OUT (same file
+    system, so the move into place is one rename), hidden, named for this process."""
+    return out.parent / f".{out.name}.partial-{os.getpid()}"
+
+
+def _place(stage: Path, out: Path) -> None:
+    """Move the finished export into place; OUT is absent or (checked) an empty folder."""
+    if out.is_dir():
+        out.rmdir()  # fails, leaving everything, if something appeared in it meanwhile
+    os.rename(stage, out)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -161,22 +178,40 @@ def run(args: argparse.Namespace) -> int:
                       max_file_bytes=max(1, int(args.max_file_mb * (1 << 20))))
     chunk = chunk_size(len(benes), args.workers, args.chunk_benes)
     t0 = time.perf_counter()
-    result = _export(opener, benes, spec, args, chunk)
+    # Files go to a staging folder renamed to OUT at the end: an interrupted or failed
+    # export leaves OUT as it was, and the same command can simply run again.
+    stage = _staging(args.out)
+    try:
+        result = _export(opener, benes, spec, args, chunk, stage)
+        _place(stage, args.out)
+    except KeyboardInterrupt:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise KeyboardInterrupt(f"nothing was written to {args.out}; run the same command again") from None
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    result.manifest_path = str(args.out / "manifest.json")
     _summary(result, len(benes), time.perf_counter() - t0)
     return 0
 
 
-def _export(opener: SnapshotOpener, benes: np.ndarray, spec: ExportSpec, args, chunk: int) -> ExportResult:
+def _export(opener: SnapshotOpener, benes: np.ndarray, spec: ExportSpec, args, chunk: int,
+            out: Path) -> ExportResult:
     from tqdm import tqdm
 
     quiet = args.quiet or not sys.stderr.isatty()
     with tqdm(total=len(benes), unit="bene", desc="export", file=sys.stderr, disable=quiet) as bar:
+        shown = 0
 
-        def progress(done: int, _total: int) -> None:
-            bar.update(min(done * chunk, len(benes)) - bar.n)
+        def progress(done: float, _total: int) -> None:  # chunks done, fractions within one
+            nonlocal shown
+            whole = int(done) * chunk  # beneficiaries in finished chunks; then a share of the next
+            now = min(whole + int((done - int(done)) * min(chunk, len(benes) - whole)), len(benes))
+            bar.update(now - shown)
+            shown = now
 
-        return export_store(opener, opener.key, registry_sources, benes, spec, args.out, workers=args.workers, chunk_benes=chunk,
-                            request=_request(args, spec.types), progress=progress)
+        return export_store(opener, opener.key, registry_sources, benes, spec, out, workers=args.workers,
+                            chunk_benes=chunk, request=_request(args, spec.types), progress=progress)
 
 
 def _summary(result: ExportResult, benes: int, seconds: float) -> None:

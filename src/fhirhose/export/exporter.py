@@ -301,16 +301,21 @@ class Exporter:
         since_exempt: np.ndarray | None = None,
         claim_rule: ClaimRule | None = None,
         cancelled: Callable[[], bool] | None = None,
+        progress: Callable[[float], None] | None = None,
     ) -> list[FileInfo]:
         """Write the files of one chunk of beneficiaries; returns them in type order.
 
         `since_exempt` beneficiaries get their full history despite `spec.since_ms`;
         `claim_rule` narrows claims further. On any error (or cancellation) no
-        partial file is left behind.
+        partial file is left behind. `progress(fraction)` hears how much of the chunk
+        is written (each source an equal share, moving batch by batch within it).
         """
         spec.check()
         bene_rows = np.asarray(bene_rows, dtype=np.int64)
         files: list[FileInfo] = []
+        sources = [s for s in self.sources if s.rtype in spec.types]
+        step = 1 / max(1, len(sources))
+        done = 0.0
         # Batches aim at batch_bytes, so a buffer rarely has to grow past this.
         with Pipeline(self.core, spec.overlap, capacity=2 * spec.batch_bytes) as pipe:
             for rtype in spec.types:
@@ -323,7 +328,12 @@ class Exporter:
                             continue
                         rows = self.rows_for(source, bene_rows, spec, since_exempt, claim_rule)
                         if len(rows):
-                            self.write_rows(source, rows, spec, pipe, roll, cancelled)
+                            advance = None if progress is None else (
+                                lambda part, base=done: progress(base + step * part))
+                            self.write_rows(source, rows, spec, pipe, roll, cancelled, advance)
+                        done += step
+                        if progress is not None:
+                            progress(min(done, 1.0))
                         self.release_pages()  # rows_for read the source's table, the next source reads others
                     pipe.drain()
                     files.extend(roll.close())
@@ -336,7 +346,8 @@ class Exporter:
         return files
 
     def write_rows(self, source: Source, rows: np.ndarray, spec: ExportSpec, pipe: Pipeline, sink,
-                   cancelled: Callable[[], bool] | None = None) -> None:
+                   cancelled: Callable[[], bool] | None = None,
+                   progress: Callable[[float], None] | None = None) -> None:
         """Render `rows` of one source into `sink` (`write(buf, count)`) through `pipe`.
 
         Batch sizes follow the source's NDJSON bytes per row so far (a first batch of
@@ -364,6 +375,8 @@ class Exporter:
             if unreleased >= spec.release_bytes:
                 release_pages(tables)
                 unreleased = 0
+            if progress is not None:
+                progress(i / len(rows))
             n = max(1, min(spec.batch_rows, spec.batch_bytes * i // max(rendered, 1)))
 
     def export(
@@ -374,16 +387,18 @@ class Exporter:
         *,
         chunk_benes: int = 5000,
         request: str = "fhirhose export",
-        progress: Callable[[int, int], None] | None = None,
+        progress: Callable[[float, int], None] | None = None,
     ) -> ExportResult:
-        """Export in this process, chunk by chunk, then write `manifest.json`."""
+        """Export in this process, chunk by chunk, then write `manifest.json`; `progress(done,
+        chunks)` counts chunks done, in fractions while one is written."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         started = dt.datetime.now(dt.timezone.utc)
         chunks = chunk_rows(bene_rows, chunk_benes)
         files: list[FileInfo] = []
         for i, rows in enumerate(chunks):
-            files.extend(self.export_chunk(rows, spec, out_dir, tag=f"-{i:05d}"))
+            within = None if progress is None else (lambda part, i=i: progress(i + part, len(chunks)))
+            files.extend(self.export_chunk(rows, spec, out_dir, tag=f"-{i:05d}", progress=within))
             if progress:
                 progress(i + 1, len(chunks))
         return ExportResult(files, str(write_manifest(out_dir, files, started, request)))

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import fcntl
+import os
 import signal
 import socket
 import typing
 from pathlib import Path
+from typing import Iterator
 
 import msgspec
 
 from ..access import AccessConfig, AccessDB
-from ..errors import FhirhoseError
+from ..errors import FhirhoseError, InputError
 from ..log import get_logger
+from ..sql import is_postgres_url
 from .app import create_admin_app, create_app
 from .config import ServerConfig
 from .guard import app_runner, start_site
@@ -68,10 +73,63 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args: argparse.Namespace, port: int) -> ServerConfig:
+def _data_dir(args: argparse.Namespace) -> Path:
     data = args.data or (Path("fhirhose-demo") if args.demo else None)
     if data is None:
-        raise FhirhoseError("--data DIR is required (or --demo)")
+        raise InputError("--data DIR is required (or --demo)")
+    return data
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse what would fail later, or succeed wrongly, before anything is bound or written.
+
+    The data folder holds the store (`DATA/store`, or `--store`) and, beside it, the
+    server's own state; the store folder itself is never written to. Only `--demo`
+    creates folders (and a store); otherwise a folder without a store says how to make one.
+    """
+    for flag, port in (("--port", args.port), ("--admin-port", args.admin_port)):
+        if port is not None and not 0 <= port <= 65535:
+            raise InputError(f"{flag} {port}: a TCP port is 0..65535 (0: any free port)")
+    for flag, value, low in (("--workers", args.workers, 1), ("--chunk-size", args.chunk_size, 1),
+                             ("--retry-after", args.retry_after, 0)):
+        if value < low:
+            raise InputError(f"{flag} {value}: must be at least {low}")
+    if not 0 < args.ttl_hours < 24 * 366:
+        raise InputError(f"--ttl-hours {args.ttl_hours}: must be more than 0 and less than a year")
+    for flag, host in (("--host", args.host), ("--admin-host", args.admin_host)):
+        if not host.strip():
+            raise InputError(f"{flag} {host!r}: name an interface (127.0.0.1, ::1, 0.0.0.0)")
+    if not args.base.startswith("/") or any(c.isspace() for c in args.base):
+        raise InputError(f"--base {args.base!r}: a URL path starting with /")
+    data = _data_dir(args)
+    if data.exists() and not data.is_dir():
+        raise InputError(f"--data {data}: exists and is not a folder")
+    if _is_store(data):
+        raise InputError(f"--data {data} is a store: the server keeps its state (job and access databases, "
+                         f"job files, operator key) beside the store, never in it; pass --data <a folder "
+                         f"for that state> --store {data}, or move the store to <folder>/store")
+    store = args.store or data / "store"
+    if args.store is not None and not _is_store(store):
+        raise InputError(f"--store {store}: not a store (no CURRENT file); create one with "
+                         f"`fhirhose synth --out {store}` or `fhirhose ingest cclf --create --store {store} FILES`")
+    if args.demo:
+        return
+    if not data.is_dir():
+        raise InputError(f"--data {data}: no such folder; create a store in it with `fhirhose synth --out "
+                         f"{data / 'store'}` or `fhirhose ingest cclf --create --store {data / 'store'} FILES`, "
+                         f"or run `fhirhose serve --demo --data {data}` for a sandbox")
+    if not _is_store(store):
+        raise InputError(f"--data {data}: no store in {store}; create one with `fhirhose synth --out {store}` "
+                         f"or `fhirhose ingest cclf --create --store {store} FILES`, or run "
+                         f"`fhirhose serve --demo --data {data}` for a sandbox")
+
+
+def _is_store(path: Path) -> bool:
+    return (path / "CURRENT").is_file()
+
+
+def config_from_args(args: argparse.Namespace, port: int) -> ServerConfig:
+    data = _data_dir(args)
     host = f"[{args.host}]" if ":" in args.host else args.host
     kw = {"exporter": args.exporter} if args.exporter else {}  # unset: ServerConfig's
     return ServerConfig(
@@ -95,7 +153,10 @@ def config_from_args(args: argparse.Namespace, port: int) -> ServerConfig:
 
 def _bind(host: str, port: int) -> socket.socket:
     """A listening socket (port 0: the kernel picks), so URLs can name the real port."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as e:
+        raise InputError(f"cannot listen on {host!r}: {getattr(e, 'strerror', None) or e}") from None
     family, kind, proto, _, addr = infos[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -112,27 +173,69 @@ def _bind(host: str, port: int) -> socket.socket:
 def serve(args: argparse.Namespace) -> int:
     from .._memory import limit_malloc_retention
 
+    check_args(args)
     limit_malloc_retention()  # before the sandbox setup: its arrays are freed back, not kept in the heap
-    sock = _bind(args.host, args.port)
-    admin_sock = _bind(args.admin_host, args.admin_port) if args.admin_port is not None else None
-    config = config_from_args(args, sock.getsockname()[1])
-    access_config = None
-    if args.demo:
-        from .demo import ensure_demo, sandbox_access_config
+    with contextlib.ExitStack() as stack:
+        sock = stack.enter_context(_bind(args.host, args.port))
+        admin_sock = stack.enter_context(_bind(args.admin_host, args.admin_port)) if args.admin_port is not None else None
+        config = config_from_args(args, sock.getsockname()[1])
+        fhir_base = config.public_url.rstrip("/") + config.base.rstrip("/")
+        if args.demo:
+            config.data.mkdir(parents=True, exist_ok=True)
+        if not is_postgres_url(config.database_url or ""):
+            # One machine's engine: one server per data folder. On PostgreSQL every node
+            # shares DATA by design (leases, not a folder lock, keep them apart).
+            stack.enter_context(hold_data_dir(config.data, fhir_base))
+        access_config = None
+        if args.demo:
+            from .demo import ensure_demo, sandbox_access_config
 
-        access_config = sandbox_access_config()
-        config.access_db.parent.mkdir(parents=True, exist_ok=True)
-        db = AccessDB(config.database_url or config.access_db, access_config)
-        creds = ensure_demo(config.data, config.public_url.rstrip("/") + config.base.rstrip("/"), db)
-        db.close()
-        log.info("sandbox credentials for %d clients in %s", len(creds.clients), config.data / "credentials.json")
-    run(config, sock, admin_sock, access_config, loop=args.loop)
+            access_config = sandbox_access_config()
+            config.access_db.parent.mkdir(parents=True, exist_ok=True)
+            db = AccessDB(config.database_url or config.access_db, access_config)
+            try:
+                creds = ensure_demo(config.data, fhir_base, db)
+            finally:
+                db.close()
+            log.info("sandbox credentials for %d clients in %s", len(creds.clients), config.data / "credentials.json")
+        run(config, sock, admin_sock, access_config, loop=args.loop)
     return 0
+
+
+LOCK_NAME = "server.lock"
+
+
+@contextlib.contextmanager
+def hold_data_dir(data: Path, fhir_base: str) -> Iterator[None]:
+    """Hold DATA for this server's lifetime: one server per data folder.
+
+    A second server would share the job database and take over the first one's running
+    jobs at start (it redoes "running" chunks and removes files it does not know), and
+    `--demo` would rewrite credentials.json to name itself. The lock file says who holds it.
+    """
+    path = data / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another server"
+            raise FhirhoseError(f"--data {data} is in use by {holder}; stop it, or give this server "
+                                f"its own --data folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"the server at {fhir_base} (pid {os.getpid()})\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def run(config: ServerConfig, sock: socket.socket, admin_sock: socket.socket | None = None,
         access_config: AccessConfig | None = None, *, loop: str = "uvloop") -> None:
-    """Serve until interrupted; `loop` picks uvloop (default) or the stdlib event loop."""
+    """Serve until interrupted; `loop` picks uvloop (default) or the stdlib event loop.
+
+    `serve` calls this module's `run` last, once every argument is checked, the sockets
+    are bound and the data folder is held: the CLI fuzzer replaces it to stop there.
+    """
     if loop == "uvloop":
         import uvloop
 

@@ -4,8 +4,10 @@ preference files into a store as one new generation."""
 from __future__ import annotations
 
 import argparse
+import shutil
+from pathlib import Path
 
-from ..errors import StoreError
+from ..errors import InputError, StoreError
 from ..log import get_logger
 from .store import Store
 
@@ -32,24 +34,42 @@ def add_parser(subparsers) -> None:
         s.set_defaults(func=_run)
 
 
-def _open(args) -> Store:
+def _open(args) -> tuple[Store, bool | None]:
+    """The store, and whether this run created it: None no, False in an empty folder
+    that was there, True with its folder."""
     try:
-        return Store(args.store, keep=args.keep)
+        return Store(args.store, keep=args.keep), None
     except StoreError:
         if not args.create:
             raise
-        return Store.create(args.store, keep=args.keep)
+        existed = Path(args.store).exists()
+        return Store.create(args.store, keep=args.keep), not existed
+
+
+def _uncreate(path: Path, folder: bool) -> None:
+    if folder:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    for child in path.iterdir():
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
 def _run(args: argparse.Namespace) -> int:
     from . import cclf
 
-    store = _open(args)
-    if args.source == "cclf":
-        gen = cclf.ingest_cclf(store, args.paths, org_id=args.org_id, year=args.year, kind=args.kind,
-                                 trimmed=args.trimmed)
-    else:
-        gen = cclf.ingest_prefs(store, args.paths)
+    if args.keep < 1:
+        raise InputError(f"--keep {args.keep}: at least 1 generation")
+    store, created = _open(args)
+    try:
+        if args.source == "cclf":
+            gen = cclf.ingest_cclf(store, args.paths, org_id=args.org_id, year=args.year, kind=args.kind,
+                                   trimmed=args.trimmed)
+        else:
+            gen = cclf.ingest_prefs(store, args.paths)
+    except BaseException:
+        if created is not None:  # a refused delivery leaves no empty store behind where there was none
+            _uncreate(store.path, created)
+        raise
     with store.snapshot(gen) as snap:
         entry = snap.manifest.history[-1]
     added = ", ".join(f"{t} +{n}" for t, n in entry.added.items() if n)

@@ -162,7 +162,8 @@ class Store:
             raise StoreError(f"keep must be at least 1 generation, got {keep}")
         self.keep = keep
         if not (self.path / _CURRENT).is_file():
-            raise StoreError(f"{self.path}: not a store (no {_CURRENT} file); create it with Store.create")
+            raise StoreError(f"{self.path}: not a store (no {_CURRENT} file); create one with "
+                             f"`fhirhose ingest cclf --create --store {self.path} FILES` or `fhirhose synth --out {self.path}`")
 
     # -- creating and opening ------------------------------------------------------------
 
@@ -172,6 +173,8 @@ class Store:
         root = Path(path)
         if (root / _CURRENT).exists():
             raise StoreError(f"{root}: already a store")
+        if root.exists() and not root.is_dir():
+            raise StoreError(f"{root}: exists and is not a folder")
         if root.exists() and any(root.iterdir()):
             raise StoreError(f"{root}: exists and is not empty")
         (root / _GEN).mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+from pathlib import Path
 
 from .. import synth
+from ..errors import InputError
 
 
 def add_parser(subparsers) -> None:
@@ -19,7 +21,8 @@ def add_parser(subparsers) -> None:
         ),
     )
     p.add_argument("--benes", type=int, default=None,
-                   help="beneficiaries (default: the preset's size, 10,000 / demo 16,000)")
+                   help="beneficiaries (default: the preset's size, "
+                        + " / ".join(f"{k} {v.benes:,}" for k, v in synth.PRESETS.items()) + ")")
     p.add_argument("--out", required=True, help="store directory to create (must not exist or be empty)")
     p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same data (default 0)")
     p.add_argument("--preset", choices=sorted(synth.PRESETS), default="default",
@@ -30,7 +33,25 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def _check_out(out: Path) -> None:
+    """Refuse an --out that cannot become a new store before generating anything."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+    if (out / "CURRENT").is_file():
+        raise InputError(f"--out {out}: already a store (synth makes a new one)")
+    if out.is_dir() and any(out.iterdir()):
+        raise InputError(f"--out {out}: exists and is not empty (synth makes a new store)")
+
+
+MAX_BENES = 100_000_000  # the population's arrays are held in memory while it is generated
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.benes is not None and not 1 <= args.benes <= MAX_BENES:
+        raise InputError(f"--benes {args.benes}: from 1 to {MAX_BENES:,}")
+    if args.seed < 0:
+        raise InputError(f"--seed {args.seed}: must be 0 or more")
+    _check_out(Path(args.out))
     orgs = synth.write(args.out, args.benes, args.seed, preset=args.preset, as_of=args.as_of,
                        progress=not args.quiet)
     for o in orgs:

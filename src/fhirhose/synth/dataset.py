@@ -140,11 +140,11 @@ class _Progress:
 
 def _setup(n: int | None, seed: int, preset: str, as_of: dt.date) -> tuple[Pop, Providers]:
     if preset not in PRESETS:
-        raise InputError(f"synth: unknown preset {preset!r} (known: {', '.join(PRESETS)})")
+        raise InputError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")
     p = PRESETS[preset]
     n = p.benes if n is None else int(n)
     if n < 1:
-        raise InputError(f"synth: --benes must be at least 1, got {n}")
+        raise InputError(f"--benes must be at least 1, got {n}")
     return population(n, seed, p, as_of), Providers(seed)
 
 

@@ -64,7 +64,7 @@ def _assign(pop: Pop) -> tuple[np.ndarray, np.ndarray]:
         sizes = [int(round(a.size * elig.sum())) if a.size < 1 else int(a.size) for a in acos]
         if k == 0 and sum(sizes) > elig.sum():
             raise InputError(
-                f"synth: the ACOs need {sum(sizes)} attributable beneficiaries, "
+                f"the ACOs need {sum(sizes)} attributable beneficiaries, "
                 f"but {pop.n} beneficiaries give {int(elig.sum())}"
             )
         if k == 1:
