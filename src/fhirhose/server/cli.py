@@ -18,7 +18,7 @@ import msgspec
 from ..access import AccessConfig, AccessDB
 from ..errors import FhirhoseError, InputError
 from ..log import get_logger
-from ..sql import is_postgres_url
+from ..sql import check_location, is_postgres_url
 from .app import create_admin_app, create_app
 from .config import ServerConfig
 from .guard import app_runner, start_site
@@ -80,6 +80,11 @@ def _data_dir(args: argparse.Namespace) -> Path:
     return data
 
 
+def check_lease(lease: float) -> None:
+    if not 1 <= lease <= 86400:  # also refuses nan
+        raise InputError(f"--lease {lease}: seconds from 1 to 86400")
+
+
 def check_args(args: argparse.Namespace) -> None:
     """Refuse what would fail later, or succeed wrongly, before anything is bound or written.
 
@@ -90,12 +95,16 @@ def check_args(args: argparse.Namespace) -> None:
     for flag, port in (("--port", args.port), ("--admin-port", args.admin_port)):
         if port is not None and not 0 <= port <= 65535:
             raise InputError(f"{flag} {port}: a TCP port is 0..65535 (0: any free port)")
-    for flag, value, low in (("--workers", args.workers, 1), ("--chunk-size", args.chunk_size, 1),
+    # --workers 0: an API node only (`fhirhose worker` nodes export)
+    for flag, value, low in (("--workers", args.workers, 0), ("--chunk-size", args.chunk_size, 1),
                              ("--retry-after", args.retry_after, 0)):
         if value < low:
             raise InputError(f"{flag} {value}: must be at least {low}")
     if not 0 < args.ttl_hours < 24 * 366:
         raise InputError(f"--ttl-hours {args.ttl_hours}: must be more than 0 and less than a year")
+    check_lease(args.lease)
+    if args.database is not None:
+        check_location(args.database)
     for flag, host in (("--host", args.host), ("--admin-host", args.admin_host)):
         if not host.strip():
             raise InputError(f"{flag} {host!r}: name an interface (127.0.0.1, ::1, 0.0.0.0)")
@@ -104,12 +113,12 @@ def check_args(args: argparse.Namespace) -> None:
     data = _data_dir(args)
     if data.exists() and not data.is_dir():
         raise InputError(f"--data {data}: exists and is not a folder")
-    if _is_store(data):
+    if is_store(data):
         raise InputError(f"--data {data} is a store: the server keeps its state (job and access databases, "
                          f"job files, operator key) beside the store, never in it; pass --data <a folder "
                          f"for that state> --store {data}, or move the store to <folder>/store")
     store = args.store or data / "store"
-    if args.store is not None and not _is_store(store):
+    if args.store is not None and not is_store(store):
         raise InputError(f"--store {store}: not a store (no CURRENT file); create one with "
                          f"`fhirhose synth --out {store}` or `fhirhose ingest cclf --create --store {store} FILES`")
     if args.demo:
@@ -118,13 +127,14 @@ def check_args(args: argparse.Namespace) -> None:
         raise InputError(f"--data {data}: no such folder; create a store in it with `fhirhose synth --out "
                          f"{data / 'store'}` or `fhirhose ingest cclf --create --store {data / 'store'} FILES`, "
                          f"or run `fhirhose serve --demo --data {data}` for a sandbox")
-    if not _is_store(store):
+    if not is_store(store):
         raise InputError(f"--data {data}: no store in {store}; create one with `fhirhose synth --out {store}` "
                          f"or `fhirhose ingest cclf --create --store {store} FILES`, or run "
                          f"`fhirhose serve --demo --data {data}` for a sandbox")
 
 
-def _is_store(path: Path) -> bool:
+def is_store(path: Path) -> bool:
+    """Whether `path` holds a store (what `--data DIR/store` must be)."""
     return (path / "CURRENT").is_file()
 
 

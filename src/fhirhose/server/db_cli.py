@@ -6,7 +6,7 @@ import argparse
 import json
 
 from ..access import AccessDB
-from ..sql import applied_versions, open_database
+from ..sql import applied_versions, check_location, open_database
 from .db import JobDB
 
 __all__ = ["add_parser", "upgrade"]
@@ -24,6 +24,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def upgrade(args: argparse.Namespace) -> int:
+    check_location(args.database)
     sql = open_database(args.database)
     try:
         jobs = JobDB(sql)

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import msgspec
 
-from ..errors import FhirhoseError
+from ..errors import InputError
 from ..log import get_logger
-from ..sql import open_database
+from ..sql import check_location, open_database
+from .cli import check_lease, is_store
 from .config import ServerConfig
 from .db import JobDB
 from .runner import JobRunner, RunnerSettings
@@ -43,9 +44,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse before anything is opened: a worker node needs the shared data folder with its
+    store, an existing database, and sane numbers."""
+    if not 1 <= args.processes <= 1024:
+        raise InputError(f"--processes {args.processes}: from 1 to 1024")
+    if not 0 < args.ttl_hours < 24 * 366:
+        raise InputError(f"--ttl-hours {args.ttl_hours}: must be more than 0 and less than a year")
+    check_lease(args.lease)
+    if not args.data.is_dir():
+        raise InputError(f"--data {args.data}: no such folder (the data folder the API nodes share)")
+    store = args.store or args.data / "store"
+    if not is_store(store):
+        raise InputError(f"--data {args.data}: no store in {store} (the API nodes' store, on the shared filesystem)")
+    check_location(args.database, must_exist=True)
+
+
 def work(args: argparse.Namespace) -> int:
-    if args.processes < 1:
-        raise FhirhoseError(f"--processes {args.processes}: at least 1")
+    check_args(args)
     data = args.data.resolve()
     settings = RunnerSettings(
         store_path=str(args.store or data / "store"), jobs_dir=str(data / "jobs"), workers=args.processes,

@@ -21,7 +21,7 @@ from .base import Conflict, Connection, Database, DatabaseUnavailable, Integrity
 from .migrate import Migration, migrate, applied_versions
 
 __all__ = ["Conflict", "Connection", "Database", "IntegrityError", "DatabaseUnavailable", "Result", "Migration", "migrate",
-           "applied_versions", "open_database", "is_postgres_url", "sqlite_path"]
+           "applied_versions", "open_database", "is_postgres_url", "sqlite_path", "check_location"]
 
 
 def is_postgres_url(url: str) -> bool:
@@ -38,6 +38,25 @@ def sqlite_path(url: str | Path) -> Path:
     if "://" in text:
         raise InputError(f"--database {text!r}: postgresql://..., sqlite:///PATH or a file path")
     return Path(text)
+
+
+def check_location(url: str | Path, flag: str = "--database", *, must_exist: bool = False) -> None:
+    """InputError unless `url` can name a database, before anything is opened: a
+    PostgreSQL URL (reachability is checked on open), or a SQLite file in an existing
+    folder (that exists too when `must_exist`)."""
+    text = str(url)
+    if is_postgres_url(text):
+        return
+    if not text.strip():
+        raise InputError(f"{flag} {text!r}: a postgresql://... URL or a SQLite file path")
+    path = sqlite_path(text)
+    if path.is_dir():
+        raise InputError(f"{flag} {text}: is a folder, not a database file")
+    if not path.parent.is_dir():
+        raise InputError(f"{flag} {text}: no such folder {path.parent}")
+    if must_exist and not path.exists():
+        raise InputError(f"{flag} {text}: no such database (the API node creates it: `fhirhose serve "
+                         f"--database {text}`, or `fhirhose db upgrade --database {text}`)")
 
 
 def open_database(url: str | Path, *, pool_size: int = 8) -> Database:
