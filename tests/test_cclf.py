@@ -163,7 +163,8 @@ def test_every_claim_file_loads(tmp_path, store):
         rows = {t: snap.tables[t].n for t in snap.tables}
         assert rows == {"bene": 2, "bene_mbi": 1, "parta": 4, "parta_rev": 5, "parta_px": 1, "parta_dx": 3,
                         "partb": 4, "partb_line": 6, "dme": 1, "dme_line": 1, "pde": 2, "roster": 2,
-                        "optout": 0, "enroll": 0}
+                        "optout": 0, "enroll": 0,  # CCLF delivers no shared-system claims:
+                        "fiss": 0, "fiss_rev": 0, "fiss_px": 0, "fiss_dx": 0, "mcs": 0, "mcs_line": 0}
         a, b = snap.bene_index(A), snap.bene_index(B)
         assert snap.bene_index(B_OLD) == b
 

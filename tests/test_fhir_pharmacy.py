@@ -19,7 +19,9 @@ from .support.golden.inst_allowed import ALLOWED
 from .support.inst_strategies import claim_tables
 
 # Header allowances shared with the institutional goldens (meta, created, insurer, NPI typing).
-_SHARED = [a for a in ALLOWED if a.pattern.startswith(("^meta", "^created", "^(insurer", "^identifier", "(careTeam"))]
+# Part D events carry no claim control number (the header allowance for it does not apply).
+_SHARED = [a for a in ALLOWED if a.pattern.startswith(("^meta", "^created", "^(insurer", "^identifier", "(careTeam"))
+           and "CLM-CNTL-NUM" not in a.pattern]
 ALLOWED_PDE = _SHARED + [
     Allow(r"^identifier\[\S*rx_srvc_rfrnc_num\]\.type", "only the event id is typed uc: C4BB allows one unique claim id"),
     Allow(r"^(facility|careTeam\[prescribing\]\.provider)\.identifier\.(type|system)", "ids get their system from the CCLF7 qualifier (01 = NPI); v2 typed them C4BBIdentifierType#npi"),

@@ -67,7 +67,9 @@ def test_store_pages_released_after_each_source(tmp_path, synth_store):
     """While one claim source is written, no other claim source's store pages stay resident."""
     from fhirhose.fhir.registry import SOURCES
 
-    spec = ExportSpec(types=("ExplanationOfBenefit",), compression="identity", batch_rows=64)
+    # Every System-Type, so the shared-system sources are written too.
+    spec = ExportSpec(types=("ExplanationOfBenefit",), compression="identity", batch_rows=64,
+                      system_types=("SharedSystem", "NationalClaimsHistory", "DDPS"))
     seen = _probed_export(synth_store, SOURCES, spec, tmp_path / "out")
     families = [{CLAIM_FAMILY[t] for t in tables if t in CLAIM_FAMILY} for tables in seen]
     assert set().union(*families) == set(schema.CLAIM_TABLES)  # the probe sees what the writers read

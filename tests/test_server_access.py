@@ -504,22 +504,22 @@ def test_admin_api_behind_the_operator_key_and_production_onboarding(database, t
                 async with c.s.request(method, admin + path, headers=headers, json=body) as r:
                     return r.status, await r.json()
 
-            assert (await call("POST", "/orgs", {}, {"id": "Q0001", "kind": "ssp", "name": "Q"}))[0] == 401
-            assert (await call("POST", "/orgs", {"Authorization": "Bearer guess"}, {"id": "Q0001", "kind": "ssp",
+            assert (await call("POST", "/orgs", {}, {"id": "A0901", "kind": "ssp", "name": "Q"}))[0] == 401
+            assert (await call("POST", "/orgs", {"Authorization": "Bearer guess"}, {"id": "A0901", "kind": "ssp",
                                                                                    "name": "Q"}))[0] == 401
-            status, org = await call("POST", "/orgs", operator, {"id": "Q0001", "kind": "ssp", "name": "Q ACO"})
+            status, org = await call("POST", "/orgs", operator, {"id": "A0901", "kind": "ssp", "name": "Q ACO"})
             assert status == 201 and org["kind"] == "ssp"
-            status, ops = await call("POST", "/orgs/Q0001/users", operator,
+            status, ops = await call("POST", "/orgs/A0901/users", operator,
                                      {"name": "Ops", "email": "ops@q.example", "role": "data_ops"})
             assert status == 201
             ops_key = {"Authorization": f"Bearer {ops['admin_key']}"}
-            status, cred = await call("POST", "/orgs/Q0001/credentials", ops_key, {"ips": ["203.0.113.0/28"]})
+            status, cred = await call("POST", "/orgs/A0901/credentials", ops_key, {"ips": ["203.0.113.0/28"]})
             assert status == 201 and cred["client_secret"]
             assert (await c.token(cred["client_id"], cred["client_secret"]))[0] == 200  # 203.0.113.5
             status, _ = await call("PUT", f"/credentials/{cred['id']}/ips", ops_key, {"ips": ["192.0.2.1"]})
             assert status == 200
             assert (await c.token(cred["client_id"], cred["client_secret"]))[0] == 401  # at once
-            # A user of Q0001 cannot touch A0001's credentials.
+            # A user of A0901 cannot touch A0001's credentials.
             assert (await call("GET", "/orgs/A0001/credentials", ops_key))[0] == 403
 
             # Production needs an attestation and a completed sandbox export of this organization.
@@ -541,10 +541,10 @@ def test_admin_api_behind_the_operator_key_and_production_onboarding(database, t
             status, _ = await call("POST", "/orgs/A0001/production", a_ops_key, {"job_id": job})
             assert status == 200 and db.orgs.get("A0001").production_at is not None
             # Another organization cannot use A0001's job to get approved.
-            status, q_ceo = await call("POST", "/orgs/Q0001/users", operator,
+            status, q_ceo = await call("POST", "/orgs/A0901/users", operator,
                                        {"name": "Q CEO", "email": "ceo@q.example", "role": "attestor", "title": "CFO"})
-            await call("POST", "/orgs/Q0001/attestations", {"Authorization": f"Bearer {q_ceo['admin_key']}"}, {})
-            status, body = await call("POST", "/orgs/Q0001/production", ops_key, {"job_id": job})
+            await call("POST", "/orgs/A0901/attestations", {"Authorization": f"Bearer {q_ceo['admin_key']}"}, {})
+            status, body = await call("POST", "/orgs/A0901/production", ops_key, {"job_id": job})
             assert status == 403
             status, entries = await call("GET", "/orgs/A0001/audit", a_ops_key)
             assert status == 200 and {"export.kickoff", "production.request", "attest"} <= {e["action"] for e in entries}

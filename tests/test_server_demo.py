@@ -16,13 +16,16 @@ def test_demo_credentials(tmp_path):
     db = AccessDB(data / "access.sqlite", ACCESS)
     creds = ensure_demo(data, "http://127.0.0.1:8123/api/v2", db)
     doc = json.loads((data / "credentials.json").read_text())
-    assert set(doc) == {"fhir_base", "clients"}
+    assert set(doc) == {"fhir_base", "fhir_base_v3", "clients"}
+    assert doc["fhir_base_v3"] is None  # no v3 base given
     assert doc["fhir_base"] == "http://127.0.0.1:8123/api/v2"
     # Beneficiaries Group/all gives each today: the roster; the sponsor's enrollees since attestation.
     assert [(c["organization"], c["kind"], c["beneficiaries"]) for c in doc["clients"]] == [
         (org, kind, n) for org, kind, n in STORE_ORGS]
     for c in doc["clients"]:
-        assert set(c) == {"organization", "kind", "client_id", "client_secret", "jwk", "groups", "beneficiaries"}
+        assert set(c) == {"organization", "kind", "client_id", "client_secret", "jwk", "groups", "beneficiaries",
+                          "model"}
+        assert c["model"] == ("sponsor" if c["kind"] == "pdp" else "ssp")
         assert c["groups"] == ["all", "runout"]
         jwk = c["jwk"]
         assert (jwk["kty"], jwk["crv"], jwk["alg"]) == ("EC", "P-384", "ES384") and jwk["kid"] and jwk["d"]

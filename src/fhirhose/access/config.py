@@ -14,16 +14,29 @@ The per-kind rules follow what CMS documents for its bulk APIs:
   date; claims only for months the beneficiary was enrolled in the contract.
 - DPC (provider practices): patients on the practice roster (attributions last
   90 days), claims from the last 18 months.
+
+BCDA's model entities are one table (`KINDS`, the rows with an `id_pattern`): the
+organization id says the model (SSP `A####`, REACH `D####`, CKCC `C####`, KCF `K####`,
+and the newer models), and each row carries the model's lookback and data rules,
+which the access rules (`rules.plan_scope`), the admin API (ids are checked against
+the pattern) and the demo read. Shared-system (partially adjudicated) claims go to
+every BCDA model entity except GUIDE participants (BCDA v3 guide). Lookbacks: SSP none
+("as far back as 2014"), REACH 3 years, KCC 2 years (BCDA v3 "Comparison of BCDA v3 and
+CCLF files"); KCF 2 years (BCDA's model configuration); GUIDE, IOTA and ACCESS 2 years
+(the guide: "the previous 2 or more performance years, depending on your model"). The
+id patterns of the newer models (GUIDE, IOTA, ACCESS) are fhirhose's: the guide does
+not publish them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field, replace
 
 from ..fhir.registry import RESOURCE_TYPES
 
-__all__ = ["KindRules", "AccessConfig", "KINDS", "ORG_KINDS", "ALL_TYPES"]
+__all__ = ["KindRules", "AccessConfig", "KINDS", "ORG_KINDS", "ALL_TYPES", "MODEL_ENTITY_KINDS", "kind_for_id"]
 
 ALL_TYPES = RESOURCE_TYPES  # every kind below may read every type fhirhose emits
 
@@ -43,14 +56,32 @@ class KindRules:
     since_floor: dt.date | None = None  # earliest `_since` honoured
     apply_optout: bool = True  # 1-800-MEDICARE data-sharing preferences
     runout: bool = False  # `Group/runout` offered
+    id_pattern: str | None = None  # BCDA model entities: the organization ids of the model
+    shared_system: bool = False  # shared-system (partially adjudicated) claims, BCDA v3 `_tag`
+
+    def matches_id(self, org_id: str) -> bool:
+        """Whether `org_id` is an id of this model (always, for kinds without a pattern)."""
+        return self.id_pattern is None or re.fullmatch(self.id_pattern, org_id) is not None
 
 
 KINDS: dict[str, KindRules] = {
     k.kind: k
     for k in (
-        KindRules("ssp", "Shared Savings Program ACO", ALL_TYPES, "aco_roster", runout=True),
-        KindRules("reach", "ACO REACH", ALL_TYPES, "aco_roster", lookback_years=3, runout=True),
-        KindRules("kcc", "Kidney Care Choices", ALL_TYPES, "aco_roster", lookback_years=2, runout=True),
+        # BCDA model entities (attribution rosters, CCLF8).
+        KindRules("ssp", "Shared Savings Program ACO", ALL_TYPES, "aco_roster", runout=True,
+                  id_pattern=r"A\d{4}", shared_system=True),
+        KindRules("reach", "ACO REACH", ALL_TYPES, "aco_roster", lookback_years=3, runout=True,
+                  id_pattern=r"D\d{4}", shared_system=True),
+        KindRules("kcc", "Kidney Care Choices (CKCC)", ALL_TYPES, "aco_roster", lookback_years=2, runout=True,
+                  id_pattern=r"C\d{4}", shared_system=True),
+        KindRules("kcf", "Kidney Care First", ALL_TYPES, "aco_roster", lookback_years=2, runout=True,
+                  id_pattern=r"K\d{4}", shared_system=True),
+        KindRules("guide", "GUIDE (Guiding an Improved Dementia Experience)", ALL_TYPES, "aco_roster",
+                  lookback_years=2, runout=True, id_pattern=r"GUIDE-\d{5}", shared_system=False),
+        KindRules("iota", "Increasing Organ Transplant Access (IOTA)", ALL_TYPES, "aco_roster", lookback_years=2,
+                  runout=True, id_pattern=r"IOTA\d{3}", shared_system=True),
+        KindRules("access", "ACCESS (Advancing Chronic Care with Effective, Scalable Solutions)", ALL_TYPES,
+                  "aco_roster", lookback_years=2, runout=True, id_pattern=r"ACCESS\d{4}", shared_system=True),
         KindRules(
             "sponsor",
             "Part D sponsor contract",
@@ -64,6 +95,12 @@ KINDS: dict[str, KindRules] = {
     )
 }
 ORG_KINDS = tuple(KINDS)
+MODEL_ENTITY_KINDS = tuple(k for k, r in KINDS.items() if r.id_pattern is not None)
+
+
+def kind_for_id(org_id: str, kinds: dict[str, KindRules] = KINDS) -> str | None:
+    """The BCDA model entity kind whose id pattern `org_id` matches (None: no model's)."""
+    return next((k for k, r in kinds.items() if r.id_pattern is not None and r.matches_id(org_id)), None)
 
 
 @dataclass(frozen=True)

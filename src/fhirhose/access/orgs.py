@@ -152,6 +152,9 @@ class Orgs:
             raise InputError(f"organization id {org_id!r}: 1-32 letters, digits, '-' or '_'")
         if kind not in self.db.config.kinds:
             raise InputError(f"organization kind {kind!r}: not one of {', '.join(self.db.config.kinds)}")
+        rules = self.db.config.rules(kind)
+        if not rules.matches_id(org_id):
+            raise InputError(f"organization id {org_id!r}: a {rules.title} id matches {rules.id_pattern}")
         if not name.strip():
             raise InputError("organization name is empty")
         t = now_s(now)

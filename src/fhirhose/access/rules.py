@@ -18,7 +18,9 @@ Population by organization kind (see config.KINDS for the per-kind rules):
   months, claims serviced through its Dec 31.
 - Provider practices: patients on the practice roster within its lifetime.
 
-Then: claims lookback, 1-800-MEDICARE opt-outs, and substance-use-disorder
+Then: claims lookback, 1-800-MEDICARE opt-outs, shared-system (partially
+adjudicated) claims only for the model entities that get them (not GUIDE, nor
+sponsors and practices: `Scope.system_types`), and substance-use-disorder
 claims always excluded (42 CFR Part 2).
 """
 
@@ -33,7 +35,7 @@ import numpy as np
 
 from ..columns import NO_DATE, Table, date_to_days, days_to_date
 from ..errors import AuthError, RequestError
-from ..export.exporter import Exporter, ExportSpec
+from ..export.exporter import DEFAULT_SYSTEM_TYPES, Exporter, ExportSpec
 from ..fhir.source import Source
 from ..store.rosters import Roster, bene_rows, cat_eq, latest_file, roster_benes, roster_entries, str_eq, unique_rows
 from .actors import now_s
@@ -103,6 +105,7 @@ class _ScopeRecord(msgspec.Struct, array_like=True):
     enrollment: list[_ContractRecord] | None
     rules: list[str]
     removed: bytes = b""
+    system_types: list[str] | None = None  # last, defaulted: scopes persisted before it still decode
 
 
 def _i64(raw: bytes) -> np.ndarray:
@@ -126,6 +129,7 @@ class Scope:
     # Bene rows that left the population since `_since` (opted out, dropped from the
     # roster): not exported, their resources are listed as deleted (Bulk Data v3).
     removed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    system_types: tuple[str, ...] | None = None  # claim System-Types allowed (None: all)
 
     def spec(self, **options) -> ExportSpec:
         """An ExportSpec within this scope; `options` set the output knobs
@@ -142,6 +146,7 @@ class Scope:
             claims_from=_latest(spec.claims_from, self.claims_from),
             claims_through=_earliest(spec.claims_through, self.claims_through),
             exclude_sud=True,
+            allowed_system_types=_allowed(spec.allowed_system_types, self.system_types),
         )
 
     def for_benes(self, bene_rows: np.ndarray) -> "Scope":
@@ -179,6 +184,7 @@ class Scope:
             np.ascontiguousarray(self.since_exempt, np.int64).tobytes(), list(self.types), self.since_ms,
             self.claims_from, self.claims_through, enrollment, list(self.rules),
             np.ascontiguousarray(self.removed, np.int64).tobytes(),
+            None if self.system_types is None else list(self.system_types),
         ))
 
     @classmethod
@@ -188,7 +194,8 @@ class Scope:
         if r.enrollment is not None:
             enrollment = EnrollmentFilter(tuple((c.contract, _i64(c.keys), _i64(c.masks), c.start) for c in r.enrollment))
         return cls(r.org_id, r.group, _i64(r.bene_rows), _i64(r.since_exempt), tuple(r.types), r.since_ms,
-                   r.claims_from, r.claims_through, enrollment, tuple(r.rules), _i64(r.removed))
+                   r.claims_from, r.claims_through, enrollment, tuple(r.rules), _i64(r.removed),
+                   None if r.system_types is None else tuple(r.system_types))
 
 
 def _latest(a, b):
@@ -197,6 +204,11 @@ def _latest(a, b):
 
 def _earliest(a, b):
     return b if a is None else a if b is None else min(a, b)
+
+
+def _allowed(a: tuple[str, ...] | None, b: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """Both allow-lists at once (None allows everything)."""
+    return b if a is None else a if b is None else tuple(x for x in a if x in b)
 
 
 class ScopedExporter(Exporter):
@@ -350,6 +362,12 @@ def plan_scope(
         applied.append(f"deleted: {len(removed)} beneficiaries left the population since _since (opt-out, roster); "
                        "their resources are listed as deleted")
     exempt = plan.exempt[np.isin(plan.exempt, benes)]
+    system_types = None
+    if not rules.shared_system:
+        system_types = DEFAULT_SYSTEM_TYPES
+        applied.append(f"shared-system (partially adjudicated) claims: not available to {rules.title}")
+    elif rules.population == "aco_roster":
+        applied.append("shared-system (partially adjudicated) claims: on request (_typeFilter _tag SharedSystem)")
     applied.append("42 CFR Part 2: substance-use-disorder claims are never exported")
     applied.append(f"resource types: {', '.join(wanted) or 'none'}")
     applied.append(f"{len(benes)} beneficiaries in scope")
@@ -365,6 +383,7 @@ def plan_scope(
         enrollment=plan.enrollment_filter,
         rules=tuple(applied),
         removed=np.asarray(removed, np.int64),
+        system_types=system_types,
     )
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "Source",
     "ClaimFilter",
     "ClaimRule",
+    "DEFAULT_SYSTEM_TYPES",
     "ExportSpec",
     "Exporter",
     "ExportResult",
@@ -49,15 +50,24 @@ log = get_logger(__name__)
 _FIRST_BATCH = 16  # rows of a source's first batch, which measures its bytes per row
 
 
+# Claims exported when no `_typeFilter` names a System-Type (BCDA v3): NCH and Part D, not
+# the shared-system feed.
+DEFAULT_SYSTEM_TYPES = ("NationalClaimsHistory", "DDPS")
+
+
 class ClaimFilter(msgspec.Struct, frozen=True):
     """One `_typeFilter` on ExplanationOfBenefit; several are OR-ed.
 
-    service_ge/le are days since the epoch (inclusive); final_action "F"/"N".
+    service_ge/le are days since the epoch (inclusive); final_action "F"/"N";
+    system_types the System-Types it accepts (`_tag`; default NCH and DDPS); outcome
+    "complete" or "partial".
     """
 
     service_ge: int | None = None
     service_le: int | None = None
     final_action: str | None = None
+    system_types: tuple[str, ...] = DEFAULT_SYSTEM_TYPES
+    outcome: str | None = None
 
 
 class ClaimRule(Protocol):
@@ -77,6 +87,10 @@ class ExportSpec(msgspec.Struct, frozen=True):
     since_ms: int | None = None  # `_since`: last_updated >= since
     until_ms: int | None = None  # `_until`: last_updated < until
     claim_filters: tuple[ClaimFilter, ...] = ()
+    # System-Types exported without claim filters (with them, each filter's own), and the
+    # ones allowed at all (access rules: a model entity without shared-system data).
+    system_types: tuple[str, ...] = DEFAULT_SYSTEM_TYPES
+    allowed_system_types: tuple[str, ...] | None = None
     claims_from: int | None = None  # days: lookback / attestation start (service from >=)
     claims_through: int | None = None  # days: runout cut-off (service from <=)
     exclude_sud: bool = True  # 42 CFR Part 2 claims never leave
@@ -168,6 +182,23 @@ def claim_rows(bene: Table, table: str, bene_rows: np.ndarray) -> np.ndarray:
     return np.repeat(starts - firsts, lens) + np.arange(total, dtype=np.int64)
 
 
+def _wanted_system(system_type: str, spec: ExportSpec) -> bool:
+    """Whether claims of this System-Type can be in the export at all (skips whole sources)."""
+    if spec.allowed_system_types is not None and system_type not in spec.allowed_system_types:
+        return False
+    if spec.claim_filters:
+        return any(system_type in f.system_types for f in spec.claim_filters)
+    return system_type in spec.system_types
+
+
+def _outcomes(source: Source, table: Table, rows: np.ndarray) -> np.ndarray:
+    """Each claim's adjudication outcome ("complete" unless the source has an outcome column)."""
+    if source.outcome is None:
+        return np.full(len(rows), "complete", dtype=object)
+    col = table[source.outcome]
+    return np.asarray(col.labels, dtype=object)[col.codes[rows]]
+
+
 def _in_window(values: np.ndarray, lo: int | None, hi: int | None) -> np.ndarray:
     keep = values != NO_NUM
     if lo is not None:
@@ -224,6 +255,8 @@ class Exporter:
         (claims also through `claim_rule` when given)."""
         table = self.tables[source.table]
         is_claim = source.table != "bene"
+        if is_claim and source.system_type is not None and not _wanted_system(source.system_type, spec):
+            return np.zeros(0, np.int64)
         rows = claim_rows(self.tables["bene"], source.table, bene_rows) if is_claim else bene_rows
         if source.select is not None and len(rows):
             rows = source.select(table, rows)
@@ -277,8 +310,13 @@ class Exporter:
         if spec.claim_filters:
             anyf = np.zeros(len(rows), bool)
             fa = table["final_action"]
+            outcome = _outcomes(source, table, rows) if any(f.outcome for f in spec.claim_filters) else None
             for f in spec.claim_filters:
+                if source.system_type is not None and source.system_type not in f.system_types:
+                    continue
                 m = np.ones(len(rows), bool)
+                if f.outcome is not None and outcome is not None:
+                    m &= outcome == f.outcome
                 if frm is not None and f.service_ge is not None:
                     m &= (frm != NO_DATE) & (thru >= f.service_ge)
                 if frm is not None and f.service_le is not None:

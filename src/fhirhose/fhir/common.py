@@ -43,6 +43,12 @@ BB_CS_IDENTIFIER_CURRENCY = f"{BB}/codesystem/identifier-currency"
 BB_ID_CLAIM_GROUP = f"{BB}/identifier/claim-group"
 # idr-out (C4BB 2.2.0) tags final and non-final claim versions in meta.tag.
 BB_CS_FINAL_ACTION = "https://bluebutton.cms.gov/fhir/CodeSystem/Final-Action"
+# BCDA v3 / idr-out: which system a claim came from (meta.tag), and the claim control number
+# that matches a shared-system claim with its National Claims History version.
+BB_CS_SYSTEM_TYPE = "https://bluebutton.cms.gov/fhir/CodeSystem/System-Type"
+SYSTEM_TYPES = ("SharedSystem", "NationalClaimsHistory", "DDPS")
+BB_ID_CLM_CNTL_NUM = "https://bluebutton.cms.gov/identifiers/CLM-CNTL-NUM"
+CS_RELATED_CLAIM = "http://terminology.hl7.org/CodeSystem/ex-relatedclaimrelationship"
 
 SYS_MBI = _c4bb.NS_MBI
 SYS_NPI = "http://hl7.org/fhir/sid/us-npi"
@@ -186,6 +192,31 @@ def final_action_tag(col: str = "final_action") -> Node:
             "F": Obj(None, K("system", BB_CS_FINAL_ACTION), K("code", "FinalAction")),
             "N": Obj(None, K("system", BB_CS_FINAL_ACTION), K("code", "NotFinalAction")),
         },
+    )
+
+
+def system_type_tag(code: str) -> Node:
+    """meta.tag element naming the claim's source system (BCDA v3 filters `_tag` on it)."""
+    if code not in SYSTEM_TYPES:
+        raise ValueError(f"System-Type {code!r} is not one of {', '.join(SYSTEM_TYPES)}")
+    return Obj(None, K("system", BB_CS_SYSTEM_TYPE), K("code", code))
+
+
+def control_number_identifier(col: str = "clm_cntl_num") -> Node:
+    """The claim control number identifier (CLM-CNTL-NUM): equal on a claim's shared-system
+    and NCH versions, so clients match them on it."""
+    return IfHas(col, Obj(None, K("system", BB_ID_CLM_CNTL_NUM, weak=True), Val("value", col)))
+
+
+def related_control_number(col: str = "clm_prev_cntl_num") -> Node:
+    """`related`: the control number a claim had before it was given a new one (relationship prior)."""
+    return Arr(
+        "related",
+        IfHas(col, Obj(
+            None,
+            codeable("relationship", const_coding(CS_RELATED_CLAIM, "prior", "Prior Claim")),
+            Obj("reference", K("system", BB_ID_CLM_CNTL_NUM, weak=True), Val("value", col)),
+        )),
     )
 
 
@@ -499,6 +530,10 @@ __all__ = [
     "BB_CS_IDENTIFIER_CURRENCY",
     "BB_ID_CLAIM_GROUP",
     "BB_CS_FINAL_ACTION",
+    "BB_CS_SYSTEM_TYPE",
+    "SYSTEM_TYPES",
+    "BB_ID_CLM_CNTL_NUM",
+    "CS_RELATED_CLAIM",
     "SYS_MBI",
     "SYS_NPI",
     "SYS_ICD10CM",
@@ -587,6 +622,9 @@ __all__ = [
     "bb_ext_date",
     "extensions",
     "final_action_tag",
+    "system_type_tag",
+    "control_number_identifier",
+    "related_control_number",
     "meta",
     "status",
     "uc_identifier",

@@ -108,7 +108,7 @@ def _header(kind: InstKind) -> list[Node]:
     return [
         K("resourceType", "ExplanationOfBenefit"),
         Val("id", "clm_id", prefix=f"{kind.name}-"),
-        c.meta(profile, c.final_action_tag()),
+        c.meta(profile, c.system_type_tag("NationalClaimsHistory"), c.final_action_tag()),
         Arr("contained", c.cms_organization(), _provider_org()),
         c.extensions(
             c.bb_ext_coding("nch_near_line_rec_ident_cd", "nch_near_line_rec_ident_cd"),
@@ -121,7 +121,7 @@ def _header(kind: InstKind) -> list[Node]:
             c.bb_ext_coding("fi_num", "fi_num"),
             c.bb_ext_quantity("bene_hospc_prd_cnt", "bene_hospc_prd_cnt"),
         ),
-        Arr("identifier", c.uc_identifier("clm_id"), c.claim_group_identifier()),
+        Arr("identifier", c.uc_identifier("clm_id"), c.claim_group_identifier(), c.control_number_identifier()),
         *c.status(),
         c.eob_type("institutional", kind.eob_type),
         Obj("subType", Arr("coding", c.const_coding(c.CS_C4BB_INSTITUTIONAL_SUBTYPE, sub[0])), K("text", sub[1])),

@@ -97,7 +97,7 @@ EOB_PDE = Template(
     "pde",
     K("resourceType", "ExplanationOfBenefit"),
     Val("id", "clm_id", prefix="pde-"),
-    c.meta(c.PROFILE_EOB_PHARMACY, c.final_action_tag()),
+    c.meta(c.PROFILE_EOB_PHARMACY, c.system_type_tag("DDPS"), c.final_action_tag()),
     Arr("contained", c.cms_organization()),
     Arr(
         "identifier",

@@ -22,6 +22,10 @@ class Source(NamedTuple):
     `select(table, rows) -> rows` narrows candidate rows (claim type, coverage
     part); `service_dates` names the (from, thru) date columns `_typeFilter`
     service-date tests; claim sources are those whose table links from `bene`.
+    `system_type` is the claims' System-Type (`SharedSystem`, `NationalClaimsHistory`,
+    `DDPS`; None for Patient and Coverage) and `outcome` the column holding each claim's
+    adjudication outcome (None: every claim is `complete`), what BCDA v3's `_tag` and
+    `outcome` filters test.
     """
 
     rtype: str
@@ -29,3 +33,5 @@ class Source(NamedTuple):
     table: str
     select: Callable[[Table, np.ndarray], np.ndarray] | None = None
     service_dates: tuple[str, str] | None = None
+    system_type: str | None = None
+    outcome: str | None = None

@@ -1,6 +1,8 @@
 """The Bulk Data Access API as an aiohttp application (mountable as a sub-app).
 
-Routes under the FHIR base (default `/api/v2`):
+Routes under each FHIR base: `/api/v2` (today's behaviour) and `/api/v3` (BCDA v3:
+shared-system claims, `_typeFilter` with `_tag` System-Type and `outcome`), one app, one
+store, one job database (`ServerConfig.base`, `ServerConfig.v3_base`):
 
 | route | answers |
 |---|---|
@@ -71,22 +73,30 @@ def create_app(
     st = ServerState(config, access, population, clock)
     app[API] = st
     web_ops.add_routes(app, st)
-    base = st.base
     r = app.router
-    r.add_get(f"{base}/metadata", web_discovery.metadata, name="metadata")
-    r.add_get(f"{base}/.well-known/smart-configuration", web_discovery.smart_config)
-    r.add_get(f"{base}/openapi.json", web_discovery.openapi, name="openapi")
-    for path, kind, name in web_kickoff.KICKOFF_ROUTES:
-        handler = web_kickoff.kickoff_handler(kind)
-        r.add_get(base + path, handler, name=name)
-        r.add_post(base + path, handler)
-    r.add_get(f"{base}/jobs", web_jobs.list_jobs, name="jobs")
-    r.add_get(f"{base}/jobs/{{job}}", web_status.status, name="job")
-    r.add_delete(f"{base}/jobs/{{job}}", web_jobs.delete)
-    r.add_get(f"{base}/data/{{job}}/{{file}}", web_files.download, name="data")  # GET also answers HEAD
-    r.add_get(f"{base}/attribution_status", web_jobs.attribution)
-    st.auth.setup(app, base, token_url=lambda request: st.fhir_base(request) + "/auth/token",
-                  body_timeout=config.body_timeout)
+    for flavour, base in st.bases.items():
+        # Every flavour gets the whole API under its base; handlers ask `st.flavour(request)`.
+        def name(n: str, flavour: str = flavour) -> str:
+            return st.route_name(n, flavour)
+
+        routes = [
+            r.add_get(f"{base}/metadata", web_discovery.metadata, name=name("metadata")),
+            r.add_get(f"{base}/.well-known/smart-configuration", web_discovery.smart_config),
+            r.add_get(f"{base}/openapi.json", web_discovery.openapi, name=name("openapi")),
+        ]
+        for path, kind, route in web_kickoff.KICKOFF_ROUTES:
+            handler = web_kickoff.kickoff_handler(kind)
+            routes += [r.add_get(base + path, handler, name=name(route)), r.add_post(base + path, handler)]
+        routes += [
+            r.add_get(f"{base}/jobs", web_jobs.list_jobs, name=name("jobs")),
+            r.add_get(f"{base}/jobs/{{job}}", web_status.status, name=name("job")),
+            r.add_delete(f"{base}/jobs/{{job}}", web_jobs.delete),
+            r.add_get(f"{base}/data/{{job}}/{{file}}", web_files.download, name=name("data")),  # GET answers HEAD
+            r.add_get(f"{base}/attribution_status", web_jobs.attribution),
+            st.auth.setup(app, base, token_url=lambda request: st.fhir_base(request) + "/auth/token",
+                          body_timeout=config.body_timeout, name=name("token")),
+        ]
+        st.serve_as(flavour, *routes)
     if config.admin_prefix is not None:
         st.mount_admin(app, config.admin_prefix)
     app.on_startup.append(st.start)

@@ -72,16 +72,17 @@ def _operation(name: str, kind: str) -> m.CapOperation:
     )
 
 
-def capability_statement(base_url: str, started: float) -> m.CapabilityStatement:
-    """The statement for a server whose FHIR base is `base_url`, started at `started` (epoch s)."""
+def capability_statement(base_url: str, started: float, flavour: str = "v2") -> m.CapabilityStatement:
+    """The statement for a server whose FHIR base is `base_url`, started at `started` (epoch s),
+    as its `flavour` API ("v2" or "v3": the `_typeFilter` search parameters differ)."""
     ops = {name: _operation(name, kind) for name, kind, _ in _OPERATIONS}
     on_type = {rtype: ops[name] for name, _, rtype in _OPERATIONS if rtype}
     resources = [
         m.CapResource(
             t,
             operation=[on_type[t]] if t in on_type else None,
-            searchParam=[m.CapSearchParam(n, typ, documentation="in _typeFilter")
-                         for n, typ in TYPE_FILTER_PARAMS.get(t, ())] or None,
+            searchParam=[m.CapSearchParam(p.name, p.type, documentation=f"in _typeFilter: {p.documentation}")
+                         for p in TYPE_FILTER_PARAMS.get(t, ()) if flavour in p.flavours] or None,
         )
         for t in served_types()
     ]
@@ -95,7 +96,7 @@ def capability_statement(base_url: str, started: float) -> m.CapabilityStatement
         format=[FHIR_JSON],
         instantiates=[f"{BULK_IG}/CapabilityStatement/bulk-data|{BULK_IG_VERSION}"],
         software=m.CapSoftware("fhirhose", software_version()),
-        implementation=m.CapImplementation("fhirhose Bulk Data Access server", base_url),
+        implementation=m.CapImplementation(f"fhirhose Bulk Data Access server (BCDA {flavour} flavour)", base_url),
         rest=[
             m.CapRest(
                 mode="server",

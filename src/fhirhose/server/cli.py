@@ -203,8 +203,9 @@ def serve(args: argparse.Namespace) -> int:
             access_config = sandbox_access_config()
             config.access_db.parent.mkdir(parents=True, exist_ok=True)
             db = AccessDB(config.database_url or config.access_db, access_config)
+            v3_base = None if config.v3_base is None else config.public_url.rstrip("/") + config.v3_base.rstrip("/")
             try:
-                creds = ensure_demo(config.data, fhir_base, db)
+                creds = ensure_demo(config.data, fhir_base, db, fhir_base_v3=v3_base)
             finally:
                 db.close()
             log.info("sandbox credentials for %d clients in %s", len(creds.clients), config.data / "credentials.json")

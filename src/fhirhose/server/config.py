@@ -27,6 +27,9 @@ class ServerConfig(msgspec.Struct, kw_only=True):
     access_db_path: str | None = None
     operator_key_path: str | None = None
     base: str = "/api/v2"
+    # The BCDA v3 flavour of the same API, served beside `base` from the same store and job
+    # DB (shared-system claims, `_typeFilter` _tag System-Type and outcome); None: not served.
+    v3_base: str | None = "/api/v3"
     # Absolute origin for URLs in responses (e.g. "http://127.0.0.1:8080"); else from the request.
     public_url: str | None = None
     workers: int = 2

@@ -21,6 +21,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..access import AccessConfig, AccessDB, Actor, Principal, plan_scope
+from ..access.config import kind_for_id
 from ..errors import FhirhoseError, StoreError
 from ..log import get_logger
 from ..store import Store, fixed
@@ -32,8 +33,12 @@ __all__ = ["es384_jwk", "ensure_demo", "sandbox_orgs", "sandbox_access_config", 
 log = get_logger(__name__)
 
 GROUPS = ["all", "runout"]
-# Synthetic program names (orgs.json) → access organization kinds.
-_KINDS = {"Shared Savings": "ssp", "REACH": "reach", "KCC": "kcc", "Part D": "sponsor"}
+
+
+def _kind(org: SynthOrg) -> str | None:
+    """The access kind of a sandbox organization: sponsors by kind, ACOs and other model
+    entities by their id (the model-entity table's id patterns); None: no model's id."""
+    return "sponsor" if org.kind == "pdp" else kind_for_id(org.org_id)
 
 
 def sandbox_access_config(**overrides) -> AccessConfig:
@@ -98,7 +103,8 @@ def _register(db: AccessDB, org: SynthOrg, now: float) -> tuple[str, str, dict, 
     """Create the organization (if new) with its users and a sandbox credential:
     (client id, secret, private JWK, credential id)."""
     op = Actor.system("demo")
-    kind = _KINDS.get(org.program, "sponsor" if org.kind == "pdp" else "ssp")
+    kind = _kind(org)
+    assert kind is not None  # ensure_demo registers only organizations with a kind
     if org.org_id not in {o.id for o in db.orgs.list()}:
         db.orgs.create(op, org.org_id, kind, org.name)
         if kind == "sponsor":
@@ -134,9 +140,11 @@ def _registered(db: AccessDB, clients: Sequence[DemoClient]) -> bool:
     return bool(clients) and all(db.credentials.by_client_id(c.client_id) is not None for c in clients)
 
 
-def ensure_demo(data: Path, fhir_base: str, db: AccessDB, now: float | None = None) -> DemoCredentials:
+def ensure_demo(data: Path, fhir_base: str, db: AccessDB, now: float | None = None,
+                fhir_base_v3: str | None = None) -> DemoCredentials:
     """Make DIR a runnable sandbox: the store (generated if absent), its organizations in
-    the access database `db`, and `DIR/credentials.json`.
+    the access database `db` (each model entity as the kind its id names), and
+    `DIR/credentials.json` (`fhir_base`, and `fhir_base_v3` where BCDA v3 is served).
 
     Registrations are kept across runs (only `fhir_base` is rewritten), so a client's
     saved secrets keep working when the port changes.
@@ -163,11 +171,18 @@ def ensure_demo(data: Path, fhir_base: str, db: AccessDB, now: float | None = No
         clients = []
         with Store.open(store) as snap:
             for org in sandbox_orgs(store):
+                model = _kind(org)
+                if model is None:
+                    log.warning("sandbox organization %s: its id is no model entity's (%s); not registered",
+                                org.org_id, ", ".join(f"{k} {r.id_pattern}" for k, r in db.config.kinds.items()
+                                                      if r.id_pattern))
+                    continue
                 client_id, secret, private, cred_id = _register(db, org, now)
                 n = _beneficiaries(db, snap.tables, org.org_id, client_id, cred_id, now)
                 kind = "pdp" if org.kind == "pdp" else "aco"
-                clients.append(DemoClient(org.org_id, kind, client_id, secret, private, list(GROUPS), n))
+                clients.append(DemoClient(org.org_id, kind, client_id, secret, private, list(GROUPS), n, model))
         creds = DemoCredentials(fhir_base, clients)
+    creds.fhir_base_v3 = fhir_base_v3
     _write_private(creds_path, msgspec.json.format(msgspec.json.encode(creds), indent=2))
     return creds
 

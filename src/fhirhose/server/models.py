@@ -270,11 +270,13 @@ class DemoClient(Struct):
     jwk: dict
     groups: list[str]
     beneficiaries: int
+    model: str = ""  # the access kind (`access.config.KINDS`: ssp, reach, guide, ... sponsor)
 
 
 class DemoCredentials(Struct):
     fhir_base: str
     clients: list[DemoClient]
+    fhir_base_v3: str | None = None  # the same sandbox as BCDA v3 serves it
 
 
 _encoder = msgspec.json.Encoder()

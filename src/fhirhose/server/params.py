@@ -27,9 +27,14 @@ __all__ = [
     "RESOURCE_TYPES",
     "KickoffParam",
     "KICKOFF_PARAMS",
+    "TypeFilterParam",
     "PREFERENCES",
     "ORGANIZE_BY",
     "TYPE_FILTER_PARAMS",
+    "FLAVOURS",
+    "SYSTEM_TYPE_SYSTEM",
+    "SYSTEM_TYPES",
+    "OUTCOMES",
     "OUTPUT_FORMATS",
     "FINAL_ACTION_SYSTEMS",
     "DateBound",
@@ -47,6 +52,12 @@ FINAL_ACTION_SYSTEMS = (
     "https://bluebutton.cms.gov/resources/codesystem/finalAction",
 )
 FINAL_ACTION_CODES = frozenset({"FinalAction", "NotFinalAction"})
+# BCDA v3: the System-Type tag (`_tag`, comma = OR) and the adjudication outcome.
+SYSTEM_TYPE_SYSTEM = "https://bluebutton.cms.gov/fhir/CodeSystem/System-Type"
+SYSTEM_TYPES = ("SharedSystem", "NationalClaimsHistory", "DDPS")
+OUTCOMES = ("complete", "partial")
+# API flavours served side by side: v2 (today's BCDA v2 behaviour) and v3 (BCDA v3).
+FLAVOURS = ("v2", "v3")
 _DATE_PREFIXES = ("eq", "ge", "gt", "le", "lt")
 
 
@@ -75,10 +86,33 @@ KICKOFF_PARAMS = (
 )
 # Prefer header values a kick-off honours (respond-async required), echoed in Preference-Applied.
 PREFERENCES = ("respond-async", "handling=lenient", "separate-export-status")
-# Search parameters `_typeFilter` accepts, per resource type: (name, FHIR search type).
-TYPE_FILTER_PARAMS = {"ExplanationOfBenefit": (("service-date", "date"), ("_tag", "token"))}
+
+
+class TypeFilterParam(NamedTuple):
+    """One search parameter `_typeFilter` accepts (the CapabilityStatement lists it per flavour)."""
+
+    name: str
+    type: str  # FHIR search parameter type
+    flavours: tuple[str, ...]  # API flavours that accept it
+    documentation: str
+
+
+# The one table of `_typeFilter` search parameters, per resource type: the parser's dispatch
+# and the CapabilityStatement read it.
+TYPE_FILTER_PARAMS: dict[str, tuple[TypeFilterParam, ...]] = {
+    "ExplanationOfBenefit": (
+        TypeFilterParam("service-date", "date", FLAVOURS, "[eq|ge|gt|le|lt]YYYY-MM-DD; the claim's service period"),
+        TypeFilterParam(
+            "_tag", "token", FLAVOURS,
+            f"{FINAL_ACTION_SYSTEMS[0]}|FinalAction or NotFinalAction; v3 also {SYSTEM_TYPE_SYSTEM}|"
+            f"{' / '.join(SYSTEM_TYPES)} (comma = OR; without a System-Type only NationalClaimsHistory and DDPS)",
+        ),
+        TypeFilterParam("outcome", "token", ("v3",), "complete | partial (comma = OR)"),
+    )
+}
 _LIST_PARAMS = tuple(p.name for p in KICKOFF_PARAMS if p.repeats and not p.post_only)
 _SINGLE_PARAMS = tuple(p.name for p in KICKOFF_PARAMS if not p.repeats)
+_NEXT_QUERY = re.compile(r",(?=[A-Z][A-Za-z]+\?)")
 _ELEMENT = re.compile(r"^(?:(?P<type>[A-Z][A-Za-z]+)\.)?(?P<name>[a-z][A-Za-z0-9]*)$")
 class DateBound(Struct, array_like=True):
     """One `service-date` comparison: prefix (eq/ge/gt/le/lt) and ISO date."""
@@ -93,6 +127,8 @@ class TypeFilter(Struct, omit_defaults=True):
     type: str
     service_date: list[DateBound] = []
     final_action: list[str] = []  # accepted codes (FinalAction / NotFinalAction)
+    system_type: list[str] = []  # accepted System-Types (v3); [] = NationalClaimsHistory and DDPS
+    outcome: list[str] = []  # accepted outcomes (v3); [] = any
 
 
 class ExportParams(Struct, omit_defaults=True):
@@ -115,8 +151,9 @@ class ExportParams(Struct, omit_defaults=True):
 class _Collector:
     """Gathers raw values per parameter and validates them once all are in."""
 
-    def __init__(self, lenient: bool):
+    def __init__(self, lenient: bool, flavour: str):
         self.lenient = lenient
+        self.flavour = flavour
         self.lists: dict[str, list[str]] = {p: [] for p in _LIST_PARAMS}
         self.single: dict[str, str] = {}
         self.patients: list[str] = []
@@ -130,8 +167,9 @@ class _Collector:
 
     def add(self, name: str, value: str) -> None:
         if name in _LIST_PARAMS:
-            # _typeFilter values are queries that contain commas only inside values: keep whole.
-            parts = [value] if name == "_typeFilter" else value.split(",")
+            # _typeFilter: comma-delimited queries whose values may hold commas themselves (a
+            # `_tag` OR-list): a new query starts only where a comma precedes `Type?`.
+            parts = _NEXT_QUERY.split(value) if name == "_typeFilter" else value.split(",")
             self.lists[name].extend(p.strip() for p in parts if p.strip())
         elif name in _SINGLE_PARAMS:
             if name in self.single:
@@ -212,7 +250,7 @@ class _Collector:
         out = []
         for q in self.lists["_typeFilter"]:
             try:
-                tf = _parse_type_filter(q)
+                tf = _parse_type_filter(q, self.flavour)
             except RequestError as e:
                 self.reject("_typeFilter", str(e))
                 continue
@@ -243,21 +281,29 @@ def _patient_id(ref: str) -> str:
     return m[1]
 
 
-def _parse_type_filter(query: str) -> TypeFilter:
-    """`ExplanationOfBenefit?service-date=ge2023-01-01&_tag=<system>|FinalAction`."""
+def _parse_type_filter(query: str, flavour: str) -> TypeFilter:
+    """`ExplanationOfBenefit?service-date=ge2023-01-01&_tag=<system>|<code>&outcome=partial`
+    (the search parameters of `TYPE_FILTER_PARAMS` this flavour accepts)."""
     from urllib.parse import parse_qsl
 
     rtype, sep, rest = query.partition("?")
     if not sep or rtype not in TYPE_FILTER_PARAMS:
         raise RequestError(
-            f"_typeFilter {query!r}: only ExplanationOfBenefit?service-date=…&_tag=… is supported", param="_typeFilter"
+            f"_typeFilter {query!r}: only ExplanationOfBenefit?<search> is supported", param="_typeFilter"
         )
+    known = {p.name: p for p in TYPE_FILTER_PARAMS[rtype]}
     try:
         criteria = parse_qsl(rest, keep_blank_values=True, strict_parsing=True)
     except ValueError:
         raise RequestError(f"_typeFilter {query!r} is not a query string", param="_typeFilter") from None
     tf = TypeFilter(type=rtype)
     for name, value in criteria:
+        if name not in known:
+            raise RequestError(f"_typeFilter search parameter {name!r} is not supported (supported: "
+                               f"{', '.join(p for p in known if flavour in known[p].flavours)})", param="_typeFilter")
+        if flavour not in known[name].flavours:
+            raise RequestError(f"_typeFilter search parameter {name!r} is a BCDA {'/'.join(known[name].flavours)} "
+                               f"filter, not supported at this {flavour} endpoint", param="_typeFilter")
         if name == "service-date":
             op, date = (value[:2], value[2:]) if value[:2] in _DATE_PREFIXES else ("eq", value)
             try:
@@ -266,24 +312,42 @@ def _parse_type_filter(query: str) -> TypeFilter:
                 raise RequestError(f"_typeFilter service-date {value!r} is not [prefix]YYYY-MM-DD", param="_typeFilter") from None
             tf.service_date.append(DateBound(op, date))
         elif name == "_tag":
-            system, bar, code = value.rpartition("|")
-            if (bar and system not in FINAL_ACTION_SYSTEMS) or code not in FINAL_ACTION_CODES:
-                raise RequestError(
-                    f"_typeFilter _tag {value!r}: only the final-action tag ({FINAL_ACTION_SYSTEMS[0]}|FinalAction"
-                    " or NotFinalAction) is supported",
-                    param="_typeFilter",
-                )
-            tf.final_action.append(code)
-        else:
-            raise RequestError(f"_typeFilter search parameter {name!r} is not supported", param="_typeFilter")
-    if not (tf.service_date or tf.final_action):
+            for token in value.split(","):
+                _add_tag(tf, token.strip(), flavour)
+        elif name == "outcome":
+            for code in value.split(","):
+                if code.strip() not in OUTCOMES:
+                    raise RequestError(f"_typeFilter outcome {code.strip()!r} is not one of {', '.join(OUTCOMES)}",
+                                       param="_typeFilter")
+                tf.outcome.append(code.strip())
+    if not (tf.service_date or tf.final_action or tf.system_type or tf.outcome):
         raise RequestError(f"_typeFilter {query!r} has no criteria", param="_typeFilter")
     return tf
 
 
-def parse_query(items: Iterable[tuple[str, str]], now: _dt.datetime, *, kind: str, lenient: bool) -> ExportParams:
-    """Validate GET query parameters (`patient` is POST-only)."""
-    c = _Collector(lenient)
+def _add_tag(tf: TypeFilter, token: str, flavour: str) -> None:
+    """One `_tag` token: the final-action tag, or (v3) a System-Type."""
+    system, bar, code = token.rpartition("|")
+    if (not bar or system in FINAL_ACTION_SYSTEMS) and code in FINAL_ACTION_CODES:
+        tf.final_action.append(code)
+        return
+    if flavour == "v3" and (not bar or system == SYSTEM_TYPE_SYSTEM) and code in SYSTEM_TYPES:
+        tf.system_type.append(code)
+        return
+    if flavour != "v3" and (system == SYSTEM_TYPE_SYSTEM or code in SYSTEM_TYPES):
+        raise RequestError(f"_typeFilter _tag {token!r}: the System-Type tag is a BCDA v3 filter "
+                           "(not supported at this v2 endpoint; use /api/v3)", param="_typeFilter")
+    v3 = f", or {SYSTEM_TYPE_SYSTEM}|{' / '.join(SYSTEM_TYPES)}" if flavour == "v3" else ""
+    raise RequestError(
+        f"_typeFilter _tag {token!r}: only {FINAL_ACTION_SYSTEMS[0]}|FinalAction or NotFinalAction{v3} is supported",
+        param="_typeFilter",
+    )
+
+
+def parse_query(items: Iterable[tuple[str, str]], now: _dt.datetime, *, kind: str, lenient: bool,
+                flavour: str = "v2") -> ExportParams:
+    """Validate GET query parameters (`patient` is POST-only) as the `flavour` API does."""
+    c = _Collector(lenient, flavour)
     for name, value in items:
         if name == "patient":
             raise RequestError("patient is only accepted in a POST Parameters body", param="patient")
@@ -294,15 +358,16 @@ def parse_query(items: Iterable[tuple[str, str]], now: _dt.datetime, *, kind: st
 _params_decoder = msgspec.json.Decoder(Parameters)
 
 
-def parse_body(body: bytes, now: _dt.datetime, *, kind: str, lenient: bool) -> ExportParams:
-    """Validate a POST `Parameters` body; decode errors name the JSON path of the bad field."""
+def parse_body(body: bytes, now: _dt.datetime, *, kind: str, lenient: bool, flavour: str = "v2") -> ExportParams:
+    """Validate a POST `Parameters` body as the `flavour` API does; decode errors name the JSON
+    path of the bad field."""
     try:
         doc = _params_decoder.decode(body)
     except msgspec.ValidationError as e:
         raise RequestError(f"Parameters body: {e}", param=_path_of(str(e))) from None
     except msgspec.DecodeError as e:
         raise RequestError(f"Parameters body is not JSON: {e}", param="body") from None
-    c = _Collector(lenient)
+    c = _Collector(lenient, flavour)
     for i, p in enumerate(doc.parameter):
         v = p.value()
         where = f"Parameters.parameter[{i}] ({p.name})"

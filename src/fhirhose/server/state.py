@@ -47,6 +47,11 @@ class ServerState:
         self.clock = clock
         self.started = clock()  # the CapabilityStatement's date
         self.base = config.base.rstrip("/")
+        # API flavour → FHIR base: v2 (today's behaviour) and, beside it, BCDA v3.
+        self.bases = {"v2": self.base}
+        if config.v3_base is not None:
+            self.bases["v3"] = config.v3_base.rstrip("/")
+        self._flavours: dict[object, str] = {}  # route resource → the flavour it serves
         self.jobs_dir = config.data / "jobs"
         config.data.mkdir(parents=True, exist_ok=True)
         config.access_db.parent.mkdir(parents=True, exist_ok=True)
@@ -176,6 +181,22 @@ class ServerState:
         log.error("audit entry not stored: %s %s by %s (org %s) from %s at %.3f %s", action,
                   detail.get("outcome", "ok"), who.client_id, who.org_id, ip, at, detail)
 
+    # --- flavours ---------------------------------------------------------------------------
+
+    def serve_as(self, flavour: str, *routes: web.AbstractRoute) -> None:
+        """Mark `routes` as serving `flavour` (what `flavour(request)` answers for them)."""
+        for route in routes:
+            self._flavours[route.resource] = flavour
+
+    def flavour(self, request: web.Request) -> str:
+        """The API flavour of the request's route ("v2" or "v3")."""
+        return self._flavours.get(request.match_info.route.resource, "v2")
+
+    @staticmethod
+    def route_name(name: str, flavour: str) -> str:
+        """Route names per flavour: v2 keeps the plain names, others get a suffix."""
+        return name if flavour == "v2" else f"{name}-{flavour}"
+
     # --- URLs -------------------------------------------------------------------------------
 
     def origin(self, request: web.Request) -> str:
@@ -183,7 +204,9 @@ class ServerState:
         return (self.config.public_url or f"{request.scheme}://{request.host}").rstrip("/")
 
     def url(self, request: web.Request, name: str, **parts: str) -> str:
-        """Absolute URL of the named route (works when the app is mounted as a sub-app)."""
+        """Absolute URL of the named route of the request's flavour (works when the app is
+        mounted as a sub-app)."""
+        name = self.route_name(name, self.flavour(request))
         return self.origin(request) + str(request.app.router[name].url_for(**parts))
 
     def fhir_base(self, request: web.Request) -> str:

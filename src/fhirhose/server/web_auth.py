@@ -121,13 +121,13 @@ class AccessAuthenticator:
         return p
 
     def setup(self, app: web.Application, base: str, token_url: Callable[[web.Request], str] | None = None,
-              body_timeout: float = 30.0) -> None:
-        """Add `POST {base}/auth/token` (route name `token`)."""
-        app.router.add_post(
+              body_timeout: float = 30.0, name: str = "token") -> web.AbstractRoute:
+        """Add `POST {base}/auth/token` (route name `name`)."""
+        return app.router.add_post(
             f"{base}/auth/token",
             token_handler(self.service, client_ip=self.client_ip, token_url=token_url, clock=self.clock,
                           body_timeout=body_timeout),
-            name="token",
+            name=name,
         )
 
     def smart_configuration(self, base_url: str) -> SmartConfiguration:

@@ -18,7 +18,7 @@ __all__ = ["metadata", "smart_config", "openapi"]
 async def metadata(request: web.Request) -> web.Response:
     """The CapabilityStatement (built from the registry and this server's configuration)."""
     st = request.app[API]
-    doc = capability_statement(st.fhir_base(request), st.started)
+    doc = capability_statement(st.fhir_base(request), st.started, st.flavour(request))
     return web.Response(body=m.encode(doc), content_type=FHIR_JSON)
 
 
@@ -32,6 +32,7 @@ async def smart_config(request: web.Request) -> web.Response:
 async def openapi(request: web.Request) -> web.Response:
     """The OpenAPI 3.1 description of this server's HTTP API (`server.openapi`)."""
     st = request.app[API]
-    origin = st.fhir_base(request).removesuffix(st.base)  # scheme, host and any mount prefix
-    doc = openapi_document(st.base, st.config.admin_prefix, origin)
+    base = st.bases[st.flavour(request)]  # the flavour asked (v2 or v3)
+    origin = st.fhir_base(request).removesuffix(base)  # scheme, host and any mount prefix
+    doc = openapi_document(base, st.config.admin_prefix, origin)
     return web.json_response(doc)

@@ -77,12 +77,12 @@ async def kickoff(request: web.Request, kind: str) -> web.StreamResponse:
             raise RequestError("a POST kick-off needs a Parameters body as application/fhir+json",
                                param="Content-Type")
         body = await read_body(request, KICKOFF_MAX_BODY, st.config.body_timeout)
-        params = parse_body(body, now_dt, kind=kind, lenient=lenient)
+        params = parse_body(body, now_dt, kind=kind, lenient=lenient, flavour=st.flavour(request))
         if request.query:
             raise RequestError("a POST kick-off takes its parameters in the body, not the URL",
                                param=next(iter(request.query)))
     else:
-        params = parse_query(request.query.items(), now_dt, kind=kind, lenient=lenient)
+        params = parse_query(request.query.items(), now_dt, kind=kind, lenient=lenient, flavour=st.flavour(request))
     group = request.match_info.get("group", "all")
     try:
         params = _authorize_types(who, params)

@@ -145,8 +145,9 @@ def _ms(instant: str) -> int:
 
 def claim_filters(filters: list[TypeFilter]):
     """`_typeFilter`s as the exporter's ClaimFilters (OR-ed): each service-date bound becomes an
-    inclusive day bound, each accepted final-action code its own filter."""
-    from ..export.exporter import ClaimFilter
+    inclusive day bound, each accepted final-action code and outcome its own filter; a filter
+    without a System-Type `_tag` accepts NationalClaimsHistory and DDPS claims (BCDA v3)."""
+    from ..export.exporter import DEFAULT_SYSTEM_TYPES, ClaimFilter
 
     out = []
     for tf in filters:
@@ -157,9 +158,13 @@ def claim_filters(filters: list[TypeFilter]):
                       "eq": (d, d)}[b.op]
             ge = lo if lo is not None and (ge is None or lo > ge) else ge
             le = hi if hi is not None and (le is None or hi < le) else le
+        systems = tuple(tf.system_type) or DEFAULT_SYSTEM_TYPES
+        outcomes: list[str | None] = list(tf.outcome) or [None]
         for code in tf.final_action or [None]:
             fa = None if code is None else ("F" if code == "FinalAction" else "N")
-            out.append(ClaimFilter(service_ge=ge, service_le=le, final_action=fa))
+            for outcome in outcomes:
+                out.append(ClaimFilter(service_ge=ge, service_le=le, final_action=fa, system_types=systems,
+                                       outcome=outcome))
     return tuple(out)
 
 

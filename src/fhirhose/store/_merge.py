@@ -49,6 +49,10 @@ NATURAL_KEY = {
     "dme": ("clm_cntl_num",),
     "pde": ("clm_line_from_dt", "prvdr_srvc_id_qlfyr_cd", "clm_srvc_prvdr_gnrc_id_num",
             "clm_dspnsng_stus_cd", "clm_line_rx_srvc_rfrnc_num", "clm_line_rx_fill_num"),
+    # A shared-system claim keeps its control number while its status changes: each daily
+    # delivery's version replaces the last (the feed is deduplicated within its system).
+    "fiss": ("clm_cntl_num",),
+    "mcs": ("clm_cntl_num",),
 }
 
 # Diagnosis columns per claim table: (own columns, (child table, child column)).
@@ -57,6 +61,8 @@ DIAGNOSES = {
     "partb": (tuple(f"clm_dgns_{i}_cd" for i in range(1, 13)), ("partb_line", "clm_line_dgns_cd")),
     "dme": ((), None),
     "pde": ((), None),
+    "fiss": (("prncpl_dgns_cd", "admtg_dgns_cd"), ("fiss_dx", "clm_dgns_cd")),
+    "mcs": (tuple(f"clm_dgns_{i}_cd" for i in range(1, 13)), ("mcs_line", "clm_line_dgns_cd")),
 }
 
 
@@ -163,7 +169,8 @@ def _normalize(delta: Mapping[str, Table]) -> dict[str, Table]:
             end = int(t.links[child][-1]) if t.n else 0
             if end != have:
                 raise BatchError(f"load: {name}.links[{child}] covers {end} rows, {child} has {have}")
-    for child in ("parta_rev", "parta_px", "parta_dx", "partb_line", "dme_line"):
+    for child in ("parta_rev", "parta_px", "parta_dx", "partb_line", "dme_line", "fiss_rev", "fiss_px", "fiss_dx",
+                  "mcs_line"):
         parent = next(p for p, cs in schema.LINKS.items() if child in cs)
         if child in out and out[child].n and parent not in out:
             raise BatchError(f"load: {child} rows without their {parent} table")

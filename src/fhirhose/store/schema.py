@@ -14,7 +14,8 @@ the FHIR id part, the beneficiary's FHIR id, the load time of the version
 version. Producers that do not know a column leave it missing:
 `empty_table()` / `complete()` fill absent columns with missing values.
 
-Tables are sorted by beneficiary; `bene` links to each claim table and claim
+The shared-system tables (`fiss`, `mcs`) are a second claim source beside the NCH
+ones: a daily feed of claims still in processing. Tables are sorted by beneficiary; `bene` links to each claim table and claim
 headers link to their child tables (see LINKS).
 """
 
@@ -28,7 +29,7 @@ import numpy as np
 from ..columns import NO_DATE, NO_NUM, Cat, Column, Date, Num, Str, Table, Time
 from ..errors import BatchError
 
-__all__ = ["ColSpec", "TABLES", "LINKS", "CLAIM_TABLES", "column_for", "empty_column", "complete", "kinds"]
+__all__ = ["ColSpec", "TABLES", "LINKS", "CLAIM_TABLES", "NCH_TABLES", "SHARED_SYSTEM_TABLES", "column_for", "empty_column", "complete", "kinds"]
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ TABLES: dict[str, tuple[ColSpec, ...]] = {
     "bene_mbi": _parse("crnt_num:str prvs_num:str prvs_id_efctv_dt:date prvs_id_obslt_dt:date"),
     # CCLF1 header with the CCLFA fields (1:1 per claim) folded in.
     "parta": _parse(
-        CLAIM_STORE + " prvdr_oscar_num:str bene_hic_num:str clm_type_cd:cat clm_from_dt:date "
+        CLAIM_STORE + " " + (_PARTA := "prvdr_oscar_num:str bene_hic_num:str clm_type_cd:cat clm_from_dt:date "
         "clm_thru_dt:date clm_bill_fac_type_cd:cat clm_bill_clsfctn_cd:cat prncpl_dgns_cd:str "
         "admtg_dgns_cd:str clm_mdcr_npmt_rsn_cd:cat clm_pmt_amt:money clm_nch_prmry_pyr_cd:cat "
         "prvdr_fac_fips_st_cd:cat bene_ptnt_stus_cd:cat dgns_drg_cd:cat clm_op_srvc_type_cd:cat "
@@ -107,11 +108,11 @@ TABLES: dict[str, tuple[ColSpec, ...]] = {
         "clm_non_utlztn_days_cnt:int bene_lrd_used_cnt:int clm_tot_pps_cptl_amt:money "
         "clm_pps_cptl_fsp_amt:money clm_pps_cptl_outlier_amt:money clm_pps_cptl_excptn_amt:money "
         "clm_pps_old_cptl_hld_hrmls_amt:money nch_drg_outlier_aprvd_pmt_amt:money "
-        "nch_ip_tot_ddctn_amt:money clm_op_prvdr_pmt_amt:money clm_op_bene_pmt_amt:money"
+        "nch_ip_tot_ddctn_amt:money clm_op_prvdr_pmt_amt:money clm_op_bene_pmt_amt:money")
     ),
     # CCLF2 revenue center lines.
     "parta_rev": _parse(
-        "clm_line_num:int clm_line_from_dt:date clm_line_thru_dt:date clm_line_prod_rev_ctr_cd:cat "
+        _PARTA_REV := "clm_line_num:int clm_line_from_dt:date clm_line_thru_dt:date clm_line_prod_rev_ctr_cd:cat "
         "clm_line_instnl_rev_ctr_dt:date clm_line_hcpcs_cd:str clm_line_srvc_unit_qty:qty "
         "clm_line_cvrd_pd_amt:money hcpcs_1_mdfr_cd:cat hcpcs_2_mdfr_cd:cat hcpcs_3_mdfr_cd:cat "
         "hcpcs_4_mdfr_cd:cat hcpcs_5_mdfr_cd:cat clm_rev_apc_hipps_cd:str clm_fac_prvdr_oscar_num:str "
@@ -125,15 +126,15 @@ TABLES: dict[str, tuple[ColSpec, ...]] = {
     ),
     # CCLF3 procedures.
     "parta_px": _parse(
-        "clm_val_sqnc_num:int clm_prcdr_cd:str clm_prcdr_prfrm_dt:date dgns_prcdr_icd_ind:cat"
+        _PARTA_PX := "clm_val_sqnc_num:int clm_prcdr_cd:str clm_prcdr_prfrm_dt:date dgns_prcdr_icd_ind:cat"
     ),
     # CCLF4 diagnoses.
     "parta_dx": _parse(
-        "clm_prod_type_cd:cat clm_val_sqnc_num:int clm_dgns_cd:str clm_poa_ind:str dgns_prcdr_icd_ind:cat"
+        _PARTA_DX := "clm_prod_type_cd:cat clm_val_sqnc_num:int clm_dgns_cd:str clm_poa_ind:str dgns_prcdr_icd_ind:cat"
     ),
     # CCLF5 header fields (repeated on every line in the file, once here).
     "partb": _parse(
-        CLAIM_STORE + " bene_hic_num:str clm_type_cd:cat clm_from_dt:date clm_thru_dt:date "
+        CLAIM_STORE + " " + (_PARTB := "bene_hic_num:str clm_type_cd:cat clm_from_dt:date clm_thru_dt:date "
         "clm_carr_pmt_dnl_cd:cat clm_adjsmt_type_cd:cat clm_efctv_dt:date clm_idr_ld_dt:date "
         "clm_cntl_num:str bene_eqtbl_bic_hicn_num:str clm_disp_cd:cat clm_dgns_1_cd:str "
         "clm_dgns_2_cd:str clm_dgns_3_cd:str clm_dgns_4_cd:str clm_dgns_5_cd:str clm_dgns_6_cd:str "
@@ -147,11 +148,11 @@ TABLES: dict[str, tuple[ColSpec, ...]] = {
         "nch_near_line_rec_ident_cd:cat carr_clm_entry_cd:cat carr_clm_prvdr_asgnmt_ind_sw:cat "
         "clm_clncl_tril_num:str carr_clm_hcpcs_yr_cd:cat carr_clm_prmry_pyr_pd_amt:money "
         "nch_clm_prvdr_pmt_amt:money nch_clm_bene_pmt_amt:money nch_carr_clm_sbmtd_chrg_amt:money "
-        "carr_clm_cash_ddctbl_apld_amt:money"
+        "carr_clm_cash_ddctbl_apld_amt:money")
     ),
     # CCLF5 line fields.
     "partb_line": _parse(
-        "clm_line_num:int rndrg_prvdr_type_cd:cat rndrg_prvdr_fips_st_cd:cat clm_prvdr_spclty_cd:cat "
+        _PARTB_LINE := "clm_line_num:int rndrg_prvdr_type_cd:cat rndrg_prvdr_fips_st_cd:cat clm_prvdr_spclty_cd:cat "
         "clm_fed_type_srvc_cd:cat clm_pos_cd:cat clm_line_from_dt:date clm_line_thru_dt:date "
         "clm_line_hcpcs_cd:str clm_line_cvrd_pd_amt:money clm_line_prmry_pyr_cd:cat "
         "clm_line_dgns_cd:str clm_rndrg_prvdr_tax_num:str rndrg_prvdr_npi_num:str clm_prcsg_ind_cd:cat "
@@ -215,6 +216,20 @@ TABLES: dict[str, tuple[ColSpec, ...]] = {
         "gdc_blw_oopt_amt:money gdc_abv_oopt_amt:money othr_troop_amt:money "
         "lics_amt:money plro_amt:money tot_rx_cst_amt:money rptd_gap_dscnt_num:money"
     ),
+    # The shared-system daily feed (BCDA v3 partially adjudicated claims): claims as the
+    # Medicare shared systems hold them while they are processed, FISS (Part A, institutional)
+    # and MCS (Part B, professional), in the NCH tables' columns (a claim that finalizes
+    # reappears in parta/partb under the same `clm_cntl_num`) plus the feed's own:
+    # `outcome` (partial while processing, complete once adjudicated), the shared-system
+    # status code and its date, the receipt date, and the control number the claim had
+    # before it was given a new one (`clm_prev_cntl_num`, FHIR `related`).
+    "fiss": _parse(CLAIM_STORE + " " + _PARTA + " " + (_SHARED_SYSTEM := (
+        "outcome:cat ss_clm_stus_cd:cat ss_clm_stus_dt:date ss_clm_rcpt_dt:date clm_prev_cntl_num:str"))),
+    "fiss_rev": _parse(_PARTA_REV),
+    "fiss_px": _parse(_PARTA_PX),
+    "fiss_dx": _parse(_PARTA_DX),
+    "mcs": _parse(CLAIM_STORE + " " + _PARTB + " " + _SHARED_SYSTEM),
+    "mcs_line": _parse(_PARTB_LINE),
     # Organization-level tables (not sorted by beneficiary).
     # Attribution rosters: CCLF8 per ACO and performance year; `roster_kind` Y (current) or R (runout).
     "roster": _parse(
@@ -228,13 +243,18 @@ TABLES: dict[str, tuple[ColSpec, ...]] = {
 
 # parent table → child tables it links to (offsets per parent row).
 LINKS: dict[str, tuple[str, ...]] = {
-    "bene": ("bene_mbi", "parta", "partb", "dme", "pde"),
+    "bene": ("bene_mbi", "parta", "partb", "dme", "pde", "fiss", "mcs"),
     "parta": ("parta_rev", "parta_px", "parta_dx"),
     "partb": ("partb_line",),
     "dme": ("dme_line",),
+    "fiss": ("fiss_rev", "fiss_px", "fiss_dx"),
+    "mcs": ("mcs_line",),
 }
 
-CLAIM_TABLES = ("parta", "partb", "dme", "pde")
+# National Claims History (CCLF) and Part D claims, then the shared-system feed.
+NCH_TABLES = ("parta", "partb", "dme", "pde")
+SHARED_SYSTEM_TABLES = ("fiss", "mcs")
+CLAIM_TABLES = NCH_TABLES + SHARED_SYSTEM_TABLES
 
 _MONEY_SCALE = 2
 _QTY_SCALE = 4

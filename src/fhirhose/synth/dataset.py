@@ -16,7 +16,7 @@ import numpy as np
 from ..columns import NO_DATE, Cat, Column, Date, Num, Str, Table, Time, date_to_days
 from ..errors import InputError
 from ..store import schema
-from . import carrier, dme, institutional, pde
+from . import carrier, dme, institutional, pde, shared_system
 from .kit import (
     date,
     rng_for,
@@ -49,7 +49,8 @@ class SynthData:
 
 # ---- assembly ------------------------------------------------------------------------------------
 
-# The generator of each claim table: header columns, child tables, beneficiary row of each claim.
+# The generator of each NCH claim table: header columns, child tables, beneficiary row of each
+# claim. The shared-system tables (`shared_system`) are derived from the NCH ones of the chunk.
 _FAMILIES = {"parta": institutional.parta, "partb": carrier.carrier, "dme": dme.dme, "pde": pde.pde}
 
 
@@ -59,8 +60,15 @@ def _chunk(pop: Pop, prov: Providers, chunk: int) -> dict[str, tuple[Table, np.n
     lo, hi = chunk * CHUNK, min(pop.n, (chunk + 1) * CHUNK)
     rows = np.arange(lo, hi)
     out: dict[str, tuple[Table, np.ndarray]] = {}
-    for table in schema.CLAIM_TABLES:  # per claim table
-        head, children, vb = _FAMILIES[table](pop, prov, rows, chunk)
+    for table in schema.CLAIM_TABLES:  # per claim table; the NCH ones first
+        if table in _FAMILIES:
+            head, children, vb = _FAMILIES[table](pop, prov, rows, chunk)
+        else:  # the shared-system feed: earlier versions of the chunk's NCH claims, and newer ones
+            nch_name = shared_system.SOURCE_OF[table]
+            nch, counts = out[nch_name]
+            head, children, vb = shared_system.shared_system(
+                table, pop, rows, chunk, nch, {c: out[c][0] for c in schema.LINKS[nch_name]},
+                np.repeat(rows, counts))
         links = {}
         for child, (cols, off) in children.items():  # per child table
             links[child] = off

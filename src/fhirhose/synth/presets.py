@@ -80,9 +80,28 @@ PRESETS: dict[str, Preset] = {
         (
             Aco("A0001", "Demo Small ACO", "Shared Savings", 100),
             Aco("A0002", "Demo Large ACO", "Shared Savings", 10_000),
+            # Model entities with other rules: REACH (3-year lookback), GUIDE (no shared-system claims).
+            Aco("D0001", "Demo REACH ACO", "REACH", 200),
+            Aco("GUIDE-00001", "Demo GUIDE Program", "GUIDE", 100),
         ),
         (Contract("S0001", "Demo Part D Sponsor", 1.0, True),),
         (Contract("H0001", "Demo Medicare Advantage", 1.0, False),),
         ma_share=0.0,
+    ),
+    # One organization per BCDA model entity kind with rules of its own (SSP no lookback,
+    # REACH 3 years, CKCC 2 years, GUIDE no shared-system claims) and a Part D sponsor,
+    # over 3-5 years of history so the lookbacks cut something: BCDA v3's rules side by side.
+    "models": Preset(
+        800,
+        (
+            Aco("A0101", "Models Shared Savings ACO", "Shared Savings", 80),
+            Aco("D0101", "Models REACH ACO", "REACH", 80),
+            Aco("C0101", "Models CKCC Kidney ACO", "KCC", 60),
+            Aco("GUIDE-00101", "Models GUIDE Program", "GUIDE", 60),
+        ),
+        (Contract("S0101", "Models Part D Sponsor", 1.0, True),),
+        (Contract("H0101", "Models Medicare Advantage", 1.0, False),),
+        ma_share=0.0,
+        history_years=(3, 5),
     ),
 }

@@ -18,6 +18,8 @@ ALLOWED = [
         "NPIs typed v2-0203#NPI with system us-npi (idr-out); v2 typed them C4BBIdentifierType#npi",
     ),
     Allow(r"^identifier\[[^]]*claim-group\]\.type", "only the claim id is typed uc: C4BB allows one unique claim id"),
+    Allow(r"^identifier\[https://bluebutton\.cms\.gov/identifiers/CLM-CNTL-NUM\]",
+          "the claim control number identifier of BCDA v3 / idr-out (matches a shared-system claim's NCH version)"),
     Allow(r"^careTeam\[performing\]", "rendering physician (RNDRNG_PHYSN_NPI) is RIF-only: CCLF2 has no line NPI"),
     Allow(r"^careTeam\[[^]]*\]\.qualification", "provider taxonomy came from BFD's NPPES lookup, not from the claim"),
     Allow(
