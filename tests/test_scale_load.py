@@ -24,7 +24,7 @@ from .support.server import ACCESS, Clock, async_test, basic, group_rows, regist
 
 pytestmark = pytest.mark.slow
 
-ORGS = [(f"load-{k}", f"L{k:04d}", "aco", 40 + 5 * k, 0) for k in range(10)]
+ORGS = [(f"load-{k}", f"A{9100 + k}", "aco", 40 + 5 * k, 0) for k in range(10)]  # ACO ids: A + 4 digits
 TYPES = ("Patient", "Coverage")  # two concurrent exports per organization: 20 in all
 POLLERS = 200
 
