@@ -90,6 +90,12 @@ def test_demo_sandbox_on_postgresql(tmp_path, pg_cluster):
         assert not list(data.glob("access.sqlite*"))  # nothing fell back to a SQLite file
         again = ensure_demo(data, "http://127.0.0.1:9999/api/v2", db)
         assert msgspec.to_builtins(again.clients) == msgspec.to_builtins(creds.clients)
+        from fhirhose.access.users import ConsoleUsers
+
+        users = ConsoleUsers(db)  # the console's people live in PostgreSQL too, and sign in
+        assert {u.role for u in creds.console.users} >= {"operator", "attestor"}
+        for u in creds.console.users:
+            assert users.sign_in(u.email, u.password, "127.0.0.1").role == u.role
     finally:
         db.close()
         pg_cluster.drop_database(name)
