@@ -61,8 +61,8 @@ class RunnerSettings(msgspec.Struct, frozen=True):
     # The only node on this database (SQLite): at start, chunks left running by a previous
     # process are redone at once and unlisted files in active jobs' folders are removed.
     sole_node: bool = True
-    # Start the worker processes with the server, each opening the store and binding its
-    # writers (`worker.warm_up`), so the first export does not wait ~0.5 s for them.
+    # Start the worker processes with the server, each importing what a chunk needs
+    # (`worker.warm_up`), so the first export does not wait ~0.4 s for them.
     warm: bool = False
 
 
@@ -270,7 +270,7 @@ class JobRunner:
             s = self.settings
             self._pool = ProcessPoolExecutor(
                 max_workers=s.workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=init_worker, initargs=(os.getpid(), 1.0, (s.store_path, s.exporter) if s.warm else None),
+                initializer=init_worker, initargs=(os.getpid(), 1.0, s.exporter if s.warm else None),
             )
         return self._pool
 
