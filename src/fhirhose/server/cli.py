@@ -155,7 +155,6 @@ def config_from_args(args: argparse.Namespace, port: int) -> ServerConfig:
         base=args.base,
         public_url=args.public_url or f"http://{host}:{port}",
         workers=args.workers,
-        warm_workers=True,
         chunk_size=args.chunk_size,
         lease=args.lease,
         compression=args.compression,
