@@ -124,10 +124,9 @@ class Pipeline:
     Double-buffered: the writer renders batch k+1 while batch k is compressed;
     both release the GIL, so on two cores the pipeline runs at the speed of its
     slowest stage instead of their sum. A sink with `encode`/`put` (RollingWriter)
-    has only `encode` (compression and the digest of its output) on the background
-    thread; `put` of its result (the file write) runs on the calling thread when the
-    buffer comes back. Per GB of NDJSON that balances writer + write (~0.19 + ~0.09
-    CPU s) against gzip + digest (~0.3 + ~0.03). Batches reach the sink in order (one
+    has only `encode` (the compressor, the slowest stage) on the background thread;
+    `put` of its result (digest, file write) runs on the calling thread when the
+    buffer comes back, which has time to spare. Batches reach the sink in order (one
     FIFO thread, results taken oldest first). `overlap=False` runs everything inline.
     """
 

@@ -71,29 +71,24 @@ class NdjsonFile:
 
     # The two halves of `write`, for a pipeline that compresses on one thread and stores on
     # another: `encode` calls in line order, then `put` of their results in the same order.
-    # The digest of the stored bytes is taken with the compression (same thread, same order):
-    # the storing thread is the writer's, the longer of the two.
     def encode(self, data, count: int) -> bytes:
-        """Compress complete NDJSON lines and digest the result; returns the bytes to `put`
-        (maybe empty)."""
+        """Compress complete NDJSON lines; returns the bytes to `put` (maybe empty)."""
         with memoryview(data) as view:  # released at once: the buffer is reused
             if self._ndjson is not None:
                 self._ndjson.update(view)
             self.length += view.nbytes
             chunk = self._enc.compress(view)
         self.count += count
-        self._digest.update(chunk)
         return chunk
 
     def flush(self) -> bytes:
-        """The encoder's last bytes, digested (to `put` before `publish`); no `encode` after it."""
-        tail = self._enc.flush()
-        self._digest.update(tail)
-        return tail
+        """The encoder's last bytes (to `put` before `publish`); no `encode` after it."""
+        return self._enc.flush()
 
     def put(self, chunk) -> None:
-        """Store compressed bytes (from `encode` or `flush`, in their order)."""
+        """Digest and store compressed bytes."""
         if chunk:
+            self._digest.update(chunk)
             self._fh.write(chunk)
             self.stored += len(chunk)
 
