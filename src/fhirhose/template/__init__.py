@@ -22,51 +22,8 @@ referring array alive, `Tick`s advance a counter past entries emitted
 elsewhere (e.g. header diagnoses before the line ones).
 """
 
-from .nodes import (
-    Arr,
-    ArrGroup,
-    E,
-    Each,
-    Group,
-    If,
-    IfHas,
-    IfMissing,
-    K,
-    Map,
-    Node,
-    Obj,
-    ObjGroup,
-    Raw,
-    Seq,
-    Tick,
-    Val,
-    constant_text,
-    escape_json_string,
-    json_fragment,
-)
+from . import nodes
+from .nodes import *
 from .plan import Plan, Template
 
-__all__ = [
-    "K",
-    "E",
-    "Val",
-    "Map",
-    "Obj",
-    "Arr",
-    "Each",
-    "If",
-    "IfHas",
-    "IfMissing",
-    "Seq",
-    "Tick",
-    "Raw",
-    "Node",
-    "Group",
-    "ObjGroup",
-    "ArrGroup",
-    "constant_text",
-    "Template",
-    "Plan",
-    "json_fragment",
-    "escape_json_string",
-]
+__all__ = [*nodes.__all__, "Template", "Plan"]

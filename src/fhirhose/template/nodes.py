@@ -15,7 +15,7 @@ from ..errors import TemplateError
 
 __all__ = [
     "Node", "Raw", "K", "E", "Val", "Map", "Group", "Obj", "Arr", "ObjGroup", "ArrGroup", "Each", "If",
-    "IfHas", "IfMissing", "Seq", "Tick", "constant_text", "escape_json_string", "json_fragment", "key_text",
+    "IfHas", "IfMissing", "Seq", "Tick", "constant_text", "escape_json_string", "json_fragment",
 ]
 
 _ESC = {i: f"\\u{i:04x}" for i in range(0x20)}
