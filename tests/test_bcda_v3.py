@@ -32,7 +32,7 @@ from fhirhose.store import Store
 
 pytestmark = pytest.mark.slow
 
-TODAY = dt.datetime.now(dt.timezone.utc).date()
+TODAY = dt.datetime.now(dt.UTC).date()
 AS_OF = TODAY - dt.timedelta(days=1)
 SYS = "https://bluebutton.cms.gov/fhir/CodeSystem/System-Type"
 CNTL = "https://bluebutton.cms.gov/identifiers/CLM-CNTL-NUM"

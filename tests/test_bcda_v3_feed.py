@@ -110,7 +110,7 @@ def test_a_daily_delivery_replaces_a_claims_earlier_version(tmp_path):
             "clm_line_cvrd_pd_amt": "42.10"}
     mcs_line = schema.complete("mcs_line", {k: column_for(lkinds[k], [v]) for k, v in line.items()}, 1)
     store.load({"mcs": mcs, "mcs_line": mcs_line}, "shared-system feed",
-               now=dt.datetime(2025, 7, 1, 6, tzinfo=dt.timezone.utc))
+               now=dt.datetime(2025, 7, 1, 6, tzinfo=dt.UTC))
     with Store.open(store.path) as snap:
         t = snap.tables["mcs"]
         assert t.n == before + 1

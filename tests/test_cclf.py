@@ -28,7 +28,7 @@ from .support.cclf_writer import file_name, reclen, write_delivery
 
 FIX = Path(__file__).parent / "fixtures" / "cclf"
 A0001 = FIX / "bcda_archive_valid_A0001"
-T0 = dt.datetime(2024, 1, 15, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2024, 1, 15, tzinfo=dt.UTC)
 
 A, B, B_OLD = "1AA0AA0AA00", "1BB0BB0BB00", "1OL0OL0OL00"
 

@@ -181,9 +181,9 @@ def _updated_ms(line: bytes) -> int:
 @pytest.mark.parametrize("form", ["utc", "offset", "date"])
 def test_since_keeps_resources_updated_at_or_after(store, full, tmp_path, form):
     stamps = sorted(_updated_ms(line) for line in full["ExplanationOfBenefit"])
-    cut = dt.datetime.fromtimestamp(stamps[len(stamps) // 2] / 1000, dt.timezone.utc)
+    cut = dt.datetime.fromtimestamp(stamps[len(stamps) // 2] / 1000, dt.UTC)
     if form == "date":
-        cut = dt.datetime(cut.year, cut.month, cut.day, tzinfo=dt.timezone.utc)
+        cut = dt.datetime(cut.year, cut.month, cut.day, tzinfo=dt.UTC)
         value = cut.date().isoformat()  # midnight UTC
     elif form == "offset":
         value = cut.astimezone(dt.timezone(dt.timedelta(hours=-5))).isoformat(timespec="milliseconds")

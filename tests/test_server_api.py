@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 import zstandard
 
+from fhirhose.export.manifest import STORED_EXT
 from fhirhose.fhir.validate import validate_r4
 from fhirhose.server.app import API
-from fhirhose.export.manifest import STORED_EXT
 from fhirhose.server.files import sf_value
 from fhirhose.server.models import EXT_LENGTH, EXT_SHA256
 

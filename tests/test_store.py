@@ -17,8 +17,8 @@ from fhirhose.store.schema import TABLES, column_for, complete, kinds
 
 from .support.store import listing
 
-T0 = dt.datetime(2024, 1, 15, 12, tzinfo=dt.timezone.utc)
-T1 = dt.datetime(2024, 1, 22, 12, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2024, 1, 15, 12, tzinfo=dt.UTC)
+T1 = dt.datetime(2024, 1, 22, 12, tzinfo=dt.UTC)
 MS0 = int(T0.timestamp() * 1000)
 MS1 = int(T1.timestamp() * 1000)
 A, B, C = "1AA0AA0AA00", "1AA0AA0AA01", "1AA0AA0AA02"

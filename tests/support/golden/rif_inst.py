@@ -88,7 +88,7 @@ PDE = {
     "clm_phrmcy_srvc_type_cd": "PHRMCY_SRVC_TYPE_CD",
 }
 # The load time the store would stamp (meta.lastUpdated is not compared).
-LOADED = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+LOADED = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
 
 def _records(path: Path) -> list[dict[str, str]]:

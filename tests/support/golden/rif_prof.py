@@ -18,7 +18,7 @@ from fhirhose.store import schema
 
 __all__ = ["read_rif", "bene_tables", "carrier_tables", "dme_tables", "LAST_UPDATED"]
 
-LAST_UPDATED = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+LAST_UPDATED = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
 _DX = {f"clm_dgns_{k}_cd": f"ICD_DGNS_CD{k}" for k in range(1, 13)}
 _MDFR = {"hcpcs_1_mdfr_cd": "HCPCS_1ST_MDFR_CD", "hcpcs_2_mdfr_cd": "HCPCS_2ND_MDFR_CD",
