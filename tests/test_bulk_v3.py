@@ -288,9 +288,9 @@ def test_superseded_between_follows_version_order_and_load_time():
                            "last_updated": Time(np.array(lu, np.int64))}, 6)
     rows = np.arange(6)
     got = superseded_between(t, rows, since_ms=3, until_ms=None, stop=6)
-    assert [u for u, s in zip(order, got.tolist()) if s] == ["a", "e"]  # b replaced a; f replaced e
+    assert [u for u, s in zip(order, got.tolist(), strict=True) if s] == ["a", "e"]  # b replaced a; f replaced e
     got = superseded_between(t, rows, since_ms=3, until_ms=8, stop=6)
-    assert [u for u, s in zip(order, got.tolist()) if s] == ["a"]  # f came after the cut-off
+    assert [u for u, s in zip(order, got.tolist(), strict=True) if s] == ["a"]  # f came after the cut-off
     assert not superseded_between(t, rows, since_ms=0, until_ms=None, stop=6).any()  # nothing held before
 
 

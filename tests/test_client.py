@@ -134,7 +134,7 @@ def group_ids(store: Path) -> list[str]:
         latest: dict[int, tuple[int, str]] = {}
         o = t["optout"]
         today = (dt.datetime.fromtimestamp(STORE_NOW, dt.UTC).date() - dt.date(1970, 1, 1)).days
-        for b, pref, eff in zip(o["bene_row"].values.tolist(), o["pref_ind"].to_list(), o["effective_dt"].values.tolist()):
+        for b, pref, eff in zip(o["bene_row"].values.tolist(), o["pref_ind"].to_list(), o["effective_dt"].values.tolist(), strict=True):
             if NO_DATE < eff <= today and eff >= latest.get(b, (eff, ""))[0]:
                 latest[b] = (eff, pref)
         rows = [int(r) for r in rosters.org_benes(t, ORG) if latest.get(int(r), (0, "Y"))[1] != "N"]

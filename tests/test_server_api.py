@@ -405,7 +405,7 @@ async def test_concurrent_jobs_fair_across_organizations(tmp_path):
         (data / "hold").unlink()
         results = await asyncio.gather(
             h.wait("big-aco", big), h.wait("small-aco", small), h.wait("sponsor", sponsor))
-        for r, org in zip(results, ("A0002", "A0001", "S1234")):
+        for r, org in zip(results, ("A0002", "A0001", "S1234"), strict=True):
             assert r.status == 200
             assert sum(o["count"] for o in (await r.json())["output"]) == len(group_rows(org))
         order = _log(data)

@@ -424,7 +424,7 @@ def build_store(path: Path) -> None:
     c = column_for
     mbis, orgs = [], []
     for org, kind, n in STORE_ORGS:
-        for i in range(n):
+        for _ in range(n):
             mbis.append(f"{len(mbis) + 1}EG4TE5MK{len(mbis):02d}")
             orgs.append((org, kind))
     n = len(mbis)

@@ -92,7 +92,8 @@ def read_rif(path: Path) -> list[dict[str, str]]:
     """Rows of a RIF sample as {column: value}, empty values dropped."""
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     head = lines[0].split("|")
-    return [{k: v for k, v in zip(head, line.split("|")) if v} for line in lines[1:] if line]
+    # Data rows of some BFD samples carry one field more than the header names: it is not a column.
+    return [{k: v for k, v in zip(head, line.split("|"), strict=False) if v} for line in lines[1:] if line]
 
 
 def _value(kind: str, raw: str | None):
