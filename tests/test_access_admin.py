@@ -13,13 +13,14 @@ from fhirhose.server.web_admin import add_routes
 
 
 def run(capsys, db, *args):
-    assert main(["admin", "--db", str(db), *args]) == 0, capsys.readouterr().err
+    assert main(["admin", "--database", str(db), *args]) == 0, capsys.readouterr().err
     return json.loads(capsys.readouterr().out)
 
 
-def test_cli_lifecycle(tmp_path, capsys):
-    db = tmp_path / "access.db"
-    assert run(capsys, db, "init") == {"db": str(db), "created": True}
+def test_cli_lifecycle(database, capsys):
+    """On both engines: `--database PATH` and `--database postgresql://...`."""
+    db = database("access")
+    assert run(capsys, db, "init") == {"db": str(db), "created": getattr(database, "engine", "sqlite") == "sqlite"}
     assert run(capsys, db, "org-create", "Z0001", "sponsor", "Sponsor Inc")["kind"] == "sponsor"
     run(capsys, db, "contract-add", "Z0001", "S1234")
     ops = run(capsys, db, "user-add", "Z0001", "Dana Ops", "dana@z.example", "data_ops")

@@ -16,8 +16,11 @@ ALLOWED_IP, OTHER_IP = "203.0.113.7", "198.51.100.9"
 
 
 @pytest.fixture
-def db(tmp_path):
-    return make_db(tmp_path / "access.db")
+def db(database):
+    """Every test here runs on SQLite and on PostgreSQL."""
+    d = make_db(database("access"))
+    yield d
+    d.close()
 
 
 def token(db, client_id, secret, ip=ALLOWED_IP, now=NOW, body="grant_type=client_credentials"):
@@ -42,8 +45,8 @@ def issued(db, ops):
     return cred, secret
 
 
-def test_secret_is_stored_as_scrypt_hash_never_plain(tmp_path):
-    db = AccessDB(tmp_path / "a.db")
+def test_secret_is_stored_as_scrypt_hash_never_plain(database):
+    db = AccessDB(database("a"))
     db.orgs.create(Actor.system(), "A0002", "ssp", "ACO")
     ops = add_user(db, "A0002", "data_ops")[0]
     cred, secret = db.credentials.issue(ops, "A0002")
@@ -131,9 +134,9 @@ def test_ip_allowlist_limits(db, ops, issued):
     assert db.credentials.ips(cred.id) == [f"{ALLOWED_IP}/32"]
 
 
-def test_loopback_passes_only_in_test_mode(tmp_path):
+def test_loopback_passes_only_in_test_mode(database):
     for allow in (False, True):
-        db = make_db(tmp_path / f"{allow}.db", allow_loopback=allow)
+        db = make_db(database(f"{allow}"), allow_loopback=allow)
         ops = add_user(db, "A0001", "data_ops")[0]
         cred, secret = db.credentials.issue(ops, "A0001", ips=[ALLOWED_IP], now=NOW - DAY)
         if allow:
@@ -202,11 +205,11 @@ def test_production_needs_attestation_and_completed_sandbox_job(db, ops):
     assert TokenService(db).verify_access_token(token(db, cred.client_id, secret, now=NOW + 2).access_token, ALLOWED_IP, now=NOW + 3).env == "production"
 
 
-def test_changes_are_seen_by_another_process_at_once(tmp_path):
-    db1 = make_db(tmp_path / "shared.db")
+def test_changes_are_seen_by_another_process_at_once(database):
+    db1 = make_db(database("shared"))
     ops = add_user(db1, "A0001", "data_ops")[0]
     cred, secret = db1.credentials.issue(ops, "A0001", ips=[ALLOWED_IP], now=NOW - DAY)
-    db2 = AccessDB(tmp_path / "shared.db", db1.config)  # a second server process
+    db2 = AccessDB(database("shared"), db1.config)  # a second server process
     svc2 = TokenService(db2)
     tok = token(db2, cred.client_id, secret)
     assert svc2.verify_access_token(tok.access_token, ALLOWED_IP, now=NOW)
@@ -219,8 +222,8 @@ def test_changes_are_seen_by_another_process_at_once(tmp_path):
     assert e.value.status == 403
 
 
-def test_token_requests_are_rate_limited_per_organization(tmp_path):
-    db = make_db(tmp_path / "a.db", rate_burst=3, rate_per_minute=6)
+def test_token_requests_are_rate_limited_per_organization(database):
+    db = make_db(database("a"), rate_burst=3, rate_per_minute=6)
     ops = add_user(db, "A0001", "data_ops")[0]
     creds = [db.credentials.issue(ops, "A0001", now=NOW - DAY) for _ in range(2)]
     for i in range(3):

@@ -41,8 +41,9 @@ def jwk(private, kid):
 
 
 @pytest.fixture
-def world(tmp_path, rsa_key, ec_key):
-    db = make_db(tmp_path / "a.db", token_url=TOKEN_URL)
+def world(database, rsa_key, ec_key):
+    """Every test here runs on SQLite and on PostgreSQL."""
+    db = make_db(database("a"), token_url=TOKEN_URL)
     ops = add_user(db, "A0001", "data_ops")[0]
     jwks = {"keys": [jwk(rsa_key, "rsa-1"), jwk(ec_key, "ec-1")]}
     cred, secret = db.credentials.issue(ops, "A0001", secret=False, jwks=jwks, ips=[IP], now=NOW - DAY)

@@ -88,7 +88,7 @@ def a_file(tmp_path) -> Path:
     (["--port", "-1"], "--port -1: a TCP port"),
     (["--port", "0", "--host", "999.1.1.1"], "cannot listen on '999.1.1.1'"),
     (["--port", "0", "--admin-port", "70000"], "--admin-port 70000"),
-    (["--port", "0", "--workers", "0"], "--workers 0"),
+    (["--port", "0", "--workers", "-1"], "--workers -1"),  # 0 is an API node only (issue 14)
     (["--port", "x"], "argument --port: invalid int value: 'x'"),
 ])
 def test_serve_bad_listen_arguments(data, args, fragment):

@@ -62,11 +62,14 @@ POISON: dict[str, dict[str, list[str]]] = {
     "bench": {"benes": ["-1", "0", "x", "", "10000000000", "nan"]},
     "admin": {"db": [A_FOLDER, A_FILE, BINARY, MISSING_PARENT, PROC, ""]},
     "serve": {"data": PATHS + [DATA]},  # DATA is a real data folder: then the run hook must be reached
+    "worker": {"data": [MISSING, A_FILE, EMPTY_FOLDER, PROC, ""]},  # no store there: refused before any work
+    "db": {"database": [A_FOLDER, A_FILE, BINARY, MISSING_PARENT, PROC, ""]},
 }
 # Options not fuzzed, and why.
 SKIP = {
     ("serve", "demo"),  # generates a 12,000-beneficiary store; tests/test_cli_errors.py covers --demo
     ("serve", "exporter"),  # hidden: tests name an exporter module there
+    ("worker", "exporter"),  # hidden, as for serve
 }
 
 

@@ -23,8 +23,9 @@ PW = "correct horse battery"
 
 
 @pytest.fixture
-def db(tmp_path):
-    db = AccessDB(tmp_path / "access.sqlite", AccessConfig(scrypt_n=2**10))
+def db(database):
+    """Every test using it runs on SQLite and on PostgreSQL (the console tables are migration 3)."""
+    db = AccessDB(database("access"), AccessConfig(scrypt_n=2**10))
     db.orgs.create(OP, "A0001", "ssp", "ACO one", now=NOW)
     db.orgs.create(OP, "D0001", "reach", "REACH one", now=NOW)
     db.orgs.create(OP, "S1234", "sponsor", "Sponsor", now=NOW)

@@ -10,6 +10,9 @@ Two worlds:
 - a small synthetic store (`fhirhose.synth`) registered by the demo code, served
   by the production exporter and templates; what each organization gets is counted
   from the store's tables by an independent per-row oracle.
+
+The access_world tests run on both engines (`database`); the synthetic-store matrix and
+the fuzzers run on SQLite only, for time: they exercise rules and parsing, not storage.
 """
 
 from __future__ import annotations
@@ -146,6 +149,9 @@ async def outcome(r: aiohttp.ClientResponse, status: int) -> str:
 @contextlib.asynccontextmanager
 async def world_server(data: Path, db: AccessDB, clock: FixedClock, **kw):
     """The server over access_world's tables, trusting X-Forwarded-For from loopback only."""
+    # On PostgreSQL the jobs go to the access database too (one --database for a node).
+    kw.setdefault("database_url", db.sql.url if db.sql.engine == "postgresql" else None)
+    kw.setdefault("lease", 2.0)  # a restarted node on PostgreSQL redoes a dead chunk after its lease
     cfg = ServerConfig(data_dir=str(data), workers=1, chunk_size=4, retry_after=3,
                        exporter="tests.support.access_world:world_exporter", trusted_proxies=["127.0.0.1"], **kw)
     app = create_app(cfg, access=db, clock=clock, population=TablePopulation(build_store))
@@ -184,8 +190,8 @@ def run(coro):
 # -- credentials × checks -------------------------------------------------------------------------
 
 
-def test_credentials_matrix(tmp_path, keys):
-    db = make_db(tmp_path / "access.sqlite", rate_burst=20)
+def test_credentials_matrix(database, tmp_path, keys):
+    db = make_db(database("access"), rate_burst=20)
     good, good_secret, ops = issue(db, "A0001")
     old, old_secret, _ = issue(db, "A0001", now=NOW - 91 * DAY)  # secrets last 90 days
     doomed, doomed_secret, _ = issue(db, "A0001")
@@ -284,8 +290,8 @@ def test_credentials_matrix(tmp_path, keys):
     run(scenario())
 
 
-def test_other_organizations_job_and_files(tmp_path):
-    db = make_db(tmp_path / "access.sqlite")
+def test_other_organizations_job_and_files(database, tmp_path):
+    db = make_db(database("access"))
     a, a_secret, _ = issue(db, "A0001")
     d, d_secret, _ = issue(db, "D0001")
     clock = FixedClock(NOW)
@@ -332,8 +338,8 @@ def test_other_organizations_job_and_files(tmp_path):
 # -- organizations × rules -------------------------------------------------------------------------
 
 
-def test_rules_matrix(tmp_path):
-    db = make_db(tmp_path / "access.sqlite")
+def test_rules_matrix(database, tmp_path):
+    db = make_db(database("access"))
     creds = {org: issue(db, org)[:2] for org in ("A0001", "D0001", "C0001", "P0001", "Z0001", "Z0002")}
     attest(db, "Z0001", "S1234", FEB10)  # S5678 is never attested; Z0002 has no attestor at all
     clock = FixedClock(NOW)
@@ -410,8 +416,8 @@ def test_rules_matrix(tmp_path):
     run(scenario())
 
 
-def test_sponsor_runout_and_attestor_leaving(tmp_path):
-    db = make_db(tmp_path / "access.sqlite")
+def test_sponsor_runout_and_attestor_leaving(database, tmp_path):
+    db = make_db(database("access"))
     cid, secret, _ = issue(db, "Z0001")
     ceo = attest(db, "Z0001", "S1234", dt.datetime(2023, 3, 1, tzinfo=UTC).timestamp())
     clock = FixedClock(NOW)
@@ -433,10 +439,10 @@ def test_sponsor_runout_and_attestor_leaving(tmp_path):
     run(scenario())
 
 
-def test_restart_resumes_with_the_planned_scope(tmp_path):
+def test_restart_resumes_with_the_planned_scope(database, tmp_path):
     """A job keeps the scope it was planned with: after a restart it exports exactly that,
     although planning it again now would be refused (the attestor left meanwhile)."""
-    db = make_db(tmp_path / "access.sqlite")
+    db = make_db(database("access"))
     cred, secret, _ = issue(db, "Z0001")
     ceo = attest(db, "Z0001", "S1234", FEB10)
     data = tmp_path / "d"
@@ -482,8 +488,8 @@ def test_restart_resumes_with_the_planned_scope(tmp_path):
 # -- the admin API ------------------------------------------------------------------------------
 
 
-def test_admin_api_behind_the_operator_key_and_production_onboarding(tmp_path):
-    db = make_db(tmp_path / "access.sqlite")
+def test_admin_api_behind_the_operator_key_and_production_onboarding(database, tmp_path):
+    db = make_db(database("access"))
     a, a_secret, _ = issue(db, "A0001")
     clock = FixedClock(NOW)
     data = tmp_path / "d"
@@ -546,8 +552,8 @@ def test_admin_api_behind_the_operator_key_and_production_onboarding(tmp_path):
     run(scenario())
 
 
-def test_admin_api_on_its_own_port(tmp_path):
-    db = make_db(tmp_path / "access.sqlite")
+def test_admin_api_on_its_own_port(database, tmp_path):
+    db = make_db(database("access"))
     cfg = ServerConfig(data_dir=str(tmp_path / "d"), admin_prefix=None, workers=1)
 
     async def scenario():
@@ -626,9 +632,9 @@ async def jwks_host(jwks: dict, tls: tuple[Path, Path] | None):
         await runner.cleanup()
 
 
-def test_keys_by_jwks_url_over_https(tmp_path, keys):
+def test_keys_by_jwks_url_over_https(database, tmp_path, keys):
     tls = self_signed(tmp_path)
-    db = make_db(tmp_path / "access.sqlite")
+    db = make_db(database("access"))
     cred, _, ops = issue(db, "A0001")
     clock = FixedClock(NOW)
 

@@ -18,6 +18,9 @@ from fhirhose.server.models import EXT_LENGTH, EXT_SHA256
 
 from .support.server import async_test, basic, clients_of, group_rows, running
 
+# Every test here runs on SQLite and on PostgreSQL (see conftest `server_engine`).
+pytestmark = pytest.mark.usefixtures("server_engine")
+
 
 def outcome_text(body: dict) -> str:
     assert body["resourceType"] == "OperationOutcome"

@@ -70,3 +70,32 @@ def test_demo_console_users(tmp_path):
         assert users.sign_in(u["email"], u["password"], "127.0.0.1").role == u["role"]
     raw = b"".join(p.read_bytes() for p in data.glob("access.sqlite*"))
     assert all(u["password"].encode() not in raw for u in console["users"])
+
+
+def test_demo_sandbox_on_postgresql(tmp_path, pg_cluster):
+    """`serve --demo --database postgresql://...`: the same sandbox, registered in PostgreSQL
+    (secrets hashed there too). PostgreSQL only: the SQLite sandbox is the test above."""
+    name, url = pg_cluster.create_database()
+    data = tmp_path / "demo"
+    build_store(data / "store")
+    db = AccessDB(url, ACCESS)
+    try:
+        creds = ensure_demo(data, "http://127.0.0.1:8123/api/v2", db)
+        assert [c.organization for c in creds.clients] == [org for org, _, _ in STORE_ORGS]
+        for c in creds.clients:
+            cred = db.credentials.by_client_id(c.client_id)
+            assert db.credentials.verify_secret(cred, c.client_secret)
+        stored = [bytes(r[0]) for r in db.conn.execute("SELECT hash FROM credentials")]
+        assert all(c.client_secret.encode() not in h for c in creds.clients for h in stored)
+        assert not list(data.glob("access.sqlite*"))  # nothing fell back to a SQLite file
+        again = ensure_demo(data, "http://127.0.0.1:9999/api/v2", db)
+        assert msgspec.to_builtins(again.clients) == msgspec.to_builtins(creds.clients)
+        from fhirhose.access.users import ConsoleUsers
+
+        users = ConsoleUsers(db)  # the console's people live in PostgreSQL too, and sign in
+        assert {u.role for u in creds.console.users} >= {"operator", "attestor"}
+        for u in creds.console.users:
+            assert users.sign_in(u.email, u.password, "127.0.0.1").role == u.role
+    finally:
+        db.close()
+        pg_cluster.drop_database(name)

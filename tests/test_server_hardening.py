@@ -6,11 +6,17 @@ import base64
 import json
 import logging
 
+import pytest
+
 from fhirhose.access import AccessDB, Actor
 from fhirhose.server import TablePopulation
 
-from .support.server import ACCESS, async_test, running
+from .support.server import ACCESS, async_test, database_url, running
 from .test_server_api import expect_outcome
+
+# Every test here runs on SQLite and on PostgreSQL (conftest `server_engine`): the
+# throttle and the known addresses are shared by the nodes of one database.
+pytestmark = pytest.mark.usefixtures("server_engine")
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -100,7 +106,7 @@ async def test_an_unexpected_exception_is_a_json_operation_outcome(tmp_path, cap
 async def test_ip_allowlist_is_checked_before_the_secret(tmp_path):
     async with running(tmp_path) as h:
         c = h.clients["small-aco"]
-        db = AccessDB(tmp_path / "access.sqlite", ACCESS)
+        db = AccessDB(database_url(tmp_path) or tmp_path / "access.sqlite", ACCESS)
         db.credentials.set_ips(Actor.system("tests"), c["credential"], ["192.0.2.0/24"])
         db.close()
         answers = []
@@ -161,7 +167,7 @@ def test_an_attacker_elsewhere_cannot_lock_a_client_out_of_its_known_address(tmp
     from .support.server import basic, register_harness_clients
 
     c = register_harness_clients(tmp_path)["small-aco"]
-    svc = TokenService(AccessDB(tmp_path / "access.sqlite", ACCESS))
+    svc = TokenService(AccessDB(database_url(tmp_path) or tmp_path / "access.sqlite", ACCESS))
 
     def ask(secret: str, ip: str, now: float = 1e9):
         req = TokenRequest.parse(b"grant_type=client_credentials", FORM,

@@ -177,12 +177,10 @@ async def test_restart_resumes_without_loss_or_duplicates(tmp_path):
             url = r.headers["Content-Location"]
             job = url.rsplit("/", 1)[1]
 
-            partial = data / "jobs" / job / ".chunk-00001" / "Patient.partial"
+            async def chunk1_held():  # the attempt's private folder: .chunk-00001-<pid>-<nonce>
+                return next((data / "jobs" / job).glob(".chunk-00001-*/Patient.partial"), None)
 
-            async def chunk1_held():
-                return partial.exists()
-
-            await _until(chunk1_held, "chunk 1 never reached its hold")
+            partial = await _until(chunk1_held, "chunk 1 never reached its hold")
             r = await s.get(url, headers=hd)
             assert r.status == 202 and r.headers["X-Progress"].startswith("33%")
             os.killpg(proc.pid, signal.SIGKILL)  # the server and its worker, mid-chunk
@@ -212,7 +210,7 @@ async def test_restart_resumes_without_loss_or_duplicates(tmp_path):
                     seen.append((res["resourceType"], res["id"]))
             assert counts == {"Patient": n, "Coverage": n, "ExplanationOfBenefit": n * CLAIMS}
             assert len(seen) == len(set(seen))  # no duplicates
-            assert not (data / "jobs" / job / ".chunk-00001").exists()
+            assert not list((data / "jobs" / job).glob(".chunk-00001*"))
             runs = (data / "exports.log").read_text().split()
             assert runs.count(job) == 4  # chunk 0 kept, chunk 1 redone from scratch, chunk 2
     finally:
@@ -258,10 +256,8 @@ async def _held_export(data: Path, port: int) -> tuple[subprocess.Popen, list[in
             "Authorization": f"Bearer {tok}", "Prefer": "respond-async", "Accept": "application/fhir+json"})
         assert r.status == 202
         job = r.headers["Content-Location"].rsplit("/", 1)[1]
-        partial = data / "jobs" / job / ".chunk-00000" / "Patient.partial"
-
-        async def held():
-            return partial.exists()
+        async def held():  # the attempt's private folder: .chunk-00000-<pid>-<nonce>
+            return next((data / "jobs" / job).glob(".chunk-00000-*/Patient.partial"), None)
 
         await _until(held, "chunk 0 never reached its hold")
 

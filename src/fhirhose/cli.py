@@ -1,4 +1,4 @@
-"""`fhirhose` command line: serve | synth | ingest | export | pull | bench | admin.
+"""`fhirhose` command line: serve | worker | db | synth | ingest | export | pull | bench | admin.
 
 Each subcommand lives beside the code it drives (`<package>/cli.py` with
 `add_parser(subparsers)` that sets `func`); this module only wires them, so a
@@ -21,6 +21,7 @@ from typing import NoReturn
 
 from . import __version__
 from .errors import FhirhoseError
+from .log import configure
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "UsageError", "build_parser", "main"]
 
@@ -36,6 +37,8 @@ COMMANDS = {
     "pull": "fhirhose.client.cli",
     "bench": "fhirhose.bench.cli",
     "admin": "fhirhose.access.admin_cli",
+    "worker": "fhirhose.server.worker_cli",
+    "db": "fhirhose.server.db_cli",
 }
 
 
@@ -59,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fhirhose", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"fhirhose {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="json: one JSON object per line, with the job id of lines about a job")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in COMMANDS.values():
         try:
@@ -93,10 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         _say(e.prog, f"{e} (see {e.prog} --help)")
         return EXIT_ERROR
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
+    configure(logging.DEBUG if args.verbose else logging.INFO, args.log_format)
     prog = f"fhirhose {args.command}"
     try:
         return int(args.func(args) or 0)

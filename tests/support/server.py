@@ -59,13 +59,32 @@ def day_ts(d: dt.date) -> float:
     return dt.datetime.combine(d, dt.time(), dt.UTC).timestamp()
 
 
+# Set by the `server_engine` fixture (conftest) while a test runs on PostgreSQL:
+# `name -> URL of a fresh database`. None: the SQLite files in DATA (the default layout).
+DATABASE_HOOK = None
+
+
+def database_url(data: Path) -> str | None:
+    """The database of the server over `data`, kept in DATA/database-url so a server in a
+    subprocess finds the same one; None: the default SQLite files."""
+    f = data / "database-url"
+    if f.exists():
+        return f.read_text()
+    if DATABASE_HOOK is None:
+        return None
+    url = str(DATABASE_HOOK(str(data)))
+    data.mkdir(parents=True, exist_ok=True)
+    f.write_text(url)
+    return url
+
+
 def register_clients(data: Path, orgs, *, config: AccessConfig = ACCESS) -> dict[str, dict]:
     """Register organizations `(name, org, kind, attested day or None)` in DATA/access.sqlite,
     each with a sandbox credential (secret), and save name → {client_id, secret, org} in
     DATA/test-clients.json. Sponsors (kind pdp) hold contract `org` and an attestor (CEO)
     who attested on the given day."""
     data.mkdir(parents=True, exist_ok=True)
-    db = AccessDB(data / "access.sqlite", config)
+    db = AccessDB(database_url(data) or data / "access.sqlite", config)
     op = Actor.system("tests")
     out = {}
     for name, org, kind, attested in orgs:
@@ -178,18 +197,18 @@ def failing_exporter(task: ChunkTask, out_dir: Path) -> list[ChunkFile]:
 # --- the population the tests own --------------------------------------------------------
 
 
-def tables() -> dict:
-    """bene / roster / enroll / opt-out tables for CLIENTS (rows of each org are disjoint):
+def tables(clients=CLIENTS) -> dict:
+    """bene / roster / enroll / opt-out tables for `clients` (rows of each org are disjoint):
     ACO rosters of this performance year (runout: last year's) delivered yesterday;
     sponsors enrolled all year, this year (group all) or last year only (runout)."""
-    n = sum(c[3] + c[4] for c in CLIENTS)
+    n = sum(c[3] + c[4] for c in clients)
     year = today().year
     bene = complete("bene", {"bene_id": Str.from_list([f"b{i}" for i in range(n)])}, n)
     roster_cols: dict[str, list] = {"org_id": [], "bene_row": [], "roster_kind": [], "performance_year": [],
                                     "file_date": []}
     enroll_cols: dict[str, list] = {"bene_row": [], "cntrct_id": [], "year": [], "month_mask": []}
     row = 0
-    for _, org, kind, n_all, n_runout in CLIENTS:
+    for _, org, kind, n_all, n_runout in clients:
         for i in range(n_all + n_runout):
             if kind == "aco":
                 roster_cols["org_id"].append(org)
@@ -219,11 +238,11 @@ def tables() -> dict:
             "optout": complete("optout", {}, 0)}
 
 
-def group_rows(org: str, group: str = "all") -> list[int]:
+def group_rows(org: str, group: str = "all", clients=CLIENTS) -> list[int]:
     """Rows a group gives. A sponsor's `all` covers every month since its attestation
     (last year's enrollees too); its `runout` only last year's."""
     row = 0
-    for _, o, kind, n_all, n_runout in CLIENTS:
+    for _, o, kind, n_all, n_runout in clients:
         if o == org:
             if group == "all":
                 return list(range(row, row + n_all + (n_runout if kind == "pdp" else 0)))
@@ -260,7 +279,8 @@ def config(data: Path, **kw) -> ServerConfig:
     data.mkdir(parents=True, exist_ok=True)
     if not (data / "test-clients.json").exists():
         register_harness_clients(data)
-    opts = dict(workers=1, chunk_size=50, retry_after=3, exporter="tests.support.server:fixture_exporter")
+    opts = dict(workers=1, chunk_size=50, retry_after=3, exporter="tests.support.server:fixture_exporter",
+                database_url=database_url(data))
     opts.update(kw)
     return ServerConfig(data_dir=str(data), **opts)
 

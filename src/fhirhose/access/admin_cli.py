@@ -13,7 +13,8 @@ import sqlite3
 from dataclasses import asdict
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, StoreError
+from ..sql import is_postgres_url, sqlite_path
 from .actors import ROLES, Actor
 from .config import AccessConfig
 from .credentials import ENVS
@@ -22,7 +23,8 @@ from .db import AccessDB
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("admin", help="administer organizations, users, credentials and attestations")
-    p.add_argument("--db", required=True, help="access database (SQLite) path")
+    p.add_argument("--database", "--db", dest="db", required=True, metavar="URL",
+                   help="access database: postgresql://... or a SQLite file (sqlite:///PATH or PATH)")
     p.add_argument("--user-key", help="act as this organization user (default: the CMS operator)")
     sub = p.add_subparsers(dest="admin_cmd", required=True)
 
@@ -88,9 +90,13 @@ def add_parser(subparsers) -> None:
     c.add_argument("--limit", type=int, default=50)
 
 
-def _open(path: Path, *, create: bool = False) -> AccessDB:
-    """The access database at --db; only `init` creates one, so a mistyped path is an error,
-    not a new empty database."""
+def _open(location: str, *, create: bool = False) -> AccessDB:
+    """The access database at --db; only `init` creates a SQLite file, so a mistyped path is an
+    error, not a new empty database. A PostgreSQL database must exist (its tables are
+    created or upgraded on open: `init` and every command apply the migrations)."""
+    if is_postgres_url(location):
+        return AccessDB(location)
+    path = sqlite_path(location)
     if path.is_dir():
         raise InputError(f"--db {path}: is a folder, not an access database")
     if not create and not path.exists():
@@ -102,26 +108,24 @@ def _open(path: Path, *, create: bool = False) -> AccessDB:
         db = AccessDB(path)
         db.orgs.list()  # a file that is not SQLite fails here, not halfway through a command
         return db
-    except sqlite3.Error as e:
+    except (sqlite3.Error, StoreError) as e:
         raise InputError(f"--db {path}: not an access database ({e})") from None
 
 
 def _init(args) -> int:
-    path = Path(args.db)
-    existed = path.exists()
-    _open(path, create=True).close()
-    print(json.dumps({"db": str(path), "created": not existed}, indent=2))
+    created = not is_postgres_url(args.db) and not sqlite_path(args.db).exists()
+    _open(args.db, create=True).close()
+    print(json.dumps({"db": str(args.db), "created": created}, indent=2))
     return 0
 
 
 def _run(args, fn) -> int:
-    path = Path(args.db)
-    db = _open(path)
+    db = _open(args.db)
     try:
         actor = Actor.user(db.orgs.authenticate(args.user_key).id) if args.user_key else Actor.system("cli")
         out = fn(db, actor, args)
     except sqlite3.Error as e:
-        raise InputError(f"--db {path}: {e}") from None
+        raise InputError(f"--db {args.db}: {e}") from None
     finally:
         db.close()
     print(json.dumps({"ok": True} if out is None else out, indent=2, default=str))

@@ -39,7 +39,7 @@ def search_audit(
         args.append("%" + _like(actor) + "%")
     rows = db.conn.execute(
         "SELECT id, at, actor, org_id, credential_id, action, outcome, ip, detail FROM audit"
-        f" WHERE {' AND '.join(where) or '1'} ORDER BY id DESC LIMIT ?",
+        f" WHERE {' AND '.join(where) or '1 = 1'} ORDER BY id DESC LIMIT ?",
         (*args, max(1, min(int(limit), 1000))),
     ).fetchall()
     return [AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8] or "{}")) for r in rows]

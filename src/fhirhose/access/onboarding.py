@@ -104,12 +104,11 @@ class Onboarding:
         with self.db.tx() as conn:
             if conn.execute("SELECT 1 FROM onboarding WHERE org_id=? AND status='pending'", (org_id,)).fetchone():
                 raise InputError(f"organization {org_id} already has a request waiting for review")
-            cur = conn.execute(
+            (req_id,) = conn.execute(
                 "INSERT INTO onboarding(org_id, job_id, ips, status, submitted_by, submitted_at)"
-                " VALUES (?,?,?,'pending',?,?)",
+                " VALUES (?,?,?,'pending',?,?) RETURNING id",
                 (org_id, job_id, json.dumps(nets), str(actor), t),
-            )
-            req_id = int(cur.lastrowid or 0)
+            ).fetchone()
             self.db.audit.record("onboarding.submit", actor=actor, org_id=org_id, now=t, request=req_id,
                                  job=job_id, ips=nets)
         return self.get(req_id)

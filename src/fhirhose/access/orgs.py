@@ -19,7 +19,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from ..errors import AuthError, InputError, RequestError
 from .actors import ATTESTOR, DATA_OPS, READ_ONLY, ROLES, Actor, PermissionDenied, check_secret, hash_secret, now_s
@@ -207,12 +207,11 @@ class Orgs:
         salt, digest, _ = hash_secret(secret, self.db.config)
         t = now_s(now)
         with self.db.tx() as conn:
-            cur = conn.execute(
+            (uid,) = conn.execute(
                 "INSERT INTO users(org_id, name, email, role, title, created_at, key_salt, key_hash)"
-                " VALUES (?,?,?,?,?,?,?,?)",
+                " VALUES (?,?,?,?,?,?,?,?) RETURNING id",
                 (org_id, name, email, role, title.upper() if role == ATTESTOR else title, t, salt, digest),
-            )
-            uid = cast(int, cur.lastrowid)  # an INSERT sets it
+            ).fetchone()
             self.db.audit.record("user.add", actor=actor, org_id=org_id, now=t, user=uid, role=role)
         return self.user(uid), f"u{uid}.{secret}"
 

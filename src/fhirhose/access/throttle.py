@@ -87,8 +87,9 @@ class Throttle:
         longest = 0.0
         with self.db.tx() as conn:
             for key, rule in rules.items():
-                row = conn.execute("SELECT failures, last_at, strikes, locked_until FROM auth_throttle WHERE key=?",
-                                   (key,)).fetchone()
+                # Locked while counted: API nodes sharing the database count every failure.
+                row = conn.execute("SELECT failures, last_at, strikes, locked_until FROM auth_throttle WHERE key=?"
+                                   + self.db.sql.dialect.for_update, (key,)).fetchone()
                 failures, strikes, locked = 1, 0, 0.0
                 if row is not None:
                     last, strikes, locked = row[1], row[2], row[3]
@@ -99,7 +100,9 @@ class Throttle:
                     seconds = rule.lock_seconds(strikes)
                     locked, strikes, failures = t + seconds, strikes + 1, 0
                     longest = max(longest, seconds)
-                conn.execute("INSERT OR REPLACE INTO auth_throttle VALUES (?,?,?,?,?)",
+                conn.execute("INSERT INTO auth_throttle VALUES (?,?,?,?,?) ON CONFLICT (key) DO UPDATE SET "
+                             "failures = excluded.failures, last_at = excluded.last_at, "
+                             "strikes = excluded.strikes, locked_until = excluded.locked_until",
                              (key, failures, t, strikes, locked))
         return math.ceil(longest)
 
@@ -112,7 +115,8 @@ class Throttle:
         """`client_id` authenticated from `ip`: that address is known for it from now on."""
         if ip:
             with self.db.tx() as conn:
-                conn.execute("INSERT OR REPLACE INTO known_addresses VALUES (?,?,?)", (client_id, ip, now_s(now)))
+                conn.execute("INSERT INTO known_addresses VALUES (?,?,?) ON CONFLICT (client_id, ip) DO UPDATE "
+                             "SET seen_at = excluded.seen_at", (client_id, ip, now_s(now)))
 
     def known(self, client_id: str, ip: str | None, now: float | None = None) -> bool:
         """Whether `client_id` authenticated from `ip` within `KNOWN_ADDRESS_SECONDS`."""

@@ -18,7 +18,6 @@ import binascii
 import math
 import re
 import secrets
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -422,22 +421,31 @@ class TokenService:
             raise _fail("invalid_client", "client assertion needs a jti (printable, 1-256 characters)")
 
     def _spend_jti(self, client_id: str, jti: str, exp: float, t: float) -> None:
-        """Record the jti until the assertion expires; a second use is a replay."""
+        """Record the jti until the assertion expires; a second use is a replay (on any node:
+        the insert and the primary key decide, in the shared database)."""
         with self.db.tx() as conn:
             conn.execute("DELETE FROM jti_seen WHERE exp < ?", (t - self.cfg.clock_skew_seconds,))
-            try:
-                conn.execute("INSERT INTO jti_seen VALUES (?,?,?)", (client_id, jti, exp + self.cfg.clock_skew_seconds))
-            except sqlite3.IntegrityError:
-                raise _fail("invalid_client", "client assertion jti was already used") from None
+            fresh = conn.execute(
+                "INSERT INTO jti_seen VALUES (?,?,?) ON CONFLICT (client_id, jti) DO NOTHING",
+                (client_id, jti, exp + self.cfg.clock_skew_seconds),
+            ).rowcount
+        if fresh != 1:
+            raise _fail("invalid_client", "client assertion jti was already used")
 
     def _take_rate_token(self, org_id: str, t: float) -> None:
-        """Token bucket per organization: `rate_burst` at once, `rate_per_minute` sustained."""
+        """Token bucket per organization: `rate_burst` at once, `rate_per_minute` sustained.
+
+        The bucket row is locked while it is read and written, so nodes sharing the
+        database draw from one bucket."""
         rate, burst = self.cfg.rate_per_minute / 60.0, float(self.cfg.rate_burst)
         with self.db.tx() as conn:
-            row = conn.execute("SELECT tokens, at FROM rate WHERE org_id=?", (org_id,)).fetchone()
-            tokens = burst if row is None else min(burst, row[0] + max(0.0, t - row[1]) * rate)
+            conn.execute("INSERT INTO rate VALUES (?,?,?) ON CONFLICT (org_id) DO NOTHING", (org_id, burst, t))
+            row = conn.execute(
+                "SELECT tokens, at FROM rate WHERE org_id=?" + self.db.sql.dialect.for_update, (org_id,)
+            ).fetchone()
+            tokens = min(burst, row[0] + max(0.0, t - row[1]) * rate)
             ok = tokens >= 1.0
-            conn.execute("INSERT OR REPLACE INTO rate VALUES (?,?,?)", (org_id, tokens - 1.0 if ok else tokens, t))
+            conn.execute("UPDATE rate SET tokens=?, at=? WHERE org_id=?", (tokens - 1.0 if ok else tokens, max(t, row[1]), org_id))
         if not ok:
             wait = max(1, math.ceil((1.0 - tokens) / rate)) if rate > 0 else 3600
             raise _fail(

@@ -182,12 +182,11 @@ class ConsoleUsers:
             if r.library_role is not None:
                 user, _ = self.db.orgs.add_user(actor, org_id, name, email, r.library_role, title, now=t)
                 user_id = user.id
-            cur = conn.execute(
+            (cu_id,) = conn.execute(
                 "INSERT INTO console_users(email, name, org_id, user_id, role, password_hash, created_at, password_at)"
-                " VALUES (?,?,?,?,?,?,?,?)",
+                " VALUES (?,?,?,?,?,?,?,?) RETURNING id",
                 (email, name.strip(), org_id or None, user_id, r.name, _hasher.hash(password), t, t),
-            )
-            cu_id = int(cur.lastrowid or 0)
+            ).fetchone()
             self.db.audit.record("console.user.create", actor=actor, org_id=org_id, now=t, console_user=cu_id,
                                  email=email, role=r.name)
         return self.get(cu_id), password

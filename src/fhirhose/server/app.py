@@ -43,7 +43,7 @@ from aiohttp import web
 from ..access import AccessConfig, AccessDB
 from ..console import mount as mount_console
 from ..log import get_logger
-from . import web_discovery, web_files, web_jobs, web_kickoff, web_status
+from . import web_discovery, web_files, web_jobs, web_kickoff, web_ops, web_status
 from .config import ServerConfig
 from .console_backend import console_backend
 from .population import Population
@@ -71,9 +71,10 @@ def create_app(
     can be exercised without waiting. The admin API is mounted under
     `config.admin_prefix` unless that is None (see `create_admin_app`).
     """
-    app = web.Application(middlewares=[errors_middleware])
+    app = web.Application(middlewares=[web_ops.metrics_middleware, errors_middleware])
     st = ServerState(config, access, population, clock)
     app[API] = st
+    web_ops.add_routes(app, st)
     r = app.router
     for flavour, base in st.bases.items():
         # Every flavour gets the whole API under its base; handlers ask `st.flavour(request)`.

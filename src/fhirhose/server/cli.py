@@ -19,6 +19,7 @@ import msgspec
 from ..access import AccessConfig, AccessDB
 from ..errors import FhirhoseError, InputError
 from ..log import get_logger
+from ..sql import check_location, is_postgres_url
 from .app import create_admin_app, create_app
 from .config import ServerConfig
 from .guard import app_runner, start_site
@@ -37,6 +38,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, help="data directory (store, job DB, access DB, job files); --demo: ./fhirhose-demo")
     p.add_argument("--store", type=Path, help="store directory (default DATA/store)")
+    p.add_argument("--database", metavar="URL",
+                   help="one database for jobs and access, shared by every node: postgresql://... or a SQLite "
+                        "file (sqlite:///PATH or PATH); default: DATA/jobs.sqlite and DATA/access.sqlite")
     p.add_argument("--access-db", type=Path, help="access database (default DATA/access.sqlite; `fhirhose admin --db`)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080, help="port (0: any free port)")
@@ -50,9 +54,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="proxy whose X-Forwarded-For names the client address (repeat)")
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop", help="event loop (default uvloop)")
     p.add_argument("--workers", type=int, default=_DEFAULT["workers"],
-                   help=f"export worker processes (default {_DEFAULT['workers']})")
+                   help=f"export worker processes (default {_DEFAULT['workers']}; 0: an API node only, "
+                        "`fhirhose worker` nodes export)")
     p.add_argument("--chunk-size", type=int, default=_DEFAULT["chunk_size"],
                    help=f"beneficiaries per chunk (default {_DEFAULT['chunk_size']})")
+    p.add_argument("--lease", type=float, default=_DEFAULT["lease"],
+                   help=f"seconds a claimed chunk is held without renewal (default {_DEFAULT['lease']:g})")
     p.add_argument("--compression", choices=_COMPRESSIONS, default=_DEFAULT["compression"],
                    help=f"job file compression (default {_DEFAULT['compression']})")
     p.add_argument("--ndjson-sha256", action="store_true",
@@ -78,6 +85,11 @@ def _data_dir(args: argparse.Namespace) -> Path:
     return data
 
 
+def check_lease(lease: float) -> None:
+    if not 1 <= lease <= 86400:  # also refuses nan
+        raise InputError(f"--lease {lease}: seconds from 1 to 86400")
+
+
 def check_args(args: argparse.Namespace) -> None:
     """Refuse what would fail later, or succeed wrongly, before anything is bound or written.
 
@@ -88,12 +100,16 @@ def check_args(args: argparse.Namespace) -> None:
     for flag, port in (("--port", args.port), ("--admin-port", args.admin_port)):
         if port is not None and not 0 <= port <= 65535:
             raise InputError(f"{flag} {port}: a TCP port is 0..65535 (0: any free port)")
-    for flag, value, low in (("--workers", args.workers, 1), ("--chunk-size", args.chunk_size, 1),
+    # --workers 0: an API node only (`fhirhose worker` nodes export)
+    for flag, value, low in (("--workers", args.workers, 0), ("--chunk-size", args.chunk_size, 1),
                              ("--retry-after", args.retry_after, 0)):
         if value < low:
             raise InputError(f"{flag} {value}: must be at least {low}")
     if not 0 < args.ttl_hours < 24 * 366:
         raise InputError(f"--ttl-hours {args.ttl_hours}: must be more than 0 and less than a year")
+    check_lease(args.lease)
+    if args.database is not None:
+        check_location(args.database)
     for flag, host in (("--host", args.host), ("--admin-host", args.admin_host)):
         if not host.strip():
             raise InputError(f"{flag} {host!r}: name an interface (127.0.0.1, ::1, 0.0.0.0)")
@@ -102,12 +118,12 @@ def check_args(args: argparse.Namespace) -> None:
     data = _data_dir(args)
     if data.exists() and not data.is_dir():
         raise InputError(f"--data {data}: exists and is not a folder")
-    if _is_store(data):
+    if is_store(data):
         raise InputError(f"--data {data} is a store: the server keeps its state (job and access databases, "
                          f"job files, operator key) beside the store, never in it; pass --data <a folder "
                          f"for that state> --store {data}, or move the store to <folder>/store")
     store = args.store or data / "store"
-    if args.store is not None and not _is_store(store):
+    if args.store is not None and not is_store(store):
         raise InputError(f"--store {store}: not a store (no CURRENT file); create one with "
                          f"`fhirhose synth --out {store}` or `fhirhose ingest cclf --create --store {store} FILES`")
     if args.demo:
@@ -116,13 +132,14 @@ def check_args(args: argparse.Namespace) -> None:
         raise InputError(f"--data {data}: no such folder; create a store in it with `fhirhose synth --out "
                          f"{data / 'store'}` or `fhirhose ingest cclf --create --store {data / 'store'} FILES`, "
                          f"or run `fhirhose serve --demo --data {data}` for a sandbox")
-    if not _is_store(store):
+    if not is_store(store):
         raise InputError(f"--data {data}: no store in {store}; create one with `fhirhose synth --out {store}` "
                          f"or `fhirhose ingest cclf --create --store {store} FILES`, or run "
                          f"`fhirhose serve --demo --data {data}` for a sandbox")
 
 
-def _is_store(path: Path) -> bool:
+def is_store(path: Path) -> bool:
+    """Whether `path` holds a store (what `--data DIR/store` must be)."""
     return (path / "CURRENT").is_file()
 
 
@@ -134,10 +151,12 @@ def config_from_args(args: argparse.Namespace, port: int) -> ServerConfig:
         data_dir=str(data.resolve()),
         store_path=str(args.store) if args.store else None,
         access_db_path=str(args.access_db) if args.access_db else None,
+        database_url=args.database,
         base=args.base,
         public_url=args.public_url or f"http://{host}:{port}",
         workers=args.workers,
         chunk_size=args.chunk_size,
+        lease=args.lease,
         compression=args.compression,
         ndjson_sha256=args.ndjson_sha256,
         file_ttl=args.ttl_hours * 3600,
@@ -182,14 +201,17 @@ def serve(args: argparse.Namespace) -> int:
         fhir_base = config.public_url.rstrip("/") + config.base.rstrip("/")
         if args.demo:
             config.data.mkdir(parents=True, exist_ok=True)
-        stack.enter_context(hold_data_dir(config.data, fhir_base))
+        if not is_postgres_url(config.database_url or ""):
+            # One machine's engine: one server per data folder. On PostgreSQL every node
+            # shares DATA by design (leases, not a folder lock, keep them apart).
+            stack.enter_context(hold_data_dir(config.data, fhir_base))
         access_config = None
         if args.demo:
             from .demo import ensure_demo, sandbox_access_config
 
             access_config = sandbox_access_config()
             config.access_db.parent.mkdir(parents=True, exist_ok=True)
-            db = AccessDB(config.access_db, access_config)
+            db = AccessDB(config.database_url or config.access_db, access_config)
             v3_base = None if config.v3_base is None else config.public_url.rstrip("/") + config.v3_base.rstrip("/")
             try:
                 creds = ensure_demo(config.data, fhir_base, db, fhir_base_v3=v3_base)

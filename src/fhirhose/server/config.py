@@ -21,6 +21,9 @@ class ServerConfig(msgspec.Struct, kw_only=True):
 
     data_dir: str
     store_path: str | None = None
+    # One database for jobs and access: postgresql://... (many nodes) or a SQLite file;
+    # None: SQLite files DATA/jobs.sqlite and `access_db` (one machine).
+    database_url: str | None = None
     access_db_path: str | None = None
     operator_key_path: str | None = None
     base: str = "/api/v2"
@@ -31,6 +34,7 @@ class ServerConfig(msgspec.Struct, kw_only=True):
     public_url: str | None = None
     workers: int = 2
     chunk_size: int = 2500  # beneficiaries per chunk
+    lease: float = 30.0  # seconds a claimed chunk is held without renewal (a dead node's chunk waits this long)
     compression: Literal["gzip", "zstd"] = "gzip"
     level: int = 1
     # Also give BCDA's SHA-256 of the uncompressed NDJSON (+ fileSize) per file; off by default:

@@ -1,9 +1,8 @@
 """The console's view of this server (`fhirhose.console.ConsoleBackend`): jobs and files
-read from the job database (read-only connections), the runner's queue, attribution."""
+read from the job database (SQLite or PostgreSQL), the runner's queue, attribution."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,18 +24,10 @@ _JOB_COLS = ", ".join(Job.__dataclass_fields__)
 def console_backend(app: web.Application, api: ServerState) -> ConsoleBackend:
     """Over the Bulk Data app `app` and its state `api` (URLs from `app`'s routes: a console
     request's own app is the console sub-app)."""
-    jobs_db = api.config.data / "jobs.sqlite"
 
-    def read(fn, default):
-        if not jobs_db.exists():
-            return default
-        conn = sqlite3.connect(f"{jobs_db.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            return fn(conn)
-        except sqlite3.OperationalError:  # tables not created yet
-            return default
-        finally:
-            conn.close()
+    def read(fn):
+        """`fn(conn)` on the job database (either engine), in the calling thread."""
+        return api.db.run(fn)
 
     def url(request, name: str, **parts: str) -> str:
         return api.origin(request) + str(app.router[name].url_for(**parts))
@@ -54,10 +45,10 @@ def console_backend(app: web.Application, api: ServerState) -> ConsoleBackend:
                 out.append(JobView(job, n, b, k, max(0.0, end - job.created)))
             return out
 
-        return read(q, [])
+        return read(q)
 
     def file_path(job_id: str, name: str) -> Path | None:
-        row = read(lambda c: JobDB.file(c, job_id, name), None)
+        row = read(lambda c: JobDB.file(c, job_id, name))
         return None if row is None else api.jobs_dir / job_id / row.stored
 
     def attribution(org_id: str) -> dict:
@@ -69,16 +60,16 @@ def console_backend(app: web.Application, api: ServerState) -> ConsoleBackend:
         client_ip=api.client_ip,
         fhir_base=lambda request: url(request, "metadata").removesuffix("/metadata"),
         jobs=jobs,
-        job=lambda job_id: read(lambda c: JobDB.get_job(c, job_id), None),
-        files=lambda job_id: read(lambda c: JobDB.files_of(c, job_id), []),
+        job=lambda job_id: read(lambda c: JobDB.get_job(c, job_id)),
+        files=lambda job_id: read(lambda c: JobDB.files_of(c, job_id)),
         file_path=file_path,
-        job_completed=lambda job_id, org_id: read(lambda c: JobDB.completed_in(c, job_id, org_id, "sandbox"), False),
+        job_completed=lambda job_id, org_id: read(lambda c: JobDB.completed_in(c, job_id, org_id, "sandbox")),
         has_completed_sandbox_job=lambda org_id: read(lambda c: c.execute(
             "SELECT 1 FROM jobs WHERE org_id = ? AND env = 'sandbox' AND status IN ('done', 'expired') LIMIT 1",
-            (org_id,)).fetchone() is not None, False),
+            (org_id,)).fetchone() is not None),
         job_url=lambda request, job_id, name: url(request, "data", job=job_id, file=name),
         active_jobs=lambda: read(lambda c: c.execute(f"SELECT COUNT(*) FROM jobs WHERE status IN {ACTIVE}")
-                                 .fetchone()[0], 0),
+                                 .fetchone()[0]),
         queued_chunks=api.runner.queued_chunks,
         workers=api.config.workers,
         attribution=attribution,

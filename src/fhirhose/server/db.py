@@ -1,41 +1,62 @@
-"""The job database: SQLite in WAL mode, used from one dedicated thread.
+"""The job database and chunk queue, on SQLite (one machine) or PostgreSQL (many nodes).
 
-One connection, one thread: every call goes through a single-thread executor, so the
-event loop never blocks on disk and SQLite never sees two threads. Each public method
-is one transaction; the invariants that make restarts safe live here:
+Each public statement runs as one transaction (`JobDB.call`, off the event loop); the
+invariants that make restarts and dead nodes safe live here:
 
-- a file row exists only for a file that is complete on disk (the runner inserts file
-  rows in the same transaction that marks their chunk done);
-- on open, chunks left `running` by a dead process go back to `pending`.
+- a file row exists only for a file that is complete on disk (a worker inserts file rows in
+  the same transaction that marks their chunk done, and only while it still holds the
+  chunk's lease: a redo never lists a file twice);
+- a chunk is claimed under a lease (`owner`, `lease_until`) that its worker renews; a chunk
+  whose lease ran out (its node died) is claimed again by any node (`FOR UPDATE SKIP
+  LOCKED` on PostgreSQL, so nodes never wait on each other's claims);
+- claims are fair across organizations: fewest chunks in flight first, then the one
+  served longest ago, then likewise across that organization's jobs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["JobDB", "Job", "FileRow", "ACTIVE", "FINAL"]
+from ..sql import Connection, Database, Migration, migrate
+
+__all__ = ["JobDB", "Job", "FileRow", "ACTIVE", "FINAL", "MIGRATIONS", "Claim"]
 
 ACTIVE = ("queued", "running")
 FINAL = ("done", "failed")
 
-_SCHEMA = """
+
+def _legacy_columns(db: Database, c: Connection) -> None:
+    """A SQLite job DB written before migrations lacks these columns (its jobs keep env
+    'sandbox' and no scope; the runner fails active ones instead of exporting them unscoped;
+    its files have no stored digest: '')."""
+    if db.engine != "sqlite":
+        return
+    have = {r[1] for r in c.execute("PRAGMA table_info(jobs)")}
+    for name, decl in (("env", "TEXT NOT NULL DEFAULT 'sandbox'"), ("rules", "TEXT NOT NULL DEFAULT '[]'"),
+                       ("scope", "BLOB")):
+        if name not in have:
+            c.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
+    if "digest" not in {r[1] for r in c.execute("PRAGMA table_info(files)")}:
+        c.execute("ALTER TABLE files ADD COLUMN digest TEXT NOT NULL DEFAULT ''")
+
+
+MIGRATIONS = [
+    Migration(1, "jobs, chunks, files", ("""
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     client_id TEXT NOT NULL,
     org_id TEXT NOT NULL,
     kind TEXT NOT NULL,            -- system | patient | group
     group_id TEXT,
-    scope_key TEXT NOT NULL,       -- same client + same scope_key while active → 429
+    scope_key TEXT NOT NULL,       -- same client + same scope_key while active: 429
     request_url TEXT NOT NULL,
-    params TEXT NOT NULL,          -- ExportParams JSON
+    params BLOB NOT NULL,          -- ExportParams JSON (bytes)
     status TEXT NOT NULL,          -- queued | running | done | failed | cancelled | expired
     error TEXT,
     chunks_total INTEGER NOT NULL,
@@ -49,9 +70,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     rules TEXT NOT NULL DEFAULT '[]',     -- JSON list: the access rules applied (manifest extension)
     benes BLOB NOT NULL,           -- int64 store rows of the job's beneficiaries
     scope BLOB                     -- fhirhose.access.Scope.to_bytes() of the planned scope
-);
-CREATE INDEX IF NOT EXISTS jobs_client ON jobs(client_id, status);
-CREATE INDEX IF NOT EXISTS jobs_org ON jobs(org_id);
+)""",
+        "CREATE INDEX IF NOT EXISTS jobs_client ON jobs(client_id, status)",
+        "CREATE INDEX IF NOT EXISTS jobs_org ON jobs(org_id)",
+        """
 CREATE TABLE IF NOT EXISTS chunks (
     job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
     seq INTEGER NOT NULL,
@@ -61,7 +83,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     attempts INTEGER NOT NULL DEFAULT 0,
     done_seq INTEGER,              -- completion order: partial-manifest page number
     PRIMARY KEY (job_id, seq)
-);
+)""",
+        """
 CREATE TABLE IF NOT EXISTS files (
     job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
     name TEXT NOT NULL,            -- the name in the download URL
@@ -77,8 +100,17 @@ CREATE TABLE IF NOT EXISTS files (
     created REAL NOT NULL,
     digest TEXT NOT NULL DEFAULT '',  -- sha256 hex of the stored bytes ('' in DBs of older versions)
     PRIMARY KEY (job_id, name)
-);
-"""
+)"""), _legacy_columns),
+    Migration(2, "chunk leases, fair claims, shared poll pacing", (
+        "ALTER TABLE chunks ADD COLUMN owner TEXT",            # node:pid:nonce of the claiming worker
+        "ALTER TABLE chunks ADD COLUMN lease_until REAL",      # wall clock; past it, any node may redo the chunk
+        "ALTER TABLE jobs ADD COLUMN last_claim REAL",         # fairness: when a chunk of it was last claimed
+        "ALTER TABLE jobs ADD COLUMN last_poll REAL",          # status-poll pacing, shared by every API node:
+        "ALTER TABLE jobs ADD COLUMN poll_told REAL",          # the last poll's time and the Retry-After it was told
+        "CREATE INDEX IF NOT EXISTS chunks_status ON chunks(status, job_id)",
+        "CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status)",
+    )),
+]
 
 
 @dataclass(frozen=True)
@@ -129,50 +161,77 @@ _JOB_COLS = ", ".join(Job.__dataclass_fields__)
 _FILE_COLS = ", ".join(FileRow.__dataclass_fields__)
 
 
-class JobDB:
-    """Async facade over one SQLite connection living in its own thread."""
+@dataclass(frozen=True)
+class Claim:
+    """A chunk a worker holds under a lease."""
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fhirhose-db")
-        self._conn: sqlite3.Connection | None = None
+    job_id: str
+    seq: int
+    lo: int
+    hi: int
+    attempts: int
+    owner: str
+
+
+_CLAIM = """
+WITH live AS (
+  SELECT j.id, j.org_id, j.created, COALESCE(j.last_claim, 0) AS lc,
+         (SELECT count(*) FROM chunks r
+           WHERE r.job_id = j.id AND r.status = 'running' AND r.lease_until >= ?1) AS run
+    FROM jobs j WHERE j.status IN ('queued', 'running')),
+org AS (SELECT org_id, SUM(run) AS orun, MAX(lc) AS olc FROM live GROUP BY org_id)
+SELECT c.job_id, c.seq, c.lo, c.hi FROM chunks c
+  JOIN live l ON l.id = c.job_id
+  JOIN org o ON o.org_id = l.org_id
+ WHERE c.status = 'pending' OR (c.status = 'running' AND COALESCE(c.lease_until, 0) < ?1)
+ ORDER BY o.orun, o.olc, l.run, l.lc, l.created, c.seq
+ LIMIT 1"""
+
+
+class JobDB:
+    """Async facade: statements run in worker threads, one transaction each.
+
+    SQLite: one thread (its writers serialize anyway); PostgreSQL: a few, so slow
+    statements of one request do not queue the others."""
+
+    def __init__(self, database: Database):
+        self.sql = database
+        threads = 1 if database.engine == "sqlite" else 8
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fhirhose-db")
+        self._migrated = False
+
+    @property
+    def engine(self) -> str:
+        return self.sql.engine
+
+    def migrate(self) -> list[int]:
+        """Apply missing schema migrations (also done on first use)."""
+        self._migrated = True
+        return migrate(self.sql, "jobs", MIGRATIONS)
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run `fn(conn, *args)` in the DB thread."""
+        """Run `fn(conn, *args)` in one transaction in a DB thread."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._run, fn, args)
+        return await loop.run_in_executor(self._pool, self.run, fn, *args)
 
-    def _run(self, fn, args):
-        if self._conn is None:
-            self._conn = sqlite3.connect(self.path, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")  # a committed chunk survives power loss
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            self._conn.executescript(_SCHEMA)
-            _migrate(self._conn)
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            out = fn(conn, *args)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return out
+    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(conn, *args)` in one transaction, in the calling thread."""
+        if not self._migrated:
+            self.migrate()
+        return self.sql.run(fn, *args)
 
     async def close(self) -> None:
-        def _close():
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-        await asyncio.get_running_loop().run_in_executor(self._pool, _close)
-        self._pool.shutdown(wait=True)
+        """Close the DB threads' connections and stop the threads (SQLite connections are per
+        thread, so each is closed where it lives; a PostgreSQL pool closes as a whole)."""
+        loop = asyncio.get_running_loop()
+        if self.sql.engine == "sqlite":
+            await loop.run_in_executor(self._pool, self.sql.close)
+        await loop.run_in_executor(None, self._pool.shutdown, True)
 
     # --- statements (run in the DB thread; `c` is the connection) ---------------------------
 
     @staticmethod
-    def insert_job(c: sqlite3.Connection, job: Job, benes: np.ndarray, chunks: list[tuple[int, int]],
+    def insert_job(c: Connection, job: Job, benes: np.ndarray, chunks: list[tuple[int, int]],
                    files: list[FileRow], scope: bytes) -> None:
         c.execute(
             f"INSERT INTO jobs ({_JOB_COLS}, benes, scope) VALUES ({', '.join('?' * (len(Job.__dataclass_fields__) + 2))})",
@@ -185,12 +244,12 @@ class JobDB:
         _insert_files(c, files)
 
     @staticmethod
-    def get_job(c: sqlite3.Connection, job_id: str) -> Job | None:
+    def get_job(c: Connection, job_id: str) -> Job | None:
         row = c.execute(f"SELECT {_JOB_COLS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return Job(*row) if row else None
 
     @staticmethod
-    def jobs_of(c: sqlite3.Connection, org_id: str) -> list[Job]:
+    def jobs_of(c: Connection, org_id: str) -> list[Job]:
         rows = c.execute(
             f"SELECT {_JOB_COLS} FROM jobs WHERE org_id = ? AND status != 'cancelled' ORDER BY created",
             (org_id,),
@@ -198,9 +257,10 @@ class JobDB:
         return [Job(*r) for r in rows]
 
     @staticmethod
-    def insert_unless_active(c: sqlite3.Connection, job: Job, benes: np.ndarray, chunks: list[tuple[int, int]],
+    def insert_unless_active(c: Connection, job: Job, benes: np.ndarray, chunks: list[tuple[int, int]],
                              files: list[FileRow], scope: bytes) -> Job | None:
         """Insert the job unless the same client has an active job of the same scope (returned then)."""
+        c.lock(f"kickoff:{job.client_id}")  # two API nodes, one client: one of the two kick-offs wins
         row = c.execute(
             f"SELECT {_JOB_COLS} FROM jobs WHERE client_id = ? AND scope_key = ? AND status IN {ACTIVE} "
             "ORDER BY created LIMIT 1",
@@ -212,65 +272,137 @@ class JobDB:
         return None
 
     @staticmethod
-    def active_jobs(c: sqlite3.Connection) -> list[Job]:
+    def active_jobs(c: Connection) -> list[Job]:
         rows = c.execute(f"SELECT {_JOB_COLS} FROM jobs WHERE status IN {ACTIVE} ORDER BY created").fetchall()
         return [Job(*r) for r in rows]
 
     @staticmethod
-    def benes(c: sqlite3.Connection, job_id: str) -> np.ndarray:
+    def benes(c: Connection, job_id: str) -> np.ndarray:
         (blob,) = c.execute("SELECT benes FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return np.frombuffer(blob, np.int64)
 
     @staticmethod
-    def scope(c: sqlite3.Connection, job_id: str) -> bytes | None:
+    def scope(c: Connection, job_id: str) -> bytes | None:
         """The planned scope a job was created with (None: planned before scopes were kept)."""
         (blob,) = c.execute("SELECT scope FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if blob is None else bytes(blob)
 
     @staticmethod
-    def completed_in(c: sqlite3.Connection, job_id: str, org_id: str, env: str) -> bool:
+    def completed_in(c: Connection, job_id: str, org_id: str, env: str) -> bool:
         """Whether `job_id` is a completed export of `org_id` made with an `env` credential."""
         row = c.execute("SELECT status, env FROM jobs WHERE id = ? AND org_id = ?", (job_id, org_id)).fetchone()
         return row is not None and row[0] in ("done", "expired") and row[1] == env
 
     @staticmethod
-    def reset_running(c: sqlite3.Connection) -> int:
-        """After a restart: chunks a dead process was running are redone from scratch."""
-        return c.execute("UPDATE chunks SET status = 'pending' WHERE status = 'running'").rowcount
+    def reset_running(c: Connection) -> int:
+        """After a restart of the only node (SQLite): chunks a dead process was running are
+        redone from scratch at once, without waiting for their leases to run out."""
+        return c.execute(
+            "UPDATE chunks SET status = 'pending', owner = NULL, lease_until = NULL WHERE status = 'running'"
+        ).rowcount
 
     @staticmethod
-    def pending_chunks(c: sqlite3.Connection, job_id: str) -> list[tuple[int, int, int]]:
+    def claim(c: Connection, owner: str, now: float, lease: float) -> Claim | None:
+        """The next chunk for `owner`, fairly chosen among pending chunks and chunks whose lease
+        ran out, held until `now + lease` (None: nothing to do)."""
+        row = c.execute(_CLAIM + c.dialect.skip_locked.format(alias="c"), (now,)).fetchone()
+        if row is None:
+            return None
+        job_id, seq, lo, hi = row
+        (attempts,) = c.execute(
+            "UPDATE chunks SET status = 'running', attempts = attempts + 1, owner = ?, lease_until = ? "
+            "WHERE job_id = ? AND seq = ? RETURNING attempts",
+            (owner, now + lease, job_id, seq),
+        ).fetchone()
+        c.execute(
+            "UPDATE jobs SET status = CASE WHEN status = 'queued' THEN 'running' ELSE status END, last_claim = ? "
+            "WHERE id = ?",
+            (now, job_id),
+        )
+        return Claim(job_id, seq, lo, hi, attempts, owner)
+
+    @staticmethod
+    def renew(c: Connection, claims: list[tuple[str, int]], owner: str, until: float) -> list[tuple[str, int]]:
+        """Extend `owner`'s leases; returns the claims it no longer holds (redone elsewhere, or gone)."""
+        lost = []
+        for job_id, seq in claims:
+            n = c.execute(
+                "UPDATE chunks SET lease_until = ? WHERE job_id = ? AND seq = ? AND owner = ? AND status = 'running'",
+                (until, job_id, seq, owner),
+            ).rowcount
+            if n != 1:
+                lost.append((job_id, seq))
+        return lost
+
+    @staticmethod
+    def queue_stats(c: Connection, now: float) -> dict[str, float]:
+        """Queue depth (pending chunks of active jobs), chunks in flight, and the age of the oldest waiting job."""
+        pending, oldest = c.execute(
+            "SELECT count(*), MIN(j.created) FROM chunks c JOIN jobs j ON j.id = c.job_id "
+            "WHERE j.status IN ('queued', 'running') AND c.status = 'pending'"
+        ).fetchone()
+        (running,) = c.execute("SELECT count(*) FROM chunks WHERE status = 'running'").fetchone()
+        return {"pending": pending, "running": running, "oldest_age": max(0.0, now - oldest) if oldest else 0.0}
+
+    @staticmethod
+    def jobs_by_status(c: Connection) -> dict[str, int]:
+        return dict(c.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall())
+
+    @staticmethod
+    def take_poll(c: Connection, job_id: str, now: float, told: float) -> tuple[float, float] | None:
+        """Record a status poll answered with Retry-After `told`, unless the last one (on any
+        node) asked the client to wait longer than this (10% slack for clocks and travel);
+        then return that last poll's (time, Retry-After)."""
+        n = c.execute(
+            "UPDATE jobs SET last_poll = ?, poll_told = ? WHERE id = ? AND "
+            "(last_poll IS NULL OR last_poll > ? OR ? - last_poll >= 0.9 * poll_told)",
+            (now, told, job_id, now, now),
+        ).rowcount
+        if n:
+            return None
+        row = c.execute("SELECT last_poll, poll_told FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    @staticmethod
+    def pending_chunks(c: Connection, job_id: str) -> list[tuple[int, int, int]]:
         return c.execute(
             "SELECT seq, lo, hi FROM chunks WHERE job_id = ? AND status = 'pending' ORDER BY seq", (job_id,)
         ).fetchall()
 
     @staticmethod
-    def start_chunk(c: sqlite3.Connection, job_id: str, seq: int) -> None:
-        c.execute(
-            "UPDATE chunks SET status = 'running', attempts = attempts + 1 WHERE job_id = ? AND seq = ?", (job_id, seq)
-        )
-        c.execute("UPDATE jobs SET status = 'running' WHERE id = ? AND status = 'queued'", (job_id,))
+    def retry_chunk(c: Connection, job_id: str, seq: int, owner: str) -> int:
+        """Give a failed chunk back to the queue; its attempts so far (0: no longer ours or gone)."""
+        row = c.execute(
+            "UPDATE chunks SET status = 'pending', owner = NULL, lease_until = NULL "
+            "WHERE job_id = ? AND seq = ? AND owner = ? AND status = 'running' RETURNING attempts",
+            (job_id, seq, owner),
+        ).fetchone()
+        return row[0] if row else 0
 
     @staticmethod
-    def retry_chunk(c: sqlite3.Connection, job_id: str, seq: int) -> int:
-        c.execute("UPDATE chunks SET status = 'pending' WHERE job_id = ? AND seq = ?", (job_id, seq))
-        (attempts,) = c.execute("SELECT attempts FROM chunks WHERE job_id = ? AND seq = ?", (job_id, seq)).fetchone()
-        return attempts
-
-    @staticmethod
-    def finish_chunk(c: sqlite3.Connection, job_id: str, seq: int, files: list[FileRow], now: float,
-                     ttl: float) -> Job | None:
+    def finish_chunk(c: Connection, job_id: str, seq: int, owner: str, files: list[FileRow], now: float,
+                     ttl: float) -> tuple[str, Job | None]:
         """Register a chunk's files and mark it done, atomically; completes the job on its last chunk.
 
-        Returns the job as it stands afterwards, or None when the job is no longer active
-        (cancelled meanwhile): the caller then deletes the chunk's files.
+        Returns ("done", the job as it stands afterwards); ("inactive", None) when the job was
+        cancelled or failed meanwhile (the caller deletes the chunk's files); ("lost", None)
+        when `owner` no longer holds the chunk: its lease ran out and another node redoes or
+        did it, under the same file names, so the caller leaves the files alone.
         """
-        job = JobDB.get_job(c, job_id)
-        if job is None or not job.active:
-            return None
+        # Lock order everywhere: chunk row, then job row (claims take them in that order too).
+        held = c.execute(
+            "SELECT 1 FROM chunks WHERE job_id = ? AND seq = ? AND owner = ? AND status = 'running'"
+            + c.dialect.for_update,
+            (job_id, seq, owner),
+        ).fetchone()
+        row = c.execute(f"SELECT {_JOB_COLS} FROM jobs WHERE id = ?" + c.dialect.for_update, (job_id,)).fetchone()
+        if row is None or not Job(*row).active:
+            return "inactive", None
+        if held is None:
+            return "lost", None
         _insert_files(c, files)
         c.execute(
-            "UPDATE chunks SET status = 'done', done_seq = "
+            "UPDATE chunks SET status = 'done', lease_until = NULL, done_seq = "
             "(SELECT COALESCE(MAX(done_seq), 0) + 1 FROM chunks WHERE job_id = ?1) WHERE job_id = ?1 AND seq = ?2",
             (job_id, seq),
         )
@@ -280,39 +412,43 @@ class JobDB:
         ).fetchone()[0]
         if left == 0:
             JobDB.complete(c, job_id, now, ttl)
-        return JobDB.get_job(c, job_id)
+        return "done", JobDB.get_job(c, job_id)
 
     @staticmethod
-    def complete(c: sqlite3.Connection, job_id: str, now: float, ttl: float) -> None:
+    def complete(c: Connection, job_id: str, now: float, ttl: float) -> None:
         c.execute(
             "UPDATE jobs SET status = 'done', completed = ?, expires = ? WHERE id = ? AND status IN ('queued', 'running')",
             (now, now + ttl, job_id),
         )
 
     @staticmethod
-    def fail(c: sqlite3.Connection, job_id: str, error: str, now: float, ttl: float) -> None:
-        c.execute(
-            "UPDATE jobs SET status = 'failed', error = ?, completed = ?, expires = ? WHERE id = ?",
+    def fail(c: Connection, job_id: str, error: str, now: float, ttl: float) -> bool:
+        """Fail an active job (False: it had already ended, e.g. cancelled on another node)."""
+        n = c.execute(
+            "UPDATE jobs SET status = 'failed', error = ?, completed = ?, expires = ? "
+            f"WHERE id = ? AND status IN {ACTIVE}",
             (error, now, now + ttl, job_id),
-        )
-        c.execute("DELETE FROM files WHERE job_id = ?", (job_id,))
+        ).rowcount
+        if n:
+            c.execute("DELETE FROM files WHERE job_id = ?", (job_id,))
+        return bool(n)
 
     @staticmethod
-    def set_status(c: sqlite3.Connection, job_id: str, status: str) -> None:
+    def set_status(c: Connection, job_id: str, status: str) -> None:
         """cancelled / expired: the row stays (so polls answer 404 / 410), its files go."""
+        c.execute("DELETE FROM chunks WHERE job_id = ?", (job_id,))  # chunk rows first: the claims' lock order
         c.execute("UPDATE jobs SET status = ? WHERE id = ?", (status, job_id))
         c.execute("DELETE FROM files WHERE job_id = ?", (job_id,))
-        c.execute("DELETE FROM chunks WHERE job_id = ?", (job_id,))
 
     @staticmethod
-    def files_of(c: sqlite3.Connection, job_id: str) -> list[FileRow]:
+    def files_of(c: Connection, job_id: str) -> list[FileRow]:
         rows = c.execute(
             f"SELECT {_FILE_COLS} FROM files WHERE job_id = ? ORDER BY kind, type, chunk, name", (job_id,)
         ).fetchall()
         return [FileRow(*r) for r in rows]
 
     @staticmethod
-    def page(c: sqlite3.Connection, job_id: str, page: int) -> tuple[list[FileRow], bool] | None:
+    def page(c: Connection, job_id: str, page: int) -> tuple[list[FileRow], bool] | None:
         """Files of partial-manifest page `page` (1-based: the page-th completed chunk; page 1 also
         holds kick-off files) and whether a next page exists; None when the page does not exist yet."""
         done = c.execute("SELECT count(*) FROM chunks WHERE job_id = ? AND status = 'done'", (job_id,)).fetchone()[0]
@@ -328,12 +464,12 @@ class JobDB:
         return [FileRow(*r) for r in rows], page < done
 
     @staticmethod
-    def file(c: sqlite3.Connection, job_id: str, name: str) -> FileRow | None:
+    def file(c: Connection, job_id: str, name: str) -> FileRow | None:
         row = c.execute(f"SELECT {_FILE_COLS} FROM files WHERE job_id = ? AND name = ?", (job_id, name)).fetchone()
         return FileRow(*row) if row else None
 
     @staticmethod
-    def expired(c: sqlite3.Connection, now: float) -> list[str]:
+    def expired(c: Connection, now: float) -> list[str]:
         return [
             r[0]
             for r in c.execute(
@@ -343,20 +479,7 @@ class JobDB:
         ]
 
 
-def _migrate(c: sqlite3.Connection) -> None:
-    """Add the columns a job DB written by an older version lacks (its jobs keep
-    env 'sandbox' and no scope; the runner fails active ones instead of exporting
-    them unscoped)."""
-    have = {r[1] for r in c.execute("PRAGMA table_info(jobs)")}
-    for name, decl in (("env", "TEXT NOT NULL DEFAULT 'sandbox'"), ("rules", "TEXT NOT NULL DEFAULT '[]'"),
-                       ("scope", "BLOB")):
-        if name not in have:
-            c.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
-    if "digest" not in {r[1] for r in c.execute("PRAGMA table_info(files)")}:
-        c.execute("ALTER TABLE files ADD COLUMN digest TEXT NOT NULL DEFAULT ''")
-
-
-def _insert_files(c: sqlite3.Connection, files: list[FileRow]) -> None:
+def _insert_files(c: Connection, files: list[FileRow]) -> None:
     c.executemany(
         f"INSERT INTO files ({_FILE_COLS}) VALUES ({', '.join('?' * len(FileRow.__dataclass_fields__))})",
         [tuple(f.__dict__.values()) for f in files],

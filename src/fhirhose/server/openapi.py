@@ -116,6 +116,20 @@ def _admin_paths(prefix: str) -> dict[str, Any]:
     }
 
 
+# Operations endpoints of every node (`web_ops`), at the root: no token, for probes and scrapers.
+_OPS_PATHS: dict[str, Any] = {
+    "/healthz": {"get": {"summary": "Liveness: the process answers", "tags": ["Operations"], "security": [],
+                         "responses": {"200": {"description": "alive", "content": {"application/json": {"schema": {}}}}}}},
+    "/readyz": {"get": {"summary": "Readiness: the database answers", "tags": ["Operations"], "security": [],
+                        "responses": {"200": {"description": "ready", "content": {"application/json": {"schema": {}}}},
+                                      "503": {"description": "database unreachable",
+                                              "content": {"application/json": {"schema": {}}}}}}},
+    "/metrics": {"get": {"summary": "Prometheus metrics of this node and the shared queue", "tags": ["Operations"],
+                         "security": [], "responses": {"200": {"description": "Prometheus text format",
+                                                               "content": {"text/plain": {"schema": {}}}}}}},
+}
+
+
 def openapi_document(base: str, admin_prefix: str | None, server_url: str | None = None) -> dict[str, Any]:
     """The OpenAPI 3.1 description of this server's routes under FHIR base `base` (and the
     admin API under `admin_prefix` when it is mounted on the same app)."""
@@ -187,6 +201,7 @@ def openapi_document(base: str, admin_prefix: str | None, server_url: str | None
         paths[base + path] = _kickoff(kind, params)
     if admin_prefix is not None:
         paths.update(_admin_paths(admin_prefix.rstrip("/")))
+    paths.update(_OPS_PATHS)
 
     structs = (m.OperationOutcome, m.Parameters, m.Manifest, m.JobList, m.CapabilityStatement,
                m.SmartConfiguration, m.TokenResponse, m.TokenError, admin.NewOrg, admin.NewUser,

@@ -1,41 +1,47 @@
-"""The job runner: chunks of jobs on a process pool, fair across organizations, restart-safe.
+"""The job runner: claims chunks from the job database's queue and runs them on a process pool.
 
-A job's beneficiaries are split into chunks at kick-off. At most `workers` chunks are in
-flight; each time a slot frees, the next chunk is taken round-robin over organizations
-and, within an organization, round-robin over its active jobs — so a 10,000-beneficiary
-export interleaves with a 100-beneficiary one instead of starving it.
+Any number of runners (API nodes with `--workers N`, `fhirhose worker` nodes) share one
+queue. Each claims a chunk under a lease (`JobDB.claim`: fair across organizations, then
+across an organization's jobs), renews the leases of its chunks every third of the lease,
+and commits a chunk exactly once: the worker process writes, fsyncs and renames the files,
+then `JobDB.finish_chunk` lists them, only while this runner still holds the lease. A node
+that dies stops renewing; its chunks are claimed again by another node once their leases
+run out, and the redo writes the same file names, so nothing is listed twice or lost.
 
 Chunks run `worker.run_chunk` in a spawn-context `ProcessPoolExecutor`: serialization and
-compression never touch the event loop. A chunk's files enter the job DB in the same
-transaction that marks the chunk done. After a crash, `start()` puts chunks that were
-running back to pending and deletes every file in an active job's directory that the DB
-does not list (temporary chunk directories and files renamed but not yet registered),
-so a redone chunk starts from scratch and nothing is listed twice.
+compression never touch the event loop. Idle runners wake on a local kick-off, on
+PostgreSQL NOTIFY from another node's kick-off, or after a short poll.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import datetime as _dt
 import multiprocessing
 import os
+import secrets
 import shutil
+import socket
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
 
 from .._memory import limit_malloc_retention, release_free_memory
 from ..access import Scope
-from ..log import get_logger
-from .db import FileRow, Job, JobDB
+from ..log import JOB_ID, get_logger
+from .db import Claim, FileRow, Job, JobDB
 from .params import ExportParams
 from .worker import ChunkTask, init_worker, run_chunk
 
-__all__ = ["JobRunner", "RunnerSettings", "iso_instant", "plan_chunks"]
+__all__ = ["JobRunner", "RunnerSettings", "RunnerStats", "iso_instant", "plan_chunks", "WAKE_CHANNEL"]
+
+WAKE_CHANNEL = "fhirhose_chunks"  # PostgreSQL NOTIFY channel: a kick-off queued chunks
 
 log = get_logger(__name__)
 
@@ -50,6 +56,11 @@ class RunnerSettings(msgspec.Struct, frozen=True):
     max_attempts: int = 2
     ttl: float = 24 * 3600.0
     ndjson_sha256: bool = False  # BCDA's checksum of the uncompressed NDJSON (costly; off by default)
+    lease: float = 30.0  # seconds a claim holds without renewal (renewed every lease / 3)
+    poll: float = 1.0  # seconds an idle runner waits before looking at the queue again
+    # The only node on this database (SQLite): at start, chunks left running by a previous
+    # process are redone at once and unlisted files in active jobs' folders are removed.
+    sole_node: bool = True
 
 
 def plan_chunks(n: int, size: int, workers: int) -> list[tuple[int, int]]:
@@ -78,36 +89,45 @@ def iso_instant(t: float) -> str:
     return _dt.datetime.fromtimestamp(t, _dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class _Active:
-    """Scheduling state of one active job."""
+@dataclass
+class RunnerStats:
+    """Counters /metrics reports (this node's share)."""
 
-    __slots__ = ("job", "params", "benes", "scope", "pending", "inflight", "cancelled")
+    claimed: int = 0
+    redone: int = 0  # claims of a chunk already attempted before (a retry or a dead node's chunk)
+    done: int = 0
+    lost: int = 0  # chunks whose lease ran out before they were committed
+    failed: int = 0
+    resources: dict[str, int] = field(default_factory=dict)  # resource type -> resources written
+    bytes_written: int = 0  # stored (compressed) bytes
 
-    def __init__(self, job: Job, params: ExportParams, benes, scope: Scope, pending):
-        self.job = job
-        self.params = params
-        self.benes = benes
-        self.scope = scope
-        self.pending = collections.deque(pending)
-        self.inflight = 0
-        self.cancelled = False
+
+class _JobInfo:
+    """What every chunk of one job needs, read once per job per node."""
+
+    __slots__ = ("job", "params", "benes", "scope")
+
+    def __init__(self, job: Job, params: ExportParams, benes, scope: Scope):
+        self.job, self.params, self.benes, self.scope = job, params, benes, scope
 
 
 class JobRunner:
-    """Owns the process pool and the in-memory schedule; the DB is the source of truth."""
+    """Claims chunks while it has free worker processes; the DB is the source of truth."""
 
     def __init__(self, db: JobDB, settings: RunnerSettings, clock: Callable[[], float]):
         self.db = db
         self.settings = settings
         self.clock = clock
         self.jobs_dir = Path(settings.jobs_dir)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.stats = RunnerStats()
         self._pool: ProcessPoolExecutor | None = None
-        self._orgs: collections.OrderedDict[str, collections.deque[str]] = collections.OrderedDict()
-        self._active: dict[str, _Active] = {}
+        self._info: OrderedDict[str, _JobInfo] = OrderedDict()
+        self._inflight: dict[tuple[str, int], asyncio.Task] = {}
         self._free = settings.workers
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
-        self._dispatcher: asyncio.Task | None = None
+        self._loops: list[asyncio.Task] = []
 
     def job_dir(self, job_id: str) -> Path:
         return self.jobs_dir / job_id
@@ -115,31 +135,40 @@ class JobRunner:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Resume queued and running jobs left by a previous process."""
+        """Start claiming (nothing to do with `workers=0`: an API node only)."""
         limit_malloc_retention()  # a server lives long: give freed kick-off and download buffers back
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
-        redone = await self.db.call(JobDB.reset_running)
-        jobs = await self.db.call(JobDB.active_jobs)
-        for job in jobs:
-            known = {f.stored for f in await self.db.call(JobDB.files_of, job.id)}
-            await asyncio.to_thread(_remove_unlisted, self.job_dir(job.id), known)
-            await self._schedule(job)
-        if jobs:
-            log.info("resumed %d job(s); %d chunk(s) redone from scratch", len(jobs), redone)
-        self._dispatcher = asyncio.create_task(self._dispatch())
+        if self.settings.workers <= 0:
+            return
+        if self.settings.sole_node:
+            redone = await self.db.call(JobDB.reset_running)
+            jobs = await self.db.call(JobDB.active_jobs)
+            for job in jobs:
+                known = {f.stored for f in await self.db.call(JobDB.files_of, job.id)}
+                await asyncio.to_thread(_remove_unlisted, self.job_dir(job.id), known)
+            if jobs:
+                log.info("resuming %d job(s); %d chunk(s) redone from scratch", len(jobs), redone)
+        if self.db.engine == "postgresql":
+            loop = asyncio.get_running_loop()
+
+            def wake() -> None:
+                loop.call_soon_threadsafe(self._wake.set)
+
+            await asyncio.to_thread(self.db.sql.listen, WAKE_CHANNEL, wake)
+        self._loops = [asyncio.create_task(self._dispatch()), asyncio.create_task(self._renew())]
 
     async def stop(self) -> None:
-        if self._dispatcher is not None:
-            self._dispatcher.cancel()
-            await asyncio.gather(self._dispatcher, return_exceptions=True)
+        for t in self._loops:
+            t.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._pool is not None:
-            # Chunks still running are not recorded and the next start redoes them (no loss,
-            # no duplicates), so their processes are stopped rather than waited for: a long
-            # chunk would otherwise hold up the server's exit. (`_processes` is private;
-            # Python 3.14 names this `terminate_workers`.)
+            # Chunks still running are not recorded; their leases run out (or the next start
+            # of a sole node resets them) and they are redone: no loss, no duplicates. So their
+            # processes are stopped rather than waited for. (`_processes` is private; Python
+            # 3.14 names this `terminate_workers`.)
             pool, self._pool = self._pool, None
             procs = list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
@@ -149,77 +178,85 @@ class JobRunner:
     # --- API used by the routes ------------------------------------------------------------
 
     async def submit(self, job: Job) -> None:
-        """Schedule a job already written to the DB."""
-        await self._schedule(job)
+        """A job was written to the DB: wake this node's runner and, on PostgreSQL, every other."""
+        self._wake.set()
+        if self.db.engine == "postgresql":
+            await self.db.call(_notify)
         release_free_memory()  # what planning the kick-off freed
 
     async def cancel(self, job_id: str) -> None:
-        """Forget a cancelled/expired job; its directory goes once no chunk of it is in flight."""
-        a = self._active.pop(job_id, None)
-        if a is not None:
-            a.cancelled = True
-            self._unlist(a.job)
-            if a.inflight:
-                return  # the last chunk task to end removes the directory
+        """Forget a cancelled/expired job; its directory goes unless a chunk of it runs here
+        (then the chunk's end removes it: its commit finds the job inactive)."""
+        self._info.pop(job_id, None)
+        if any(j == job_id for j, _ in self._inflight):
+            return
         await asyncio.to_thread(shutil.rmtree, self.job_dir(job_id), True)
 
     def queued_chunks(self) -> int:
-        return sum(len(a.pending) for a in self._active.values())
+        """Chunks running on this node."""
+        return len(self._inflight)
 
-    # --- scheduling ------------------------------------------------------------------------
-
-    async def _schedule(self, job: Job) -> None:
-        pending = await self.db.call(JobDB.pending_chunks, job.id)
-        if not pending and job.chunks_done >= job.chunks_total:
-            await self.db.call(JobDB.complete, job.id, self.clock(), self.settings.ttl)
-            return
-        raw = await self.db.call(JobDB.scope, job.id)
-        if raw is None:
-            await self.db.call(JobDB.fail, job.id, "planned without an access scope (older version); "
-                               "kick off the export again", self.clock(), self.settings.ttl)
-            return
-        benes = await self.db.call(JobDB.benes, job.id)
-        params = msgspec.json.decode(job.params, type=ExportParams)
-        # The scope planned at kick-off, not re-planned: a resumed job exports what was granted then.
-        self._active[job.id] = _Active(job, params, benes, Scope.from_bytes(raw), pending)
-        # Newcomers go to the front: they have had no turn yet, the others have.
-        if job.org_id not in self._orgs:
-            self._orgs[job.org_id] = collections.deque()
-            self._orgs.move_to_end(job.org_id, last=False)
-        self._orgs[job.org_id].appendleft(job.id)
-        self._wake.set()
-
-    def _unlist(self, job: Job) -> None:
-        jobs = self._orgs.get(job.org_id)
-        if jobs is not None and job.id in jobs:
-            jobs.remove(job.id)
-            if not jobs:
-                del self._orgs[job.org_id]
-
-    def _pick(self) -> tuple[_Active, tuple[int, int, int]] | None:
-        """Next chunk: round-robin over organizations, then over that organization's jobs."""
-        for _ in range(len(self._orgs)):
-            org, jobs = next(iter(self._orgs.items()))
-            self._orgs.move_to_end(org)
-            for _ in range(len(jobs)):
-                a = self._active[jobs[0]]
-                jobs.rotate(-1)
-                if a.pending:
-                    return a, a.pending.popleft()
-        return None
+    # --- claiming --------------------------------------------------------------------------
 
     async def _dispatch(self) -> None:
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._free > 0 and (picked := self._pick()) is not None:
-                a, chunk = picked
+            while self._free > 0:
+                try:
+                    claim = await self.db.call(JobDB.claim, self.owner, time.time(), self.settings.lease)
+                except Exception:  # the database is away for a moment: try again after the poll
+                    log.exception("claiming a chunk failed")
+                    break
+                if claim is None:
+                    break
                 self._free -= 1
-                a.inflight += 1
-                await self.db.call(JobDB.start_chunk, a.job.id, chunk[0])
-                t = asyncio.create_task(self._run(a, chunk))
+                self.stats.claimed += 1
+                if claim.attempts > 1:
+                    self.stats.redone += 1
+                t = asyncio.create_task(self._run(claim))
+                self._inflight[(claim.job_id, claim.seq)] = t
                 self._tasks.add(t)
                 t.add_done_callback(self._tasks.discard)
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.settings.poll)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def _renew(self) -> None:
+        """Keep this node's leases alive; a chunk whose lease was lost is left to its new owner."""
+        while True:
+            await asyncio.sleep(self.settings.lease / 3)
+            held = list(self._inflight)
+            if not held:
+                continue
+            try:
+                lost = await self.db.call(JobDB.renew, held, self.owner, time.time() + self.settings.lease)
+            except Exception:
+                log.exception("renewing leases failed")
+                continue
+            for job_id, seq in lost:
+                log.warning("job %s chunk %d: lease lost (redone elsewhere or job ended)", job_id, seq)
+
+    async def _job_info(self, job_id: str) -> _JobInfo | None:
+        info = self._info.get(job_id)
+        if info is not None:
+            self._info.move_to_end(job_id)
+            return info
+        job = await self.db.call(JobDB.get_job, job_id)
+        if job is None or not job.active:
+            return None
+        raw = await self.db.call(JobDB.scope, job_id)
+        if raw is None:
+            await self.db.call(JobDB.fail, job_id, "planned without an access scope (older version); "
+                               "kick off the export again", self.clock(), self.settings.ttl)
+            return None
+        benes = await self.db.call(JobDB.benes, job_id)
+        params = msgspec.json.decode(job.params, type=ExportParams)
+        # The scope planned at kick-off, not re-planned: a resumed job exports what was granted then.
+        info = self._info[job_id] = _JobInfo(job, params, benes, Scope.from_bytes(raw))
+        while len(self._info) > 32:
+            self._info.popitem(last=False)
+        return info
 
     def _pool_now(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -229,7 +266,7 @@ class JobRunner:
             )
         return self._pool
 
-    def _task(self, a: _Active, seq: int, lo: int, hi: int) -> ChunkTask:
+    def _task(self, a: _JobInfo, seq: int, lo: int, hi: int) -> ChunkTask:
         s, p, job = self.settings, a.params, a.job
         tx = iso_instant(job.transaction_time)
         return ChunkTask(
@@ -253,53 +290,60 @@ class JobRunner:
             organize_by=p.organize_by,
         )
 
-    async def _run(self, a: _Active, chunk: tuple[int, int, int]) -> None:
-        seq, lo, hi = chunk
-        job_id = a.job.id
+    async def _run(self, claim: Claim) -> None:
+        job_id, seq = claim.job_id, claim.seq
+        JOB_ID.set(job_id)  # this task's log lines name the job
         loop = asyncio.get_running_loop()
         try:
+            info = await self._job_info(job_id)
+            if info is None:
+                return
             try:
-                placed = await loop.run_in_executor(self._pool_now(), run_chunk, self._task(a, seq, lo, hi))
+                placed = await loop.run_in_executor(self._pool_now(), run_chunk,
+                                                    self._task(info, seq, claim.lo, claim.hi))
             except BrokenProcessPool:
                 log.warning("job %s chunk %d: worker pool broke; chunk requeued", job_id, seq)
                 self._pool = None
-                await self._requeue(a, chunk)
+                await self.db.call(JobDB.retry_chunk, job_id, seq, self.owner)
                 return
             except Exception as e:  # the exporter failed on this chunk
                 log.exception("job %s chunk %d failed", job_id, seq)
-                attempts = await self.db.call(JobDB.retry_chunk, job_id, seq)
-                if attempts < self.settings.max_attempts:
-                    await self._requeue(a, chunk)
-                else:
-                    await self._fail(a, f"chunk {seq} failed after {attempts} attempts: {e}")
+                attempts = await self.db.call(JobDB.retry_chunk, job_id, seq, self.owner)
+                if attempts >= self.settings.max_attempts:
+                    self.stats.failed += 1
+                    if await self.db.call(JobDB.fail, job_id, f"chunk {seq} failed after {attempts} attempts: {e}",
+                                          self.clock(), self.settings.ttl):
+                        await asyncio.to_thread(shutil.rmtree, self.job_dir(job_id), True)
                 return
             rows = [FileRow(job_id=job_id, created=self.clock(), **f) for f in placed]
-            job = await self.db.call(JobDB.finish_chunk, job_id, seq, rows, self.clock(), self.settings.ttl)
-            if job is None:  # cancelled while the chunk ran
+            outcome, job = await self.db.call(JobDB.finish_chunk, job_id, seq, self.owner, rows, self.clock(),
+                                              self.settings.ttl)
+            if outcome == "inactive":  # cancelled, expired or failed while the chunk ran
                 await asyncio.to_thread(_unlink_all, self.job_dir(job_id), [f["stored"] for f in placed])
-            elif not job.active:
-                log.info("job %s %s (%d chunks)", job_id, job.status, job.chunks_total)
-                self._active.pop(job_id, None)
-                self._unlist(job)
+                self._info.pop(job_id, None)
+                if not any(j == job_id and s != seq for j, s in self._inflight):
+                    await asyncio.to_thread(shutil.rmtree, self.job_dir(job_id), True)
+            elif outcome == "lost":
+                self.stats.lost += 1
+                log.warning("job %s chunk %d: lease ran out before the commit; the redo lists it", job_id, seq)
+            else:
+                self.stats.done += 1
+                for r in rows:
+                    if r.kind == "output":
+                        self.stats.resources[r.type] = self.stats.resources.get(r.type, 0) + r.count
+                    self.stats.bytes_written += r.stored_length
+                if job is not None and not job.active:
+                    log.info("job %s %s (%d chunks)", job_id, job.status, job.chunks_total)
+                    self._info.pop(job_id, None)
         finally:
-            a.inflight -= 1
+            self._inflight.pop((job_id, seq), None)
             self._free += 1
             release_free_memory()  # status polls, downloads and DB rows of the chunk freed small blocks
-            if a.cancelled and a.inflight == 0:
-                await asyncio.to_thread(shutil.rmtree, self.job_dir(job_id), True)
             self._wake.set()
 
-    async def _requeue(self, a: _Active, chunk: tuple[int, int, int]) -> None:
-        if not a.cancelled:
-            await self.db.call(JobDB.retry_chunk, a.job.id, chunk[0])
-            a.pending.appendleft(chunk)
 
-    async def _fail(self, a: _Active, error: str) -> None:
-        await self.db.call(JobDB.fail, a.job.id, error, self.clock(), self.settings.ttl)
-        self._active.pop(a.job.id, None)
-        self._unlist(a.job)
-        a.pending.clear()
-        a.cancelled = True  # its files go once the last in-flight chunk ends
+def _notify(c) -> None:
+    c.execute(f"NOTIFY {WAKE_CHANNEL}")
 
 
 def _remove_unlisted(job_dir: Path, known: set[str]) -> None:

@@ -18,8 +18,9 @@ from collections.abc import Callable
 from aiohttp import web
 
 from ..access import AccessConfig, AccessDB, Principal, TokenService
-from ..errors import AuthError, RequestError
-from ..log import get_logger
+from ..errors import AuthError, RequestError, StoreError
+from ..log import JOB_ID, get_logger
+from ..sql import open_database
 from .auth import client_address, operator_key
 from .config import ServerConfig
 from .db import Job, JobDB
@@ -54,8 +55,14 @@ class ServerState:
         self.jobs_dir = config.data / "jobs"
         config.data.mkdir(parents=True, exist_ok=True)
         config.access_db.parent.mkdir(parents=True, exist_ok=True)
-        self.db = JobDB(config.data / "jobs.sqlite")
-        self.access = access if isinstance(access, AccessDB) else AccessDB(config.access_db, access)
+        # One database for both with --database (PostgreSQL: every node's shared state);
+        # else the embedded default, two SQLite files in DATA.
+        self.sql = open_database(config.database_url or config.data / "jobs.sqlite")
+        self.db = JobDB(self.sql)
+        if isinstance(access, AccessDB):
+            self.access = access
+        else:
+            self.access = AccessDB(self.sql if config.database_url else config.access_db, access)
         self.tokens = TokenService(self.access)
         self.client_ip = client_address(config.trusted_proxies)
         self.auth = AccessAuthenticator(self.access, self.tokens, client_ip=self.client_ip, clock=clock)
@@ -65,13 +72,14 @@ class ServerState:
             RunnerSettings(
                 store_path=str(config.store), jobs_dir=str(self.jobs_dir), workers=config.workers,
                 compression=config.compression, level=config.level, exporter=config.exporter,
-                ttl=config.file_ttl, ndjson_sha256=config.ndjson_sha256,
+                ttl=config.file_ttl, ndjson_sha256=config.ndjson_sha256, lease=config.lease,
+                sole_node=self.sql.engine == "sqlite",
             ),
             clock,
         )
-        # job id -> (time of its last in-progress status answer, the Retry-After it told)
-        self.last_poll: dict[str, tuple[float, int]] = {}
         self.downloads: dict[str, int] = {}  # job id -> downloads in flight (expiry waits for them)
+        # job id -> (time of its last in-progress status answer, the Retry-After it told), sole node
+        self._last_poll: dict[str, tuple[float, float]] = {}
         # Audit entries not yet stored (see `audit`): (principal, action, ip, time, detail).
         self.pending_audit: collections.deque[tuple[Principal, str, str | None, float, dict]] = collections.deque()
         self._audit_lock = asyncio.Lock()
@@ -83,6 +91,7 @@ class ServerState:
         """Startup: JWKS fetcher on this loop, resume jobs, first expiry sweep, then the janitor."""
         self.config.data.mkdir(parents=True, exist_ok=True)
         self.started = self.clock()
+        await asyncio.to_thread(self.db.migrate)
         ctx = ssl.create_default_context(cafile=self.config.jwks_ca_file) if self.config.jwks_ca_file else None
         self.tokens.jwks_fetcher = JwksFetcher(asyncio.get_running_loop(), ttl=self.config.jwks_ttl,
                                                allow_http=self.config.jwks_allow_http, ssl=ctx)
@@ -101,6 +110,8 @@ class ServerState:
                 self._log_unstored(entry)
             self.pending_audit.clear()
         await self.db.close()
+        if self.sql.engine == "postgresql":  # (SQLite: JobDB.close closed its thread's connection)
+            await asyncio.to_thread(self.sql.close)
         self.tokens.jwks_fetcher = None
 
     async def _janitor_loop(self) -> None:
@@ -119,6 +130,7 @@ class ServerState:
             if self.downloads.get(job_id):
                 continue  # IG: do not delete files a client is downloading
             await self.db.call(JobDB.set_status, job_id, "expired")
+            self._last_poll.pop(job_id, None)
             await self.runner.cancel(job_id)
             gone.append(job_id)
         return gone
@@ -134,14 +146,8 @@ class ServerState:
     def sandbox_job_completed(self, job_id: str, org_id: str) -> bool:
         """Whether `job_id` is a completed sandbox export of `org_id` (production onboarding).
 
-        Called from the admin API's worker threads: its own short-lived connection."""
-        conn = sqlite3.connect(f"{(self.config.data / 'jobs.sqlite').resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            return JobDB.completed_in(conn, job_id, org_id, "sandbox")
-        except sqlite3.OperationalError:  # no job DB yet
-            return False
-        finally:
-            conn.close()
+        Called from the admin API's worker threads (each has its own connection)."""
+        return self.db.run(JobDB.completed_in, job_id, org_id, "sandbox")
 
     async def audit(self, who: Principal, action: str, request: web.Request, /, **detail) -> None:
         """One audit entry for a request made with a verified token (off the loop).
@@ -164,7 +170,7 @@ class ServerState:
                 who, action, ip, at, detail = self.pending_audit[0]
                 try:
                     await asyncio.to_thread(self.tokens.audit_request, who, action, ip, at, **detail)
-                except (OSError, sqlite3.Error) as e:
+                except (OSError, sqlite3.Error, StoreError) as e:  # StoreError: PostgreSQL unreachable
                     log.warning("audit log not writable (%s): %d entries kept in memory, retried later",
                                 e, len(self.pending_audit))
                     break
@@ -215,6 +221,7 @@ class ServerState:
         """The job of the URL if it belongs to the caller's organization (404 / 403 otherwise;
         a 403 is audited: someone holds another organization's job URL)."""
         job_id = request.match_info["job"]
+        JOB_ID.set(job_id[:64])  # the rest of this request's log lines name the job
         job = await self.db.call(JobDB.get_job, job_id)
         if job is None or job.status == "cancelled":
             raise RequestError(f"job {job_id[:64]} does not exist (or was deleted)", status=404, param="job")
@@ -222,6 +229,19 @@ class ServerState:
             await self.audit(who, action, request, outcome="denied", job=job_id, reason="job of another organization")
             raise AuthError(f"job {job_id} belongs to another organization", status=403)
         return job
+
+    async def take_poll(self, job_id: str, now: float, told: float) -> tuple[float, float] | None:
+        """Record a status poll answered with Retry-After `told`, unless the previous one asked
+        the client to wait longer (10% slack); then return its (time, Retry-After). Shared
+        nodes keep it in the job row, so polling two API nodes in turn is paced as one; a sole
+        SQLite node keeps it in memory (no fsync per poll)."""
+        if self.sql.engine != "sqlite":
+            return await self.db.call(JobDB.take_poll, job_id, now, told)
+        last = self._last_poll.get(job_id)
+        if last is not None and last[0] <= now and now - last[0] < 0.9 * last[1]:
+            return last
+        self._last_poll[job_id] = (now, told)
+        return None
 
     def expired(self, job: Job) -> bool:
         """Whether the job's files are gone (or due to go)."""

@@ -49,6 +49,8 @@ def disk_full(e: BaseException) -> bool:
             return True
         if isinstance(e, sqlite3.OperationalError) and getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
             return True
+        if getattr(e, "sqlstate", None) == "53100":  # PostgreSQL disk_full (asyncpg's DiskFullError)
+            return True
         e = e.__cause__ or e.__context__  # type: ignore[assignment]
     return False
 

@@ -29,7 +29,6 @@ async def delete(request: web.Request) -> web.Response:
     await st.db.call(JobDB.set_status, job.id, "cancelled")
     await st.runner.cancel(job.id)
     await st.audit(who, "export.cancel", request, job=job.id)
-    st.last_poll.pop(job.id, None)
     log.info("job %s deleted by %s", job.id, who.client_id)
     body = m.encode(m.outcome(f"job {job.id} deleted", code="informational", severity="information"))
     return web.Response(status=202, body=body, content_type=FHIR_JSON)

@@ -24,7 +24,7 @@ from ..access import Principal
 from ..errors import AuthError, RequestError
 from ..export.compress import SUFFIX as STORED_SUFFIX
 from ..export.files import write_ndjson
-from ..log import get_logger
+from ..log import JOB_ID, get_logger
 from . import models as m
 from .db import FileRow, Job, JobDB
 from .params import PREFERENCES, ExportParams, parse_body, parse_query
@@ -118,6 +118,7 @@ def _authorize_types(who: Principal, params: ExportParams) -> ExportParams:
 async def _create(st: ServerState, request: web.Request, who: Principal, kind: str, group: str,
                   params: ExportParams, planned: Planned, now: float) -> web.Response:
     job_id = secrets.token_hex(16)
+    JOB_ID.set(job_id)  # the rest of this request's log lines name the job
     scope = planned.scope
     benes = scope.bene_rows
     chunks = plan_chunks(len(benes), st.config.chunk_size, st.config.workers)

@@ -81,13 +81,13 @@ def poll_wait(elapsed: float, done: int, total: int, cap: int) -> int:
 
 async def _in_progress(st: ServerState, request: web.Request, job: Job, params: ExportParams) -> web.Response:
     now = st.clock()
-    last, told = st.last_poll.get(job.id, (None, 0))
-    if last is not None and now - last < told * 0.9:
+    pace = poll_wait(now - job.created, job.chunks_done, job.chunks_total, st.config.retry_after)
+    refused = await st.take_poll(job.id, now, pace)
+    if refused is not None:
+        last, told = refused
         wait = max(1, math.ceil(told - (now - last)))
         return outcome_response(429, f"polled too often: wait {wait} s between status requests", code="throttled",
                                 headers={"Retry-After": str(wait)})
-    pace = poll_wait(now - job.created, job.chunks_done, job.chunks_total, st.config.retry_after)
-    st.last_poll[job.id] = (now, pace)
     pct = 100 * job.chunks_done // max(job.chunks_total, 1)
     headers = {"X-Progress": f"{pct}% complete ({job.chunks_done}/{job.chunks_total} chunks)",
                "Retry-After": str(pace)}

@@ -14,6 +14,7 @@ import datetime as _dt
 import hashlib
 import importlib
 import os
+import secrets
 import shutil
 import threading
 import time
@@ -116,8 +117,9 @@ def load_exporter(spec: str) -> Callable[[ChunkTask, Path], list[ChunkFile]]:
 def run_chunk(task: ChunkTask) -> list[dict]:
     """Run one chunk in this process; returns the placed files as dicts for the job DB."""
     job_dir = Path(task.job_dir)
-    tmp = job_dir / f".chunk-{task.seq:05d}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    # Private to this attempt: a node whose lease ran out may still be writing the same chunk
+    # while another redoes it. The final names are shared, and os.replace makes each atomic.
+    tmp = job_dir / f".chunk-{task.seq:05d}-{os.getpid()}-{secrets.token_hex(4)}"
     tmp.mkdir(parents=True)
     files = load_exporter(task.exporter)(task, tmp)
     placed = []
