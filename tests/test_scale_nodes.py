@@ -108,7 +108,7 @@ async def _export_all(c: _Client, kick_base: str, poll_base: str, before_release
     for org, url in urls.items():
         name = f"client-{org}"
 
-        async def done():
+        async def done(url: str = url, name: str = name):  # this iteration's export
             r = await c.s.get(url, headers=await c.hd(poll_base, name))
             return None if r.status == 202 else r
 

@@ -18,8 +18,19 @@ from fhirhose.fhir.validate import validate_r4
 from fhirhose.server import ServerConfig, create_app
 from fhirhose.store import Store
 
-from .support.server import (ACCESS, CLAIMS, STORE_ORGS, Clock, Harness, async_test, basic, build_store, clients_of,
-                             register_store_clients, today)
+from .support.server import (
+    ACCESS,
+    CLAIMS,
+    STORE_ORGS,
+    Clock,
+    Harness,
+    async_test,
+    basic,
+    build_store,
+    clients_of,
+    register_store_clients,
+    today,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
