@@ -130,6 +130,18 @@ def async_test(fn):
 
 
 @functools.cache
+async def until(cond, what: str, deadline: float = 60.0, every: float = 0.05):
+    """Await `cond()` until it returns something true (returned) or `deadline` seconds pass
+    (an AssertionError naming `what`)."""
+    end = time.monotonic() + deadline
+    while True:
+        got = await cond()
+        if got:
+            return got
+        assert time.monotonic() < end, what
+        await asyncio.sleep(every)
+
+
 def _template(rtype: str) -> dict:
     name = {"Patient": "Patient.json", "Coverage": "Coverage-PartD.json",
             "ExplanationOfBenefit": "ExplanationOfBenefit-Carrier.json"}[rtype]
