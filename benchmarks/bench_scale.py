@@ -36,7 +36,12 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(ROOT / "benchmarks")]
 
 
 def _env() -> dict:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    """The nodes' environment: the fhirhose e2e.which_fhirhose picked (./src or installed)."""
+    import e2e
+
+    env = e2e._env()
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), str(ROOT)]))
+    return env
 
 
 def _port() -> int:
@@ -249,8 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "fhirhose-e2e")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-save", action="store_true")
+    p.add_argument("--allow-twin", action="store_true", help="measure the pure-Python twin if that is what runs")
     args = p.parse_args(argv)
-    from e2e import dataset
+    from e2e import dataset, which_fhirhose
+
+    where, backend = which_fhirhose(args.allow_twin)  # never the twin by accident (issue 12)
+    print(f"bench_scale: fhirhose from {where}, backend {backend}", file=sys.stderr)
 
     from tests.support.postgres import MISSING, Cluster, pg_bin
 
@@ -268,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             url = cluster.create_database()[1] if engine == "postgresql" else None
             r = export_once(data, url, procs, nodes, args.chunk_size)
             layout = f"{nodes} worker node(s) x {procs} process" if nodes else f"API node, {procs} process(es)"
-            rows.append({"kind": "export", "engine": engine, "layout": layout, **r})
+            rows.append({"kind": "export", "engine": engine, "layout": layout, "backend": backend, **r})
             print(json.dumps(rows[-1]), file=sys.stderr)
         with tempfile.TemporaryDirectory() as tmp:
             for engine in ("sqlite", "postgresql"):
@@ -296,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{h['status_poll_db_per_s_8_threads']:,}/s |")
     if not args.no_save:
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "scale.json").write_text(json.dumps({"benes": args.benes, "chunk_size": args.chunk_size,
+        (RESULTS / "scale.json").write_text(json.dumps({"benes": args.benes, "backend": backend, "chunk_size": args.chunk_size,
                                                         "rows": rows}, indent=1))
     return 0
 

@@ -26,7 +26,7 @@ import aiohttp
 from aiohttp import web
 from isal import igzip
 
-CHUNK = 1 << 20
+from fhirhose.server.files import CHUNK, copy_to
 
 
 def make_files(d: Path, mib: int) -> tuple[Path, Path]:
@@ -45,14 +45,14 @@ def make_files(d: Path, mib: int) -> tuple[Path, Path]:
     return raw, gz
 
 
-async def threaded(request: web.Request, path: Path, opener) -> web.StreamResponse:
+async def threaded(request: web.Request, path: Path, opener, size: int) -> web.StreamResponse:
+    """The server's own path: `size` bytes (decoded size for gunzip) in `CHUNK` reads on a thread."""
     loop = asyncio.get_running_loop()
     resp = web.StreamResponse()
     f = await loop.run_in_executor(None, opener, path)
     try:
         await resp.prepare(request)
-        while chunk := await loop.run_in_executor(None, f.read, CHUNK):
-            await resp.write(chunk)
+        await copy_to(resp, f, size, path.name)
     finally:
         f.close()
     await resp.write_eof()
@@ -104,12 +104,7 @@ async def send_stored(request: web.Request, resp: web.StreamResponse, path: Path
                 await asyncio.sleep(0.0005)
             await loop.run_in_executor(None, _sendfile_all, sock.fileno(), f.fileno(), start + len(first), left)
             return
-        while left:
-            chunk = await loop.run_in_executor(None, f.read, min(CHUNK, left))
-            if not chunk:
-                raise ConnectionError(f"{path.name}: file ended {left} bytes early")
-            await resp.write(chunk)
-            left -= len(chunk)
+        await copy_to(resp, f, left, path.name)
     finally:
         await loop.run_in_executor(None, f.close)
 
@@ -128,8 +123,9 @@ def app(raw: Path, gz: Path) -> web.Application:
     a = web.Application()
     a.router.add_get("/sendfile-thread", lambda r: sendfile_thread(r, raw))
     a.router.add_get("/sendfile", lambda r: web.FileResponse(raw))
-    a.router.add_get("/thread", lambda r: threaded(r, raw, lambda p: open(p, "rb")))
-    a.router.add_get("/gunzip", lambda r: threaded(r, gz, lambda p: igzip.open(p, "rb")))
+    size = raw.stat().st_size  # gz holds the same bytes
+    a.router.add_get("/thread", lambda r: threaded(r, raw, lambda p: open(p, "rb"), size))
+    a.router.add_get("/gunzip", lambda r: threaded(r, gz, lambda p: igzip.open(p, "rb"), size))
     return a
 
 

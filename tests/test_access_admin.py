@@ -8,8 +8,8 @@ import aiohttp
 from aiohttp import web
 
 from fhirhose.access import AccessConfig, AccessDB
-from fhirhose.server.web_admin import add_routes
 from fhirhose.cli import main
+from fhirhose.server.web_admin import add_routes
 
 
 def run(capsys, db, *args):
@@ -102,8 +102,8 @@ def test_http_token_and_admin_endpoints(tmp_path):
 
 
 def test_access_authenticator_plugs_into_the_server_interface(tmp_path):
-    from fhirhose.access import Actor
     from fhirhose import AuthError
+    from fhirhose.access import Actor
     from fhirhose.server.web_auth import PRINCIPAL, AccessAuthenticator
 
     db = AccessDB(tmp_path / "access.db", AccessConfig(scrypt_n=2**12))

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import uuid
+from functools import partial
 
 import jwt
 import pytest
@@ -112,7 +113,7 @@ def test_claims_checks(world, rsa_key):
         "not a registered client": claims("not-a-client", sub="not-a-client"),
     }
     for fragment, payload in bad.items():
-        refused(lambda: request(db, assertion(rsa_key, "RS384", "rsa-1", payload)), fragment)
+        refused(partial(request, db, assertion(rsa_key, "RS384", "rsa-1", payload)), fragment)
     refused(lambda: request(db, assertion(rsa_key, "RS384", "rsa-1", claims(cid)), extra="&client_id=other"), "client_id")
 
 

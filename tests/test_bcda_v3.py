@@ -32,7 +32,7 @@ from fhirhose.store import Store
 
 pytestmark = pytest.mark.slow
 
-TODAY = dt.datetime.now(dt.timezone.utc).date()
+TODAY = dt.datetime.now(dt.UTC).date()
 AS_OF = TODAY - dt.timedelta(days=1)
 SYS = "https://bluebutton.cms.gov/fhir/CodeSystem/System-Type"
 CNTL = "https://bluebutton.cms.gov/identifiers/CLM-CNTL-NUM"
@@ -268,7 +268,7 @@ def test_lookback_applies_to_shared_system_claims(server):
         t = snap.tables
         roster = t["roster"]
         benes = {int(b) for o, k, b in zip(roster["org_id"].to_list(), roster["roster_kind"].to_list(),
-                                           roster["bene_row"].values) if o == "C0101" and k == "Y"}
+                                           roster["bene_row"].values, strict=True) if o == "C0101" and k == "Y"}
         off = t["bene"].links["mcs"]
         thru = t["mcs"]["clm_thru_dt"].values
         older = sum(int((thru[off[b]:off[b + 1]] < (start - dt.date(1970, 1, 1)).days).sum()) for b in benes)

@@ -46,9 +46,9 @@ def test_feed_is_earlier_versions_of_nch_claims_and_claims_not_in_nch_yet(data, 
     assert set(outcome) == {"complete", "partial"} and set(_final(t)) == {True}
     assert len(set(cntl)) == t.n  # one version per claim: the feed is deduplicated
     # Adjudicated claims are final NCH claims under the same control number, updated before them.
-    final_nch = dict(zip(nch_cntl[_final(n)], n["last_updated"].values[_final(n)]))
+    final_nch = dict(zip(nch_cntl[_final(n)], n["last_updated"].values[_final(n)], strict=True))
     assert set(cntl[done]) <= set(final_nch)
-    assert all(u < final_nch[c] for c, u in zip(cntl[done], t["last_updated"].values[done]))
+    assert all(u < final_nch[c] for c, u in zip(cntl[done], t["last_updated"].values[done], strict=True))
     assert set(status[done]) == {"P"} and set(status[pending]) <= {"S", "R", "A"}
     # Claims in process are recent and not in NCH yet.
     assert not set(cntl[pending]) & set(nch_cntl)
@@ -110,7 +110,7 @@ def test_a_daily_delivery_replaces_a_claims_earlier_version(tmp_path):
             "clm_line_cvrd_pd_amt": "42.10"}
     mcs_line = schema.complete("mcs_line", {k: column_for(lkinds[k], [v]) for k, v in line.items()}, 1)
     store.load({"mcs": mcs, "mcs_line": mcs_line}, "shared-system feed",
-               now=dt.datetime(2025, 7, 1, 6, tzinfo=dt.timezone.utc))
+               now=dt.datetime(2025, 7, 1, 6, tzinfo=dt.UTC))
     with Store.open(store.path) as snap:
         t = snap.tables["mcs"]
         assert t.n == before + 1

@@ -21,12 +21,22 @@ from fhirhose.store import Store
 from fhirhose.store.schema import column_for, complete
 from fhirhose.store.versions import superseded_between
 
-from .support.server import (ACCESS, STORE_ORGS, Clock, Harness, async_test, build_store, clients_of, running,
-                             register_store_clients, today)
+from .support.server import (
+    ACCESS,
+    STORE_ORGS,
+    Clock,
+    Harness,
+    async_test,
+    build_store,
+    clients_of,
+    register_store_clients,
+    running,
+    today,
+)
 
 CLIENT = "client-A0001"
 SINCE = "2025-02-01T00:00:00Z"
-GEN2 = dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc)  # the second load (build_store loads 2025-01-02)
+GEN2 = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)  # the second load (build_store loads 2025-01-02)
 
 
 def sandbox(data: Path) -> None:
@@ -278,9 +288,9 @@ def test_superseded_between_follows_version_order_and_load_time():
                            "last_updated": Time(np.array(lu, np.int64))}, 6)
     rows = np.arange(6)
     got = superseded_between(t, rows, since_ms=3, until_ms=None, stop=6)
-    assert [u for u, s in zip(order, got.tolist()) if s] == ["a", "e"]  # b replaced a; f replaced e
+    assert [u for u, s in zip(order, got.tolist(), strict=True) if s] == ["a", "e"]  # b replaced a; f replaced e
     got = superseded_between(t, rows, since_ms=3, until_ms=8, stop=6)
-    assert [u for u, s in zip(order, got.tolist()) if s] == ["a"]  # f came after the cut-off
+    assert [u for u, s in zip(order, got.tolist(), strict=True) if s] == ["a"]  # f came after the cut-off
     assert not superseded_between(t, rows, since_ms=0, until_ms=None, stop=6).any()  # nothing held before
 
 
@@ -289,7 +299,7 @@ async def test_capability_statement_lists_exactly_the_v3_features_honoured(tmp_p
     from fhirhose.server.capability import ORGANIZE_BY_EXT, PREFER_EXT
     from fhirhose.server.params import parse_query
 
-    now = dt.datetime(2025, 6, 1, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
     async with running(tmp_path / "d") as h:
         cap = await (await h.session.get(f"{h.base}/metadata")).json(content_type=None)
         validate_r4(cap)
@@ -322,7 +332,7 @@ def test_blocks_and_deletions_are_the_same_bytes_on_both_backends(tmp_path):
 
     build_store(tmp_path / "store")
     second_generation(tmp_path / "store")
-    since = int(dt.datetime(2025, 2, 1, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    since = int(dt.datetime(2025, 2, 1, tzinfo=dt.UTC).timestamp() * 1000)
     spec = ExportSpec(types=("Patient", "Coverage", "ExplanationOfBenefit"))
     written = []
     with Store.open(tmp_path / "store") as snap:

@@ -158,7 +158,7 @@ def test_idr_out_samples_conform(name):
     for res in _load(name):
         msgs = check(res)
         assert len(msgs) == len(KNOWN.get(name, [])), msgs
-        for key, msg in zip(KNOWN.get(name, []), msgs):
+        for key, msg in zip(KNOWN.get(name, []), msgs, strict=True):
             assert key in msg
     assert check(_fixed(name)) == []
 

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import hashlib
+import itertools
 import os
 import re
 import shutil
@@ -28,7 +29,7 @@ from .support.cclf_writer import file_name, reclen, write_delivery
 
 FIX = Path(__file__).parent / "fixtures" / "cclf"
 A0001 = FIX / "bcda_archive_valid_A0001"
-T0 = dt.datetime(2024, 1, 15, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2024, 1, 15, tzinfo=dt.UTC)
 
 A, B, B_OLD = "1AA0AA0AA00", "1BB0BB0BB00", "1OL0OL0OL00"
 
@@ -109,7 +110,7 @@ def test_layouts_are_packaged_and_contiguous():
     for fid in "123456789AB":
         fields = layout(fid)
         assert fields[0].start == 0
-        assert all(a.end == b.start for a, b in zip(fields, fields[1:])), fid
+        assert all(a.end == b.start for a, b in itertools.pairwise(fields)), fid
         assert len({f.name for f in fields}) == len(fields)
     assert reclen("8") == 549 and reclen("1") == 437 and layout("5")[-1].name == "CLM_CNTRCTR_NUM"
 
@@ -228,7 +229,7 @@ def test_weekly_delivery_adds_versions(tmp_path, store):
     week2 = {"5": [carrier("2002", "1", A, "2", "2024-01-20", "45.00")], "8": [bene(A, "Anne")]}
     ingest_cclf(store, write_delivery(tmp_path / "w2", week2, date="240122"), now=T0 + dt.timedelta(days=7))
     with Store.open(store.path) as snap:
-        assert dict(zip(col(snap, "partb", "clm_id"), col(snap, "partb", "final_action"))) == {"2001": "N", "2002": "F"}
+        assert dict(zip(col(snap, "partb", "clm_id"), col(snap, "partb", "final_action"), strict=True)) == {"2001": "N", "2002": "F"}
         assert col(snap, "bene", "bene_1st_name") == ["Anne"] and col(snap, "bene", "bene_id") == ["1"]
         assert [h.source.note for h in snap.manifest.history] == ["A1234 Y2024 2024-01-15", "A1234 Y2024 2024-01-22"]
 
@@ -622,7 +623,7 @@ def test_preferences_latest_wins(tmp_path, store):
     ingest_prefs(store, [f2, f1], now=T0)
     with Store.open(store.path) as snap:
         o = snap.tables["optout"]
-        got = dict(zip(col(snap, "optout", "bene_mbi_id"), col(snap, "optout", "pref_ind")))
+        got = dict(zip(col(snap, "optout", "bene_mbi_id"), col(snap, "optout", "pref_ind"), strict=True))
         assert got == {A: "Y", B: "N"}  # the blank-source record carries no preference
         assert o["bene_row"].values.tolist() == [snap.bene_index(A), snap.bene_index(B)]
         assert col(snap, "optout", "effective_dt")[0] == dt.date(2024, 1, 12)

@@ -27,11 +27,18 @@ from fhirhose.errors import ClientError
 
 from .support.server import async_test, build_store
 from .test_client import HOLD_EXPORTER, ORG, serving
-from .test_client import store as client_store  # noqa: F401  (the 300-beneficiary store fixture)
 
 SRC = str(Path(fhirhose.__file__).resolve().parent.parent)
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]))
 FHIRHOSE = [sys.executable, "-m", "fhirhose.cli"]
+
+
+@pytest.fixture(scope="module")
+def client_store(tmp_path_factory) -> Path:
+    """The client tests' store: 300 synthetic beneficiaries, seed 0 (ORG has 10 of them)."""
+    path = tmp_path_factory.mktemp("synth") / "store"
+    synth.write(path, 300, seed=0)
+    return path
 
 
 def fh(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -25,18 +25,18 @@ import jwt
 import pytest
 from aiohttp import web
 
+from fhirhose import synth
+from fhirhose.access import AccessDB, Actor
 from fhirhose.client import BulkClient, JwkAuth, Progress, PullState, SecretAuth
 from fhirhose.client.auth import Tokens
 from fhirhose.client.files import decoded
+from fhirhose.columns import NO_DATE
 from fhirhose.errors import ClientError
 from fhirhose.export.manifest import CHECKSUM_EXT, FILESIZE_EXT, SOURCE_EXT, STORED_EXT
 from fhirhose.fhir import c4bb
 from fhirhose.fhir.validate import validate_r4
-from fhirhose.access import AccessDB, Actor
-from fhirhose.columns import NO_DATE
 from fhirhose.server import ServerConfig, create_app
 from fhirhose.server.demo import sandbox_access_config
-from fhirhose import synth
 from fhirhose.store import Store, rosters
 
 from .support.server import Clock, async_test, basic
@@ -46,7 +46,7 @@ ORG = "A1002"  # 10 beneficiaries in the 300-beneficiary synthetic store
 HOLD_EXPORTER = "tests.support.server:store_test_exporter"  # the real exporter, holdable per chunk
 # The server runs on the synthetic store's calendar (history through synth.AS_OF), so its
 # 2025 rosters are the current performance year's; the sandbox rules accept their age.
-STORE_NOW = dt.datetime.combine(synth.AS_OF + dt.timedelta(days=1), dt.time(12), dt.timezone.utc).timestamp()
+STORE_NOW = dt.datetime.combine(synth.AS_OF + dt.timedelta(days=1), dt.time(12), dt.UTC).timestamp()
 
 
 @pytest.fixture(scope="module")
@@ -133,8 +133,8 @@ def group_ids(store: Path) -> list[str]:
         ids = t["bene"]["bene_id"].to_list()
         latest: dict[int, tuple[int, str]] = {}
         o = t["optout"]
-        today = (dt.datetime.fromtimestamp(STORE_NOW, dt.timezone.utc).date() - dt.date(1970, 1, 1)).days
-        for b, pref, eff in zip(o["bene_row"].values.tolist(), o["pref_ind"].to_list(), o["effective_dt"].values.tolist()):
+        today = (dt.datetime.fromtimestamp(STORE_NOW, dt.UTC).date() - dt.date(1970, 1, 1)).days
+        for b, pref, eff in zip(o["bene_row"].values.tolist(), o["pref_ind"].to_list(), o["effective_dt"].values.tolist(), strict=True):
             if NO_DATE < eff <= today and eff >= latest.get(b, (eff, ""))[0]:
                 latest[b] = (eff, pref)
         rows = [int(r) for r in rosters.org_benes(t, ORG) if latest.get(int(r), (0, "Y"))[1] != "N"]

@@ -12,8 +12,8 @@ from fhirhose.access.auditlog import search_audit
 from fhirhose.access.onboarding import Onboarding
 from fhirhose.access.orgs import PermissionDenied
 from fhirhose.access.roles import ROLES, roles_for
-from fhirhose.access.tokens import TokenError
 from fhirhose.access.sessions import Sessions
+from fhirhose.access.tokens import TokenError
 from fhirhose.access.users import ConsoleUsers, SignInError
 from fhirhose.errors import InputError
 

@@ -16,7 +16,17 @@ import pyotp
 import pytest
 
 from .support.console import (
-    AXE, CHROMIUM, PASSWORD, api_client, console_server, http, kickoff, launch, token, wait_done)
+    AXE,
+    CHROMIUM,
+    PASSWORD,
+    api_client,
+    console_server,
+    http,
+    kickoff,
+    launch,
+    token,
+    wait_done,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} missing (.ci/run installs it)")
 

@@ -10,9 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fhirhose
-from fhirhose import NO_DATE, NO_NUM, BatchError, Cat, Date, Num, Str, Table, TemplateError, Time
-from fhirhose import _core_py
-from fhirhose.template import Arr, E, Each, If, IfHas, K, Map, Obj, Seq, Template, Val
+from fhirhose import NO_DATE, NO_NUM, BatchError, Cat, Date, Num, Str, Table, TemplateError, Time, _core_py
+from fhirhose.template import Arr, Each, If, IfHas, K, Map, Obj, Seq, Template, Val
 
 from .support.backends import BACKENDS
 

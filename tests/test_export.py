@@ -13,9 +13,9 @@ import zstandard
 from fhirhose import ExportError, InputError
 from fhirhose.columns import date_to_days
 from fhirhose.export.exporter import ClaimFilter, Exporter, ExportSpec, claim_rows
-from fhirhose.fhir.source import Source
 from fhirhose.export.files import NdjsonFile
 from fhirhose.export.manifest import CHECKSUM_EXT, FILESIZE_EXT, STORED_EXT
+from fhirhose.fhir.source import Source
 from fhirhose.store import schema
 from fhirhose.template import K, Template, Val
 
@@ -23,7 +23,7 @@ DAY_MS = 86_400_000
 
 
 def _ms(iso):
-    return int(dt.datetime.fromisoformat(iso).replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
+    return int(dt.datetime.fromisoformat(iso).replace(tzinfo=dt.UTC).timestamp() * 1000)
 
 
 def small_store():
@@ -34,12 +34,12 @@ def small_store():
         {
             "bene_id": c("str", ["-1", "-2", "-3"]),
             "bene_mbi_id": c("str", ["1EG4TE5MK73", "2EG4TE5MK74", "3EG4TE5MK75"]),
-            "last_updated": c("time", [dt.datetime(2024, 1, d, tzinfo=dt.timezone.utc) for d in (1, 5, 9)]),
+            "last_updated": c("time", [dt.datetime(2024, 1, d, tzinfo=dt.UTC) for d in (1, 5, 9)]),
         },
         3,
         links={"partb": np.array([0, 2, 2, 5])},
     )
-    t = [dt.datetime(2024, 2, d, tzinfo=dt.timezone.utc) for d in (1, 2, 3, 4, 5)]
+    t = [dt.datetime(2024, 2, d, tzinfo=dt.UTC) for d in (1, 2, 3, 4, 5)]
     partb = schema.complete(
         "partb",
         {

@@ -127,7 +127,7 @@ def _roster_ids(tables, org: str, kind: str, year: int) -> list[str]:
     r = tables["roster"]
     kinds = [r["roster_kind"].labels[c] for c in r["roster_kind"].codes]
     rows = [int(b) for o, k, y, b in zip(r["org_id"].to_list(), kinds, r["performance_year"].values,
-                                         r["bene_row"].values) if o == org and k == kind and y == year]
+                                         r["bene_row"].values, strict=True) if o == org and k == kind and y == year]
     bene_ids = tables["bene"]["bene_id"].to_list()
     return sorted({bene_ids[b] for b in rows})
 
@@ -135,7 +135,7 @@ def _roster_ids(tables, org: str, kind: str, year: int) -> list[str]:
 def _enrolled_ids(tables, contract: str, year: int) -> list[str]:
     e = tables["enroll"]
     rows = [int(b) for c, y, m, b in zip(e["cntrct_id"].to_list(), e["year"].values, e["month_mask"].values,
-                                         e["bene_row"].values) if c == contract and y == year and m]
+                                         e["bene_row"].values, strict=True) if c == contract and y == year and m]
     bene_ids = tables["bene"]["bene_id"].to_list()
     return sorted({bene_ids[b] for b in rows})
 
@@ -181,9 +181,9 @@ def _updated_ms(line: bytes) -> int:
 @pytest.mark.parametrize("form", ["utc", "offset", "date"])
 def test_since_keeps_resources_updated_at_or_after(store, full, tmp_path, form):
     stamps = sorted(_updated_ms(line) for line in full["ExplanationOfBenefit"])
-    cut = dt.datetime.fromtimestamp(stamps[len(stamps) // 2] / 1000, dt.timezone.utc)
+    cut = dt.datetime.fromtimestamp(stamps[len(stamps) // 2] / 1000, dt.UTC)
     if form == "date":
-        cut = dt.datetime(cut.year, cut.month, cut.day, tzinfo=dt.timezone.utc)
+        cut = dt.datetime(cut.year, cut.month, cut.day, tzinfo=dt.UTC)
         value = cut.date().isoformat()  # midnight UTC
     elif form == "offset":
         value = cut.astimezone(dt.timezone(dt.timedelta(hours=-5))).isoformat(timespec="milliseconds")

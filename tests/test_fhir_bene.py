@@ -44,12 +44,12 @@ V2_COVERAGE_ONLY = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tables():
     return rif_prof.bene_tables(RIF / "sample-a-beneficiaries.txt", RIF / "sample-a-beneficiaryhistory.txt")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _golden(kind):
     if kind == "patient":
         (ours,) = write_all(PATIENT, _tables())

@@ -12,7 +12,7 @@ from fhirhose.template import Arr, IfHas, IfMissing, K, Template
 
 from .support.fhir import write_all
 
-_TS = dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.timezone.utc)
+_TS = dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.UTC)
 
 
 def _partb(**cols):

@@ -25,7 +25,6 @@ from .support.golden.facts import diff
 from .support.golden.inst_allowed import ALLOWED, ALLOWED_BY_KIND
 from .support.inst_strategies import claim_tables
 
-
 # (kind, RIF sample, BFD v2 output)
 GOLDENS = [
     ("inpatient", "sample-a-inpatient.txt", "eobReadInpatient.json"),

@@ -113,10 +113,10 @@ def _sentinel(table: str, name: str, kind: str, k: int):
         return f"{k}.5", Decimal(f"{k}.5")
     if kind == "int":
         return k, k
-    return dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc), None
+    return dt.datetime(2024, 1, 1, tzinfo=dt.UTC), None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sentinel_output(template_name: str, without: str | None = None):
     """The template's output over one row per table where every column (but `without`)
     holds its sentinel, the sentinels by column, and the columns the template reads."""

@@ -62,7 +62,7 @@ RIF_ONLY_EOB = {
     r"contained\[\]": "line HCT/HGB Observations from RIF-only LINE_HCT_HGB_* (not in CCLF)",
     rf"supportingInfo\[info\|{_HCT}\]": "HCT/HGB result (RIF-only)",
     rf"item\[{_ANY}\]\.informationSequence": "points at the HCT/HGB supportingInfo (RIF-only)",
-    rf"careTeam\[referring@K25852\]": "v2's second referring member is the RIF-only UPIN/PIN CARR_CLM_RFRNG_PIN_NUM",
+    r"careTeam\[referring@K25852\]": "v2's second referring member is the RIF-only UPIN/PIN CARR_CLM_RFRNG_PIN_NUM",
     rf"item\[{_ANY}\]\.extension\[https://bluebutton\.cms\.gov/resources/variables/carr_line_mtus_cnt\]\.valueCoding":
         "v2 writes CARR_LINE_MTUS_CNT twice, once miscoded as a Coding; the Quantity is compared",
 }
@@ -96,7 +96,7 @@ CASES = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _golden(case):
     """(ours, BFD's, allowances) for a case; computed once (callers only read)."""
     template, tables, bfd_name, extra = CASES[case]

@@ -12,7 +12,6 @@ import pytest
 from fhirhose.export.exporter import Exporter, ExportSpec
 from fhirhose.store import schema
 
-
 SMAPS = "/proc/self/smaps"
 needs_smaps = pytest.mark.skipif(not os.path.exists(SMAPS), reason="reads Linux /proc/self/smaps")
 # claim tables by the table whose source reads them (a source's writer reads its table and its children)

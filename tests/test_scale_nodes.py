@@ -8,7 +8,7 @@ PostgreSQL only: several nodes on one database is what the PostgreSQL engine is 
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import gzip
 import json
 import os
@@ -16,15 +16,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from .support.server import STORE_ORGS, async_test, basic, build_store, clients_of, register_store_clients
+from .support.server import STORE_ORGS, async_test, basic, build_store, clients_of, register_store_clients, until
 
 ROOT = Path(__file__).resolve().parent.parent
+until_started = functools.partial(until, deadline=120.0)  # four processes start slowly on 2 cores
 EXPORTER = "tests.support.server:store_test_exporter"
 pytestmark = pytest.mark.slow
 
@@ -60,16 +60,6 @@ def _kill(proc: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     proc.wait()
-
-
-async def _until(cond, what: str, deadline: float = 120.0):
-    end = time.monotonic() + deadline
-    while True:
-        got = await cond()
-        if got:
-            return got
-        assert time.monotonic() < end, what
-        await asyncio.sleep(0.1)
 
 
 class _Client:
@@ -108,11 +98,11 @@ async def _export_all(c: _Client, kick_base: str, poll_base: str, before_release
     for org, url in urls.items():
         name = f"client-{org}"
 
-        async def done():
+        async def done(url: str = url, name: str = name):  # this iteration's export
             r = await c.s.get(url, headers=await c.hd(poll_base, name))
             return None if r.status == 202 else r
 
-        r = await _until(done, f"export of {org} did not finish")
+        r = await until_started(done, f"export of {org} did not finish")
         assert r.status == 200, await r.text()
         manifest = await r.json()
         files, ids = [], {}
@@ -146,7 +136,7 @@ async def _single_node(tmp: Path) -> dict:
     try:
         async with aiohttp.ClientSession(auto_decompress=False) as s:
             c = _Client(s, clients_of(data))
-            await _until(lambda: c.token(base, f"client-{STORE_ORGS[0][0]}"), "single node did not start")
+            await until_started(lambda: c.token(base, f"client-{STORE_ORGS[0][0]}"), "single node did not start")
             return await _export_all(c, base, base)
     finally:
         _kill(proc)
@@ -174,14 +164,14 @@ async def test_two_api_and_two_worker_nodes_survive_kill_9(tmp_path, pg_servers)
         async with aiohttp.ClientSession(auto_decompress=False) as s:
             c = _Client(s, clients_of(data))
             for b in (b1, b2):
-                await _until(lambda b=b: c.token(b, f"client-{STORE_ORGS[0][0]}"), f"{b} did not start")
+                await until_started(lambda b=b: c.token(b, f"client-{STORE_ORGS[0][0]}"), f"{b} did not start")
 
             async def kill_mid_chunk():
                 async def three_held():  # api1's runner, worker a and worker b each hold a chunk
                     held = list((data / "jobs").glob("*/.chunk-*/Patient.partial"))
                     return held if len(held) >= 3 else None
 
-                await _until(three_held, "three nodes never held a chunk each")
+                await until_started(three_held, "three nodes never held a chunk each")
                 _kill(wa)
                 _kill(api1)
                 (data / "hold").unlink()

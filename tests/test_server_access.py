@@ -722,18 +722,18 @@ class Oracle:
         self.bene_ids = tables["bene"]["bene_id"].to_list()
         r = tables["roster"]
         self.roster = list(zip(r["org_id"].to_list(), r["roster_kind"].to_list(), r["performance_year"].values.tolist(),
-                               r["file_date"].values.tolist(), r["bene_row"].values.tolist()))
+                               r["file_date"].values.tolist(), r["bene_row"].values.tolist(), strict=True))
         o = tables["optout"]
         latest: dict[int, tuple] = {}
         for i, (b, pref, eff) in enumerate(zip(o["bene_row"].values.tolist(), o["pref_ind"].to_list(),
-                                               o["effective_dt"].values.tolist())):
+                                               o["effective_dt"].values.tolist(), strict=True)):
             if b >= 0 and _day(eff) is not None and _day(eff) <= SYNTH_TODAY:
                 if b not in latest or (eff, i) >= latest[b][:2]:
                     latest[b] = (eff, i, pref)
         self.opted_out = {b for b, (_, _, pref) in latest.items() if pref == "N"}
         e = tables["enroll"]
         self.enroll = list(zip(e["bene_row"].values.tolist(), e["cntrct_id"].to_list(), e["year"].values.tolist(),
-                               e["month_mask"].values.tolist()))
+                               e["month_mask"].values.tolist(), strict=True))
         self.claims = []  # (table, clm_id, owner, from, thru, sud, last_updated ms)
         for name, (f, th) in _CLAIM_DATES.items():
             t = tables[name]
@@ -742,7 +742,7 @@ class Oracle:
             for b in range(len(off) - 1):
                 owners += [b] * (off[b + 1] - off[b])
             self.claims += list(zip([name] * t.n, t["clm_id"].to_list(), owners, t[f].values.tolist(),
-                                    t[th].values.tolist(), t["sud_ind"].to_list(), t["last_updated"].values.tolist()))
+                                    t[th].values.tolist(), t["sud_ind"].to_list(), t["last_updated"].values.tolist(), strict=True))
 
     def aco(self, org: str, program: str, group: str) -> tuple[set[int], set[str]]:
         year, kind = (2025, "Y") if group == "all" else (2024, "R")

@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 import zstandard
 
+from fhirhose.export.manifest import STORED_EXT
 from fhirhose.fhir.validate import validate_r4
 from fhirhose.server.app import API
-from fhirhose.export.manifest import STORED_EXT
 from fhirhose.server.files import sf_value
 from fhirhose.server.models import EXT_LENGTH, EXT_SHA256
 
@@ -444,7 +444,7 @@ async def test_concurrent_jobs_fair_across_organizations(tmp_path):
         (data / "hold").unlink()
         results = await asyncio.gather(
             h.wait("big-aco", big), h.wait("small-aco", small), h.wait("sponsor", sponsor))
-        for r, org in zip(results, ("A0002", "A0001", "S1234")):
+        for r, org in zip(results, ("A0002", "A0001", "S1234"), strict=True):
             assert r.status == 200
             assert sum(o["count"] for o in (await r.json())["output"]) == len(group_rows(org))
         order = _log(data)

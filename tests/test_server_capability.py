@@ -16,7 +16,7 @@ from fhirhose.server.params import KICKOFF_PARAMS, parse_body, parse_query
 
 from .support.server import Clock, async_test, running
 
-NOW = dt.datetime(2025, 6, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
 REGISTRY_TYPES = {s.rtype for s in SOURCES}
 # One valid value per kick-off parameter, to show the parser accepts what the statement lists.
 VALID = {

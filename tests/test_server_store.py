@@ -1,6 +1,5 @@
 """The server over a real store and the real exporter: every line valid R4; restart resumes a job."""
 
-import asyncio
 import gzip
 import json
 import os
@@ -8,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
@@ -18,8 +16,20 @@ from fhirhose.fhir.validate import validate_r4
 from fhirhose.server import ServerConfig, create_app
 from fhirhose.store import Store
 
-from .support.server import (ACCESS, CLAIMS, STORE_ORGS, Clock, Harness, async_test, basic, build_store, clients_of,
-                             register_store_clients, today)
+from .support.server import (
+    ACCESS,
+    CLAIMS,
+    STORE_ORGS,
+    Clock,
+    Harness,
+    async_test,
+    basic,
+    build_store,
+    clients_of,
+    register_store_clients,
+    today,
+    until,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -133,16 +143,6 @@ async def _token(s: aiohttp.ClientSession, base: str, creds: dict) -> str | None
     return (await r.json())["access_token"]
 
 
-async def _until(cond, what: str, deadline: float = 60.0):
-    end = time.monotonic() + deadline
-    while True:
-        got = await cond()
-        if got:
-            return got
-        assert time.monotonic() < end, what
-        await asyncio.sleep(0.05)
-
-
 @pytest.mark.slow
 @async_test
 async def test_restart_resumes_without_loss_or_duplicates(tmp_path):
@@ -159,7 +159,7 @@ async def test_restart_resumes_without_loss_or_duplicates(tmp_path):
             def token():
                 return _token(s, base, creds)
 
-            tok = await _until(token, "server did not start")
+            tok = await until(token, "server did not start")
             hd = {"Authorization": f"Bearer {tok}", "Prefer": "respond-async", "Accept": "application/fhir+json"}
             r = await s.get(f"{base}/Group/all/$export", headers=hd)
             assert r.status == 202
@@ -169,7 +169,7 @@ async def test_restart_resumes_without_loss_or_duplicates(tmp_path):
             async def chunk1_held():  # the attempt's private folder: .chunk-00001-<pid>-<nonce>
                 return next((data / "jobs" / job).glob(".chunk-00001-*/Patient.partial"), None)
 
-            partial = await _until(chunk1_held, "chunk 1 never reached its hold")
+            partial = await until(chunk1_held, "chunk 1 never reached its hold")
             r = await s.get(url, headers=hd)
             assert r.status == 202 and r.headers["X-Progress"].startswith("33%")
             os.killpg(proc.pid, signal.SIGKILL)  # the server and its worker, mid-chunk
@@ -178,14 +178,14 @@ async def test_restart_resumes_without_loss_or_duplicates(tmp_path):
 
             (data / "hold").unlink()
             proc = _start(data, port)
-            tok = await _until(token, "server did not restart")
+            tok = await until(token, "server did not restart")
             hd["Authorization"] = f"Bearer {tok}"
 
             async def done():
                 r = await s.get(url, headers=hd)
                 return None if r.status == 202 else r
 
-            r = await _until(done, "resumed job did not finish")
+            r = await until(done, "resumed job did not finish")
             assert r.status == 200, await r.text()
             manifest = await r.json()
             counts = {}
@@ -240,7 +240,7 @@ async def _held_export(data: Path, port: int) -> tuple[subprocess.Popen, list[in
         def token():
             return _token(s, base, creds)
 
-        tok = await _until(token, "server did not start")
+        tok = await until(token, "server did not start")
         r = await s.get(f"{base}/Group/all/$export", headers={
             "Authorization": f"Bearer {tok}", "Prefer": "respond-async", "Accept": "application/fhir+json"})
         assert r.status == 202
@@ -248,12 +248,12 @@ async def _held_export(data: Path, port: int) -> tuple[subprocess.Popen, list[in
         async def held():  # the attempt's private folder: .chunk-00000-<pid>-<nonce>
             return next((data / "jobs" / job).glob(".chunk-00000-*/Patient.partial"), None)
 
-        await _until(held, "chunk 0 never reached its hold")
+        await until(held, "chunk 0 never reached its hold")
 
     async def workers():
         return [p for p in _children(proc.pid) if "resource_tracker" not in Path(f"/proc/{p}/cmdline").read_text()]
 
-    return proc, await _until(workers, "no export worker")
+    return proc, await until(workers, "no export worker")
 
 
 @pytest.mark.slow
@@ -264,7 +264,7 @@ async def test_sigterm_stops_the_server_and_its_busy_workers(tmp_path):
     try:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0  # a clean stop, not death by signal
-        await _until(_async(lambda: not any(map(_alive, workers))), "workers outlived the server", 15)
+        await until(_async(lambda: not any(map(_alive, workers))), "workers outlived the server", 15)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
 
@@ -277,7 +277,7 @@ async def test_workers_exit_when_the_server_is_killed(tmp_path):
     try:
         proc.kill()  # the server only: its pool gets no chance to stop the workers
         proc.wait()
-        await _until(_async(lambda: not any(map(_alive, workers))), "orphaned workers kept running", 15)
+        await until(_async(lambda: not any(map(_alive, workers))), "orphaned workers kept running", 15)
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)

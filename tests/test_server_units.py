@@ -11,7 +11,7 @@ from fhirhose.server.auth import client_address
 from fhirhose.server.files import accepts, parse_range
 from fhirhose.server.params import DateBound, parse_body, parse_query
 
-NOW = dt.datetime(2025, 6, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
 
 
 def q(*items, kind="group", lenient=False):

@@ -17,8 +17,8 @@ from fhirhose.store.schema import TABLES, column_for, complete, kinds
 
 from .support.store import listing
 
-T0 = dt.datetime(2024, 1, 15, 12, tzinfo=dt.timezone.utc)
-T1 = dt.datetime(2024, 1, 22, 12, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2024, 1, 15, 12, tzinfo=dt.UTC)
+T1 = dt.datetime(2024, 1, 22, 12, tzinfo=dt.UTC)
 MS0 = int(T0.timestamp() * 1000)
 MS1 = int(T1.timestamp() * 1000)
 A, B, C = "1AA0AA0AA00", "1AA0AA0AA01", "1AA0AA0AA02"
@@ -129,7 +129,7 @@ def test_incremental_load_adds_versions_and_updates_benes(store):
         a = {c["clm_id"]: c for c in claims_of(snap, "partb", A)}
         assert (a["100"]["final_action"], a["110"]["final_action"]) == ("N", "F")
         t = snap.tables["partb"]
-        upd = dict(zip(t["clm_id"].to_list(), t["last_updated"].values.tolist()))
+        upd = dict(zip(t["clm_id"].to_list(), t["last_updated"].values.tolist(), strict=True))
         assert upd == {"100": MS0, "110": MS1, "400": MS1}  # version 100 keeps its first load time
         bene = snap.tables["bene"]
         assert bene["bene_id"].to_list()[:2] == bene_ids  # ids carried; the new one appended
@@ -193,16 +193,16 @@ def test_org_tables(store):
         assert r["bene_mbi_id"].to_list() == [A, C]
         assert r["bene_row"].values.tolist()[0] == ra and r["bene_row"].to_list()[1] is None
         o = snap.tables["optout"]
-        assert dict(zip(o["bene_mbi_id"].to_list(), o["pref_ind"].to_list())) == {A: "N", B: "N"}
+        assert dict(zip(o["bene_mbi_id"].to_list(), o["pref_ind"].to_list(), strict=True)) == {A: "N", B: "N"}
         e = snap.tables["enroll"]
-        assert dict(zip(e["bene_row"].values.tolist(), e["month_mask"].values.tolist())) == {ra: 3, rb: 1}
+        assert dict(zip(e["bene_row"].values.tolist(), e["month_mask"].values.tolist(), strict=True)) == {ra: 3, rb: 1}
     # A new roster of the same ACO and year replaces the old one; another year is kept.
     roster2 = tab("roster", 2, org_id=["A0001"] * 2, bene_mbi_id=[B, A], roster_kind=["Y", "R"],
                   performance_year=[2024, 2023], file_date=["2024-02-15"] * 2)
     store.load({"roster": roster2, "bene": benes(C)}, "t", now=T1)
     with Store.open(store.path) as snap:
         r = snap.tables["roster"]
-        got = sorted(zip(r["bene_mbi_id"].to_list(), r["roster_kind"].to_list(), r["performance_year"].values.tolist()))
+        got = sorted(zip(r["bene_mbi_id"].to_list(), r["roster_kind"].to_list(), r["performance_year"].values.tolist(), strict=True))
         assert got == [(A, "R", 2023), (B, "Y", 2024)]
         assert snap.tables["enroll"].n == 2
 
@@ -428,7 +428,7 @@ def test_roster_replacement_does_not_depend_on_id_widths(store):
     store.load({"roster": roster(["A0001"], [C])}, "t")  # A0001's new roster: C only
     with Store.open(store.path) as snap:
         r = snap.tables["roster"]
-        assert sorted(zip(r["org_id"].to_list(), r["bene_mbi_id"].to_list())) == [("A0001", C), ("Z123456789", B)]
+        assert sorted(zip(r["org_id"].to_list(), r["bene_mbi_id"].to_list(), strict=True)) == [("A0001", C), ("Z123456789", B)]
 
 
 def test_unchanged_beneficiary_keeps_its_last_updated(store):

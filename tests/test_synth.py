@@ -65,7 +65,7 @@ def same_tables(a, b):
         ta, tb = a[name], b[name]
         assert ta.n == tb.n, name
         for c in ta.columns:
-            for x, y in zip(arrays(ta.columns[c]), arrays(tb.columns[c])):
+            for x, y in zip(arrays(ta.columns[c]), arrays(tb.columns[c]), strict=True):
                 assert np.array_equal(x, y), f"{name}.{c}"
             if isinstance(ta.columns[c], Cat):
                 assert ta.columns[c].labels == tb.columns[c].labels, f"{name}.{c}"
@@ -293,7 +293,7 @@ def test_rosters_optouts_enrollment_match_the_beneficiaries(data):
     r = t["roster"]
     rows = r["bene_row"].values
     assert ffs[rows].all()
-    assert all(m == mbi[i] or m == prev.get(i) for m, i in zip(strs(r, "bene_mbi_id"), rows))
+    assert all(m == mbi[i] or m == prev.get(i) for m, i in zip(strs(r, "bene_mbi_id"), rows, strict=True))
     year = r["performance_year"].values
     jan1 = np.array([(dt.date(int(y), 1, 1) - dt.date(1970, 1, 1)).days for y in year])
     assert ((death[rows] == NO_DATE) | (death[rows] >= jan1)).all()
@@ -306,7 +306,7 @@ def test_rosters_optouts_enrollment_match_the_beneficiaries(data):
         assert ((strs(r, "org_id") == org_id) & (kinds == "Y")).sum() == org.roster_size
 
     o = t["optout"]
-    assert all(m == mbi[i] or m == prev.get(i) for m, i in zip(strs(o, "bene_mbi_id"), o["bene_row"].values))
+    assert all(m == mbi[i] or m == prev.get(i) for m, i in zip(strs(o, "bene_mbi_id"), o["bene_row"].values, strict=True))
     pref = strs(o, "pref_ind")
     assert 0.01 < (pref == "N").sum() / b.n < 0.06
 
@@ -315,13 +315,13 @@ def test_rosters_optouts_enrollment_match_the_beneficiaries(data):
     ptd = strs(b, "ptd_cntrct_id")
     assert (ptd[erow] != "").all()
     assert ((emask > 0) & (emask < 4096)).all()
-    contract = {(int(i), int(y)): (c, int(m)) for i, y, c, m in zip(erow, eyear, strs(e, "cntrct_id"), emask)}
+    contract = {(int(i), int(y)): (c, int(m)) for i, y, c, m in zip(erow, eyear, strs(e, "cntrct_id"), emask, strict=True)}
     p = t["pde"]
     owner = np.repeat(np.arange(b.n), np.diff(b.links["pde"]))
     fill = p["clm_line_from_dt"].values.astype("datetime64[D]")
     fy = fill.astype("datetime64[Y]").astype(int) + 1970
     fm = fill.astype("datetime64[M]").astype(int) % 12
-    for i, y, m, c in zip(owner, fy, fm, strs(p, "ptd_cntrct_id")):
+    for i, y, m, c in zip(owner, fy, fm, strs(p, "ptd_cntrct_id"), strict=True):
         ec, mask = contract[(int(i), int(y))]
         assert ec == c and mask >> int(m) & 1
     pdp = [x for x in data.orgs if x.kind == "pdp"]

@@ -6,6 +6,7 @@ Public API (everything else is private):
 - errors: `FhirhoseError` and its subclasses
 """
 
+from . import errors
 from ._backend import backend, core
 from .columns import NO_DATE, NO_NUM, Cat, Date, Num, Str, Table, Time
 from .errors import (
@@ -40,15 +41,6 @@ __all__ = [
     "Cat",
     "NO_DATE",
     "NO_NUM",
-    "FhirhoseError",
-    "InputError",
-    "BatchError",
-    "TemplateError",
-    "IngestError",
-    "StoreError",
-    "ExportError",
-    "RequestError",
-    "AuthError",
-    "ClientError",
+    *errors.__all__,
     "__version__",
 ]

@@ -12,7 +12,7 @@ import numpy as np
 
 from .columns import NO_DATE, NO_NUM, Cat, Num, Str
 from .errors import TemplateError
-from .template import (
+from .template.plan import (
     MAX_COUNTERS,
     MAX_DEPTH,
     OP_CAT,

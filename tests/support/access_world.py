@@ -19,7 +19,7 @@ from fhirhose.fhir.source import Source
 from fhirhose.store import schema
 from fhirhose.template import K, Template, Val
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime(2024, 6, 15, 12, tzinfo=UTC).timestamp()
 DAY = 86400.0
 N_BENES = 10

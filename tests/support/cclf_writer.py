@@ -8,8 +8,8 @@ writes a delivery's files plus its CCLF0 under standard CCLF names.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from fhirhose.store.cclf import layout
 

@@ -82,7 +82,7 @@ class ConsoleServer:
         finally:
             await runner.cleanup()
 
-    def start(self) -> "ConsoleServer":
+    def start(self) -> ConsoleServer:
         self._thread.start()
         self._ready.wait(60)
         if self.error is not None:

@@ -30,9 +30,9 @@ from aiohttp import web
 
 from fhirhose.access import AccessConfig, AccessDB, Actor, Scope
 from fhirhose.columns import Str
-from fhirhose.server import ChunkFile, ChunkTask, ServerConfig, TablePopulation, create_app
 from fhirhose.export.compress import SUFFIX as STORED_SUFFIX
 from fhirhose.export.files import write_ndjson
+from fhirhose.server import ChunkFile, ChunkTask, ServerConfig, TablePopulation, create_app
 from fhirhose.store.schema import column_for, complete
 
 from . import FIXTURES
@@ -52,11 +52,11 @@ SCOPES = {"narrow": "system/Patient.read"}
 
 
 def today() -> dt.date:
-    return dt.datetime.now(dt.timezone.utc).date()
+    return dt.datetime.now(dt.UTC).date()
 
 
 def day_ts(d: dt.date) -> float:
-    return dt.datetime.combine(d, dt.time(), dt.timezone.utc).timestamp()
+    return dt.datetime.combine(d, dt.time(), dt.UTC).timestamp()
 
 
 # Set by the `server_engine` fixture (conftest) while a test runs on PostgreSQL:
@@ -129,7 +129,19 @@ def async_test(fn):
 # --- the exporter the tests own ---------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
+async def until(cond, what: str, deadline: float = 60.0, every: float = 0.05):
+    """Await `cond()` until it returns something true (returned) or `deadline` seconds pass
+    (an AssertionError naming `what`)."""
+    end = time.monotonic() + deadline
+    while True:
+        got = await cond()
+        if got:
+            return got
+        assert time.monotonic() < end, what
+        await asyncio.sleep(every)
+
+
 def _template(rtype: str) -> dict:
     name = {"Patient": "Patient.json", "Coverage": "Coverage-PartD.json",
             "ExplanationOfBenefit": "ExplanationOfBenefit-Carrier.json"}[rtype]
@@ -445,7 +457,7 @@ def build_store(path: Path) -> None:
     c = column_for
     mbis, orgs = [], []
     for org, kind, n in STORE_ORGS:
-        for i in range(n):
+        for _ in range(n):
             mbis.append(f"{len(mbis) + 1}EG4TE5MK{len(mbis):02d}")
             orgs.append((org, kind))
     n = len(mbis)
@@ -480,7 +492,7 @@ def build_store(path: Path) -> None:
     partb = complete("partb", {k: c(kinds.get(k, "str"), v) for k, v in claims.items()}, len(mbis) * CLAIMS)
     store = Store.create(path)
     store.load({"bene": bene, "roster": roster, "enroll": enroll, "partb": partb}, "test",
-               now=dt.datetime(2025, 1, 2, tzinfo=dt.timezone.utc))
+               now=dt.datetime(2025, 1, 2, tzinfo=dt.UTC))
 
 
 def register_store_clients(data: Path) -> dict[str, dict]:

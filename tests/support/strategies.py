@@ -17,7 +17,7 @@ are never missing (what the store guarantees, e.g. the claim id).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 from hypothesis import strategies as st

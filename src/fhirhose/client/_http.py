@@ -1,17 +1,24 @@
-"""HTTP details shared by the client's parts: error bodies, Retry-After."""
+"""HTTP details shared by the client's parts: error bodies, JSON bodies, Retry-After,
+network failures."""
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
+import ssl
 import time
 from collections.abc import Mapping
 
+import aiohttp
+
 from ..errors import ClientError
 
-__all__ = ["ServerError", "error_text", "retry_after"]
+__all__ = ["NET_ERRORS", "ServerError", "error_text", "network_error", "read_json", "retry_after"]
 
 MAX_WAIT = 600.0  # never sleep longer than this on one Retry-After
+# A request that may succeed when tried again: the connection failed, broke or timed out.
+NET_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError)
 
 
 class ServerError(ClientError):
@@ -49,6 +56,20 @@ def error_text(body: bytes, content_type: str | None = None) -> str:
     return text or f"(empty {content_type or 'body'})"
 
 
+async def read_json(r: aiohttp.ClientResponse, what: str) -> dict | None:
+    """The JSON object of a response body (None: an empty body); `what` names the request in errors."""
+    body = await r.read()
+    if not body.strip():
+        return None
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise ClientError(f"{what}: the response is not JSON: {error_text(body)}") from None
+    if not isinstance(doc, dict):
+        raise ClientError(f"{what}: the response is not a JSON object")
+    return doc
+
+
 def retry_after(headers: Mapping[str, str], default: float) -> float:
     """Seconds to wait from a Retry-After header (delay seconds or an HTTP date); `default` without one."""
     value = headers.get("Retry-After")
@@ -67,11 +88,6 @@ def retry_after(headers: Mapping[str, str], default: float) -> float:
 def network_error(base: str, e: BaseException) -> str:
     """One line for a request that got no HTTP answer (connection, DNS, TLS, timeout),
     naming the server's URL and what went wrong."""
-    import asyncio
-    import ssl
-
-    import aiohttp
-
     if isinstance(e, aiohttp.InvalidURL):
         return f"{e.url}: not a valid URL"
     if isinstance(e, (aiohttp.ClientSSLError, ssl.SSLError)):

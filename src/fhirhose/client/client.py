@@ -10,36 +10,35 @@ interrupted file with `Range` + `If-Range`, and are verified (see `files.finish`
 digest of the bytes as they arrive against the manifest's stored digest or the response's
 `Repr-Digest`, the codec's own check and the line count while decoding, and BCDA's
 uncompressed checksum when that is all the server gives.
-The local `manifest.json` points at the local files, each item keeping its source URL. Everything needed to continue lives in the
-output folder's state file; `resume(status_url, out_dir)` picks it up.
+The local `manifest.json` points at the local files, each item keeping its source URL. Everything
+needed to continue lives in the output folder's state file; `resume(status_url, out_dir)` picks it up.
+
+This module is the client and the kick-off; `pull` polls the status and reads the manifests,
+`download` fetches and verifies the files, `manifest` reads and writes manifest items.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import functools
-import hashlib
 import json
 import os
 import ssl
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from urllib.parse import quote, unquote, urljoin, urlsplit
+from urllib.parse import quote, urljoin
 
 import aiohttp
 import msgspec
 
 from ..errors import ClientError
-from ..export.manifest import CHECKSUM_EXT, FILESIZE_EXT, SOURCE_EXT, STORED_EXT
 from ..log import get_logger
-from ._http import ServerError, error_text, network_error, retry_after
+from ._http import NET_ERRORS, ServerError, error_text, network_error, retry_after
 from .auth import JwkAuth, SecretAuth, Tokens
-from .files import Expected, finish, safe_name
 from .progress import Progress
-from .state import FileState, PullState, SinceState, write_atomic
+from .pull import Pull
+from .state import FileState, PullState, SinceState
 
 __all__ = ["BulkClient", "PullResult", "LEVELS"]
 
@@ -47,9 +46,6 @@ log = get_logger(__name__)
 
 FHIR_JSON = "application/fhir+json"
 LEVELS = ("system", "patient", "group")
-_KINDS = ("output", "error", "deleted")
-_NET_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError)
-_CODINGS = {"gzip": "gzip", "x-gzip": "gzip", "zstd": "zstd", "identity": None, "": None}
 
 
 class PullResult(msgspec.Struct, kw_only=True):
@@ -78,63 +74,6 @@ class PullResult(msgspec.Struct, kw_only=True):
     def resource_count(self) -> int:
         return sum(self.resources.values())
 
-
-class _Retry(Exception):
-    """A download must start again (its partial copy was discarded)."""
-
-
-def _coding(header: str | None) -> str | None:
-    key = (header or "").strip().lower()
-    if key not in _CODINGS:
-        raise ClientError(f"the server sent Content-Encoding {header!r}, which was not asked for")
-    return _CODINGS[key]
-
-
-def _hex64(value: object) -> str | None:
-    text = str(value)
-    algo, _, hexd = text.rpartition(":")
-    if algo in ("", "sha256") and len(hexd) == 64 and all(c in "0123456789abcdefABCDEF" for c in hexd):
-        return hexd.lower()
-    return None
-
-
-def _integrity(item: dict) -> dict:
-    """FileState integrity fields from an output item's extensions, as far as the server gives them:
-    BCDA's NDJSON checksum and size, fhirhose's stored representation."""
-    ext = item.get("extension")
-    out: dict = {}
-    if not isinstance(ext, dict):
-        return out
-    for key, value in ext.items():
-        tail = key.rstrip("/").rsplit("/", 1)[-1].lower()
-        if key == STORED_EXT and isinstance(value, dict):
-            enc, sha = value.get("contentEncoding"), _hex64(value.get("sha256", ""))
-            if enc in ("gzip", "zstd", "identity") and sha:
-                out.update(stored_encoding=enc, stored_sha256=sha)
-                if isinstance(value.get("length"), int):
-                    out["stored_length"] = value["length"]
-            if isinstance(value.get("ndjsonLength"), int):
-                out.setdefault("length", value["ndjsonLength"])
-        elif key == CHECKSUM_EXT or tail in ("checksum", "sha256"):
-            if sha := _hex64(value):
-                out["sha256"] = sha
-        elif (key == FILESIZE_EXT or tail in ("filesize", "length")) and isinstance(value, int):
-            out["length"] = value
-    return out
-
-
-def _repr_digest(header: str | None) -> str | None:
-    """The sha-256 of an RFC 9530 `Repr-Digest` field, in hex (None: absent or another algorithm)."""
-    for member in (header or "").split(","):
-        name, _, value = member.strip().partition("=")
-        if name.strip().lower() == "sha-256" and value.startswith(":") and value.endswith(":"):
-            try:
-                raw = base64.b64decode(value[1:-1], validate=True)
-            except (binascii.Error, ValueError):
-                raise ClientError(f"unreadable Repr-Digest {header!r}") from None
-            if len(raw) == 32:
-                return raw.hex()
-    return None
 
 
 def _unreachable_is_client_error(method):
@@ -271,18 +210,6 @@ class BulkClient:
                 continue
             return r
 
-    async def _json(self, r: aiohttp.ClientResponse, what: str) -> dict | None:
-        body = await r.read()
-        if not body.strip():
-            return None
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            raise ClientError(f"{what}: the response is not JSON: {error_text(body)}") from None
-        if not isinstance(doc, dict):
-            raise ClientError(f"{what}: the response is not a JSON object")
-        return doc
-
     # --- public API ---------------------------------------------------------------------------
 
     @_unreachable_is_client_error
@@ -406,12 +333,12 @@ class BulkClient:
     # --- the pull -----------------------------------------------------------------------------
 
     async def _pull(self, state: PullState, out: Path, t0: float) -> PullResult:
-        run = _Run(self, state, out)
+        run = Pull(self, state, out)
         try:
-            await run.go()
+            await run.run()
         finally:
             self.progress.close()
-        last_byte = run.last_byte or time.monotonic()
+        last_byte = run.downloads.last_byte or time.monotonic()
         if self.delete and not state.deleted:
             state.deleted = await self._delete(state.status_url)
             state.save(out)
@@ -425,7 +352,7 @@ class BulkClient:
             out_dir=str(out), manifest_path=str(out / "manifest.json"), files=files, resources=resources,
             errors=sum(f.lines or 0 for f in files if f.kind == "error"),
             ndjson_bytes=sum(f.ndjson_bytes or 0 for f in files), stored_bytes=sum(f.stored_bytes or 0 for f in files),
-            wire_bytes=run.wire_bytes, seconds=last_byte - t0, total_seconds=time.monotonic() - t0,
+            wire_bytes=run.downloads.wire_bytes, seconds=last_byte - t0, total_seconds=time.monotonic() - t0,
             polls=run.polls, throttled=run.throttled, tokens=self.tokens_issued, deleted=state.deleted,
         )
 
@@ -436,7 +363,7 @@ class BulkClient:
                 if r.status < 300:
                     return True
                 log.warning("DELETE %s: HTTP %d: %s", status_url, r.status, error_text(body, r.content_type))
-        except _NET_ERRORS as e:
+        except NET_ERRORS as e:
             log.warning("DELETE %s failed: %s", status_url, e)
         return False
 
@@ -454,305 +381,3 @@ def _oauth_token_uri(capability: dict) -> str | None:
                 if sub.get("url") == "token":
                     return sub.get("valueUri")
     return None
-
-
-class _Run:
-    """The moving parts of one pull: the status poller feeding a queue, download workers."""
-
-    def __init__(self, client: BulkClient, state: PullState, out: Path):
-        self.c = client
-        self.state = state
-        self.out = out
-        self.queue: asyncio.Queue[FileState | None] = asyncio.Queue()
-        self.known = {f.url: f for f in state.files}
-        self.names = {f.name for f in state.files}
-        self.links: dict[str, str] = {}
-        self.manifest: dict = state.manifest or {}
-        self.wire_bytes = self.polls = self.throttled = 0
-        self.last_byte: float | None = None
-        self.requires_token = True
-
-    async def go(self) -> None:
-        self.c.progress.accepted(self.state.status_url)
-        for f in self.state.files:
-            self.c.progress.listed(f)
-            if not f.done:
-                self.queue.put_nowait(f)
-        try:
-            async with asyncio.TaskGroup() as tg:
-                workers = [tg.create_task(self._worker()) for _ in range(self.c.concurrency)]
-                await self._poll()
-                for _ in workers:
-                    self.queue.put_nowait(None)
-        except BaseExceptionGroup as eg:
-            raise _first(eg) from None
-        finally:
-            self.state.save(self.out)
-        self.state.manifest = self.manifest
-        self.state.complete = True
-        _write_manifest(self.out / "manifest.json", _local_manifest(self.manifest, self.state))
-        self.state.save(self.out)
-
-    # --- status and manifests -------------------------------------------------------------------
-
-    async def _poll(self) -> None:
-        url, backoff, failures = self.state.status_url, 1.0, 0
-        while True:
-            try:
-                r = await self.c._send("GET", url, headers={"Accept": "application/json"})
-                async with r:
-                    self.polls += 1
-                    progress = r.headers.get("X-Progress")
-                    self.c.progress.polled(r.status, progress)
-                    if r.status == 429:
-                        self.throttled += 1
-                        await r.read()
-                        await asyncio.sleep(retry_after(r.headers, default=backoff))
-                        continue
-                    if r.status in (200, 202):
-                        doc = await self.c._json(r, f"export status {url}")
-                        wait = retry_after(r.headers, default=backoff)
-                    else:
-                        error = ServerError(f"export status {url}", r.status, await r.read(), r.content_type)
-                        if r.status < 500 or "[transient]" not in error.text or failures >= 5:
-                            raise error
-                        failures += 1
-                        await asyncio.sleep(retry_after(r.headers, default=backoff))
-                        continue
-            except _NET_ERRORS as e:
-                failures += 1
-                if failures > 5:
-                    raise ClientError(f"export status {url}: {type(e).__name__}: {e}") from None
-                await asyncio.sleep(backoff)
-                continue
-            failures = 0
-            if doc is not None:
-                await self._walk(doc, url)
-            if r.status == 200:
-                if doc is None:
-                    raise ClientError(f"export status {url}: complete, but without a manifest")
-                return
-            backoff = min(backoff * 1.5, 60.0)
-            await asyncio.sleep(wait)
-
-    async def _walk(self, doc: dict, url: str) -> None:
-        """Take the files of a manifest page and of every page its `next` links lead to now.
-        Pages are immutable once served except for a `next` link added later, so pages
-        already read are skipped by following the links remembered for them."""
-        while True:
-            self._take(doc)
-            nxt = next((lk.get("url") for lk in doc.get("link") or [] if lk.get("relation") == "next"), None)
-            if nxt is None:
-                return
-            nxt = urljoin(url, nxt)
-            self.links[url] = nxt
-            while nxt in self.links:
-                nxt = self.links[nxt]
-            url = nxt
-            r = await self.c._send("GET", url, headers={"Accept": "application/json"})
-            async with r:
-                if r.status not in (200, 202):
-                    raise ServerError(f"manifest page {url}", r.status, await r.read(), r.content_type)
-                doc = await self.c._json(r, f"manifest page {url}") or {}
-
-    def _take(self, doc: dict) -> None:
-        if not self.manifest:
-            self.manifest = {k: v for k, v in doc.items() if k not in (*_KINDS, "link")}
-            self.manifest.update({k: [] for k in _KINDS})
-            self.state.transaction_time = doc.get("transactionTime")
-            self.state.request = self.state.request or doc.get("request")
-        self.requires_token = bool(self.manifest.get("requiresAccessToken", True))
-        added = False
-        for kind in _KINDS:
-            for item in doc.get(kind) or []:
-                if not isinstance(item, dict) or not item.get("url"):
-                    continue
-                url = urljoin(self.state.status_url, item["url"])
-                if url in self.known:
-                    continue
-                f = FileState(url=url, kind=kind, type=item.get("type"), name=self._name(url, item.get("type")),
-                              count=item.get("count"), **_integrity(item))
-                self.known[url] = f
-                self.state.files.append(f)
-                self.manifest[kind].append(item)
-                self.c.progress.listed(f)
-                self.queue.put_nowait(f)
-                added = True
-        if added:
-            self.state.manifest = self.manifest
-            self.state.save(self.out)
-
-    def _name(self, url: str, rtype: str | None) -> str:
-        base = safe_name(unquote(urlsplit(url).path.rsplit("/", 1)[-1]))
-        for suffix in (".gz", ".zst"):
-            base = base.removesuffix(suffix)
-        if not base.endswith(".ndjson"):
-            base += ".ndjson"
-        n = 1
-        while base in self.names or base == "manifest.json":
-            base = f"{safe_name(rtype or 'file')}-{n}.ndjson"
-            n += 1
-        self.names.add(base)
-        return base
-
-    # --- downloads ----------------------------------------------------------------------------
-
-    async def _worker(self) -> None:
-        while (f := await self.queue.get()) is not None:
-            await self._download(f)
-
-    async def _download(self, f: FileState) -> None:
-        part = self.out / (f.name + ".part")
-        fetch_failures = verify_failures = 0
-        while True:
-            try:
-                received = await self._fetch(f, part)
-            except _Retry:
-                continue
-            except _NET_ERRORS as e:
-                fetch_failures += 1
-                if fetch_failures > 5:
-                    raise ClientError(f"download {f.url}: {type(e).__name__}: {e}") from None
-                log.info("download %s interrupted (%s); resuming", f.name, e)
-                await asyncio.sleep(min(2.0 ** fetch_failures, 30.0))
-                continue
-            self.last_byte = time.monotonic()
-            f.encoded_bytes = part.stat().st_size
-            try:
-                v = await asyncio.to_thread(finish, part, f.encoding, self.out / f.name,
-                                            keep_compressed=self.c.keep_compressed, expect=self._expected(f),
-                                            received_sha256=received)
-            except ClientError as e:
-                verify_failures += 1
-                part.unlink(missing_ok=True)
-                f.etag = f.encoding = None
-                if verify_failures > 1:
-                    raise
-                log.warning("%s; downloading it again", e)
-                continue
-            f.path, f.lines, f.ndjson_bytes, f.stored_bytes = v.path.name, v.lines, v.length, v.stored
-            f.sha256, f.checked = f.sha256 or v.sha256, v.checked
-            self.state.save(self.out)
-            self.c.progress.verified(f)
-            return
-
-    @staticmethod
-    def _expected(f: FileState) -> Expected:
-        """What to check `f`'s download against: the manifest's stored digest applies when the
-        coding received is the one stored; a `Repr-Digest` sent with it applies always."""
-        digest = digest_length = None
-        if f.stored_sha256 and (f.encoding or "identity") == f.stored_encoding:
-            digest, digest_length = f.stored_sha256, f.stored_length
-        if f.repr_digest:
-            if digest is not None and digest != f.repr_digest:
-                raise ClientError(f"{f.name}: the download's Repr-Digest {f.repr_digest} contradicts the "
-                                  f"manifest's stored sha256 {digest}")
-            digest = f.repr_digest
-        return Expected(lines=f.count, length=f.length, sha256=f.sha256, digest=digest, digest_length=digest_length)
-
-    async def _fetch(self, f: FileState, part: Path) -> str | None:
-        """Bring `part` up to the whole representation (appending with Range when it can);
-        returns the hex SHA-256 of the whole representation, taken as the bytes arrive."""
-        have = part.stat().st_size if part.exists() else 0
-        if have and not f.etag:
-            have = 0  # no validator for the partial copy: it cannot be continued safely
-        headers = {"Accept-Encoding": self.c.accept_encoding, "Accept": "application/fhir+ndjson"}
-        if have and f.etag:  # (have is 0 without an etag)
-            headers["Range"] = f"bytes={have}-"
-            headers["If-Range"] = f.etag
-        r = await self.c._send("GET", f.url, auth=self.requires_token, headers=headers, auto_decompress=False)
-        async with r:
-            if r.status == 416 and have:
-                total = _range_total(r.headers.get("Content-Range"))
-                await r.read()
-                if total == have:
-                    return await asyncio.to_thread(_file_sha256, part)  # the partial copy was already whole
-                part.unlink()
-                raise _Retry
-            if r.status not in (200, 206):
-                raise ServerError(f"download {f.url}", r.status, await r.read(), r.content_type)
-            encoding = _coding(r.headers.get("Content-Encoding"))
-            etag = r.headers.get("ETag")
-            if r.status == 206:
-                start, total = _content_range(r.headers.get("Content-Range"))
-                if start != have or encoding != f.encoding:
-                    part.unlink()
-                    f.etag = None
-                    raise _Retry
-                offset, mode = have, "ab"
-            else:
-                offset, mode, total = 0, "wb", r.content_length
-            validator = etag if etag and not etag.startswith("W/") else None
-            repr_digest = _repr_digest(r.headers.get("Repr-Digest"))
-            if (validator, encoding, repr_digest) != (f.etag, f.encoding, f.repr_digest):
-                f.etag, f.encoding, f.repr_digest = validator, encoding, repr_digest
-                self.state.save(self.out)
-            self.c.progress.started(f, offset, total)
-            got = offset
-            # The digest covers the bytes as sent, before decoding: ~19x fewer than the NDJSON.
-            digest = await asyncio.to_thread(_file_sha256, part, False) if offset else hashlib.sha256()
-            with open(part, mode) as dst:
-                async for chunk in r.content.iter_chunked(self.c.read_size):
-                    digest.update(chunk)
-                    dst.write(chunk)
-                    got += len(chunk)
-                    self.wire_bytes += len(chunk)
-                    self.c.progress.received(f, len(chunk))
-            if total is not None and got != total:
-                raise aiohttp.ClientPayloadError(f"{f.name}: got {got} of {total} bytes")
-            return digest.hexdigest()
-
-
-def _file_sha256(path: Path, hexdigest: bool = True):
-    """SHA-256 of a partial download already on disk (a resumed download continues it)."""
-    with open(path, "rb") as fh:
-        h = hashlib.file_digest(fh, "sha256")
-    return h.hexdigest() if hexdigest else h
-
-
-def _local_manifest(manifest: dict, state: PullState) -> dict:
-    """The manifest as pulled, its urls pointing at the local files (relative to the folder);
-    each item keeps the URL it came from in an extension."""
-    local = {f.url: f.path for f in state.files if f.path}
-    doc = dict(manifest)
-    for kind in _KINDS:
-        items = []
-        for item in manifest.get(kind) or []:
-            url = urljoin(state.status_url, item.get("url", ""))
-            ext = dict(item.get("extension") or {})
-            ext[SOURCE_EXT] = url
-            items.append({**item, "url": local.get(url, item.get("url")), "extension": ext})
-        doc[kind] = items
-    return doc
-
-
-def _content_range(header: str | None) -> tuple[int, int | None]:
-    """(first byte, complete length) of `Content-Range: bytes a-b/n`."""
-    try:
-        unit, _, spec = (header or "").partition(" ")
-        span, _, total = spec.partition("/")
-        if unit != "bytes":
-            raise ValueError
-        return int(span.partition("-")[0]), None if total == "*" else int(total)
-    except ValueError:
-        raise ClientError(f"206 with an unreadable Content-Range {header!r}") from None
-
-
-def _range_total(header: str | None) -> int | None:
-    _, _, total = (header or "").rpartition("/")
-    return int(total) if total.isdigit() else None
-
-
-def _first(eg: BaseExceptionGroup) -> BaseException:
-    """The first real error of a task group (cancellations of the others are noise)."""
-    for e in eg.exceptions:
-        if isinstance(e, BaseExceptionGroup):
-            return _first(e)
-        if not isinstance(e, asyncio.CancelledError):
-            return e
-    return eg.exceptions[0]
-
-
-def _write_manifest(path: Path, manifest: dict) -> None:
-    write_atomic(path, json.dumps(manifest, indent=2).encode() + b"\n")
-

@@ -162,34 +162,23 @@ def _care_team() -> Node:
 # ---------------------------------------------------------------- supporting information
 
 
-def _info(var: str | None, c4bb_code: str | None, col: str, *value: Node) -> Node:
-    """A supportingInfo element (only when `col` has a value): category C4BB code and/or the
-    Blue Button information coding of `var`, then `value` members."""
-    if var is None:
-        assert c4bb_code is not None, "supportingInfo without a Blue Button variable needs a C4BB code"
-        category = c.codeable("category", c.const_coding(c.CS_C4BB_SUPPORTING_INFO, c4bb_code))
-    else:
-        category = c.info_category(var, c4bb_code)
-    return IfHas(col, Obj(None, Seq("sequence", c.SEQ_INFO), category, *value))
-
-
 def _info_codes(var: str | None, col: str, c4bb_code: str | None, *systems: str) -> Node:
     """supportingInfo with `code` coded in each of `systems` (default: the variable's own)."""
     if not systems:
         assert var is not None, "supportingInfo codes need systems or a Blue Button variable"
         systems = (c.bb_var(var),)
-    return _info(var, c4bb_code, col, c.codeable("code", *(c.coding(s, col) for s in systems)))
+    return c.supporting_info(var, c4bb_code, col, c.codeable("code", *(c.coding(s, col) for s in systems)))
 
 
 def _info_quantity(var: str, col: str, unit: tuple[str, str] | None = None) -> Node:
     members: list[Node] = [Val("value", col)]
     if unit is not None:
         members += [K("unit", unit[0], weak=True), K("system", c.SYS_UCUM, weak=True), K("code", unit[1], weak=True)]
-    return _info(var, None, col, Obj("valueQuantity", *members))
+    return c.supporting_info(var, None, col, Obj("valueQuantity", *members))
 
 
 def _info_period(var: str, start: str, end: str) -> Node:
-    return _info(var, None, start, c.period("timingPeriod", start, end))
+    return c.supporting_info(var, None, start, c.period("timingPeriod", start, end))
 
 
 def _admission_period() -> Node:

@@ -27,23 +27,13 @@ _SERVICE_PROVIDER_SYSTEMS = {
 }
 
 
-def _info(c4bb_code: str | None, var: str | None, col: str, *value: Node) -> Node:
-    """A supportingInfo element (only when `col` has a value)."""
-    if var is None:
-        assert c4bb_code is not None, "supportingInfo without a Blue Button variable needs a C4BB code"
-        category = c.codeable("category", c.const_coding(c.CS_C4BB_SUPPORTING_INFO, c4bb_code))
-    else:
-        category = c.info_category(var, c4bb_code)
-    return IfHas(col, Obj(None, Seq("sequence", c.SEQ_INFO), category, *value))
-
-
 def _info_code(c4bb_code: str | None, var: str, col: str, *systems: str) -> Node:
     codings = (c.coding(s, col) for s in systems + (c.bb_var(var),))
-    return _info(c4bb_code, var if c4bb_code is None else None, col, c.codeable("code", *codings))
+    return c.supporting_info(var if c4bb_code is None else None, c4bb_code, col, c.codeable("code", *codings))
 
 
 def _info_quantity(c4bb_code: str, col: str, unit: str) -> Node:
-    return _info(c4bb_code, None, col, Obj("valueQuantity", Val("value", col), K("unit", unit, weak=True)))
+    return c.supporting_info(None, c4bb_code, col, Obj("valueQuantity", Val("value", col), K("unit", unit, weak=True)))
 
 
 # Item amounts: (column, Blue Button variable, C4BB category).

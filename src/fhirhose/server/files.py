@@ -48,7 +48,7 @@ from aiohttp import web
 
 from .db import FileRow
 
-__all__ = ["CHUNK", "NDJSON", "serve_file", "accepts", "parse_range", "etag_for", "sf_value"]
+__all__ = ["CHUNK", "NDJSON", "serve_file", "copy_to", "accepts", "parse_range", "etag_for", "sf_value"]
 
 CHUNK = 256 << 10  # below malloc's mmap threshold (see the module doc)
 NDJSON = "application/fhir+ndjson"
@@ -213,14 +213,22 @@ async def serve_file(request: web.Request, row: FileRow, path: Path, headers: di
         return resp
     f = await loop.run_in_executor(None, _open_at, path, None if send_stored else row.compression, start)
     try:
-        left = end - start + 1
-        while left:
-            chunk = await loop.run_in_executor(None, f.read, min(CHUNK, left))
-            if not chunk:
-                raise ConnectionError(f"{path.name}: file ended {left} bytes early")
-            await resp.write(chunk)
-            left -= len(chunk)
+        await copy_to(resp, f, end - start + 1, path.name)
     finally:
         await loop.run_in_executor(None, f.close)
     await resp.write_eof()
     return resp
+
+
+async def copy_to(resp: web.StreamResponse, f: BinaryIO, count: int, name: str) -> None:
+    """Write the next `count` bytes of the open file `f` to a prepared response: `CHUNK` reads
+    on a thread, each write awaited (on uvloop this beat sendfile from a thread; see
+    benchmarks/bench_serve.py). A file shorter than promised raises ConnectionError naming it."""
+    loop = asyncio.get_running_loop()
+    left = count
+    while left:
+        chunk = await loop.run_in_executor(None, f.read, min(CHUNK, left))
+        if not chunk:
+            raise ConnectionError(f"{name}: file ended {left} bytes early")
+        await resp.write(chunk)
+        left -= len(chunk)

@@ -10,8 +10,9 @@ so an allowance can say exactly which BFD element it excuses.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 __all__ = ["uncovered", "element_path"]
 

@@ -88,13 +88,14 @@ PDE = {
     "clm_phrmcy_srvc_type_cd": "PHRMCY_SRVC_TYPE_CD",
 }
 # The load time the store would stamp (meta.lastUpdated is not compared).
-LOADED = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+LOADED = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
 
 def _records(path: Path) -> list[dict[str, str]]:
     lines = path.read_text(encoding="utf-8").splitlines()
     header = lines[0].split("|")
-    return [dict(zip(header, (v.strip() for v in line.split("|")))) for line in lines[1:] if line]
+    # Data rows of some BFD samples carry one field more than the header names: it is not a column.
+    return [dict(zip(header, (v.strip() for v in line.split("|")), strict=False)) for line in lines[1:] if line]
 
 
 def _value(kind: str, text: str):

@@ -18,7 +18,7 @@ from fhirhose.store import schema
 
 __all__ = ["read_rif", "bene_tables", "carrier_tables", "dme_tables", "LAST_UPDATED"]
 
-LAST_UPDATED = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+LAST_UPDATED = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
 _DX = {f"clm_dgns_{k}_cd": f"ICD_DGNS_CD{k}" for k in range(1, 13)}
 _MDFR = {"hcpcs_1_mdfr_cd": "HCPCS_1ST_MDFR_CD", "hcpcs_2_mdfr_cd": "HCPCS_2ND_MDFR_CD",
@@ -92,7 +92,8 @@ def read_rif(path: Path) -> list[dict[str, str]]:
     """Rows of a RIF sample as {column: value}, empty values dropped."""
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     head = lines[0].split("|")
-    return [{k: v for k, v in zip(head, line.split("|")) if v} for line in lines[1:] if line]
+    # Data rows of some BFD samples carry one field more than the header names: it is not a column.
+    return [{k: v for k, v in zip(head, line.split("|"), strict=False) if v} for line in lines[1:] if line]
 
 
 def _value(kind: str, raw: str | None):

@@ -1,64 +1,39 @@
-"""Resource templates: a resource's JSON shape declared once, run by two interpreters.
+"""Binding a template to tables: the op codes, the `Plan` both interpreters run, `Template`.
 
-A template is a tree of nodes (`K`, `Val`, `Map`, `Obj`, `Arr`, `Each`, `If`,
-`IfHas`, `IfMissing`, `Seq`, `Tick`). `Template.bind(tables)` flattens it
-into a `Plan`: an int32 op array, one blob of pre-escaped JSON fragments, and
-column descriptors. The
-compiled core (`fhirhose._core.Writer`) and its pure-Python twin
-(`fhirhose._core_py.Writer`) both execute a Plan; the shape of every resource
-lives only here, in `fhirhose.fhir.*`, so the two can never drift apart.
-
-Emission rules, shared by both interpreters:
-- A member or element is preceded by "," unless the previous byte is "{" or "[".
-- Missing values (empty string, NO_DATE, NO_NUM, Cat code 0) emit nothing.
-- `Obj`/`Arr` groups are dropped whole (key included) when nothing *strong*
-  was emitted inside them. Values are strong; constants are strong unless
-  declared `weak` (a coding's "system" is decoration of its "code").
-- `Seq` numbers (weak unless `strong`) and `Tick`s are rolled back with a
-  dropped group.
-
-Cross-references (item.careTeamSequence → careTeam.sequence) are kept in step
-by running a second counter over the same conditions: strong `Seq`s keep the
-referring array alive, `Tick`s advance a counter past entries emitted
-elsewhere (e.g. header diagnoses before the line ones).
+`Template.bind(tables)` walks the node tree once: constants are folded into pre-escaped
+fragments, columns and child-table links become slots, and every node becomes ops of
+four int32 words. The compiled core and its pure-Python twin execute the same Plan.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
 
 import numpy as np
 
-from .columns import AnyColumn, Cat, Table
-from .errors import TemplateError
+from ..columns import AnyColumn, Cat, Table
+from ..errors import TemplateError
+from .nodes import (
+    Each,
+    Group,
+    If,
+    IfHas,
+    IfMissing,
+    K,
+    Map,
+    Node,
+    Raw,
+    Seq,
+    Tick,
+    Val,
+    constant_text,
+    escape_json_string,
+    json_fragment,
+    key_text,
+)
 
-__all__ = [
-    "K",
-    "E",
-    "Val",
-    "Map",
-    "Obj",
-    "Arr",
-    "Each",
-    "If",
-    "IfHas",
-    "IfMissing",
-    "Seq",
-    "Tick",
-    "Raw",
-    "Node",
-    "Group",
-    "ObjGroup",
-    "ArrGroup",
-    "constant_text",
-    "Template",
-    "Plan",
-    "json_fragment",
-    "escape_json_string",
-]
+__all__ = ["Template", "Plan", "ColumnRef", "LinkRef", "KIND_CODES", "MAX_COUNTERS", "MAX_DEPTH"]
 
 # Op codes; the Cython interpreter mirrors these numbers in ext/interp.pxi.
 OP_END = 0
@@ -84,191 +59,6 @@ OP_IFMISSING = 18  # col, jump        : skip to jump if value present
 KIND_CODES = {"str": 1, "cat": 2, "date": 3, "num": 4, "time": 5}
 MAX_COUNTERS = 8
 MAX_DEPTH = 64
-
-_ESC = {i: f"\\u{i:04x}" for i in range(0x20)}
-_ESC.update({0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r", 0x22: '\\"', 0x5C: "\\\\"})
-
-
-def escape_json_string(s: str) -> str:
-    """JSON string *content* (no quotes): the escaping both writers use."""
-    return s.translate(_ESC)
-
-
-def json_fragment(value: Any) -> str:
-    """A constant JSON value, compact, non-ASCII kept as UTF-8."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _key(key: str | None) -> str:
-    return "" if key is None else f'"{escape_json_string(key)}":'
-
-
-# ---------------------------------------------------------------- nodes
-
-
-class Node:
-    """Base of the template nodes (K, E, Val, Map, Obj, Arr, Each, If, ...)."""
-    __slots__ = ()
-
-    def has_values(self) -> bool:
-        """Whether this node writes anything read from a column (else it is constant text)."""
-        return False
-
-
-@dataclass(frozen=True)
-class Raw(Node):
-    """Verbatim bytes, no separator (used for a resource's braces)."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class K(Node):
-    """A constant member `"key": value` (key None: a constant array element)."""
-
-    key: str | None
-    value: Any
-    weak: bool = False
-
-
-def E(value: Any, weak: bool = False) -> K:
-    """A constant array element."""
-    return K(None, value, weak)
-
-
-@dataclass(frozen=True)
-class Val(Node):
-    """A column's value at the current row, omitted when missing.
-
-    Strings, codes, dates and instants are written as JSON strings; numbers
-    bare unless `quote`, `prefix` or `suffix` make them part of a string
-    (e.g. `Val("reference", "bene_id", prefix="Patient/")`).
-    """
-
-    key: str | None
-    col: str
-    prefix: str = ""
-    suffix: str = ""
-    quote: bool | None = None
-
-    def has_values(self) -> bool:
-        return True
-
-
-@dataclass(frozen=True)
-class Map(Node):
-    """Per-label constant fragment for a Cat column: `mapping[label]` is a Node
-    (K/Obj of constants) or None to emit nothing; `default` for other labels.
-    `mapping` may also be a function label -> Node | None."""
-
-    col: str
-    mapping: Mapping[str, Node | None] | Callable[[str], Node | None]
-    default: Node | None = None
-
-    def has_values(self) -> bool:
-        return True
-
-
-@dataclass(frozen=True)
-class Group(Node):
-    """An object or array node (built by `Obj` / `Arr`); template walkers match on it."""
-
-    key: str | None
-    children: tuple
-    # the JSON brackets; set by ObjGroup / ArrGroup
-    open: ClassVar[str] = ""
-    close: ClassVar[str] = ""
-
-
-def Obj(key: str | None, *children: Node) -> ObjGroup:
-    """A JSON object of `children` under `key` (None inside an array);
-    dropped whole, key included, when nothing strong is written inside it."""
-    return ObjGroup(key, tuple(children))
-
-
-def Arr(key: str | None, *children: Node) -> ArrGroup:
-    """A JSON array of `children` under `key` (None inside an array);
-    dropped whole, key included, when nothing strong is written inside it."""
-    return ArrGroup(key, tuple(children))
-
-
-class ObjGroup(Group):
-    """A JSON object of child nodes (`Obj(...)`)."""
-
-    open, close = "{", "}"
-
-
-class ArrGroup(Group):
-    """A JSON array of child nodes (`Arr(...)`)."""
-
-    open, close = "[", "]"
-
-
-@dataclass(frozen=True)
-class Each(Node):
-    """Repeat `children` for every row of the child table `table` linked to the current row."""
-
-    table: str
-    children: tuple
-
-    def __init__(self, table: str, *children: Node):
-        object.__setattr__(self, "table", table)
-        object.__setattr__(self, "children", tuple(children))
-
-
-@dataclass(frozen=True)
-class If(Node):
-    """`children` only when the Cat column's label is one of `labels`."""
-
-    col: str
-    labels: frozenset[str]
-    children: tuple
-
-    def __init__(self, col: str, labels: Iterable[str], *children: Node):
-        object.__setattr__(self, "col", col)
-        object.__setattr__(self, "labels", frozenset(labels))
-        object.__setattr__(self, "children", tuple(children))
-
-
-@dataclass(frozen=True)
-class _Guard(Node):
-    """A block run or skipped on whether a column has a value at the current row."""
-
-    col: str
-    children: tuple
-
-    def __init__(self, col: str, *children: Node):
-        object.__setattr__(self, "col", col)
-        object.__setattr__(self, "children", tuple(children))
-
-
-class IfHas(_Guard):
-    """`children` only when the column has a value at the current row."""
-
-
-class IfMissing(_Guard):
-    """`children` only when the column has no value at the current row: the fallback
-    beside an `IfHas` (e.g. a data-absent-reason for a required element)."""
-
-
-@dataclass(frozen=True)
-class Seq(Node):
-    """The next number (1, 2, ...) of a per-resource counter, as `"key": n`.
-
-    Weak by default (a sequence alone does not keep its group); `strong=True`
-    makes it count as a value, for a number that *is* the content (an element
-    of `careTeamSequence`)."""
-
-    key: str | None
-    counter: int = 0
-    strong: bool = False
-
-
-@dataclass(frozen=True)
-class Tick(Node):
-    """Advance a per-resource counter by one without writing anything."""
-
-    counter: int = 0
 
 
 # ---------------------------------------------------------------- the plan
@@ -403,7 +193,7 @@ class _Compiler:
         if isinstance(n, Raw):
             self.emit(OP_RAW, self.frag(n.text))
         elif isinstance(n, K):
-            self.emit_const(_key(n.key) + json_fragment(n.value), not n.weak)
+            self.emit_const(key_text(n.key) + json_fragment(n.value), not n.weak)
         elif isinstance(n, Val):
             self.val(n)
         elif isinstance(n, Map):
@@ -437,7 +227,7 @@ class _Compiler:
                 self.emit(OP_TICK, n.counter)
             else:
                 op = OP_SEQ_STRONG if n.strong else OP_SEQ
-                self.emit(op, n.counter, self.frag(_key(n.key)), self.frag(""))
+                self.emit(op, n.counter, self.frag(key_text(n.key)), self.frag(""))
         else:
             raise TemplateError(f"unknown template node {n!r}")
 
@@ -452,7 +242,7 @@ class _Compiler:
             raise TemplateError(f"Val({n.col!r}): a {kind} value is always a JSON string")
         q = '"' if quote else ""
         op = {"str": OP_STR, "cat": OP_CAT, "date": OP_DATE, "num": OP_NUM, "time": OP_TIME}[kind]
-        return op, cid, _key(n.key) + q + escape_json_string(n.prefix), escape_json_string(n.suffix) + q
+        return op, cid, key_text(n.key) + q + escape_json_string(n.prefix), escape_json_string(n.suffix) + q
 
     def single_value(self, n: Node) -> tuple[int, int, str, str] | None:
         """A group that exists exactly when its one value does (the rest weak constants),
@@ -466,7 +256,7 @@ class _Compiler:
         inner = None
         for c in n.children:
             if isinstance(c, K) and c.weak:
-                (after if inner else before).append(_key(c.key) + json_fragment(c.value))
+                (after if inner else before).append(key_text(c.key) + json_fragment(c.value))
             elif inner is None and isinstance(c, (Val, Group)):
                 inner = self.single_value(c)
                 if inner is None:
@@ -476,7 +266,7 @@ class _Compiler:
         if inner is None:
             return None
         op, cid, head, tail = inner
-        head = _key(n.key) + n.open + "".join(b + "," for b in before) + head
+        head = key_text(n.key) + n.open + "".join(b + "," for b in before) + head
         tail = tail + "".join("," + a for a in after) + n.close
         return op, cid, head, tail
 
@@ -516,12 +306,12 @@ class _Compiler:
             self.emit(op, cid, self.frag(head), self.frag(tail))
         elif any((f := _fold(c)) is not None and f[1] for c in n.children):
             # A strong constant inside: the group is never dropped, so no push/pop.
-            self.emit_const(_key(n.key) + n.open, True)
+            self.emit_const(key_text(n.key) + n.open, True)
             for c in n.children:
                 self.node(c)
             self.emit(OP_RAW, self.frag(n.close))
         else:
-            self.emit(OP_OPEN, self.frag(_key(n.key) + n.open), 1 if _has_seq(n) else 0)
+            self.emit(OP_OPEN, self.frag(key_text(n.key) + n.open), 1 if _has_seq(n) else 0)
             for c in n.children:
                 self.node(c)
             self.emit(OP_CLOSE, self.frag(n.close))
@@ -551,7 +341,7 @@ def _fold(n: Node) -> tuple[str, bool] | None:
     anything dynamic. A constant group with no strong constant folds to ("", False):
     the interpreters would always drop it."""
     if isinstance(n, K):
-        return _key(n.key) + json_fragment(n.value), not n.weak
+        return key_text(n.key) + json_fragment(n.value), not n.weak
     if not isinstance(n, Group):
         return None
     parts = []
@@ -565,25 +355,13 @@ def _fold(n: Node) -> tuple[str, bool] | None:
         strong |= f[1]
     if not strong:
         return "", False
-    return _key(n.key) + n.open + ",".join(parts) + n.close, True
+    return key_text(n.key) + n.open + ",".join(parts) + n.close, True
 
 
 def _has_seq(n: Node) -> bool:
     if isinstance(n, (Seq, Tick)):
         return True
     return any(_has_seq(c) for c in getattr(n, "children", ()))
-
-
-def constant_text(n: Node) -> str:
-    """The JSON text of a constant node (K/Obj/Arr of K, Raw): Map entries, element lists."""
-    if isinstance(n, K):
-        return _key(n.key) + json_fragment(n.value)
-    if isinstance(n, Group):
-        inner = ",".join(constant_text(c) for c in n.children)
-        return _key(n.key) + n.open + inner + n.close
-    if isinstance(n, Raw):
-        return n.text
-    raise TemplateError(f"Map entries must be constant (K/Obj/Arr of K), not {type(n).__name__}")
 
 
 class Template:
