@@ -116,11 +116,12 @@ async def _in_progress(st: ServerState, request: web.Request, job: Job, params: 
         wait = max(1, math.ceil(told - (now - last)))
         return outcome_response(429, f"polled too often: wait {wait} s between status requests", code="throttled",
                                 headers={"Retry-After": str(wait)})
-    job = await _hold_until_done(st, job)
-    if job is None or job.status == "cancelled":
+    latest = await _hold_until_done(st, job)
+    if latest is None or latest.status == "cancelled":
         raise RequestError("the job was deleted while its status was asked for", status=404, param="job")
-    if not job.active:
-        return await _job_status(st, request, job, params)
+    if not latest.active:
+        return await _job_status(st, request, latest, params)
+    job = latest
     pct = 100 * job.chunks_done // max(job.chunks_total, 1)
     headers = {"X-Progress": f"{pct}% complete ({job.chunks_done}/{job.chunks_total} chunks)",
                "Retry-After": str(pace)}
