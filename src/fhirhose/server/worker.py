@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 import msgspec
 import numpy as np
 
-from .._memory import limit_malloc_retention
+from .._memory import limit_malloc_retention, release_free_memory
 from ..columns import date_to_days
 from ..errors import ExportError
 from ..export.compress import SUFFIX
@@ -160,6 +160,10 @@ def run_chunk(task: ChunkTask) -> list[dict]:
                            chunk=task.seq, digest=digest))
     fsync_dir(job_dir)
     shutil.rmtree(tmp, ignore_errors=True)
+    # Give the chunk's freed heap back: the compressor's per-file state and output blocks
+    # (below the mmap threshold) otherwise stay resident between live blocks, ~2 MB more per
+    # chunk when compression runs on this thread (100,000 beneficiaries: +90 MB per worker).
+    release_free_memory()
     return placed
 
 
