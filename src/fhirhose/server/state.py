@@ -27,9 +27,9 @@ from .db import Job, JobDB
 from .jwks import JwksFetcher
 from .population import Population, StorePopulation
 from .runner import JobRunner, RunnerSettings
-from .web_errors import JSON_ERROR_PREFIXES
 from .web_admin import add_routes
 from .web_auth import AccessAuthenticator
+from .web_errors import JSON_ERROR_PREFIXES
 
 __all__ = ["ServerState", "API"]
 
