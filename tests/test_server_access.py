@@ -572,6 +572,13 @@ def test_admin_api_on_its_own_port(database, tmp_path):
                     assert r.status == 404  # not on the public port
                 async with s.post(f"http://127.0.0.1:{ports[1]}/admin/orgs", json=body, headers=operator) as r:
                     assert r.status == 201
+                # A URL under the admin prefix that names no route: the admin API's own JSON
+                # error, not a FHIR OperationOutcome (and not aiohttp's text/plain).
+                async with s.get(f"http://127.0.0.1:{ports[1]}/admin/credentials/%5B'", headers=operator) as r:
+                    assert r.status == 404 and r.content_type == "application/json"
+                    assert set(await r.json()) == {"error", "error_description"}
+                async with s.get(f"http://127.0.0.1:{ports[0]}/api/v2/no-such-route") as r:
+                    assert r.status == 404 and r.content_type == "application/fhir+json"
             assert db.orgs.get("Q0002").kind == "provider"
         finally:
             for r in reversed(runners):

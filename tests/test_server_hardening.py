@@ -199,6 +199,12 @@ async def test_admin_api_refuses_loose_bodies_and_unknown_organizations(tmp_path
         status, body = await call("GET", "/admin/orgs/NOPE/credentials")
         assert status == 404 and "NOPE" in body["error_description"]
         assert (await call("GET", "/admin/orgs/NOPE/audit"))[0] == 404
+        # No such route under the admin prefix (the fuzzer's `cred` = "['#']" cuts the path at
+        # the '#'): the admin API's JSON error too, and a wrong method says which are allowed.
+        status, body = await call("GET", "/admin/credentials/['")
+        assert status == 404 and set(body) == {"error", "error_description"}
+        async with h.session.delete(root + "/admin/orgs", headers=op) as r:
+            assert r.status == 405 and r.content_type == "application/json" and "POST" in r.headers["Allow"]
         for bad, field in (({"secret": "no"}, "$.secret"), ({"label": {"a": 1}}, "$.label"),
                            ({"ips": "10.0.0.1"}, "$.ips"), ({"label": "x", "surprise": 1}, "surprise")):
             status, body = await call("POST", "/admin/orgs/A0001/credentials", bad)

@@ -110,6 +110,6 @@ def create_app(
 def create_admin_app(app: web.Application, prefix: str = "/admin") -> web.Application:
     """The admin API of a Bulk Data app as an application of its own (to serve on another
     port, e.g. bound to an internal interface); same database, operator key and audit log."""
-    admin = web.Application()
+    admin = web.Application(middlewares=[errors_middleware])
     app[API].mount_admin(admin, prefix)
     return admin

@@ -42,7 +42,8 @@ def console_backend(app: web.Application, api: ServerState) -> ConsoleBackend:
                 n, b, k = c.execute("SELECT COUNT(*), COALESCE(SUM(stored_length), 0), COALESCE(SUM(count), 0)"
                                     " FROM files WHERE job_id = ? AND kind = 'output'", (job.id,)).fetchone()
                 end = job.completed if job.completed is not None else api.clock()
-                out.append(JobView(job, n, b, k, max(0.0, end - job.created)))
+                # int(): PostgreSQL sums integers as numeric (Decimal in Python)
+                out.append(JobView(job, int(n), int(b), int(k), max(0.0, end - job.created)))
             return out
 
         return read(q)

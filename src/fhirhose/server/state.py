@@ -29,6 +29,7 @@ from .population import Population, StorePopulation
 from .runner import JobRunner, RunnerSettings
 from .web_admin import add_routes
 from .web_auth import AccessAuthenticator
+from .web_errors import JSON_ERROR_PREFIXES
 
 __all__ = ["ServerState", "API"]
 
@@ -139,6 +140,7 @@ class ServerState:
 
     def mount_admin(self, app: web.Application, prefix: str) -> None:
         """The access library's admin API on `app` under `prefix` (operator key: `config.operator_key`)."""
+        app.setdefault(JSON_ERROR_PREFIXES, []).append(prefix.rstrip("/"))
         add_routes(app, self.access, service=self.tokens, token_path=None, admin_prefix=prefix,
                    operator_key=operator_key(self.config.operator_key), job_completed=self.sandbox_job_completed,
                    client_ip=self.client_ip)

@@ -24,10 +24,14 @@ from ..errors import AuthError, RequestError
 from ..log import get_logger
 from .web_response import outcome_response
 
-__all__ = ["DISK_RETRY_AFTER", "Failure", "classify", "errors_middleware", "read_body"]
+__all__ = ["DISK_RETRY_AFTER", "JSON_ERROR_PREFIXES", "Failure", "classify", "errors_middleware", "read_body"]
 
 log = get_logger(__name__)
 client_log = get_logger("fhirhose.server.client")
+
+# Path prefixes of an app whose errors are RFC 6749-style JSON, not OperationOutcomes (the
+# admin API): a URL under one that matches no route is answered in that API's own shape.
+JSON_ERROR_PREFIXES = web.AppKey("fhirhose_json_error_prefixes", list)
 
 # Seconds a client is told to wait when the disk is full (an operator has to free space).
 DISK_RETRY_AFTER = 60
@@ -96,7 +100,8 @@ async def read_body(request: web.Request, limit: int, timeout: float) -> bytes:
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler):
-    """Every error of a FHIR route as an OperationOutcome (`application/fhir+json`)."""
+    """Every error of a FHIR route as an OperationOutcome (`application/fhir+json`); a URL
+    under a `JSON_ERROR_PREFIXES` prefix that matches no route gets that API's JSON error."""
     try:
         return await handler(request)
     except RequestError as e:
@@ -110,8 +115,13 @@ async def errors_middleware(request: web.Request, handler):
     except web.HTTPException as e:
         if e.status < 400:
             raise
+        headers = {k: v for k, v in e.headers.items() if k.lower() in ("allow", "retry-after")}
+        path = request.path
+        if any(path == p or path.startswith(p + "/") for p in request.app.get(JSON_ERROR_PREFIXES, ())):
+            return web.json_response({"error": "invalid_request", "error_description": e.reason}, status=e.status,
+                                     headers=headers)
         return outcome_response(e.status, e.reason, code="not-found" if e.status == 404 else "invalid",
-                                headers={k: v for k, v in e.headers.items() if k.lower() in ("allow", "retry-after")})
+                                headers=headers)
     except asyncio.CancelledError:
         raise
     except Exception as e:  # noqa: BLE001 - the one place every unexpected failure gets its answer
