@@ -382,3 +382,18 @@ def test_export_progress_moves_within_a_chunk(export_store, tmp_path, monkeypatc
     assert main(["export", "--store", str(export_store), "--out", str(tmp_path / "out")]) == 0
     steps = sorted(set(positions))
     assert steps[-1] == 120 and len([p for p in steps if 0 < p < 120]) >= 5, steps
+
+
+def test_a_command_imports_only_its_own_module():
+    """`fhirhose export` must not pay for the server and client (aiohttp, the console) at start;
+    `fhirhose --help` still lists every command."""
+    probe = ("import sys\nfrom fhirhose.cli import main\n"
+             "status = main(['export', '--store', '/nonexistent-store', '--out', '/tmp/never'])\n"
+             "print(status, sorted(m for m in ('aiohttp', 'fhirhose.server.app', 'fhirhose.client.cli') "
+             "if m in sys.modules))")
+    got = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=ENV, timeout=120)
+    assert got.stdout.split() == ["2", "[]"], got.stdout + got.stderr
+    assert "/nonexistent-store" in got.stderr
+    listed = fh("--help")
+    assert listed.returncode == 0
+    assert all(c in listed.stdout for c in ("serve", "synth", "ingest", "export", "pull", "bench", "admin"))

@@ -341,6 +341,42 @@ async def test_cancel_expiry_and_failure(tmp_path):
 
 
 @async_test
+async def test_a_poll_near_the_end_is_answered_when_the_job_ends(tmp_path, monkeypatch):
+    """Retry-After counts whole seconds: a poll of a job about to end waits for the end and gets
+    the manifest, instead of a 202 that sends the client away for another second."""
+    from fhirhose.server import web_status
+
+    monkeypatch.setattr(web_status, "HOLD", 120.0)  # the job's end, not the hold's limit, must end the wait
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "hold").write_text("1")  # chunk 0 completes, chunk 1 waits
+    async with running(data) as h:
+        r = await h.kickoff("big-aco", params={"_type": "Patient,Coverage"})
+        url = r.headers["Content-Location"]
+        await hold_until_started(data, job_id_of(url), 1)
+        # 1 of 3 chunks done and no time passed on the server's clock: the end looks imminent.
+        poll = asyncio.ensure_future(h.session.get(url, headers=await h.headers("big-aco")))
+        await asyncio.sleep(0.3)  # the poll is in; without the hold it would be answered 202 by now
+        assert not poll.done()
+        (data / "hold").unlink()
+        r = await poll
+        assert r.status == 200
+        assert sum(o["count"] for o in (await r.json())["output"] if o["type"] == "Patient") == 130
+
+        # A job far from its end (more than HOLD) is answered at once (202, paced).
+        monkeypatch.setattr(web_status, "HOLD", 2.0)
+        (data / "hold").write_text("1")
+        r = await h.kickoff("big-aco", params={"_type": "Patient"})
+        url = r.headers["Content-Location"]
+        await hold_until_started(data, job_id_of(url), 1)
+        h.clock.advance(10)  # 1 of 3 chunks in 10 s: ~20 s left
+        r = await h.session.get(url, headers=await h.headers("big-aco"))
+        assert r.status == 202 and r.headers["Retry-After"] == "3"
+        (data / "hold").unlink()
+        assert (await h.wait("big-aco", url)).status == 200
+
+
+@async_test
 async def test_poll_pacing_duplicates_and_partial_manifests(tmp_path):
     data = tmp_path / "d"
     (data).mkdir()

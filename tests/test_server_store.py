@@ -289,3 +289,52 @@ def _async(f):
     async def call():
         return f()
     return call
+
+
+def test_warm_up_imports_and_never_raises(caplog):
+    import subprocess as sp
+
+    probe = ("import sys\nfrom fhirhose.server import worker\n"
+             "worker.warm_up('fhirhose.server.worker:store_exporter')\n"
+             "print(all(m in sys.modules for m in ('fhirhose.fhir.registry', 'fhirhose.export.exporter', "
+             "'fhirhose.access.rules')))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    got = sp.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert got.stdout.split() == ["True"], got.stderr
+    # A pool initializer that raised would break the pool: a bad exporter is only logged here
+    # (the first chunk fails with it, as without warm-up).
+    from fhirhose.server import worker
+
+    worker.warm_up("no.such.module:exporter")
+    assert "warm-up" in caplog.text and "no.such.module" in caplog.text
+
+
+@async_test
+async def test_warm_workers_start_with_the_server_and_export(tmp_path):
+    from aiohttp import web
+
+    data = tmp_path / "d"
+    sandbox(data)
+    cfg = ServerConfig(data_dir=str(data), workers=2, chunk_size=5, retry_after=0, warm_workers=True)
+    clock = Clock()
+    app = create_app(cfg, access=ACCESS, clock=clock)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        from fhirhose.server.state import API
+
+        job_runner = app[API].runner
+        # Both processes exist before any kick-off (spawned at start, importing meanwhile).
+        warm = set(job_runner._pool._processes)
+        assert len(warm) == 2
+        async with aiohttp.ClientSession() as s:
+            h = Harness(f"http://127.0.0.1:{runner.addresses[0][1]}/api/v2", s, clock, None, clients_of(data))
+            r = await h.kickoff("client-A0001")
+            assert r.status == 202, await r.text()
+            manifest = await (await h.wait("client-A0001", r.headers["Content-Location"])).json()
+            assert sum(o["count"] for o in manifest["output"] if o["type"] == "Patient") == STORE_ORGS[0][2]
+        assert set(job_runner._pool._processes) == warm  # the warm processes ran the chunks
+    finally:
+        await runner.cleanup()

@@ -291,8 +291,9 @@ def config(data: Path, **kw) -> ServerConfig:
     data.mkdir(parents=True, exist_ok=True)
     if not (data / "test-clients.json").exists():
         register_harness_clients(data)
+    # warm_workers off: most tests never export, and each would start a worker process for nothing
     opts = dict(workers=1, chunk_size=50, retry_after=3, exporter="tests.support.server:fixture_exporter",
-                database_url=database_url(data))
+                database_url=database_url(data), warm_workers=False)
     opts.update(kw)
     return ServerConfig(data_dir=str(data), **opts)
 

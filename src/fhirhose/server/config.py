@@ -33,6 +33,9 @@ class ServerConfig(msgspec.Struct, kw_only=True):
     # Absolute origin for URLs in responses (e.g. "http://127.0.0.1:8080"); else from the request.
     public_url: str | None = None
     workers: int = 2
+    # Start the export workers with the server (their imports done) instead of at the first
+    # chunk: the first export starts ~0.4 s sooner.
+    warm_workers: bool = True
     chunk_size: int = 2500  # beneficiaries per chunk
     lease: float = 30.0  # seconds a claimed chunk is held without renewal (a dead node's chunk waits this long)
     compression: Literal["gzip", "zstd"] = "gzip"

@@ -74,7 +74,7 @@ class ServerState:
                 store_path=str(config.store), jobs_dir=str(self.jobs_dir), workers=config.workers,
                 compression=config.compression, level=config.level, exporter=config.exporter,
                 ttl=config.file_ttl, ndjson_sha256=config.ndjson_sha256, lease=config.lease,
-                sole_node=self.sql.engine == "sqlite",
+                sole_node=self.sql.engine == "sqlite", warm=config.warm_workers,
             ),
             clock,
         )
