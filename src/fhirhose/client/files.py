@@ -26,9 +26,55 @@ from .._backend import core
 from ..errors import ClientError
 from ..export.compress import SUFFIX
 
-__all__ = ["Expected", "Verified", "decoded", "finish", "safe_name"]
+__all__ = ["Expected", "Verified", "decoded", "finish", "safe_name", "StreamedFile"]
 
 _READ = 4 << 20
+_WINDOW = 16 << 20  # bytes between writeback starts (StreamedFile; 16-256 MiB measured alike)
+
+
+def _libc_sync_file_range():
+    """libc's sync_file_range (Linux), or None where there is none."""
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    return fn
+
+
+_SYNC_FILE_RANGE = _libc_sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+class StreamedFile:
+    """A large output file written past the page cache: every `_WINDOW` bytes it starts the
+    writeback of what it wrote (`sync_file_range`) and drops the window before that, written
+    by then, from the cache (`POSIX_FADV_DONTNEED`), as `dd oflag=nocache` does. Tens of GB
+    of NDJSON otherwise fill memory with cache nobody reads back, and filling memory the
+    kernel has not used for a while is what costs most: on this VM 10 s of kernel time for
+    4 GB into fresh pages against 1 s written this way. Where the calls do not exist it is
+    a plain file."""
+
+    def __init__(self, path: Path):
+        self._f = open(path, "wb")
+        self._fd = self._f.fileno()
+        self._written = self._started = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._f.write(data)
+        self._written += len(data)
+        if _SYNC_FILE_RANGE is None or self._written - self._started < _WINDOW:
+            return
+        self._f.flush()
+        _SYNC_FILE_RANGE(self._fd, self._started, self._written - self._started, _SYNC_FILE_RANGE_WRITE)
+        if self._started >= _WINDOW:
+            os.posix_fadvise(self._fd, 0, self._started - _WINDOW, os.POSIX_FADV_DONTNEED)
+        self._started = self._written
+
+    def close(self) -> None:
+        self._f.close()
 
 
 def safe_name(name: str) -> str:
@@ -96,16 +142,20 @@ def finish(part: Path, encoding: str | None, final: Path, *, keep_compressed: bo
     digest = hashlib.sha256() if need_sha else None
     n, lines, last = 0, 0, b"\n"
     tmp = final.with_name(final.name + ".tmp")
-    out = open(tmp, "wb") if write else None
+    out = StreamedFile(tmp) if write else None
     try:
         try:
+            # One buffer for the whole file: a fresh 4 MiB bytes object per read is a fresh
+            # mapping, and faulting its pages in cost more kernel time than writing them.
+            buf = memoryview(bytearray(_READ))
             with decoded(part, encoding) as f:
-                while chunk := f.read(_READ):
+                while got_n := f.readinto(buf):
+                    chunk = buf[:got_n]
                     if digest is not None:
                         digest.update(chunk)
-                    n += len(chunk)
+                    n += got_n
                     lines += core.count_newlines(chunk)
-                    last = chunk[-1:]
+                    last = bytes(chunk[-1:])
                     if out is not None:
                         out.write(chunk)
         except (OSError, EOFError, ValueError) as e:  # gzip/zstd raise these on corrupt input
