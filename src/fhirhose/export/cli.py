@@ -180,7 +180,8 @@ def run(args: argparse.Namespace) -> int:
     tables = shared_snapshot(*opener).tables
     benes = select_benes(tables, args.store, args.org, args.group)
     spec = ExportSpec(types=types, since_ms=since_ms, compression=args.compression,
-                      max_file_bytes=max(1, int(args.max_file_mb * (1 << 20))), ndjson_sha256=args.ndjson_sha256)
+                      max_file_bytes=max(1, int(args.max_file_mb * (1 << 20))), ndjson_sha256=args.ndjson_sha256,
+                      cached=False)  # the files are the product: written past the page cache
     chunk = chunk_size(len(benes), args.workers, args.chunk_benes)
     t0 = time.perf_counter()
     # Files go to a staging folder renamed to OUT at the end: an interrupted or failed

@@ -17,12 +17,66 @@ import hashlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 import msgspec
 
 from .compress import SUFFIX, new_encoder
 
-__all__ = ["FileInfo", "NdjsonFile", "RollingWriter", "write_ndjson", "file_name"]
+__all__ = ["FileInfo", "NdjsonFile", "RollingWriter", "StreamedFile", "write_ndjson", "file_name"]
+
+_WINDOW = 16 << 20  # bytes between writeback starts (StreamedFile; 16-256 MiB measured alike)
+
+
+def _libc_sync_file_range():
+    """libc's sync_file_range (Linux), or None where there is none."""
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    return fn
+
+
+_SYNC_FILE_RANGE = _libc_sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+class StreamedFile:
+    """A large output file written past the page cache: every `_WINDOW` bytes it starts the
+    writeback of what it wrote (`sync_file_range`) and drops the window before that, written
+    by then, from the cache (`POSIX_FADV_DONTNEED`), as `dd oflag=nocache` does. Tens of GB
+    of NDJSON otherwise fill memory with cache nobody reads back, and filling memory the
+    kernel has not used for a while is what costs most: on this VM 10 s of kernel time for
+    4 GB into fresh pages against 1 s written this way. Where the calls do not exist it is
+    a plain file. (The server keeps its stored files cached: it serves them next.)"""
+
+    def __init__(self, path: Path):
+        self._f = open(path, "wb")
+        self._fd = self._f.fileno()
+        self._written = self._started = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._f.write(data)
+        self._written += len(data)
+        if _SYNC_FILE_RANGE is None or self._written - self._started < _WINDOW:
+            return
+        self._f.flush()
+        _SYNC_FILE_RANGE(self._fd, self._started, self._written - self._started, _SYNC_FILE_RANGE_WRITE)
+        if self._started >= _WINDOW:
+            os.posix_fadvise(self._fd, 0, self._started - _WINDOW, os.POSIX_FADV_DONTNEED)
+        self._started = self._written
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def close(self) -> None:
+        self._f.close()
 
 
 class FileInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,7 +102,7 @@ class NdjsonFile:
     """One output file being written; `close()` publishes it and returns its FileInfo."""
 
     def __init__(self, directory: Path, name: str, rtype: str, compression: str, level: int | None = None,
-                 *, ndjson_sha256: bool = False):
+                 *, ndjson_sha256: bool = False, cached: bool = True):
         self.dir = Path(directory)
         self.name = name
         self.type = rtype
@@ -63,7 +117,7 @@ class NdjsonFile:
         self.length = 0
         self.count = 0
         self.stored = 0
-        self._fh = open(self.tmp, "wb")
+        self._fh: BinaryIO | StreamedFile = open(self.tmp, "wb") if cached else StreamedFile(self.tmp)
 
     def write(self, data, count: int) -> None:
         """Append complete NDJSON lines (`count` of them); `data` is any bytes-like."""
@@ -134,6 +188,7 @@ class RollingWriter:
         chunk: int = 0,
         level: int | None = None,
         ndjson_sha256: bool = False,
+        cached: bool = True,
     ):
         self.dir = Path(directory)
         self.type = rtype
@@ -142,6 +197,7 @@ class RollingWriter:
         self.chunk = chunk
         self.level = level
         self.ndjson_sha256 = ndjson_sha256
+        self.cached = cached
         self.done: list[FileInfo] = []
         self._cur: NdjsonFile | None = None
         self._parts = 0
@@ -161,7 +217,7 @@ class RollingWriter:
             self._parts += 1
             name = file_name(self.type, self.chunk, self._parts, self.compression)
             f = self._cur = NdjsonFile(self.dir, name, self.type, self.compression, self.level,
-                                       ndjson_sha256=self.ndjson_sha256)
+                                       ndjson_sha256=self.ndjson_sha256, cached=self.cached)
             self._open.append(f)
         chunk = f.encode(data, count)
         tail = None

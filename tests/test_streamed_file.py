@@ -1,4 +1,4 @@
-"""The client's large-file writer: what it writes is what was given, on Linux (writeback
+"""The large-file writer of `pull` and the offline export: what it writes is what was given, on Linux (writeback
 started and old windows dropped from the cache) and where those calls do not exist."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from fhirhose.client import files
+from fhirhose.export import files
 
 
 @pytest.mark.parametrize("kernel_calls", [True, False], ids=["sync_file_range", "plain"])
