@@ -61,6 +61,9 @@ class ServerConfig(msgspec.Struct, kw_only=True):
     # response) is closed, idle or not; a request body must arrive within `body_timeout`.
     idle_timeout: float = 30.0
     body_timeout: float = 30.0
+    # A download whose client takes not one 256 KiB piece of it in this long is disconnected
+    # (its slot in the job's downloads frees, so the job can expire): under ~4 KiB/s.
+    send_timeout: float = 60.0
     # Open connections one client address may hold; more are closed at once (0: no cap).
     max_connections_per_address: int = 64
 

@@ -46,7 +46,10 @@ from typing import BinaryIO, Literal
 
 from aiohttp import web
 
+from ..log import get_logger
 from .db import FileRow
+
+client_log = get_logger("fhirhose.server.client")  # client mistakes, as web_errors logs them
 
 __all__ = ["CHUNK", "NDJSON", "serve_file", "copy_to", "accepts", "parse_range", "etag_for", "sf_value"]
 
@@ -167,8 +170,10 @@ def _open_at(path: Path, compression: str | None, start: int) -> BinaryIO:
     return f
 
 
-async def serve_file(request: web.Request, row: FileRow, path: Path, headers: dict[str, str]) -> web.StreamResponse:
-    """Answer GET/HEAD for a stored job file (see module doc)."""
+async def serve_file(request: web.Request, row: FileRow, path: Path, headers: dict[str, str],
+                     *, stall_timeout: float | None = None) -> web.StreamResponse:
+    """Answer GET/HEAD for a stored job file (see module doc). A client that takes none of
+    the response for `stall_timeout` seconds is disconnected (see `copy_to`)."""
     encoded = row.compression != "identity" and accepts(request.headers.get("Accept-Encoding"), row.compression)
     send_stored = encoded or row.compression == "identity"
     length = row.stored_length if send_stored else row.length
@@ -213,22 +218,34 @@ async def serve_file(request: web.Request, row: FileRow, path: Path, headers: di
         return resp
     f = await loop.run_in_executor(None, _open_at, path, None if send_stored else row.compression, start)
     try:
-        await copy_to(resp, f, end - start + 1, path.name)
+        await copy_to(resp, f, end - start + 1, path.name, stall_timeout)
+    except TimeoutError:
+        client_log.info("%s %s from %s: client error: read nothing of %s for %s s; disconnected",
+                        request.method, request.path, request.remote, path.name, stall_timeout)
+        if request.transport is not None:
+            request.transport.abort()
+        raise ConnectionResetError(f"{path.name}: the client stopped reading") from None
     finally:
         await loop.run_in_executor(None, f.close)
     await resp.write_eof()
     return resp
 
 
-async def copy_to(resp: web.StreamResponse, f: BinaryIO, count: int, name: str) -> None:
+async def copy_to(resp: web.StreamResponse, f: BinaryIO, count: int, name: str,
+                  stall_timeout: float | None = None) -> None:
     """Write the next `count` bytes of the open file `f` to a prepared response: `CHUNK` reads
     on a thread, each write awaited (on uvloop this beat sendfile from a thread; see
-    benchmarks/bench_serve.py). A file shorter than promised raises ConnectionError naming it."""
+    benchmarks/bench_serve.py). A file shorter than promised raises ConnectionError naming it.
+    A `CHUNK` that cannot go out within `stall_timeout` seconds (the client reads nothing, or
+    less than CHUNK / stall_timeout a second: 4 KiB/s at the server's 60 s) raises
+    TimeoutError; without it a stalled client would hold its download, and the expiry of
+    its job, for ever."""
     loop = asyncio.get_running_loop()
     left = count
     while left:
         chunk = await loop.run_in_executor(None, f.read, min(CHUNK, left))
         if not chunk:
             raise ConnectionError(f"{name}: file ended {left} bytes early")
-        await resp.write(chunk)
+        async with asyncio.timeout(stall_timeout):
+            await resp.write(chunk)
         left -= len(chunk)

@@ -31,7 +31,8 @@ async def download(request: web.Request) -> web.StreamResponse:
     st.downloads[job.id] = st.downloads.get(job.id, 0) + 1
     try:
         headers = {"Expires": http_date(job.expires)} if job.expires else {}
-        return await serve_file(request, row, st.jobs_dir / job.id / row.stored, headers)
+        return await serve_file(request, row, st.jobs_dir / job.id / row.stored, headers,
+                                stall_timeout=st.config.send_timeout)
     finally:
         st.downloads[job.id] -= 1
         if not st.downloads[job.id]:
