@@ -181,7 +181,7 @@ class AccessDB:
     @property
     def where(self) -> str:
         """The database, for messages (a file path or a URL without its password)."""
-        return str(self.path) if self.path is not None else self.sql.url.split("@")[-1]
+        return self.sql.where
 
     def _init_schema(self) -> None:
         try:

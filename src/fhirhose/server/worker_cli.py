@@ -88,7 +88,7 @@ async def _work(url: str, settings: RunnerSettings) -> None:
     try:
         await asyncio.to_thread(db.migrate)
         await runner.start()
-        log.info("worker %s: %d process(es) on %s", runner.owner, settings.workers, sql.url.split("@")[-1])
+        log.info("worker %s: %d process(es) on %s", runner.owner, settings.workers, sql.where)
         await stop.wait()
     finally:
         await runner.stop()

@@ -65,7 +65,7 @@ class Database:
     """A database URL opened for this process; connections are per thread.
 
     `tx()` is a write transaction (nested calls join the outer one); outside one, each
-    statement commits on its own. `lock(conn, key)` serializes writers on a key for the rest
+    statement commits on its own. `conn.lock(key)` serializes writers on a key for the rest
     of the transaction (PostgreSQL advisory lock; SQLite's write lock already does it)."""
 
     dialect: Dialect
@@ -77,6 +77,11 @@ class Database:
     @property
     def engine(self) -> str:
         return self.dialect.name
+
+    @property
+    def where(self) -> str:
+        """The database, for messages and logs (never its password)."""
+        return self.url
 
     @property
     def conn(self) -> Connection:
@@ -119,10 +124,6 @@ class Database:
                 if attempt == attempts - 1:
                     raise
         raise AssertionError("unreachable")
-
-    def lock(self, conn: Connection, key: str) -> None:
-        """Hold a transaction-scoped lock on `key` (see `Connection.lock`)."""
-        conn.lock(key)
 
     def ping(self) -> bool:
         """Whether the database answers (`/readyz`)."""

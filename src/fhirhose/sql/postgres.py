@@ -119,7 +119,11 @@ class PostgresDatabase(Database):
         try:
             return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
         except _UNREACHABLE as e:
-            raise DatabaseUnavailable(f"PostgreSQL {_redact(self.url)}: {e}") from None
+            raise DatabaseUnavailable(f"PostgreSQL {self.where}: {e}") from None
+
+    @property
+    def where(self) -> str:
+        return _redact(self.url)
 
     def _connect(self) -> _Conn:
         return _Conn(self)

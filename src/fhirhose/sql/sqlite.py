@@ -44,6 +44,10 @@ class SQLiteDatabase(Database):
         self.path = Path(path)
         self.url = f"sqlite:///{self.path.resolve()}"
 
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
     def _connect(self) -> _Conn:
         try:
             raw = sqlite3.connect(self.path, isolation_level=None, timeout=30)
