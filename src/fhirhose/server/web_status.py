@@ -70,15 +70,19 @@ async def _job_status(st: ServerState, request: web.Request, job: Job, params: E
     return _manifest_response(st, request, job, params, files, status=200)
 
 
+def time_left(elapsed: float, done: int, total: int) -> float:
+    """Seconds a job has left, extrapolated from the chunks done so far (with none done yet,
+    assume it runs as long again as it has run)."""
+    return elapsed * (total - done) / done if done else elapsed
+
+
 def poll_wait(elapsed: float, done: int, total: int, cap: int) -> int:
     """Seconds until the next status poll is worth it (1..cap), from the job's measured pace.
 
-    The time left is extrapolated from the chunks done so far (with none done yet, assume it
-    runs as long again as it has run); the client is told half of it, so a job about to finish
+    The client is told half the `time_left`, so a job about to finish
     is polled about every second and a long one every `cap` seconds (with partial manifests a
     client learns of new files at least that often). `cap` 0 turns pacing off (tests)."""
-    left = elapsed * (total - done) / done if done else elapsed
-    return min(cap, max(1, math.ceil(left / 2)))
+    return min(cap, max(1, math.ceil(time_left(elapsed, done, total) / 2)))
 
 
 # A poll of a job expected to end within HOLD seconds is answered when it ends (or after HOLD):
@@ -95,8 +99,7 @@ async def _hold_until_done(st: ServerState, job: Job) -> Job | None:
     None when it was deleted meanwhile."""
     if st.config.retry_after <= 0 or not job.chunks_done:
         return job
-    left = (st.clock() - job.created) * (job.chunks_total - job.chunks_done) / job.chunks_done
-    if left > HOLD:
+    if time_left(st.clock() - job.created, job.chunks_done, job.chunks_total) > HOLD:
         return job
     latest: Job | None = job
     for _ in range(round(HOLD / _HOLD_STEP)):
