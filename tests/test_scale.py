@@ -129,9 +129,10 @@ def test_concurrent_claimers_never_share_a_chunk(database):
 def test_poll_pacing_is_one_clock_for_every_node(database):
     db = _jobdb(database("q"))
     _job(db, "j", "A", 1, 100.0)
-    assert db.run(JobDB.take_poll, "j", 1000.0, 2.7) is None
-    assert db.run(JobDB.take_poll, "j", 1001.0, 2.7) == (1000.0, 2.7)  # too soon, whichever node asks
-    assert db.run(JobDB.take_poll, "j", 1003.0, 2.7) is None
+    assert db.run(JobDB.take_poll, "j", 1000.0, 2.7) == (False, None, None)  # the first poll
+    assert db.run(JobDB.take_poll, "j", 1001.0, 2.7) == (True, 1000.0, 2.7)  # too soon, whichever node asks
+    assert db.run(JobDB.take_poll, "j", 1003.0, 1.0) == (False, 1000.0, 2.7)  # and when the one before was
+    assert db.run(JobDB.take_poll, "j", 1004.0, 1.0) == (False, 1003.0, 1.0)
     db.sql.close()
 
 

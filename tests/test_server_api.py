@@ -377,6 +377,39 @@ async def test_a_poll_near_the_end_is_answered_when_the_job_ends(tmp_path, monke
 
 
 @async_test
+async def test_a_partial_manifest_poll_is_answered_when_new_files_are_listed(tmp_path, monkeypatch):
+    """With partial manifests a chunk's files are news: a poll with files the client has not
+    been told of is answered at once, one without is held until the next chunk's files are
+    listed (not until the job ends), so downloads overlap the export."""
+    from fhirhose.server import web_status
+
+    monkeypatch.setattr(web_status, "HOLD", 120.0)  # the news, not the hold's limit, must end the wait
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "hold").write_text("1")  # chunk 0 completes, chunk 1 waits
+    async with running(data) as h:
+        r = await h.kickoff("big-aco", params={"_type": "Patient,Coverage", "allowPartialManifests": "true"})
+        url = r.headers["Content-Location"]
+        await hold_until_started(data, job_id_of(url), 1)
+        hd = await h.headers("big-aco")
+        r = await h.session.get(url, headers=hd)  # chunk 0's files are news: answered at once
+        assert r.status == 202 and "link" not in await r.json()
+        assert r.headers["Retry-After"] == "0"  # the next poll is held until news: come back at once
+        poll = asyncio.ensure_future(h.session.get(url, headers=hd))  # nothing new: held
+        await asyncio.sleep(0.3)
+        assert not poll.done()
+        (data / "hold").write_text("2")  # chunk 1 completes, chunk 2 waits
+        r = await poll
+        assert r.status == 202  # before the job ends
+        page = await r.json()
+        assert page["link"][0]["relation"] == "next"  # page 2: chunk 1's files
+        r = await h.session.get(page["link"][0]["url"], headers=hd)
+        assert r.status == 202 and {o["type"] for o in (await r.json())["output"]} == {"Patient", "Coverage"}
+        (data / "hold").unlink()
+        assert (await h.wait("big-aco", url)).status == 200
+
+
+@async_test
 async def test_poll_pacing_duplicates_and_partial_manifests(tmp_path):
     data = tmp_path / "d"
     (data).mkdir()

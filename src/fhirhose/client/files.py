@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, Protocol
 from .._backend import core
 from ..errors import ClientError
 from ..export.compress import SUFFIX
-from ..export.files import StreamedFile
+from ..export.streamed import StreamedFile
 
 __all__ = ["Expected", "Verified", "decoded", "finish", "safe_name"]
 
@@ -108,19 +108,24 @@ def finish(part: Path, encoding: str | None, final: Path, *, keep_compressed: bo
     out = StreamedFile(tmp) if write else None
     try:
         try:
-            # One buffer for the whole file: a fresh 4 MiB bytes object per read is a fresh
-            # mapping, and faulting its pages in cost more kernel time than writing them.
-            buf = memoryview(bytearray(_READ))
+            # Decoded in place: into the output file's own buffer when writing NDJSON, else into
+            # one buffer for the whole file (a fresh 4 MiB bytes object per read is a fresh
+            # mapping, and faulting its pages in cost more kernel time than writing them).
+            buf = memoryview(bytearray(_READ if out is None else 0))
             with decoded(part, encoding) as f:
-                while got_n := f.readinto(buf):
-                    chunk = buf[:got_n]
+                while True:
+                    space = buf if out is None else out.space()[:_READ]
+                    got_n = f.readinto(space)
+                    if not got_n:
+                        break
+                    chunk = space[:got_n]
                     if digest is not None:
                         digest.update(chunk)
                     n += got_n
                     lines += core.count_newlines(chunk)
                     last = bytes(chunk[-1:])
                     if out is not None:
-                        out.write(chunk)
+                        out.commit(got_n)
         except (OSError, EOFError, ValueError) as e:  # gzip/zstd raise these on corrupt input
             raise ClientError(f"{final.name}: the downloaded {encoding} stream does not decode: {e}") from None
         if n and last != b"\n":

@@ -22,61 +22,9 @@ from typing import BinaryIO
 import msgspec
 
 from .compress import SUFFIX, new_encoder
+from .streamed import StreamedFile
 
-__all__ = ["FileInfo", "NdjsonFile", "RollingWriter", "StreamedFile", "write_ndjson", "file_name"]
-
-_WINDOW = 16 << 20  # bytes between writeback starts (StreamedFile; 16-256 MiB measured alike)
-
-
-def _libc_sync_file_range():
-    """libc's sync_file_range (Linux), or None where there is none."""
-    try:
-        import ctypes
-
-        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-    return fn
-
-
-_SYNC_FILE_RANGE = _libc_sync_file_range()
-_SYNC_FILE_RANGE_WRITE = 2
-
-
-class StreamedFile:
-    """A large output file written past the page cache: every `_WINDOW` bytes it starts the
-    writeback of what it wrote (`sync_file_range`) and drops the window before that, written
-    by then, from the cache (`POSIX_FADV_DONTNEED`), as `dd oflag=nocache` does. Tens of GB
-    of NDJSON otherwise fill memory with cache nobody reads back, and filling memory the
-    kernel has not used for a while is what costs most: on this VM 10 s of kernel time for
-    4 GB into fresh pages against 1 s written this way. Where the calls do not exist it is
-    a plain file. (The server keeps its stored files cached: it serves them next.)"""
-
-    def __init__(self, path: Path):
-        self._f = open(path, "wb")
-        self._fd = self._f.fileno()
-        self._written = self._started = 0
-
-    def write(self, data: bytes | memoryview) -> None:
-        self._f.write(data)
-        self._written += len(data)
-        if _SYNC_FILE_RANGE is None or self._written - self._started < _WINDOW:
-            return
-        self._f.flush()
-        _SYNC_FILE_RANGE(self._fd, self._started, self._written - self._started, _SYNC_FILE_RANGE_WRITE)
-        if self._started >= _WINDOW:
-            os.posix_fadvise(self._fd, 0, self._started - _WINDOW, os.POSIX_FADV_DONTNEED)
-        self._started = self._written
-
-    def flush(self) -> None:
-        self._f.flush()
-
-    def fileno(self) -> int:
-        return self._fd
-
-    def close(self) -> None:
-        self._f.close()
+__all__ = ["FileInfo", "NdjsonFile", "RollingWriter", "write_ndjson", "file_name"]
 
 
 class FileInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -111,6 +111,15 @@ CREATE TABLE IF NOT EXISTS files (
         "CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status)",
     )),
 ]
+
+
+class PollTaken(NamedTuple):
+    """A status poll as pacing saw it: `refused` when it came sooner than the poll before
+    was told to wait; `last`, `told`: that poll's time and Retry-After (None: the first)."""
+
+    refused: bool
+    last: float | None
+    told: float | None
 
 
 @dataclass(frozen=True)
@@ -349,19 +358,26 @@ class JobDB:
         return dict(c.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall())
 
     @staticmethod
-    def take_poll(c: Connection, job_id: str, now: float, told: float) -> tuple[float, float] | None:
+    def take_poll(c: Connection, job_id: str, now: float, told: float) -> PollTaken:
         """Record a status poll answered with Retry-After `told`, unless the last one (on any
-        node) asked the client to wait longer than this (10% slack for clocks and travel);
-        then return that last poll's (time, Retry-After)."""
+        node) asked the client to wait longer than this (10% slack for clocks and travel): then
+        it is refused. Either way says when the poll before was and what it was told."""
+        before = c.execute("SELECT last_poll, poll_told FROM jobs WHERE id = ?", (job_id,)).fetchone()
         n = c.execute(
             "UPDATE jobs SET last_poll = ?, poll_told = ? WHERE id = ? AND "
             "(last_poll IS NULL OR last_poll > ? OR ? - last_poll >= 0.9 * poll_told)",
             (now, told, job_id, now, now),
         ).rowcount
         if n:
-            return None
+            return PollTaken(False, *(before or (None, None)))
         row = c.execute("SELECT last_poll, poll_told FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return None if row is None else (row[0], row[1])
+        return PollTaken(True, *(row or (None, None)))
+
+    @staticmethod
+    def files_since(c: Connection, job_id: str, since: float) -> bool:
+        """Whether a file of the job was listed after `since` (news for a partial-manifest poll)."""
+        return c.execute("SELECT 1 FROM files WHERE job_id = ? AND created > ? LIMIT 1",
+                         (job_id, since)).fetchone() is not None
 
     @staticmethod
     def pending_chunks(c: Connection, job_id: str) -> list[tuple[int, int, int]]:

@@ -23,7 +23,7 @@ from ..log import JOB_ID, get_logger
 from ..sql import open_database
 from .auth import client_address, operator_key
 from .config import ServerConfig
-from .db import Job, JobDB
+from .db import Job, JobDB, PollTaken
 from .jwks import JwksFetcher
 from .population import Population, StorePopulation
 from .runner import JobRunner, RunnerSettings
@@ -232,18 +232,18 @@ class ServerState:
             raise AuthError(f"job {job_id} belongs to another organization", status=403)
         return job
 
-    async def take_poll(self, job_id: str, now: float, told: float) -> tuple[float, float] | None:
+    async def take_poll(self, job_id: str, now: float, told: float) -> PollTaken:
         """Record a status poll answered with Retry-After `told`, unless the previous one asked
-        the client to wait longer (10% slack); then return its (time, Retry-After). Shared
+        the client to wait longer (10% slack): then it is refused (`JobDB.take_poll`). Shared
         nodes keep it in the job row, so polling two API nodes in turn is paced as one; a sole
         SQLite node keeps it in memory (no fsync per poll)."""
         if self.sql.engine != "sqlite":
             return await self.db.call(JobDB.take_poll, job_id, now, told)
         last = self._last_poll.get(job_id)
         if last is not None and last[0] <= now and now - last[0] < 0.9 * last[1]:
-            return last
+            return PollTaken(True, *last)
         self._last_poll[job_id] = (now, told)
-        return None
+        return PollTaken(False, *(last or (None, None)))
 
     def expired(self, job: Job) -> bool:
         """Whether the job's files are gone (or due to go)."""

@@ -1,12 +1,14 @@
 """Status and manifest: `GET {base}/jobs/{job}`.
 
-202 + X-Progress + Retry-After while running (Retry-After follows the job: `poll_wait`;
-with the first manifest page when the client asked for partial manifests; a poll of a job
-about to end is answered when it ends, within `HOLD`); 200 manifest + Expires when done; `?page=N` for
-manifest pages; 429 polled too fast; 500 failed; 404 unknown or cancelled; 410 expired;
-403 another organization's job. A job kicked off with `Prefer: separate-export-status`
-answers 200 where the job is running, done or failed, with the job's own status in
-`X-Export-Status` (Bulk Data v3); the manifest then names `outputOrganizedBy` when asked.
+202 + X-Progress + Retry-After while running (Retry-After follows the job: `poll_wait`, 0
+for a partial-manifest client while news is near; with the first manifest page when the
+client asked for partial manifests; a poll is held,
+within `HOLD`, until there is news for it: the job's end, or with partial manifests new
+files); 200 manifest + Expires when done; `?page=N` for manifest pages; 429 polled too
+fast; 500 failed; 404 unknown or cancelled; 410 expired; 403 another organization's job.
+A job kicked off with `Prefer: separate-export-status` answers 200 where the job is running,
+done or failed, with the job's own status in `X-Export-Status` (Bulk Data v3); the manifest
+then names `outputOrganizedBy` when asked.
 """
 
 from __future__ import annotations
@@ -85,41 +87,59 @@ def poll_wait(elapsed: float, done: int, total: int, cap: int) -> int:
     return min(cap, max(1, math.ceil(time_left(elapsed, done, total) / 2)))
 
 
-# A poll of a job expected to end within HOLD seconds is answered when it ends (or after HOLD):
-# Retry-After counts whole seconds, so the client would otherwise learn of the end up to a
-# second late (more when the estimate was short) — a third of a 10,000-beneficiary export.
-# Only jobs this close to their end hold a request, so few are held at any time.
+# A poll is answered when there is news for it, held up to HOLD seconds while news is near:
+# Retry-After counts whole seconds, so a client sent away learns of the end (or of a partial
+# manifest's next files) up to a second late — a third of a 10,000-beneficiary export, which
+# a client with partial manifests would rather spend downloading. Only polls of a job whose
+# end (or, with partial manifests, next chunk) is expected within HOLD are held, so few are.
 HOLD = 2.0
 _HOLD_STEP = 0.05
 
 
-async def _hold_until_done(st: ServerState, job: Job) -> Job | None:
-    """The job as it is now; when its pace says it ends within HOLD seconds, as it is when it
-    ends or HOLD has passed (read from the DB, so a job finished by another node counts too).
-    None when it was deleted meanwhile."""
-    if st.config.retry_after <= 0 or not job.chunks_done:
+def news_soon(elapsed: float, done: int, total: int, *, partial: bool) -> bool:
+    """Whether a poll now would be news within HOLD: the job's end, or with partial manifests
+    the next chunk's files (the first, or one of a job whose chunks end every HOLD or sooner)."""
+    if done and time_left(elapsed, done, total) <= HOLD:
+        return True
+    return partial and (not done or elapsed / done <= HOLD)
+
+
+async def _hold_for_news(st: ServerState, job: Job, *, partial: bool, since: float | None) -> Job | None:
+    """The job as it is now; or, when news is expected within HOLD seconds, as it is when the
+    news comes (or HOLD has passed). News: the job ended; with partial manifests also a chunk's
+    files listed — and files listed since the client's previous poll (`since`) are news already.
+    Read from the DB, so a chunk or job finished by another node counts too. None when the job
+    was deleted meanwhile."""
+    if st.config.retry_after <= 0:
         return job
-    if time_left(st.clock() - job.created, job.chunks_done, job.chunks_total) > HOLD:
+    done = job.chunks_done
+    if partial and done and (since is None or await st.db.call(JobDB.files_since, job.id, since)):
+        return job  # files the client has not been told of
+    if not news_soon(st.clock() - job.created, done, job.chunks_total, partial=partial):
         return job
     latest: Job | None = job
     for _ in range(round(HOLD / _HOLD_STEP)):
         await asyncio.sleep(_HOLD_STEP)
         latest = await st.db.call(JobDB.get_job, job.id)
-        if latest is None or not latest.active:
+        if latest is None or not latest.active or (partial and latest.chunks_done > done):
             break
     return latest
 
 
 async def _in_progress(st: ServerState, request: web.Request, job: Job, params: ExportParams) -> web.Response:
     now = st.clock()
-    pace = poll_wait(now - job.created, job.chunks_done, job.chunks_total, st.config.retry_after)
-    refused = await st.take_poll(job.id, now, pace)
-    if refused is not None:
-        last, told = refused
-        wait = max(1, math.ceil(told - (now - last)))
+    elapsed, partial = now - job.created, params.allow_partial
+    pace = poll_wait(elapsed, job.chunks_done, job.chunks_total, st.config.retry_after)
+    if partial and pace and news_soon(elapsed, job.chunks_done, job.chunks_total, partial=True):
+        # Its next poll is held until there is news, so the client may come back at once: a
+        # client downloading while the export runs learns of each chunk's files as they come.
+        pace = 0
+    poll = await st.take_poll(job.id, now, pace)
+    if poll.refused:
+        wait = max(1, math.ceil((poll.told or 0) - (now - (poll.last or now))))
         return outcome_response(429, f"polled too often: wait {wait} s between status requests", code="throttled",
                                 headers={"Retry-After": str(wait)})
-    latest = await _hold_until_done(st, job)
+    latest = await _hold_for_news(st, job, partial=partial, since=poll.last)
     if latest is None or latest.status == "cancelled":
         raise RequestError("the job was deleted while its status was asked for", status=404, param="job")
     if not latest.active:
