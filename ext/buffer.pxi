@@ -27,7 +27,32 @@ cdef struct Buf:
     Py_ssize_t cap
 
 
-cdef inline int reserve(Buf* o, Py_ssize_t need) noexcept nogil:
+cdef enum:
+    # Bytes past every write the output keeps free, and past the last fragment the
+    # fragment blob is padded with: a short copy is then one fixed-size move (no libc call).
+    SLACK = 64
+
+
+cdef inline char* put_frag(char* w, const char* s, Py_ssize_t n) noexcept nogil:
+    # Copy n bytes (s readable and w writable SLACK bytes beyond n); returns the end.
+    # Most fragments are a few bytes, where a libc memcpy call costs more than the copy.
+    if n <= 16:
+        memcpy(w, s, 16)
+    elif n <= 32:
+        memcpy(w, s, 32)
+    else:
+        memcpy(w, s, n)
+    return w + n
+
+
+cdef inline int room(Buf* o, Py_ssize_t need) noexcept nogil:
+    # Room for `need` more bytes plus SLACK; -1 out of memory.
+    if o.size + need + SLACK <= o.cap:
+        return 0
+    return reserve(o, need + SLACK)
+
+
+cdef int reserve(Buf* o, Py_ssize_t need) noexcept nogil:
     # Room for `need` more bytes (raw allocator: callable without the GIL); -1 out of memory.
     cdef Py_ssize_t cap = o.cap
     cdef char* p

@@ -68,6 +68,17 @@ cdef struct Frame:
     int saved
 
 
+cdef inline char* sep_at(Buf* out) noexcept nogil:
+    # Where the next member or element goes: after a "," unless the output is empty
+    # or has just opened an object or array.
+    cdef char* w = out.data + out.size
+    cdef char last = out.data[out.size - 1] if out.size else 123
+    if last != 123 and last != 91:
+        w[0] = 44
+        w += 1
+    return w
+
+
 @cython.final
 cdef class Writer:
     """Runs a bound `Plan`: `write(rows, out)` appends one NDJSON line per root row."""
@@ -114,7 +125,7 @@ cdef class Writer:
         foff = np.ascontiguousarray(plan.frag_offsets, dtype=np.int64)
         maps = np.ascontiguousarray(plan.maps, dtype=np.int32)
         sets = np.ascontiguousarray(plan.sets, dtype=np.uint8)
-        blob = bytes(plan.frag_blob) + b"\0"
+        blob = bytes(plan.frag_blob) + bytes(SLACK)  # see put_frag
         self._keep += [ops, foff, maps, sets, blob]
         ops_v = ops
         foff_v = foff
@@ -249,6 +260,7 @@ cdef class Writer:
 
     cdef int _one(self, int64_t root_row, Buf* out) noexcept nogil:
         # One resource. Returns 0, or -1 out of memory, -2 too deep, -3 bad op.
+        # One `if op == ...` per op code: Cython turns the chain into a single C switch.
         cdef int64_t row[MAX_SLOTS]
         cdef int64_t end[MAX_SLOTS]
         cdef int64_t counters[MAX_COUNTERS]
@@ -256,14 +268,13 @@ cdef class Writer:
         cdef Frame stack[MAX_DEPTH]
         cdef int sp = 0, k
         cdef int64_t strong = 0
-        cdef Py_ssize_t pc = 0, need, flen, hlen, tlen, slen
+        cdef Py_ssize_t pc = 0, flen, hlen, tlen, slen
         cdef int32_t op, a, b, cc
         cdef const ColC* col
         cdef const LinkC* lk
         cdef int64_t r, lo, hi
         cdef int32_t fid
         cdef char* w
-        cdef char last
         # Locals, not attribute loads, in the loop.
         cdef const int32_t* ops = self.ops
         cdef const int64_t* foff = self.foff
@@ -281,70 +292,32 @@ cdef class Writer:
             b = ops[pc * 4 + 2]
             cc = ops[pc * 4 + 3]
             pc += 1
-            if op == OP_CONST or op == OP_OPEN:
-                if op == OP_OPEN:
-                    if sp >= MAX_DEPTH:
-                        return -2
-                    stack[sp].pos = out.size
-                    stack[sp].strong = strong
-                    stack[sp].saved = b
-                    if b:
-                        memcpy(&saved[sp][0], &counters[0], sizeof(counters))
-                    sp += 1
-                    strong += cc
-                elif b:
+            if op == OP_IFHAS:
+                if self.missing(&cols[a], row):
+                    pc = b
+            elif op == OP_CONST:
+                if b:
                     strong += 1
                 flen = foff[a + 1] - foff[a]
-                if out.size + flen + 1 > out.cap and reserve(out, flen + 1) < 0:
+                if room(out, flen + 1) < 0:
                     return -1
-                w = out.data + out.size
-                last = out.data[out.size - 1] if out.size else 123
-                if last != 123 and last != 91:
-                    w[0] = 44
-                    w += 1
-                memcpy(w, blob + foff[a], flen)
-                out.size = (w - out.data) + flen
-            elif op >= OP_STR and op <= OP_TIME:
-                col = &cols[a]
-                if self.missing(col, row):
-                    continue
-                r = row[col.slot]
-                hlen = foff[b + 1] - foff[b]
-                tlen = foff[cc + 1] - foff[cc]
-                if op == OP_STR:
-                    slen = col.offsets[r + 1] - col.offsets[r]
-                    need = slen * 6
-                elif op == OP_CAT:
-                    fid = col.label_base + col.codes[r]
-                    slen = foff[fid + 1] - foff[fid]
-                    need = slen
-                else:
-                    need = 32
-                need += hlen + tlen + 1
-                if out.size + need > out.cap and reserve(out, need) < 0:
-                    return -1
-                w = out.data + out.size
-                last = out.data[out.size - 1] if out.size else 123
-                if last != 123 and last != 91:
-                    w[0] = 44
-                    w += 1
-                memcpy(w, blob + foff[b], hlen)
-                w += hlen
-                if op == OP_STR:
-                    w += escape_into(w, col.data + col.offsets[r], slen)
-                elif op == OP_CAT:
-                    memcpy(w, blob + foff[fid], slen)
-                    w += slen
-                elif op == OP_DATE:
-                    w += date_into(w, col.days[r])
-                elif op == OP_NUM:
-                    w += num_into(w, col.i64[r], col.scale, col.trim)
-                else:
-                    w += time_into(w, col.i64[r])
-                memcpy(w, blob + foff[cc], tlen)
-                w += tlen
+                w = put_frag(sep_at(out), blob + foff[a], flen)
                 out.size = w - out.data
-                strong += 1
+            elif op == OP_OPEN:
+                if sp >= MAX_DEPTH:
+                    return -2
+                stack[sp].pos = out.size
+                stack[sp].strong = strong
+                stack[sp].saved = b
+                if b:
+                    memcpy(&saved[sp][0], &counters[0], sizeof(counters))
+                sp += 1
+                strong += cc
+                flen = foff[a + 1] - foff[a]
+                if room(out, flen + 1) < 0:
+                    return -1
+                w = put_frag(sep_at(out), blob + foff[a], flen)
+                out.size = w - out.data
             elif op == OP_CLOSE:
                 sp -= 1
                 if strong == stack[sp].strong:
@@ -353,41 +326,80 @@ cdef class Writer:
                         memcpy(&counters[0], &saved[sp][0], sizeof(counters))
                 else:
                     flen = foff[a + 1] - foff[a]
-                    if out.size + flen > out.cap and reserve(out, flen) < 0:
+                    if room(out, flen) < 0:
                         return -1
-                    memcpy(out.data + out.size, blob + foff[a], flen)
-                    out.size += flen
+                    out.size = put_frag(out.data + out.size, blob + foff[a], flen) - out.data
             elif op == OP_RAW:
                 flen = foff[a + 1] - foff[a]
-                if out.size + flen > out.cap and reserve(out, flen) < 0:
+                if room(out, flen) < 0:
                     return -1
-                memcpy(out.data + out.size, blob + foff[a], flen)
-                out.size += flen
-            elif op == OP_IFHAS:
-                if self.missing(&cols[a], row):
-                    pc = b
-            elif op == OP_IFMISSING:
-                if not self.missing(&cols[a], row):
-                    pc = b
+                out.size = put_frag(out.data + out.size, blob + foff[a], flen) - out.data
+            elif op == OP_CAT:
+                col = &cols[a]
+                r = row[col.slot]
+                if col.codes[r] == 0:
+                    continue
+                fid = col.label_base + col.codes[r]
+                slen = foff[fid + 1] - foff[fid]
+                hlen = foff[b + 1] - foff[b]
+                tlen = foff[cc + 1] - foff[cc]
+                if room(out, hlen + slen + tlen + 1) < 0:
+                    return -1
+                w = put_frag(sep_at(out), blob + foff[b], hlen)
+                w = put_frag(w, blob + foff[fid], slen)
+                out.size = put_frag(w, blob + foff[cc], tlen) - out.data
+                strong += 1
+            elif op == OP_STR:
+                col = &cols[a]
+                r = row[col.slot]
+                slen = col.offsets[r + 1] - col.offsets[r]
+                if slen == 0:
+                    continue
+                hlen = foff[b + 1] - foff[b]
+                tlen = foff[cc + 1] - foff[cc]
+                if room(out, hlen + slen * 6 + tlen + 1) < 0:
+                    return -1
+                w = put_frag(sep_at(out), blob + foff[b], hlen)
+                w += escape_into(w, col.data + col.offsets[r], slen)
+                out.size = put_frag(w, blob + foff[cc], tlen) - out.data
+                strong += 1
+            elif op == OP_NUM or op == OP_DATE or op == OP_TIME:
+                col = &cols[a]
+                r = row[col.slot]
+                if op == OP_DATE:
+                    if col.days[r] == NO_DATE_C:
+                        continue
+                elif col.i64[r] == NO_NUM_C:
+                    continue
+                hlen = foff[b + 1] - foff[b]
+                tlen = foff[cc + 1] - foff[cc]
+                if room(out, hlen + 32 + tlen + 1) < 0:
+                    return -1
+                w = put_frag(sep_at(out), blob + foff[b], hlen)
+                if op == OP_NUM:
+                    w += num_into(w, col.i64[r], col.scale, col.trim)
+                elif op == OP_DATE:
+                    w += date_into(w, col.days[r])
+                else:
+                    w += time_into(w, col.i64[r])
+                out.size = put_frag(w, blob + foff[cc], tlen) - out.data
+                strong += 1
             elif op == OP_MAP:
                 col = &cols[a]
                 fid = maps[b + col.codes[row[col.slot]]]
                 if fid >= 0:
                     flen = foff[fid + 1] - foff[fid]
-                    if out.size + flen + 1 > out.cap and reserve(out, flen + 1) < 0:
+                    if room(out, flen + 1) < 0:
                         return -1
-                    w = out.data + out.size
-                    last = out.data[out.size - 1] if out.size else 123
-                    if last != 123 and last != 91:
-                        w[0] = 44
-                        w += 1
-                    memcpy(w, blob + foff[fid], flen)
-                    out.size = (w - out.data) + flen
+                    out.size = put_frag(sep_at(out), blob + foff[fid], flen) - out.data
                     strong += 1
             elif op == OP_IFCAT:
                 col = &cols[a]
                 if not sets[b + col.codes[row[col.slot]]]:
                     pc = cc
+            elif op == OP_IFMISSING:
+                if not self.missing(&cols[a], row):
+                    pc = b
             elif op == OP_EACH:
                 lk = &links[a]
                 r = row[lk.parent_slot]
@@ -409,20 +421,11 @@ cdef class Writer:
                     strong += 1
                 hlen = foff[b + 1] - foff[b]
                 tlen = foff[cc + 1] - foff[cc]
-                need = hlen + tlen + 24
-                if out.size + need > out.cap and reserve(out, need) < 0:
+                if room(out, hlen + tlen + 24) < 0:
                     return -1
-                w = out.data + out.size
-                last = out.data[out.size - 1] if out.size else 123
-                if last != 123 and last != 91:
-                    w[0] = 44
-                    w += 1
-                memcpy(w, blob + foff[b], hlen)
-                w += hlen
+                w = put_frag(sep_at(out), blob + foff[b], hlen)
                 w += num_into(w, counters[a], 0, 0)
-                memcpy(w, blob + foff[cc], tlen)
-                w += tlen
-                out.size = w - out.data
+                out.size = put_frag(w, blob + foff[cc], tlen) - out.data
             elif op == OP_TICK:
                 counters[a] += 1
             elif op == OP_END:
