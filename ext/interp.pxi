@@ -51,6 +51,7 @@ cdef struct ColC:
     int label_base
     const int64_t* offsets   # str
     const uint8_t* data      # str
+    const uint8_t* data_end  # str: end of `data` (short strings are read as whole words)
     const uint16_t* codes    # cat
     const int32_t* days      # date
     const int64_t* i64       # num, time
@@ -153,6 +154,7 @@ cdef class Writer:
             c.label_base = ref.label_base
             c.offsets = NULL
             c.data = NULL
+            c.data_end = NULL
             c.codes = NULL
             c.days = NULL
             c.i64 = NULL
@@ -167,6 +169,7 @@ cdef class Writer:
                 u8_v = dat
                 c.offsets = &i64_v[0]
                 c.data = &u8_v[0]
+                c.data_end = c.data + u8_v.shape[0]
             elif ref.kind == K_CAT:
                 cod = np.ascontiguousarray(col.codes, dtype=np.uint16)
                 if cod.shape[0] == 0:
@@ -360,7 +363,7 @@ cdef class Writer:
                 if room(out, hlen + slen * 6 + tlen + 1) < 0:
                     return -1
                 w = put_frag(sep_at(out), blob + foff[b], hlen)
-                w += escape_into(w, col.data + col.offsets[r], slen)
+                w += str_into(w, col.data + col.offsets[r], slen, col.data_end)
                 out.size = put_frag(w, blob + foff[cc], tlen) - out.data
                 strong += 1
             elif op == OP_NUM or op == OP_DATE or op == OP_TIME:
