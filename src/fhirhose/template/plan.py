@@ -162,6 +162,58 @@ class _Compiler:
         else:
             self.emit(OP_CONST, self.frag(b), int(strong))
 
+    def fuse_guarded_values(self) -> None:
+        """Peephole pass: `IfHas(c)` around [a constant] + one value of the same column c
+        + [closing raw fragments] becomes that value's op alone, the constant folded into
+        its head and the closers into its tail. The value op already writes nothing when c
+        is missing, so the bytes are the same, in a quarter of the ops. (Strong counts only
+        need to grow, not by how much: CLOSE compares them for equality.)"""
+        ops = self.ops
+        targets = {_jump_target(op) for op in ops} - {None}
+        out: list[list[int]] = []
+        new_index: dict[int, int] = {}
+        i = 0
+        while i < len(ops):
+            fused = self._guarded_value(i, targets)
+            new_index[i] = len(out)
+            if fused is None:
+                out.append(ops[i])
+                i += 1
+            else:
+                out.append(fused)
+                i = ops[i][2]
+        new_index[len(ops)] = len(out)
+        for op in out:
+            if op[0] in (OP_IFHAS, OP_IFMISSING, OP_EACH, OP_NEXT):
+                op[2] = new_index[op[2]]
+            elif op[0] == OP_IFCAT:
+                op[3] = new_index[op[3]]
+        self.ops = out
+
+    def _guarded_value(self, i: int, targets: set[int]) -> list[int] | None:
+        """The single value op that IFHAS at `i` and its body fuse into, or None."""
+        guard = self.ops[i]
+        if guard[0] != OP_IFHAS or guard[2] <= i + 1:
+            return None
+        body = self.ops[i + 1 : guard[2]]
+        if any(j in targets for j in range(i + 1, guard[2])):
+            return None  # something jumps into the body
+        head = b""
+        if body[0][0] == OP_CONST:
+            head = self.frags[body[0][1]]
+            if not head:
+                return None  # the value's separator would depend on what came before
+            if not head.endswith((b"{", b"[")):
+                head += b","
+            body = body[1:]
+        if not body or body[0][0] not in _VALUE_OPS or body[0][1] != guard[1]:
+            return None
+        op, col, h, t = body[0]
+        if any(r[0] != OP_RAW for r in body[1:]):
+            return None
+        tail = self.frags[t] + b"".join(self.frags[r[1]] for r in body[1:])
+        return [op, col, self.frag(head + self.frags[h]), self.frag(tail)]
+
     def col_id(self, spec: str) -> tuple[int, ColumnRef]:
         """Resolve "col" in the innermost table, or "table.col" in an enclosing one."""
         if "." in spec:
@@ -358,6 +410,18 @@ def _fold(n: Node) -> tuple[str, bool] | None:
     return key_text(n.key) + n.open + ",".join(parts) + n.close, True
 
 
+_VALUE_OPS = (OP_STR, OP_CAT, OP_DATE, OP_NUM, OP_TIME)
+
+
+def _jump_target(op: list[int]) -> int | None:
+    """Where a jumping op may continue (besides the next op)."""
+    if op[0] in (OP_IFHAS, OP_IFMISSING, OP_EACH, OP_NEXT):
+        return op[2]
+    if op[0] == OP_IFCAT:
+        return op[3]
+    return None
+
+
 def _has_seq(n: Node) -> bool:
     if isinstance(n, (Seq, Tick)):
         return True
@@ -382,6 +446,7 @@ class Template:
             c.node(m)
         c.emit(OP_RAW, c.frag("}\n"))
         c.emit(OP_END)
+        c.fuse_guarded_values()
         offsets = np.zeros(len(c.frags) + 1, dtype=np.int64)
         np.cumsum([len(f) for f in c.frags], out=offsets[1:])
         return Plan(
