@@ -162,57 +162,89 @@ class _Compiler:
         else:
             self.emit(OP_CONST, self.frag(b), int(strong))
 
-    def fuse_guarded_values(self) -> None:
-        """Peephole pass: `IfHas(c)` around [a constant] + one value of the same column c
-        + [closing raw fragments] becomes that value's op alone, the constant folded into
-        its head and the closers into its tail. The value op already writes nothing when c
-        is missing, so the bytes are the same, in a quarter of the ops. (Strong counts only
-        need to grow, not by how much: CLOSE compares them for equality.)"""
-        ops = self.ops
-        targets = {_jump_target(op) for op in ops} - {None}
-        out: list[list[int]] = []
-        new_index: dict[int, int] = {}
-        i = 0
-        while i < len(ops):
-            fused = self._guarded_value(i, targets)
-            new_index[i] = len(out)
-            if fused is None:
-                out.append(ops[i])
-                i += 1
-            else:
-                out.append(fused)
-                i = ops[i][2]
-        new_index[len(ops)] = len(out)
-        for op in out:
-            if op[0] in (OP_IFHAS, OP_IFMISSING, OP_EACH, OP_NEXT):
-                op[2] = new_index[op[2]]
-            elif op[0] == OP_IFCAT:
-                op[3] = new_index[op[3]]
-        self.ops = out
+    def fuse(self) -> None:
+        """Peephole passes over the ops, to a fixed point: the same bytes in fewer ops.
 
-    def _guarded_value(self, i: int, targets: set[int]) -> list[int] | None:
-        """The single value op that IFHAS at `i` and its body fuse into, or None."""
-        guard = self.ops[i]
-        if guard[0] != OP_IFHAS or guard[2] <= i + 1:
+        - `IfHas(c)` around [a constant] + one value of column c + [closing raw fragments]
+          becomes that value's op alone (it already writes nothing when c is missing), the
+          constant folded into its head and the closers into its tail;
+        - a droppable group holding just one value (OPEN, value, CLOSE) becomes the value's
+          op: the group exists exactly when the value does;
+        - a constant followed by a Seq becomes the Seq, the constant in its head.
+        Strong counts only need to grow, not by how much (CLOSE compares them for
+        equality), so a fused op counts once what its parts counted once or more. Nothing
+        is fused across a jump target, so every jump still lands on the same bytes."""
+        while True:
+            targets = {_jump_target(op) for op in self.ops} - {None}
+            out: list[list[int]] = []
+            new_index: dict[int, int] = {}
+            i = 0
+            while i < len(self.ops):
+                new_index[i] = len(out)
+                fused = self._fused_at(i, targets)
+                if fused is None:
+                    out.append(self.ops[i])
+                    i += 1
+                else:
+                    out.append(fused[0])
+                    i = fused[1]
+            if len(out) == len(self.ops):
+                return
+            new_index[len(self.ops)] = len(out)
+            for op in out:
+                if op[0] in (OP_IFHAS, OP_IFMISSING, OP_EACH, OP_NEXT):
+                    op[2] = new_index[op[2]]
+                elif op[0] == OP_IFCAT:
+                    op[3] = new_index[op[3]]
+            self.ops = out
+
+    def _lead(self, fid: int) -> bytes | None:
+        """A constant fragment as the head of what follows it: with the "," the next op
+        would write, or None when empty (the separator would depend on what came before)."""
+        text = self.frags[fid]
+        if not text:
             return None
-        body = self.ops[i + 1 : guard[2]]
-        if any(j in targets for j in range(i + 1, guard[2])):
-            return None  # something jumps into the body
-        head = b""
-        if body[0][0] == OP_CONST:
-            head = self.frags[body[0][1]]
-            if not head:
-                return None  # the value's separator would depend on what came before
-            if not head.endswith((b"{", b"[")):
-                head += b","
-            body = body[1:]
-        if not body or body[0][0] not in _VALUE_OPS or body[0][1] != guard[1]:
+        return text if text.endswith((b"{", b"[")) else text + b","
+
+    def _fused_at(self, i: int, targets: set[int]) -> tuple[list[int], int] | None:
+        """(the op replacing ops[i:end], end) when a pattern of `fuse` starts at i."""
+        ops = self.ops
+        first = ops[i]
+        if first[0] == OP_IFHAS and first[2] > i + 1:
+            stop = first[2]
+            if any(j in targets for j in range(i + 1, stop)):
+                return None  # something jumps into the body
+            body = ops[i + 1 : stop]
+            head = b""
+            if body[0][0] == OP_CONST:
+                lead = self._lead(body[0][1])
+                if lead is None:
+                    return None
+                head, body = lead, body[1:]
+            if not body or body[0][0] not in _VALUE_OPS or body[0][1] != first[1]:
+                return None
+            if any(r[0] != OP_RAW for r in body[1:]):
+                return None
+            op, col, h, t = body[0]
+            tail = self.frags[t] + b"".join(self.frags[r[1]] for r in body[1:])
+            return [op, col, self.frag(head + self.frags[h]), self.frag(tail)], stop
+        if i + 2 >= len(ops) or i + 1 in targets:
             return None
-        op, col, h, t = body[0]
-        if any(r[0] != OP_RAW for r in body[1:]):
-            return None
-        tail = self.frags[t] + b"".join(self.frags[r[1]] for r in body[1:])
-        return [op, col, self.frag(head + self.frags[h]), self.frag(tail)]
+        second = ops[i + 1]
+        if (first[0] == OP_OPEN and first[2] == 0 and first[3] == 0 and second[0] in _VALUE_OPS
+                and ops[i + 2][0] == OP_CLOSE and i + 2 not in targets):
+            lead = self._lead(first[1])
+            if lead is None:
+                return None
+            op, col, h, t = second
+            return [op, col, self.frag(lead + self.frags[h]), self.frag(self.frags[t] + self.frags[ops[i + 2][1]])], i + 3
+        if first[0] == OP_CONST and second[0] in (OP_SEQ, OP_SEQ_STRONG):
+            lead = self._lead(first[1])
+            if lead is None:
+                return None
+            op = OP_SEQ_STRONG if first[2] or second[0] == OP_SEQ_STRONG else OP_SEQ
+            return [op, second[1], self.frag(lead + self.frags[second[2]]), second[3]], i + 2
+        return None
 
     def col_id(self, spec: str) -> tuple[int, ColumnRef]:
         """Resolve "col" in the innermost table, or "table.col" in an enclosing one."""
@@ -446,7 +478,7 @@ class Template:
             c.node(m)
         c.emit(OP_RAW, c.frag("}\n"))
         c.emit(OP_END)
-        c.fuse_guarded_values()
+        c.fuse()
         offsets = np.zeros(len(c.frags) + 1, dtype=np.int64)
         np.cumsum([len(f) for f in c.frags], out=offsets[1:])
         return Plan(
