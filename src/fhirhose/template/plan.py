@@ -182,7 +182,9 @@ class _Compiler:
             while i < len(self.ops):
                 new_index[i] = len(out)
                 fused = self._fused_at(i, targets)
-                if fused is None:
+                if self.ops[i][0] == _DELETED:
+                    i += 1
+                elif fused is None:
                     out.append(self.ops[i])
                     i += 1
                 else:
@@ -205,6 +207,18 @@ class _Compiler:
         if not text:
             return None
         return text if text.endswith((b"{", b"[")) else text + b","
+
+    def _matching_close(self, i: int) -> int:
+        """Index of the CLOSE that ends the group OPEN at `i` opens."""
+        depth = 0
+        for j in range(i, len(self.ops)):
+            if self.ops[j][0] == OP_OPEN:
+                depth += 1
+            elif self.ops[j][0] == OP_CLOSE:
+                depth -= 1
+                if depth == 0:
+                    return j
+        raise TemplateError(f"op {i}: OPEN without its CLOSE")
 
     def _fused_at(self, i: int, targets: set[int]) -> tuple[list[int], int] | None:
         """(the op replacing ops[i:end], end) when a pattern of `fuse` starts at i."""
@@ -238,6 +252,19 @@ class _Compiler:
                 return None
             op, col, h, t = second
             return [op, col, self.frag(lead + self.frags[h]), self.frag(self.frags[t] + self.frags[ops[i + 2][1]])], i + 3
+        if first[0] == OP_OPEN and first[3] == 0 and second[0] == OP_OPEN:
+            inner_close = self._matching_close(i + 1)
+            outer_close = inner_close + 1
+            if (inner_close in targets or outer_close in targets or outer_close >= len(ops)
+                    or ops[outer_close][0] != OP_CLOSE):
+                return None
+            lead = self._lead(first[1])
+            if lead is None:
+                return None
+            # Nothing but the inner group inside: both are dropped or kept together.
+            ops[inner_close] = [OP_CLOSE, self.frag(self.frags[ops[inner_close][1]] + self.frags[ops[outer_close][1]]), 0, 0]
+            ops[outer_close] = [_DELETED, 0, 0, 0]
+            return [OP_OPEN, self.frag(lead + self.frags[second[1]]), first[2] | second[2], second[3]], i + 2
         if first[0] == OP_CONST and second[0] in (OP_SEQ, OP_SEQ_STRONG):
             lead = self._lead(first[1])
             if lead is None:
@@ -443,6 +470,7 @@ def _fold(n: Node) -> tuple[str, bool] | None:
 
 
 _VALUE_OPS = (OP_STR, OP_CAT, OP_DATE, OP_NUM, OP_TIME)
+_DELETED = -1  # an op `fuse` has folded into an earlier one (never a jump target)
 
 
 def _jump_target(op: list[int]) -> int | None:
