@@ -496,9 +496,10 @@ class Template:
         self.root = root
         self.members = members
 
-    def bind(self, tables: Mapping[str, Table]) -> Plan:
+    def bind(self, tables: Mapping[str, Table], *, fuse: bool = True) -> Plan:
         """Compile this template against `tables` (by name) into a Plan a Writer runs;
-        raises TemplateError naming the node when a table, column or link is missing or of the wrong kind."""
+        raises TemplateError naming the node when a table, column or link is missing or of the wrong kind.
+        `fuse=False` keeps the unfused ops (the same bytes; tests compare the two)."""
         c = _Compiler(self.root, tables)
         c.context.append(self.root)
         c.emit(OP_RAW, c.frag("{"))
@@ -506,7 +507,8 @@ class Template:
             c.node(m)
         c.emit(OP_RAW, c.frag("}\n"))
         c.emit(OP_END)
-        c.fuse()
+        if fuse:
+            c.fuse()
         offsets = np.zeros(len(c.frags) + 1, dtype=np.int64)
         np.cumsum([len(f) for f in c.frags], out=offsets[1:])
         return Plan(
