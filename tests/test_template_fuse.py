@@ -101,13 +101,15 @@ def test_random_templates_write_the_same_bytes_fused(tabs, members):
 
 
 def test_fusion_patterns_each_remove_ops():
-    """Each pattern on its own: guarded value, one-value group, constant + Seq, nested groups."""
+    """Each pattern on its own: guarded value, one-value group, constant + Seq, nested
+    groups, constant + raw."""
     t = Table("p", {"s": Str.from_list(["x", ""]), "n": Num(np.array([5, NO_NUM], np.int64), 2)})
     cases = [
         IfHas("n", Obj("amount", K("category", "c"), Val("value", "n"))),
         Obj("o", Val("v", "s"), Obj("w", K("weak", 1, weak=True))),
         Arr("a", IfHas("s", Obj(None, K("first", 1), Seq("sequence", 0), Val("v", "s")))),
         Obj("outer", Obj("inner", Val("v", "s"), Val("m", "n"))),
+        Arr("a", Obj(None, Seq("sequence", 0, strong=True), K("x", 1))),
     ]
     for case in cases:
         fused, plain = assert_fusion_keeps_bytes(Template("t", "p", case), {"p": t})

@@ -170,7 +170,8 @@ class _Compiler:
           constant folded into its head and the closers into its tail;
         - a droppable group holding just one value (OPEN, value, CLOSE) becomes the value's
           op: the group exists exactly when the value does;
-        - a constant followed by a Seq becomes the Seq, the constant in its head.
+        - a constant followed by a Seq becomes the Seq, the constant in its head;
+        - a constant or raw fragment followed by a raw fragment becomes one fragment.
         Strong counts only need to grow, not by how much (CLOSE compares them for
         equality), so a fused op counts once what its parts counted once or more. Nothing
         is fused across a jump target, so every jump still lands on the same bytes."""
@@ -265,6 +266,9 @@ class _Compiler:
             ops[inner_close] = [OP_CLOSE, self.frag(self.frags[ops[inner_close][1]] + self.frags[ops[outer_close][1]]), 0, 0]
             ops[outer_close] = [_DELETED, 0, 0, 0]
             return [OP_OPEN, self.frag(lead + self.frags[second[1]]), first[2] | second[2], second[3]], i + 2
+        if first[0] in (OP_CONST, OP_RAW) and second[0] == OP_RAW:
+            # Both always written, the second with no separator: one fragment.
+            return [first[0], self.frag(self.frags[first[1]] + self.frags[second[1]]), first[2], first[3]], i + 2
         if first[0] == OP_CONST and second[0] in (OP_SEQ, OP_SEQ_STRONG):
             lead = self._lead(first[1])
             if lead is None:
