@@ -69,6 +69,33 @@ cdef struct Frame:
     int saved
 
 
+def straight_span(name, ops, frag_lens, max_frag):
+    """Most bytes the ops can write on one pass without a loop, not counting escaped
+    string values: every jump but NEXT's goes forward, so between two room checks (the
+    start of a resource, each NEXT back to its loop body, each string value) an op runs
+    at most once, and one check for this many bytes covers them all."""
+    lens = [int(n) for n in frag_lens]
+    total = 0
+    for i, (op, a, b, c) in enumerate(np.asarray(ops).reshape(-1, 4).tolist()):
+        def frag(f):
+            if not 0 <= f < len(lens):
+                raise TemplateError(f"{name}: op {i} names fragment {f}, not among its {len(lens)}")
+            return lens[f]
+        if op == OP_RAW or op == OP_CLOSE:
+            total += frag(a)
+        elif op == OP_CONST or op == OP_OPEN:
+            total += 1 + frag(a)
+        elif op == OP_STR:
+            total += 1 + frag(b) + frag(c)
+        elif op == OP_CAT:
+            total += 1 + frag(b) + max_frag + frag(c)
+        elif op == OP_NUM or op == OP_DATE or op == OP_TIME or op == OP_SEQ or op == OP_SEQ_STRONG:
+            total += 1 + frag(b) + 32 + frag(c)  # a number, date or instant: < 32 bytes
+        elif op == OP_MAP:
+            total += 1 + max_frag
+    return total
+
+
 cdef inline char* sep_at(Buf* out) noexcept nogil:
     # Where the next member or element goes: after a "," unless the output is empty
     # or has just opened an object or array.
@@ -96,6 +123,7 @@ cdef class Writer:
     cdef int nslots
     cdef int64_t root_n
     cdef Py_ssize_t max_frag
+    cdef Py_ssize_t span      # most bytes the ops between two room checks can write
 
     def __cinit__(self):
         self.cols = NULL
@@ -139,6 +167,7 @@ cdef class Writer:
         self.sets = &sets_v[0]
         self.blob = PyBytes_AS_STRING(blob)
         self.max_frag = int(np.max(np.diff(foff))) if len(foff) > 1 else 0
+        self.span = straight_span(plan.name, ops, np.diff(foff), self.max_frag)
         self.nslots = len(plan.tables)
         self.root_n = plan.tables[0].n
 
@@ -286,9 +315,13 @@ cdef class Writer:
         cdef const LinkC* links = self.links
         cdef const int32_t* maps = self.maps
         cdef const uint8_t* sets = self.sets
+        cdef Py_ssize_t span = self.span
         for k in range(MAX_COUNTERS):
             counters[k] = 0
         row[0] = root_row
+        # Room checks: here, at each loop turn and each string value (see straight_span).
+        if room(out, span) < 0:
+            return -1
         while True:
             op = ops[pc * 4]
             a = ops[pc * 4 + 1]
@@ -302,8 +335,6 @@ cdef class Writer:
                 if b:
                     strong += 1
                 flen = foff[a + 1] - foff[a]
-                if room(out, flen + 1) < 0:
-                    return -1
                 w = put_frag(sep_at(out), blob + foff[a], flen)
                 out.size = w - out.data
             elif op == OP_OPEN:
@@ -317,8 +348,6 @@ cdef class Writer:
                 sp += 1
                 strong += cc
                 flen = foff[a + 1] - foff[a]
-                if room(out, flen + 1) < 0:
-                    return -1
                 w = put_frag(sep_at(out), blob + foff[a], flen)
                 out.size = w - out.data
             elif op == OP_CLOSE:
@@ -329,13 +358,9 @@ cdef class Writer:
                         memcpy(&counters[0], &saved[sp][0], sizeof(counters))
                 else:
                     flen = foff[a + 1] - foff[a]
-                    if room(out, flen) < 0:
-                        return -1
                     out.size = put_frag(out.data + out.size, blob + foff[a], flen) - out.data
             elif op == OP_RAW:
                 flen = foff[a + 1] - foff[a]
-                if room(out, flen) < 0:
-                    return -1
                 out.size = put_frag(out.data + out.size, blob + foff[a], flen) - out.data
             elif op == OP_CAT:
                 col = &cols[a]
@@ -346,8 +371,6 @@ cdef class Writer:
                 slen = foff[fid + 1] - foff[fid]
                 hlen = foff[b + 1] - foff[b]
                 tlen = foff[cc + 1] - foff[cc]
-                if room(out, hlen + slen + tlen + 1) < 0:
-                    return -1
                 w = put_frag(sep_at(out), blob + foff[b], hlen)
                 w = put_frag(w, blob + foff[fid], slen)
                 out.size = put_frag(w, blob + foff[cc], tlen) - out.data
@@ -360,7 +383,7 @@ cdef class Writer:
                     continue
                 hlen = foff[b + 1] - foff[b]
                 tlen = foff[cc + 1] - foff[cc]
-                if room(out, hlen + slen * 6 + tlen + 1) < 0:
+                if room(out, slen * 6 + span) < 0:
                     return -1
                 w = put_frag(sep_at(out), blob + foff[b], hlen)
                 w += str_into(w, col.data + col.offsets[r], slen, col.data_end)
@@ -376,8 +399,6 @@ cdef class Writer:
                     continue
                 hlen = foff[b + 1] - foff[b]
                 tlen = foff[cc + 1] - foff[cc]
-                if room(out, hlen + 32 + tlen + 1) < 0:
-                    return -1
                 w = put_frag(sep_at(out), blob + foff[b], hlen)
                 if op == OP_NUM:
                     w += num_into(w, col.i64[r], col.scale, col.trim)
@@ -392,8 +413,6 @@ cdef class Writer:
                 fid = maps[b + col.codes[row[col.slot]]]
                 if fid >= 0:
                     flen = foff[fid + 1] - foff[fid]
-                    if room(out, flen + 1) < 0:
-                        return -1
                     out.size = put_frag(sep_at(out), blob + foff[fid], flen) - out.data
                     strong += 1
             elif op == OP_IFCAT:
@@ -418,14 +437,14 @@ cdef class Writer:
                 row[lk.child_slot] += 1
                 if row[lk.child_slot] < end[lk.child_slot]:
                     pc = b
+                    if room(out, span) < 0:
+                        return -1
             elif op == OP_SEQ or op == OP_SEQ_STRONG:
                 counters[a] += 1
                 if op == OP_SEQ_STRONG:
                     strong += 1
                 hlen = foff[b + 1] - foff[b]
                 tlen = foff[cc + 1] - foff[cc]
-                if room(out, hlen + tlen + 24) < 0:
-                    return -1
                 w = put_frag(sep_at(out), blob + foff[b], hlen)
                 w += num_into(w, counters[a], 0, 0)
                 out.size = put_frag(w, blob + foff[cc], tlen) - out.data
