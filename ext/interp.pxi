@@ -69,7 +69,7 @@ cdef struct Frame:
     int saved
 
 
-def straight_span(name, ops, frag_lens, max_frag):
+def _straight_span(name, ops, frag_lens, max_frag):
     """Most bytes the ops can write on one pass without a loop, not counting escaped
     string values: every jump but NEXT's goes forward, so between two room checks (the
     start of a resource, each NEXT back to its loop body, each string value) an op runs
@@ -167,7 +167,7 @@ cdef class Writer:
         self.sets = &sets_v[0]
         self.blob = PyBytes_AS_STRING(blob)
         self.max_frag = int(np.max(np.diff(foff))) if len(foff) > 1 else 0
-        self.span = straight_span(plan.name, ops, np.diff(foff), self.max_frag)
+        self.span = _straight_span(plan.name, ops, np.diff(foff), self.max_frag)
         self.nslots = len(plan.tables)
         self.root_n = plan.tables[0].n
 
@@ -319,7 +319,7 @@ cdef class Writer:
         for k in range(MAX_COUNTERS):
             counters[k] = 0
         row[0] = root_row
-        # Room checks: here, at each loop turn and each string value (see straight_span).
+        # Room checks: here, at each loop turn and each string value (see _straight_span).
         if room(out, span) < 0:
             return -1
         while True:

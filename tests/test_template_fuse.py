@@ -85,7 +85,7 @@ def nodes(keyed: bool, cols: list[str], depth: int):
         st.builds(lambda c, kids: IfMissing(c, *kids), guards, here_kids),
         st.builds(lambda labs, kids: If(cat, labs, *kids), st.sets(st.sampled_from(LABELS)), here_kids),
     ]
-    if "c.s" not in cols and "s" in cols and not keyed:
+    if "k" in cols and not keyed:  # in the parent table (Each does not nest here)
         child_kids = st.lists(nodes(False, ["s", "p.n", "p.k"], sub), min_size=1, max_size=3)
         containers.append(st.builds(lambda kids: Each("c", *kids), child_kids))
     return st.one_of(leaf, *containers)
