@@ -182,10 +182,11 @@ class _Compiler:
             i = 0
             while i < len(self.ops):
                 new_index[i] = len(out)
-                fused = self._fused_at(i, targets)
                 if self.ops[i][0] == _DELETED:
                     i += 1
-                elif fused is None:
+                    continue
+                fused = self._fused_at(i, targets)
+                if fused is None:
                     out.append(self.ops[i])
                     i += 1
                 else:
