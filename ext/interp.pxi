@@ -51,6 +51,7 @@ cdef struct ColC:
     int label_base
     const int64_t* offsets   # str
     const uint8_t* data      # str
+    const uint8_t* data_end  # str: end of `data` (short strings are read as whole words)
     const uint16_t* codes    # cat
     const int32_t* days      # date
     const int64_t* i64       # num, time
@@ -66,6 +67,44 @@ cdef struct Frame:
     Py_ssize_t pos
     int64_t strong
     int saved
+
+
+def _straight_span(name, ops, frag_lens, max_frag):
+    """Most bytes the ops can write on one pass without a loop, not counting escaped
+    string values: every jump but NEXT's goes forward, so between two room checks (the
+    start of a resource, each NEXT back to its loop body, each string value) an op runs
+    at most once, and one check for this many bytes covers them all."""
+    lens = [int(n) for n in frag_lens]
+    total = 0
+    for i, (op, a, b, c) in enumerate(np.asarray(ops).reshape(-1, 4).tolist()):
+        def frag(f):
+            if not 0 <= f < len(lens):
+                raise TemplateError(f"{name}: op {i} names fragment {f}, not among its {len(lens)}")
+            return lens[f]
+        if op == OP_RAW or op == OP_CLOSE:
+            total += frag(a)
+        elif op == OP_CONST or op == OP_OPEN:
+            total += 1 + frag(a)
+        elif op == OP_STR:
+            total += 1 + frag(b) + frag(c)
+        elif op == OP_CAT:
+            total += 1 + frag(b) + max_frag + frag(c)
+        elif op == OP_NUM or op == OP_DATE or op == OP_TIME or op == OP_SEQ or op == OP_SEQ_STRONG:
+            total += 1 + frag(b) + 32 + frag(c)  # a number, date or instant: < 32 bytes
+        elif op == OP_MAP:
+            total += 1 + max_frag
+    return total
+
+
+cdef inline char* sep_at(Buf* out) noexcept nogil:
+    # Where the next member or element goes: after a "," unless the output is empty
+    # or has just opened an object or array.
+    cdef char* w = out.data + out.size
+    cdef char last = out.data[out.size - 1] if out.size else 123
+    if last != 123 and last != 91:
+        w[0] = 44
+        w += 1
+    return w
 
 
 @cython.final
@@ -84,6 +123,7 @@ cdef class Writer:
     cdef int nslots
     cdef int64_t root_n
     cdef Py_ssize_t max_frag
+    cdef Py_ssize_t span      # most bytes the ops between two room checks can write
 
     def __cinit__(self):
         self.cols = NULL
@@ -114,7 +154,7 @@ cdef class Writer:
         foff = np.ascontiguousarray(plan.frag_offsets, dtype=np.int64)
         maps = np.ascontiguousarray(plan.maps, dtype=np.int32)
         sets = np.ascontiguousarray(plan.sets, dtype=np.uint8)
-        blob = bytes(plan.frag_blob) + b"\0"
+        blob = bytes(plan.frag_blob) + bytes(SLACK)  # see put_frag
         self._keep += [ops, foff, maps, sets, blob]
         ops_v = ops
         foff_v = foff
@@ -127,6 +167,7 @@ cdef class Writer:
         self.sets = &sets_v[0]
         self.blob = PyBytes_AS_STRING(blob)
         self.max_frag = int(np.max(np.diff(foff))) if len(foff) > 1 else 0
+        self.span = _straight_span(plan.name, ops, np.diff(foff), self.max_frag)
         self.nslots = len(plan.tables)
         self.root_n = plan.tables[0].n
 
@@ -142,6 +183,7 @@ cdef class Writer:
             c.label_base = ref.label_base
             c.offsets = NULL
             c.data = NULL
+            c.data_end = NULL
             c.codes = NULL
             c.days = NULL
             c.i64 = NULL
@@ -156,6 +198,7 @@ cdef class Writer:
                 u8_v = dat
                 c.offsets = &i64_v[0]
                 c.data = &u8_v[0]
+                c.data_end = c.data + u8_v.shape[0]
             elif ref.kind == K_CAT:
                 cod = np.ascontiguousarray(col.codes, dtype=np.uint16)
                 if cod.shape[0] == 0:
@@ -249,6 +292,7 @@ cdef class Writer:
 
     cdef int _one(self, int64_t root_row, Buf* out) noexcept nogil:
         # One resource. Returns 0, or -1 out of memory, -2 too deep, -3 bad op.
+        # One `if op == ...` per op code: Cython turns the chain into a single C switch.
         cdef int64_t row[MAX_SLOTS]
         cdef int64_t end[MAX_SLOTS]
         cdef int64_t counters[MAX_COUNTERS]
@@ -256,14 +300,13 @@ cdef class Writer:
         cdef Frame stack[MAX_DEPTH]
         cdef int sp = 0, k
         cdef int64_t strong = 0
-        cdef Py_ssize_t pc = 0, need, flen, hlen, tlen, slen
+        cdef Py_ssize_t pc = 0, flen, hlen, tlen, slen
         cdef int32_t op, a, b, cc
         cdef const ColC* col
         cdef const LinkC* lk
         cdef int64_t r, lo, hi
         cdef int32_t fid
         cdef char* w
-        cdef char last
         # Locals, not attribute loads, in the loop.
         cdef const int32_t* ops = self.ops
         cdef const int64_t* foff = self.foff
@@ -272,79 +315,41 @@ cdef class Writer:
         cdef const LinkC* links = self.links
         cdef const int32_t* maps = self.maps
         cdef const uint8_t* sets = self.sets
+        cdef Py_ssize_t span = self.span
         for k in range(MAX_COUNTERS):
             counters[k] = 0
         row[0] = root_row
+        # Room checks: here, at each loop turn and each string value (see _straight_span).
+        if room(out, span) < 0:
+            return -1
         while True:
             op = ops[pc * 4]
             a = ops[pc * 4 + 1]
             b = ops[pc * 4 + 2]
             cc = ops[pc * 4 + 3]
             pc += 1
-            if op == OP_CONST or op == OP_OPEN:
-                if op == OP_OPEN:
-                    if sp >= MAX_DEPTH:
-                        return -2
-                    stack[sp].pos = out.size
-                    stack[sp].strong = strong
-                    stack[sp].saved = b
-                    if b:
-                        memcpy(&saved[sp][0], &counters[0], sizeof(counters))
-                    sp += 1
-                    strong += cc
-                elif b:
+            if op == OP_IFHAS:
+                if self.missing(&cols[a], row):
+                    pc = b
+            elif op == OP_CONST:
+                if b:
                     strong += 1
                 flen = foff[a + 1] - foff[a]
-                if out.size + flen + 1 > out.cap and reserve(out, flen + 1) < 0:
-                    return -1
-                w = out.data + out.size
-                last = out.data[out.size - 1] if out.size else 123
-                if last != 123 and last != 91:
-                    w[0] = 44
-                    w += 1
-                memcpy(w, blob + foff[a], flen)
-                out.size = (w - out.data) + flen
-            elif op >= OP_STR and op <= OP_TIME:
-                col = &cols[a]
-                if self.missing(col, row):
-                    continue
-                r = row[col.slot]
-                hlen = foff[b + 1] - foff[b]
-                tlen = foff[cc + 1] - foff[cc]
-                if op == OP_STR:
-                    slen = col.offsets[r + 1] - col.offsets[r]
-                    need = slen * 6
-                elif op == OP_CAT:
-                    fid = col.label_base + col.codes[r]
-                    slen = foff[fid + 1] - foff[fid]
-                    need = slen
-                else:
-                    need = 32
-                need += hlen + tlen + 1
-                if out.size + need > out.cap and reserve(out, need) < 0:
-                    return -1
-                w = out.data + out.size
-                last = out.data[out.size - 1] if out.size else 123
-                if last != 123 and last != 91:
-                    w[0] = 44
-                    w += 1
-                memcpy(w, blob + foff[b], hlen)
-                w += hlen
-                if op == OP_STR:
-                    w += escape_into(w, col.data + col.offsets[r], slen)
-                elif op == OP_CAT:
-                    memcpy(w, blob + foff[fid], slen)
-                    w += slen
-                elif op == OP_DATE:
-                    w += date_into(w, col.days[r])
-                elif op == OP_NUM:
-                    w += num_into(w, col.i64[r], col.scale, col.trim)
-                else:
-                    w += time_into(w, col.i64[r])
-                memcpy(w, blob + foff[cc], tlen)
-                w += tlen
+                w = put_frag(sep_at(out), blob + foff[a], flen)
                 out.size = w - out.data
-                strong += 1
+            elif op == OP_OPEN:
+                if sp >= MAX_DEPTH:
+                    return -2
+                stack[sp].pos = out.size
+                stack[sp].strong = strong
+                stack[sp].saved = b
+                if b:
+                    memcpy(&saved[sp][0], &counters[0], sizeof(counters))
+                sp += 1
+                strong += cc
+                flen = foff[a + 1] - foff[a]
+                w = put_frag(sep_at(out), blob + foff[a], flen)
+                out.size = w - out.data
             elif op == OP_CLOSE:
                 sp -= 1
                 if strong == stack[sp].strong:
@@ -353,41 +358,70 @@ cdef class Writer:
                         memcpy(&counters[0], &saved[sp][0], sizeof(counters))
                 else:
                     flen = foff[a + 1] - foff[a]
-                    if out.size + flen > out.cap and reserve(out, flen) < 0:
-                        return -1
-                    memcpy(out.data + out.size, blob + foff[a], flen)
-                    out.size += flen
+                    out.size = put_frag(out.data + out.size, blob + foff[a], flen) - out.data
             elif op == OP_RAW:
                 flen = foff[a + 1] - foff[a]
-                if out.size + flen > out.cap and reserve(out, flen) < 0:
+                out.size = put_frag(out.data + out.size, blob + foff[a], flen) - out.data
+            elif op == OP_CAT:
+                col = &cols[a]
+                r = row[col.slot]
+                if col.codes[r] == 0:
+                    continue
+                fid = col.label_base + col.codes[r]
+                slen = foff[fid + 1] - foff[fid]
+                hlen = foff[b + 1] - foff[b]
+                tlen = foff[cc + 1] - foff[cc]
+                w = put_frag(sep_at(out), blob + foff[b], hlen)
+                w = put_frag(w, blob + foff[fid], slen)
+                out.size = put_frag(w, blob + foff[cc], tlen) - out.data
+                strong += 1
+            elif op == OP_STR:
+                col = &cols[a]
+                r = row[col.slot]
+                slen = col.offsets[r + 1] - col.offsets[r]
+                if slen == 0:
+                    continue
+                hlen = foff[b + 1] - foff[b]
+                tlen = foff[cc + 1] - foff[cc]
+                if room(out, slen * 6 + span) < 0:
                     return -1
-                memcpy(out.data + out.size, blob + foff[a], flen)
-                out.size += flen
-            elif op == OP_IFHAS:
-                if self.missing(&cols[a], row):
-                    pc = b
-            elif op == OP_IFMISSING:
-                if not self.missing(&cols[a], row):
-                    pc = b
+                w = put_frag(sep_at(out), blob + foff[b], hlen)
+                w += str_into(w, col.data + col.offsets[r], slen, col.data_end)
+                out.size = put_frag(w, blob + foff[cc], tlen) - out.data
+                strong += 1
+            elif op == OP_NUM or op == OP_DATE or op == OP_TIME:
+                col = &cols[a]
+                r = row[col.slot]
+                if op == OP_DATE:
+                    if col.days[r] == NO_DATE_C:
+                        continue
+                elif col.i64[r] == NO_NUM_C:
+                    continue
+                hlen = foff[b + 1] - foff[b]
+                tlen = foff[cc + 1] - foff[cc]
+                w = put_frag(sep_at(out), blob + foff[b], hlen)
+                if op == OP_NUM:
+                    w += num_into(w, col.i64[r], col.scale, col.trim)
+                elif op == OP_DATE:
+                    w += date_into(w, col.days[r])
+                else:
+                    w += time_into(w, col.i64[r])
+                out.size = put_frag(w, blob + foff[cc], tlen) - out.data
+                strong += 1
             elif op == OP_MAP:
                 col = &cols[a]
                 fid = maps[b + col.codes[row[col.slot]]]
                 if fid >= 0:
                     flen = foff[fid + 1] - foff[fid]
-                    if out.size + flen + 1 > out.cap and reserve(out, flen + 1) < 0:
-                        return -1
-                    w = out.data + out.size
-                    last = out.data[out.size - 1] if out.size else 123
-                    if last != 123 and last != 91:
-                        w[0] = 44
-                        w += 1
-                    memcpy(w, blob + foff[fid], flen)
-                    out.size = (w - out.data) + flen
+                    out.size = put_frag(sep_at(out), blob + foff[fid], flen) - out.data
                     strong += 1
             elif op == OP_IFCAT:
                 col = &cols[a]
                 if not sets[b + col.codes[row[col.slot]]]:
                     pc = cc
+            elif op == OP_IFMISSING:
+                if not self.missing(&cols[a], row):
+                    pc = b
             elif op == OP_EACH:
                 lk = &links[a]
                 r = row[lk.parent_slot]
@@ -403,26 +437,17 @@ cdef class Writer:
                 row[lk.child_slot] += 1
                 if row[lk.child_slot] < end[lk.child_slot]:
                     pc = b
+                    if room(out, span) < 0:
+                        return -1
             elif op == OP_SEQ or op == OP_SEQ_STRONG:
                 counters[a] += 1
                 if op == OP_SEQ_STRONG:
                     strong += 1
                 hlen = foff[b + 1] - foff[b]
                 tlen = foff[cc + 1] - foff[cc]
-                need = hlen + tlen + 24
-                if out.size + need > out.cap and reserve(out, need) < 0:
-                    return -1
-                w = out.data + out.size
-                last = out.data[out.size - 1] if out.size else 123
-                if last != 123 and last != 91:
-                    w[0] = 44
-                    w += 1
-                memcpy(w, blob + foff[b], hlen)
-                w += hlen
+                w = put_frag(sep_at(out), blob + foff[b], hlen)
                 w += num_into(w, counters[a], 0, 0)
-                memcpy(w, blob + foff[cc], tlen)
-                w += tlen
-                out.size = w - out.data
+                out.size = put_frag(w, blob + foff[cc], tlen) - out.data
             elif op == OP_TICK:
                 counters[a] += 1
             elif op == OP_END:

@@ -162,6 +162,122 @@ class _Compiler:
         else:
             self.emit(OP_CONST, self.frag(b), int(strong))
 
+    def fuse(self) -> None:
+        """Peephole passes over the ops, to a fixed point: the same bytes in fewer ops.
+
+        - `IfHas(c)` around [a constant] + one value of column c + [closing raw fragments]
+          becomes that value's op alone (it already writes nothing when c is missing), the
+          constant folded into its head and the closers into its tail;
+        - a droppable group holding just one value (OPEN, value, CLOSE) becomes the value's
+          op: the group exists exactly when the value does;
+        - a constant followed by a Seq becomes the Seq, the constant in its head;
+        - a constant or raw fragment followed by a raw fragment becomes one fragment.
+        Strong counts only need to grow, not by how much (CLOSE compares them for
+        equality), so a fused op counts once what its parts counted once or more. Nothing
+        is fused across a jump target, so every jump still lands on the same bytes."""
+        while True:
+            targets = {_jump_target(op) for op in self.ops} - {None}
+            out: list[list[int]] = []
+            new_index: dict[int, int] = {}
+            i = 0
+            while i < len(self.ops):
+                new_index[i] = len(out)
+                if self.ops[i][0] == _DELETED:
+                    i += 1
+                    continue
+                fused = self._fused_at(i, targets)
+                if fused is None:
+                    out.append(self.ops[i])
+                    i += 1
+                else:
+                    out.append(fused[0])
+                    i = fused[1]
+            if len(out) == len(self.ops):
+                return
+            new_index[len(self.ops)] = len(out)
+            for op in out:
+                if op[0] in (OP_IFHAS, OP_IFMISSING, OP_EACH, OP_NEXT):
+                    op[2] = new_index[op[2]]
+                elif op[0] == OP_IFCAT:
+                    op[3] = new_index[op[3]]
+            self.ops = out
+
+    def _lead(self, fid: int) -> bytes | None:
+        """A constant fragment as the head of what follows it: with the "," the next op
+        would write, or None when empty (the separator would depend on what came before)."""
+        text = self.frags[fid]
+        if not text:
+            return None
+        return text if text.endswith((b"{", b"[")) else text + b","
+
+    def _matching_close(self, i: int) -> int:
+        """Index of the CLOSE that ends the group OPEN at `i` opens."""
+        depth = 0
+        for j in range(i, len(self.ops)):
+            if self.ops[j][0] == OP_OPEN:
+                depth += 1
+            elif self.ops[j][0] == OP_CLOSE:
+                depth -= 1
+                if depth == 0:
+                    return j
+        raise TemplateError(f"op {i}: OPEN without its CLOSE")
+
+    def _fused_at(self, i: int, targets: set[int]) -> tuple[list[int], int] | None:
+        """(the op replacing ops[i:end], end) when a pattern of `fuse` starts at i."""
+        ops = self.ops
+        first = ops[i]
+        if first[0] == OP_IFHAS and first[2] > i + 1:
+            stop = first[2]
+            if any(j in targets for j in range(i + 1, stop)):
+                return None  # something jumps into the body
+            body = ops[i + 1 : stop]
+            head = b""
+            if body[0][0] == OP_CONST:
+                lead = self._lead(body[0][1])
+                if lead is None:
+                    return None
+                head, body = lead, body[1:]
+            if not body or body[0][0] not in _VALUE_OPS or body[0][1] != first[1]:
+                return None
+            if any(r[0] != OP_RAW for r in body[1:]):
+                return None
+            op, col, h, t = body[0]
+            tail = self.frags[t] + b"".join(self.frags[r[1]] for r in body[1:])
+            return [op, col, self.frag(head + self.frags[h]), self.frag(tail)], stop
+        if i + 2 >= len(ops) or i + 1 in targets:
+            return None
+        second = ops[i + 1]
+        if (first[0] == OP_OPEN and first[2] == 0 and first[3] == 0 and second[0] in _VALUE_OPS
+                and ops[i + 2][0] == OP_CLOSE and i + 2 not in targets):
+            lead = self._lead(first[1])
+            if lead is None:
+                return None
+            op, col, h, t = second
+            return [op, col, self.frag(lead + self.frags[h]), self.frag(self.frags[t] + self.frags[ops[i + 2][1]])], i + 3
+        if first[0] == OP_OPEN and first[3] == 0 and second[0] == OP_OPEN:
+            inner_close = self._matching_close(i + 1)
+            outer_close = inner_close + 1
+            if (inner_close in targets or outer_close in targets or outer_close >= len(ops)
+                    or ops[outer_close][0] != OP_CLOSE):
+                return None
+            lead = self._lead(first[1])
+            if lead is None:
+                return None
+            # Nothing but the inner group inside: both are dropped or kept together.
+            ops[inner_close] = [OP_CLOSE, self.frag(self.frags[ops[inner_close][1]] + self.frags[ops[outer_close][1]]), 0, 0]
+            ops[outer_close] = [_DELETED, 0, 0, 0]
+            return [OP_OPEN, self.frag(lead + self.frags[second[1]]), first[2] | second[2], second[3]], i + 2
+        if first[0] in (OP_CONST, OP_RAW) and second[0] == OP_RAW:
+            # Both always written, the second with no separator: one fragment.
+            return [first[0], self.frag(self.frags[first[1]] + self.frags[second[1]]), first[2], first[3]], i + 2
+        if first[0] == OP_CONST and second[0] in (OP_SEQ, OP_SEQ_STRONG):
+            lead = self._lead(first[1])
+            if lead is None:
+                return None
+            op = OP_SEQ_STRONG if first[2] or second[0] == OP_SEQ_STRONG else OP_SEQ
+            return [op, second[1], self.frag(lead + self.frags[second[2]]), second[3]], i + 2
+        return None
+
     def col_id(self, spec: str) -> tuple[int, ColumnRef]:
         """Resolve "col" in the innermost table, or "table.col" in an enclosing one."""
         if "." in spec:
@@ -358,6 +474,19 @@ def _fold(n: Node) -> tuple[str, bool] | None:
     return key_text(n.key) + n.open + ",".join(parts) + n.close, True
 
 
+_VALUE_OPS = (OP_STR, OP_CAT, OP_DATE, OP_NUM, OP_TIME)
+_DELETED = -1  # an op `fuse` has folded into an earlier one (never a jump target)
+
+
+def _jump_target(op: list[int]) -> int | None:
+    """Where a jumping op may continue (besides the next op)."""
+    if op[0] in (OP_IFHAS, OP_IFMISSING, OP_EACH, OP_NEXT):
+        return op[2]
+    if op[0] == OP_IFCAT:
+        return op[3]
+    return None
+
+
 def _has_seq(n: Node) -> bool:
     if isinstance(n, (Seq, Tick)):
         return True
@@ -372,9 +501,10 @@ class Template:
         self.root = root
         self.members = members
 
-    def bind(self, tables: Mapping[str, Table]) -> Plan:
+    def bind(self, tables: Mapping[str, Table], *, fuse: bool = True) -> Plan:
         """Compile this template against `tables` (by name) into a Plan a Writer runs;
-        raises TemplateError naming the node when a table, column or link is missing or of the wrong kind."""
+        raises TemplateError naming the node when a table, column or link is missing or of the wrong kind.
+        `fuse=False` keeps the unfused ops (the same bytes; tests compare the two)."""
         c = _Compiler(self.root, tables)
         c.context.append(self.root)
         c.emit(OP_RAW, c.frag("{"))
@@ -382,6 +512,8 @@ class Template:
             c.node(m)
         c.emit(OP_RAW, c.frag("}\n"))
         c.emit(OP_END)
+        if fuse:
+            c.fuse()
         offsets = np.zeros(len(c.frags) + 1, dtype=np.int64)
         np.cumsum([len(f) for f in c.frags], out=offsets[1:])
         return Plan(
