@@ -178,6 +178,11 @@ def test_binding_errors_name_the_place():
         Template("t", "c", Map("n", {})).bind({"c": t})
     with pytest.raises(TemplateError, match="table 'nope'"):
         Template("t", "nope").bind({"c": t})
+    # Codes changed after the table was checked: the writers index labels by code unchecked.
+    cat = Table("c", {"a": Cat(np.array([1], np.uint16), ("", "x"))})
+    cat.columns["a"].codes[0] = 7
+    with pytest.raises(TemplateError, match=r"c\.a: code 7 but only 2 labels"):
+        Template("t", "c", Val("x", "a")).bind({"c": cat})
 
 
 def test_batch_validation():

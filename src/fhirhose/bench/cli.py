@@ -22,8 +22,9 @@ FLOORS = {
     "compiled/twin": 15.0,
     "compiled/orjson": 20.0,
     # The hand-written carrier builder (dict literals over pre-converted columns + orjson):
-    # 15.4x measured (`--benes 3000`), the issue's >= 15x goal; guarded well under it.
-    "compiled/hand-written orjson": 5.0,
+    # 17.2-18.6x measured (`--benes 1500`, after the fused plan and the one-switch
+    # interpreter), the issue's >= 15x goal; guarded well under it, as CI machines are noisy.
+    "compiled/hand-written orjson": 10.0,
     "gzip pipeline/gzip alone, one core": 0.42,
 }
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
