@@ -509,6 +509,27 @@ async def test_identity_download_of_a_compressed_file_is_checked_by_length_and_c
     assert result.resources["Patient"] == len(group_ids(store))
 
 
+@pytest.mark.parametrize("in_memory", [True, False], ids=["decoded-from-memory", "decoded-from-part-file"])
+@async_test
+async def test_decoded_from_memory_or_from_the_part_file_alike(tmp_path, store, monkeypatch, in_memory):
+    """A fresh compressed download up to `_IN_MEMORY` bytes is decoded from the bytes kept in
+    memory (the `.part` copy is only for a resume); a larger one from its `.part` file."""
+    from fhirhose.client import download, files
+
+    if not in_memory:
+        monkeypatch.setattr(download, "_IN_MEMORY", 0)
+    sources = []
+    real = files.decoded
+    monkeypatch.setattr(files, "decoded", lambda p, e, data=None: sources.append(data is not None) or real(p, e, data))
+    async with serving(tmp_path, store) as srv:
+        async with client(srv) as c:
+            result = await c.export("group", "all", out_dir=tmp_path / "out")
+    by_type = check_files(tmp_path / "out", result, compressed=False)
+    assert sorted(p["id"] for p in by_type["Patient"]) == group_ids(store)
+    assert sources and set(sources) == {in_memory}
+    assert not list((tmp_path / "out").glob("*.part"))
+
+
 @pytest.mark.parametrize("keep", [False, True])
 @async_test
 async def test_a_stored_file_changed_on_the_server_fails_its_digest(tmp_path, store, keep):

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import collections
+import contextlib
 import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["Downloads"]
 
 _IN_FLIGHT = 4  # received chunks (read_size each) waiting for the digest and the file write
+_IN_MEMORY = 64 << 20  # compressed downloads up to this size are decoded from memory
 
 log = get_logger(__name__)
 
@@ -67,7 +69,7 @@ class Downloads:
         fetch_failures = verify_failures = 0
         while True:
             try:
-                received = await self.fetch(f, part)
+                received, held = await self.fetch(f, part)
             except _Retry:
                 continue
             except NET_ERRORS as e:
@@ -78,11 +80,11 @@ class Downloads:
                 await asyncio.sleep(min(2.0 ** fetch_failures, 30.0))
                 continue
             self.last_byte = time.monotonic()
-            f.encoded_bytes = part.stat().st_size
+            f.encoded_bytes = part.stat().st_size if held is None else len(held)
             try:
                 v = await asyncio.to_thread(finish, part, f.encoding, self.out / f.name,
                                             keep_compressed=self.c.keep_compressed, expect=self.expected(f),
-                                            received_sha256=received)
+                                            received_sha256=received, received_bytes=held)
             except ClientError as e:
                 verify_failures += 1
                 part.unlink(missing_ok=True)
@@ -111,9 +113,10 @@ class Downloads:
             digest = f.repr_digest
         return Expected(lines=f.count, length=f.length, sha256=f.sha256, digest=digest, digest_length=digest_length)
 
-    async def fetch(self, f: FileState, part: Path) -> str | None:
+    async def fetch(self, f: FileState, part: Path) -> tuple[str | None, bytes | None]:
         """Bring `part` up to the whole representation (appending with Range when it can);
-        returns the hex SHA-256 of the whole representation, taken as the bytes arrive."""
+        returns the hex SHA-256 of the whole representation, taken as the bytes arrive, and
+        the representation itself when it was kept in memory to be decoded (`_IN_MEMORY`)."""
         have = part.stat().st_size if part.exists() else 0
         if have and not f.etag:
             have = 0  # no validator for the partial copy: it cannot be continued safely
@@ -126,8 +129,8 @@ class Downloads:
             if r.status == 416 and have:
                 total = _range_total(r.headers.get("Content-Range"))
                 await r.read()
-                if total == have:
-                    return await asyncio.to_thread(_file_sha256, part)  # the partial copy was already whole
+                if total == have:  # the partial copy was already whole
+                    return await asyncio.to_thread(_file_sha256, part), None
                 part.unlink()
                 raise _Retry
             if r.status not in (200, 206):
@@ -140,9 +143,9 @@ class Downloads:
                     part.unlink()
                     f.etag = None
                     raise _Retry
-                offset, mode = have, "ab"
+                offset = have
             else:
-                offset, mode, total = 0, "wb", r.content_length
+                offset, total = 0, r.content_length
             validator = etag if etag and not etag.startswith("W/") else None
             repr_digest = _repr_digest(r.headers.get("Repr-Digest"))
             if (validator, encoding, repr_digest) != (f.etag, f.encoding, f.repr_digest):
@@ -153,28 +156,46 @@ class Downloads:
             # The digest covers the bytes as sent, before decoding: ~19x fewer than the NDJSON.
             digest = await asyncio.to_thread(_file_sha256, part, False) if offset else hashlib.sha256()
 
+            # A fresh compressed download to be decoded (a few MB) is held in memory and decoded
+            # from there: no `.part` is written and read back. An interrupted one is written to
+            # `.part` then, so that it continues with Range as any other.
+            held: list[bytes] | None = None
+            if (not self.c.keep_compressed and not offset and encoding is not None and total is not None
+                    and total <= _IN_MEMORY):
+                held = []
+
             def keep(chunk: bytes) -> None:
                 digest.update(chunk)
-                dst.write(chunk)
+                put(chunk)
 
             # Digest and file write on a thread of their own (in arrival order), so the event
             # loop only receives: at the end of an export, when the server's cores go idle, the
             # client's download rate is what is left of the run.
             pending: collections.deque[asyncio.Future] = collections.deque()
-            with open(part, mode) as dst, ThreadPoolExecutor(1, thread_name_prefix="fhirhose-keep") as keeper:
+            with contextlib.ExitStack() as files:
+                put = held.append if held is not None else files.enter_context(open(part, "ab" if offset else "wb")).write
+                keeper = files.enter_context(ThreadPoolExecutor(1, thread_name_prefix="fhirhose-keep"))
                 loop = asyncio.get_running_loop()
-                async for chunk in r.content.iter_chunked(self.c.read_size):
-                    pending.append(loop.run_in_executor(keeper, keep, chunk))
-                    if len(pending) > _IN_FLIGHT:
+                try:
+                    async for chunk in r.content.iter_chunked(self.c.read_size):
+                        pending.append(loop.run_in_executor(keeper, keep, chunk))
+                        if len(pending) > _IN_FLIGHT:
+                            await pending.popleft()
+                        got += len(chunk)
+                        self.wire_bytes += len(chunk)
+                        self.c.progress.received(f, len(chunk))
+                    while pending:
                         await pending.popleft()
-                    got += len(chunk)
-                    self.wire_bytes += len(chunk)
-                    self.c.progress.received(f, len(chunk))
-                while pending:
-                    await pending.popleft()
+                except BaseException:
+                    if held is not None:
+                        for p in pending:
+                            p.cancel()
+                        keeper.shutdown(wait=True)
+                        part.write_bytes(b"".join(held))  # what arrived, for a resume
+                    raise
             if total is not None and got != total:
                 raise aiohttp.ClientPayloadError(f"{f.name}: got {got} of {total} bytes")
-            return digest.hexdigest()
+            return digest.hexdigest(), None if held is None else b"".join(held)
 
 
 def _coding(header: str | None) -> str | None:

@@ -18,6 +18,7 @@ on the same representation. Its SHA-256 is taken over those bytes as they arrive
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -46,18 +47,21 @@ class Decoded(Protocol):
     def __exit__(self, t: Any, v: Any, tb: Any, /) -> Any: ...
 
 
-def decoded(path: Path, encoding: str | None) -> Decoded:
-    """The NDJSON bytes of a downloaded file, whatever its content coding."""
+def decoded(path: Path, encoding: str | None, data: bytes | None = None) -> Decoded:
+    """The NDJSON bytes of a downloaded file (read from `data` when given: the same bytes,
+    kept in memory), whatever its content coding."""
     if encoding == "gzip":
         from isal import igzip
 
-        return igzip.open(path, "rb")  # multi-member streams too; checks each member's CRC32 + ISIZE
+        # Multi-member streams too; checks each member's CRC32 + ISIZE.
+        return igzip.open(path if data is None else io.BytesIO(data), "rb")
+    raw: Any = open(path, "rb") if data is None else io.BytesIO(data)
     if encoding == "zstd":
         import zstandard
 
         # Frames written with a content checksum are verified by the decoder.
-        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), read_across_frames=True, closefd=True)
-    return open(path, "rb")
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)
+    return raw
 
 
 class Expected(NamedTuple):
@@ -80,12 +84,14 @@ class Verified(NamedTuple):
 
 
 def finish(part: Path, encoding: str | None, final: Path, *, keep_compressed: bool, expect: Expected,
-           received_sha256: str | None) -> Verified:
+           received_sha256: str | None, received_bytes: bytes | None = None) -> Verified:
     """Check `part` (see module doc) and place it; `received_sha256` is the hex digest of its bytes
-    as they arrived. `final` is the NDJSON path; a kept compressed file gets the coding's suffix.
-    Raises `ClientError` naming the mismatch (the caller then downloads the file again)."""
+    as they arrived, `received_bytes` those bytes when they were kept in memory (then decoded
+    from there, not read back). `final` is the NDJSON path; a kept compressed file gets the
+    coding's suffix. Raises `ClientError` naming the mismatch (the caller then downloads the
+    file again)."""
     problems = []
-    size = part.stat().st_size
+    size = part.stat().st_size if received_bytes is None else len(received_bytes)
     if expect.digest is not None:
         if received_sha256 != expect.digest:
             problems.append(f"the {encoding or 'identity'} bytes received have sha256 {received_sha256}, "
@@ -112,7 +118,7 @@ def finish(part: Path, encoding: str | None, final: Path, *, keep_compressed: bo
             # one buffer for the whole file (a fresh 4 MiB bytes object per read is a fresh
             # mapping, and faulting its pages in cost more kernel time than writing them).
             buf = memoryview(bytearray(_READ if out is None else 0))
-            with decoded(part, encoding) as f:
+            with decoded(part, encoding, received_bytes) as f:
                 while True:
                     space = buf if out is None else out.space()[:_READ]
                     got_n = f.readinto(space)
@@ -143,7 +149,7 @@ def finish(part: Path, encoding: str | None, final: Path, *, keep_compressed: bo
             out.close()
             out = None
             os.replace(tmp, target)
-            part.unlink()
+            part.unlink(missing_ok=True)  # (none when decoded from memory)
         else:
             os.replace(part, target)
     finally:

@@ -83,10 +83,11 @@ class StreamedFile:
     producer does not wait for the device (direct writes are synchronous). A write's error
     (a full disk) is raised by the next `commit`/`write`, `flush` or `close`.
     `flush()` puts every byte given so far in the file (then `os.fsync` makes them durable);
-    `close()` flushes and closes. `direct=False` always goes through the cache."""
+    `close()` flushes and closes. `direct=False` always goes through the cache; `append=True`
+    continues an existing file."""
 
-    def __init__(self, path: Path | str, *, direct: bool = True):
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+    def __init__(self, path: Path | str, *, direct: bool = True, append: bool = False):
+        flags = os.O_WRONLY | os.O_CREAT | (0 if append else os.O_TRUNC) | getattr(os, "O_CLOEXEC", 0)
         self._direct = False
         self._fd = -1
         if direct and _O_DIRECT:
@@ -98,6 +99,9 @@ class StreamedFile:
                     raise
         if self._fd < 0:
             self._fd = os.open(path, flags, 0o666)
+        # Appending continues at the end (a direct write there that is not block-aligned is
+        # refused, and the file goes on through the cache).
+        end = os.lseek(self._fd, 0, os.SEEK_END) if append else 0
         # Two page-aligned buffers: one fills while the other is written.
         self._stages = [_take_stage(), _take_stage()]
         self._views = [memoryview(m) for m in self._stages]
@@ -105,8 +109,8 @@ class StreamedFile:
         self._fill = 0  # bytes waiting in `_view`
         self._writer: ThreadPoolExecutor | None = None
         self._pending: Future | None = None  # the other buffer's write
-        self._written = 0  # bytes in the file
-        self._started = 0  # through the cache: writeback started up to here
+        self._written = end  # bytes in the file
+        self._started = end  # through the cache: writeback started up to here
 
     @property
     def direct(self) -> bool:

@@ -176,7 +176,7 @@ class _Compiler:
         equality), so a fused op counts once what its parts counted once or more. Nothing
         is fused across a jump target, so every jump still lands on the same bytes."""
         while True:
-            targets = {_jump_target(op) for op in self.ops} - {None}
+            targets = {t for op in self.ops if (t := _jump_target(op)) is not None}
             out: list[list[int]] = []
             new_index: dict[int, int] = {}
             i = 0
