@@ -49,6 +49,7 @@ cdef struct ColC:
     int scale
     bint trim
     int label_base
+    int nlabels              # cat: codes index labels, maps and sets below this
     const int64_t* offsets   # str
     const uint8_t* data      # str
     const uint8_t* data_end  # str: end of `data` (short strings are read as whole words)
@@ -181,6 +182,7 @@ cdef class Writer:
             c.scale = 0
             c.trim = 0
             c.label_base = ref.label_base
+            c.nlabels = len(ref.column.labels) if ref.kind == K_CAT else 0
             c.offsets = NULL
             c.data = NULL
             c.data_end = NULL
@@ -274,6 +276,8 @@ cdef class Writer:
             raise TemplateError(f"{self.plan.name}: nesting deeper than {MAX_DEPTH}")
         if rc == -3:
             raise TemplateError(f"{self.plan.name}: bad op")
+        if rc == -4:
+            raise TemplateError(f"{self.plan.name}: a Cat code past its column's labels (a damaged table?)")
         return n
 
     def write_range(self, Py_ssize_t start, Py_ssize_t stop, OutBuffer out):
@@ -291,7 +295,7 @@ cdef class Writer:
         return c.i64[r] == NO_NUM_C
 
     cdef int _one(self, int64_t root_row, Buf* out) noexcept nogil:
-        # One resource. Returns 0, or -1 out of memory, -2 too deep, -3 bad op.
+        # One resource. Returns 0, or -1 out of memory, -2 too deep, -3 bad op, -4 code past labels.
         # One `if op == ...` per op code: Cython turns the chain into a single C switch.
         cdef int64_t row[MAX_SLOTS]
         cdef int64_t end[MAX_SLOTS]
@@ -367,6 +371,8 @@ cdef class Writer:
                 r = row[col.slot]
                 if col.codes[r] == 0:
                     continue
+                if col.codes[r] >= col.nlabels:
+                    return -4
                 fid = col.label_base + col.codes[r]
                 slen = foff[fid + 1] - foff[fid]
                 hlen = foff[b + 1] - foff[b]
@@ -410,6 +416,8 @@ cdef class Writer:
                 strong += 1
             elif op == OP_MAP:
                 col = &cols[a]
+                if col.codes[row[col.slot]] >= col.nlabels:
+                    return -4
                 fid = maps[b + col.codes[row[col.slot]]]
                 if fid >= 0:
                     flen = foff[fid + 1] - foff[fid]
@@ -417,6 +425,8 @@ cdef class Writer:
                     strong += 1
             elif op == OP_IFCAT:
                 col = &cols[a]
+                if col.codes[row[col.slot]] >= col.nlabels:
+                    return -4
                 if not sets[b + col.codes[row[col.slot]]]:
                     pc = cc
             elif op == OP_IFMISSING:

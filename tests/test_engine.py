@@ -178,11 +178,20 @@ def test_binding_errors_name_the_place():
         Template("t", "c", Map("n", {})).bind({"c": t})
     with pytest.raises(TemplateError, match="table 'nope'"):
         Template("t", "nope").bind({"c": t})
-    # Codes changed after the table was checked: the writers index labels by code unchecked.
-    cat = Table("c", {"a": Cat(np.array([1], np.uint16), ("", "x"))})
-    cat.columns["a"].codes[0] = 7
-    with pytest.raises(TemplateError, match=r"c\.a: code 7 but only 2 labels"):
-        Template("t", "c", Val("x", "a")).bind({"c": cat})
+
+
+@pytest.mark.parametrize("member", [Val("x", "a"), Map("a", {"x": K("m", 1)}), If("a", ["x"], K("c", True))],
+                         ids=["Val", "Map", "If"])
+def test_a_code_past_its_labels_is_refused_by_both_writers(member):
+    """Store tables are opened unchecked (their files are hashed): a damaged one whose Cat code
+    outruns its labels must not make a writer read or write past them."""
+    cat = Table("c", {"a": Cat(np.array([1, 1], np.uint16), ("", "x"))})
+    plan = Template("t", "c", member).bind({"c": cat})
+    cat.columns["a"].codes[1] = 7
+    for c in (fhirhose.core, _core_py):
+        out = c.OutBuffer()
+        with pytest.raises(TemplateError, match="Cat code past"):
+            c.Writer(plan).write(np.array([0, 1]), out)
 
 
 def test_batch_validation():

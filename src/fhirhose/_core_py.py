@@ -140,6 +140,7 @@ class Writer:
                 self._cols.append((ref.kind, ref.slot, c.values, c.trim, c.scale, -1))
             else:
                 self._cols.append((ref.kind, ref.slot, c.values, None, 0, -1))
+        self._nlabels = [len(ref.column.labels) if isinstance(ref.column, Cat) else 0 for ref in plan.columns]
         self._links = [(lk.parent_slot, lk.child_slot, lk.offsets) for lk in plan.links]
         self.nslots = len(plan.tables)
 
@@ -162,6 +163,14 @@ class Writer:
     def write_range(self, start: int, stop: int, out: OutBuffer) -> int:
         """Append root rows start..stop-1."""
         return self.write(np.arange(start, stop, dtype=np.int64), out)
+
+    def _code(self, a: int, r: int) -> int:
+        """Cat column `a`'s code at row `r`, checked against its labels (tables of a store are
+        trusted, not re-checked when opened: a damaged one must not index past them)."""
+        code = int(self._cols[a][2][r])
+        if code >= self._nlabels[a]:
+            raise TemplateError(f"{self.plan.name}: a Cat code past its column's labels (a damaged table?)")
+        return code
 
     def _value_missing(self, cid: int, row: list[int]) -> bool:
         kind, slot, a, b, scale, base = self._cols[cid]
@@ -205,7 +214,7 @@ class Writer:
                 if op == OP_STR:
                     text = escape_utf8(bytes(data[arr[r] : arr[r + 1]]))
                 elif op == OP_CAT:
-                    text = frags[base + int(arr[r])]
+                    text = frags[base + self._code(a, r)]
                 elif op == OP_DATE:
                     text = format_date(int(arr[r]))
                 elif op == OP_NUM:
@@ -218,8 +227,7 @@ class Writer:
                 buf += frags[c]
                 strong += 1
             elif op == OP_MAP:
-                kind, slot, arr, _, _, _ = self._cols[a]
-                fid = self._maps[b + int(arr[row[slot]])]
+                fid = self._maps[b + self._code(a, row[self._cols[a][1]])]
                 if fid >= 0:
                     sep()
                     buf += frags[fid]
@@ -240,8 +248,7 @@ class Writer:
                 else:
                     buf += frags[a]
             elif op == OP_IFCAT:
-                kind, slot, arr, _, _, _ = self._cols[a]
-                if not self._sets[b + int(arr[row[slot]])]:
+                if not self._sets[b + self._code(a, row[self._cols[a][1]])]:
                     pc = c * 4
             elif op == OP_IFHAS:
                 if self._value_missing(a, row):

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from ..errors import ClientError
+from ..export.streamed import StreamedFile
 from ..log import get_logger
 from ._http import NET_ERRORS, ServerError
 from .files import Expected, finish
@@ -173,7 +174,12 @@ class Downloads:
             # client's download rate is what is left of the run.
             pending: collections.deque[asyncio.Future] = collections.deque()
             with contextlib.ExitStack() as files:
-                put = held.append if held is not None else files.enter_context(open(part, "ab" if offset else "wb")).write
+                if held is not None:
+                    put = held.append
+                else:  # written past the page cache: a kept file is not read back soon
+                    dst = StreamedFile(part, append=bool(offset))
+                    files.callback(dst.close)
+                    put = dst.write
                 keeper = files.enter_context(ThreadPoolExecutor(1, thread_name_prefix="fhirhose-keep"))
                 loop = asyncio.get_running_loop()
                 try:

@@ -295,12 +295,6 @@ class _Compiler:
             column = table.columns[cname]
             ref = ColumnRef(KIND_CODES[column.kind], slot, column)
             if isinstance(column, Cat):
-                # Codes index the labels' fragments (and maps and sets) without a check per
-                # row in the compiled writer: one here keeps a bad table from reading or
-                # writing past them.
-                top = int(column.codes.max()) if len(column.codes) else 0
-                if top >= len(column.labels):
-                    raise TemplateError(f"column {tname}.{cname}: code {top} but only {len(column.labels)} labels")
                 ref.label_base = len(self.frags)
                 for label in column.labels:
                     # Label fragments are kept distinct (no dedup) so base+code indexes them.
