@@ -1,6 +1,7 @@
 """One file's download: fetch it whole or continue a partial copy, verify it, record it.
 
-A download lands in `<name>.part` as it came over the wire (see `files`). An interrupted
+A download lands in `<name>.part` as it came over the wire, or in memory when it is a
+fresh compressed one of at most `_IN_MEMORY` bytes to be decoded (see `files`). An interrupted
 one continues with `Range` + `If-Range` on the representation it started (same ETag,
 same content coding); the SHA-256 of the bytes as sent is taken as they arrive (over a
 resumed copy, from what is already on disk). `files.finish` then checks and places it;

@@ -2,7 +2,9 @@
 
 A download lands in `<name>.part` exactly as it came over the wire (gzip or zstd bytes
 when the server sent a content coding), so an interruption can continue with `Range`
-on the same representation. Its SHA-256 is taken over those bytes as they arrive.
+on the same representation; a fresh compressed one of a few MB that is to be decoded is
+held in memory instead (written to `.part` only if interrupted). Its SHA-256 is taken
+over those bytes as they arrive.
 
 `finish` then checks, in order of cost:
 - the representation digest (the manifest's stored digest when the coding sent is the
