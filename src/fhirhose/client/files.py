@@ -85,6 +85,30 @@ class Verified(NamedTuple):
     checked: str  # what vouched for the content: "digest", "sha256", "count"
 
 
+def _read_through(f: Decoded, out: StreamedFile | None, digest) -> tuple[int, int, bytes]:
+    """Read `f` to its end, into `out` when given: (bytes, newlines, last byte).
+
+    Decoded in place: into the output file's own buffer when writing NDJSON, else into one
+    buffer for the whole file (a fresh 4 MiB bytes object per read is a fresh mapping, and
+    faulting its pages in cost more kernel time than writing them). Its own function, so no
+    view of the file's buffer outlives it and `out` can keep the buffer for the next file."""
+    buf = memoryview(bytearray(_READ if out is None else 0))  # (unused when writing to `out`)
+    n, lines, last = 0, 0, b"\n"
+    while True:
+        space = out.space()[:_READ] if out is not None else buf
+        got = f.readinto(space)
+        if not got:
+            return n, lines, last
+        chunk = space[:got]
+        if digest is not None:
+            digest.update(chunk)
+        n += got
+        lines += core.count_newlines(chunk)
+        last = bytes(chunk[-1:])
+        if out is not None:
+            out.commit(got)
+
+
 def finish(part: Path, encoding: str | None, final: Path, *, keep_compressed: bool, expect: Expected,
            received_sha256: str | None, received_bytes: bytes | None = None) -> Verified:
     """Check `part` (see module doc) and place it; `received_sha256` is the hex digest of its bytes
@@ -111,29 +135,12 @@ def finish(part: Path, encoding: str | None, final: Path, *, keep_compressed: bo
     write = encoding is not None and not keep_compressed
     target = final if write else final.with_name(final.name + SUFFIX[encoding or "identity"])
     digest = hashlib.sha256() if need_sha else None
-    n, lines, last = 0, 0, b"\n"
     tmp = final.with_name(final.name + ".tmp")
     out = StreamedFile(tmp) if write else None
     try:
         try:
-            # Decoded in place: into the output file's own buffer when writing NDJSON, else into
-            # one buffer for the whole file (a fresh 4 MiB bytes object per read is a fresh
-            # mapping, and faulting its pages in cost more kernel time than writing them).
-            buf = memoryview(bytearray(_READ if out is None else 0))
             with decoded(part, encoding, received_bytes) as f:
-                while True:
-                    space = buf if out is None else out.space()[:_READ]
-                    got_n = f.readinto(space)
-                    if not got_n:
-                        break
-                    chunk = space[:got_n]
-                    if digest is not None:
-                        digest.update(chunk)
-                    n += got_n
-                    lines += core.count_newlines(chunk)
-                    last = bytes(chunk[-1:])
-                    if out is not None:
-                        out.commit(got_n)
+                n, lines, last = _read_through(f, out, digest)
         except (OSError, EOFError, ValueError) as e:  # gzip/zstd raise these on corrupt input
             raise ClientError(f"{final.name}: the downloaded {encoding} stream does not decode: {e}") from None
         if n and last != b"\n":

@@ -103,7 +103,7 @@ class ExportSpec(msgspec.Struct, frozen=True):
     release_bytes: int = 32 << 20  # release the store's mapped pages after this much NDJSON of a source
     overlap: bool = True  # compress+digest+write on a second thread while the writer renders
     # Keep written files in the page cache (a server serves them next); False streams them
-    # past it (files.StreamedFile), as the offline export does: nobody reads them back soon.
+    # past it (streamed.StreamedFile), as the offline export does: nobody reads them back soon.
     cached: bool = True
     # Also SHA-256 the uncompressed NDJSON (BCDA's checksum extension). Off by default: it costs
     # more CPU than writer and gzip together; the stored digest + codec check cover the bytes.
