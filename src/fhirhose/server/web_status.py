@@ -2,9 +2,8 @@
 
 202 + X-Progress + Retry-After while running (Retry-After follows the job: `poll_wait`, 0
 for a partial-manifest client while news is near; with the first manifest page when the
-client asked for partial manifests; a poll is held,
-within `HOLD`, until there is news for it: the job's end, or with partial manifests new
-files); 200 manifest + Expires when done; `?page=N` for manifest pages; 429 polled too
+client asked for partial manifests; a poll is held, within `HOLD`, until there is news for
+it: the job's end, or with partial manifests new files); 200 manifest + Expires when done; `?page=N` for manifest pages; 429 polled too
 fast; 500 failed; 404 unknown or cancelled; 410 expired; 403 another organization's job.
 A job kicked off with `Prefer: separate-export-status` answers 200 where the job is running,
 done or failed, with the job's own status in `X-Export-Status` (Bulk Data v3); the manifest
@@ -104,19 +103,18 @@ def news_soon(elapsed: float, done: int, total: int, *, partial: bool) -> bool:
     return partial and (not done or elapsed / done <= HOLD)
 
 
-async def _hold_for_news(st: ServerState, job: Job, *, partial: bool, since: float | None) -> Job | None:
-    """The job as it is now; or, when news is expected within HOLD seconds, as it is when the
-    news comes (or HOLD has passed). News: the job ended; with partial manifests also a chunk's
+async def _hold_for_news(st: ServerState, job: Job, *, partial: bool, near: bool,
+                         since: float | None) -> Job | None:
+    """The job as it is now; or, when news is `near` (`news_soon`), as it is when the news
+    comes (or HOLD has passed). News: the job ended; with partial manifests also a chunk's
     files listed — and files listed since the client's previous poll (`since`) are news already.
     Read from the DB, so a chunk or job finished by another node counts too. None when the job
     was deleted meanwhile."""
-    if st.config.retry_after <= 0:
+    if st.config.retry_after <= 0 or not near:
         return job
     done = job.chunks_done
     if partial and done and (since is None or await st.db.call(JobDB.files_since, job.id, since)):
         return job  # files the client has not been told of
-    if not news_soon(st.clock() - job.created, done, job.chunks_total, partial=partial):
-        return job
     latest: Job | None = job
     for _ in range(round(HOLD / _HOLD_STEP)):
         await asyncio.sleep(_HOLD_STEP)
@@ -130,7 +128,8 @@ async def _in_progress(st: ServerState, request: web.Request, job: Job, params: 
     now = st.clock()
     elapsed, partial = now - job.created, params.allow_partial
     pace = poll_wait(elapsed, job.chunks_done, job.chunks_total, st.config.retry_after)
-    if partial and pace and news_soon(elapsed, job.chunks_done, job.chunks_total, partial=True):
+    near = news_soon(elapsed, job.chunks_done, job.chunks_total, partial=partial)
+    if partial and pace and near:
         # Its next poll is held until there is news, so the client may come back at once: a
         # client downloading while the export runs learns of each chunk's files as they come.
         pace = 0
@@ -139,7 +138,7 @@ async def _in_progress(st: ServerState, request: web.Request, job: Job, params: 
         wait = max(1, math.ceil((poll.told or 0) - (now - (poll.last or now))))
         return outcome_response(429, f"polled too often: wait {wait} s between status requests", code="throttled",
                                 headers={"Retry-After": str(wait)})
-    latest = await _hold_for_news(st, job, partial=partial, since=poll.last)
+    latest = await _hold_for_news(st, job, partial=partial, near=near, since=poll.last)
     if latest is None or latest.status == "cancelled":
         raise RequestError("the job was deleted while its status was asked for", status=404, param="job")
     if not latest.active:
