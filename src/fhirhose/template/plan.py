@@ -196,10 +196,8 @@ class _Compiler:
                 return
             new_index[len(self.ops)] = len(out)
             for op in out:
-                if op[0] in (OP_IFHAS, OP_IFMISSING, OP_EACH, OP_NEXT):
-                    op[2] = new_index[op[2]]
-                elif op[0] == OP_IFCAT:
-                    op[3] = new_index[op[3]]
+                if (f := _jump_field(op)) is not None:
+                    op[f] = new_index[op[f]]
             self.ops = out
 
     def _lead(self, fid: int) -> bytes | None:
@@ -478,13 +476,19 @@ _VALUE_OPS = (OP_STR, OP_CAT, OP_DATE, OP_NUM, OP_TIME)
 _DELETED = -1  # an op `fuse` has folded into an earlier one (never a jump target)
 
 
+def _jump_field(op: list[int]) -> int | None:
+    """Which field of a jumping op holds where it may continue (besides the next op)."""
+    if op[0] in (OP_IFHAS, OP_IFMISSING, OP_EACH, OP_NEXT):
+        return 2
+    if op[0] == OP_IFCAT:
+        return 3
+    return None
+
+
 def _jump_target(op: list[int]) -> int | None:
     """Where a jumping op may continue (besides the next op)."""
-    if op[0] in (OP_IFHAS, OP_IFMISSING, OP_EACH, OP_NEXT):
-        return op[2]
-    if op[0] == OP_IFCAT:
-        return op[3]
-    return None
+    f = _jump_field(op)
+    return None if f is None else op[f]
 
 
 def _has_seq(n: Node) -> bool:
