@@ -35,11 +35,11 @@ def test_dict_orjson_baseline(benchmark, carrier):
     _keep(benchmark, "dict + orjson baseline", len(rows), nbytes)
 
 
-@pytest.mark.parametrize("overlap", [False, True], ids=["one core", "overlapped"])
+@pytest.mark.parametrize("threads", [1, 2], ids=["one core", "two threads"])
 @pytest.mark.parametrize("comp", ["gzip", "zstd"])
-def test_pipeline(benchmark, carrier, comp, overlap):
-    benchmark(pipeline, carrier, comp, overlap=overlap)
-    label = "overlapped" if overlap else "one core"
+def test_pipeline(benchmark, carrier, comp, threads):
+    benchmark(pipeline, carrier, comp, threads=threads)
+    label = "two threads" if threads > 1 else "one core"
     _keep(benchmark, f"{comp} pipeline, {label}", len(carrier.rows), len(carrier.sample))
 
 

@@ -343,7 +343,7 @@ def test_benchmark_passes_write_what_the_export_writes(store, tmp_path):
         sinks.append(MemorySink("gzip", sha=True))
         return sinks[-1]
 
-    assert w.core_pass(sink, overlap=True) == w.ndjson_bytes
+    assert w.core_pass(sink, threads=2) == w.ndjson_bytes
     spec = msgspec.structs.replace(w.spec, ndjson_sha256=True)
     files = {f.type: f for f in w.exporter.export_chunk(w.benes, spec, tmp_path)}  # one file per type
     assert [s.sha.hexdigest() for s in sinks] == [files[t].sha256 for t in w.spec.types]

@@ -65,7 +65,7 @@ def run(args) -> int:
 
     backend = announce_backend("bench")
     got = measure_all(carrier_workload(args.benes))
-    table = [f"core backend: {backend}; one-thread rows in CPU time, overlapped rows in wall time", "",
+    table = [f"core backend: {backend}; one-thread rows in CPU time, two-thread rows in wall time", "",
              *ratio_table()]
     print("\n".join(table))
     if args.readme:

@@ -181,7 +181,12 @@ def run(args: argparse.Namespace) -> int:
     benes = select_benes(tables, args.store, args.org, args.group)
     spec = ExportSpec(types=types, since_ms=since_ms, compression=args.compression,
                       max_file_bytes=max(1, int(args.max_file_mb * (1 << 20))), ndjson_sha256=args.ndjson_sha256,
-                      cached=False)  # the files are the product: written past the page cache
+                      cached=False,  # the files are the product: written past the page cache
+                      # This process ends with the export, so hold store pages longer than a
+                      # server does (32 MiB): each release costs an unmap and refaults, ~10 % of
+                      # the CPU at that rate; RSS stays under what 1 GiB of NDJSON reads.
+                      release_bytes=1 << 30,
+                      threads=max(1, (os.cpu_count() or 1) // args.workers))  # each process's share of the cores
     chunk = chunk_size(len(benes), args.workers, args.chunk_benes)
     t0 = time.perf_counter()
     # Files go to a staging folder renamed to OUT at the end: an interrupted or failed

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import get_context
@@ -29,11 +30,13 @@ from ..fhir.registry import RESOURCE_TYPES
 from ..fhir.source import Source
 from ..log import get_logger
 from ..template import Template
+from .compress import Piece
 from .files import FileInfo, RollingWriter
 from .manifest import Manifest, output_item
 
 __all__ = [
     "Pipeline",
+    "Tally",
     "Source",
     "ClaimFilter",
     "ClaimRule",
@@ -101,7 +104,9 @@ class ExportSpec(msgspec.Struct, frozen=True):
     batch_rows: int = 256  # at most this many resources per write
     batch_bytes: int = 2 << 20  # aim for about this much NDJSON per write: small buffers, warm caches
     release_bytes: int = 32 << 20  # release the store's mapped pages after this much NDJSON of a source
-    overlap: bool = True  # compress+digest+write on a second thread while the writer renders
+    # Threads that render and compress batches (Pipeline); 1 runs them inline. Two use both
+    # cores of one export; a server with a worker process per core gives each one.
+    threads: int = 2
     # Keep written files in the page cache (a server serves them next); False streams them
     # past it (streamed.StreamedFile), as the offline export does: nobody reads them back soon.
     cached: bool = True
@@ -121,68 +126,131 @@ class ExportResult(msgspec.Struct):
     manifest_path: str | None = None
 
 
-# Buffers in flight with the overlap: batches differ in cost, and the writer pauses between
-# sources (row selection) and files; four let the compressor keep going meanwhile (offline
-# export of 100,000: 0.82x of ISA-L alone with four, 0.79x with two, medians of 3).
-_DEPTH = 4
+class Tally:
+    """Rows and NDJSON bytes a source has stored so far (its bytes per row sizes the next batch)."""
+
+    __slots__ = ("rows", "bytes")
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.bytes = 0
+
+
+class _Batch:
+    __slots__ = ("seq", "writer", "rows", "sink", "tally", "buf", "piece", "size", "error", "stored")
+
+    def __init__(self, seq: int, writer, rows: np.ndarray, sink, tally: Tally):
+        self.seq, self.writer, self.rows, self.sink, self.tally = seq, writer, rows, sink, tally
+        self.buf = None  # the OutBuffer rendered into, while it is needed
+        self.piece: Piece | None = None
+        self.error: BaseException | None = None
+        self.size = 0
+        self.stored = threading.Event()
 
 
 class Pipeline:
-    """Writer → sink (compression, digest, file) with compression on one background thread.
+    """Render and compress batches on `threads` threads; store them in submission order.
 
-    Multi-buffered (`_DEPTH`): the writer renders batch k+1 while batch k is compressed;
-    both release the GIL, so on two cores the pipeline runs at the speed of its
-    slowest stage instead of their sum. A sink with `encode`/`put` (RollingWriter)
-    has only `encode` (the compressor, the slowest stage) on the background thread;
-    `put` of its result (digest, file write) runs on the calling thread when the
-    buffer comes back, which has time to spare. Batches reach the sink in order (one
-    FIFO thread, results taken oldest first). `overlap=False` runs everything inline.
+    Each batch is one job: render its rows into a buffer, then, for a sink whose codec
+    compresses in pieces (`sink.pieced`: gzip, identity), `sink.encode` it there too. So
+    both cores render and compress, whichever work there is: a source that renders slowly
+    (Patient) and one that compresses slowly (EOB) cost the sum of their work over two
+    cores, not the slower stage of each. Whichever thread finishes the oldest pending batch
+    stores it (`sink.put`: digest, file write), in order, under one lock; the other thread
+    keeps rendering. A streaming sink (zstd, or any sink with only `write`) gets
+    `sink.write(buffer)` at that point instead: its compression stays in line order.
+    `threads=1` runs every batch inline on the caller's thread.
+
+    At most `depth` batches are in flight; the caller's `submit` waits for room.
     """
 
-    def __init__(self, core, overlap: bool = True, capacity: int = 1 << 22):
-        n = _DEPTH if overlap else 1
-        self._bufs = [core.OutBuffer(capacity) for _ in range(n)]
-        self._pending: list = [None] * n  # (sink, future) per buffer
-        self._k = 0
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="fhirhose-sink") if overlap else None
+    def __init__(self, core, threads: int = 2, capacity: int = 1 << 22, depth: int | None = None):
+        self._core = core
+        self._capacity = capacity
+        threads = max(1, threads)
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="fhirhose-export") if threads > 1 else None
+        self._slots = threading.Semaphore(depth or 3 * threads)
+        self._free: list = []  # OutBuffers not in use (made on demand: at most one per batch in flight)
+        self._ready: dict[int, _Batch] = {}  # rendered (and encoded), waiting for older batches
+        self._store_lock = threading.Lock()
+        self._stored = threading.Condition()
+        self._seq = 0  # next batch submitted
+        self._next = 0  # next batch stored
+        self._error: BaseException | None = None
 
-    def buffer(self):
-        """The next free buffer, emptied (waits for the sink to release it)."""
-        self._collect(self._k)
-        buf = self._bufs[self._k]
-        buf.clear()
-        return buf
-
-    def submit(self, sink, buf, count: int) -> None:
-        """Hand a filled buffer to `sink.write(buf, count)`."""
+    def submit(self, writer, rows: np.ndarray, sink, tally: Tally | None = None) -> threading.Event:
+        """Queue `writer.write(rows)` for `sink`; returns an event set once the batch is stored
+        (and counted in `tally`). Raises the first error of an earlier batch."""
+        self._raise_failed()
+        self._slots.acquire()
+        job = _Batch(self._seq, writer, rows, sink, tally or Tally())
+        self._seq += 1
         if self._pool is None:
-            sink.write(buf, count)
-        elif hasattr(sink, "encode"):
-            self._pending[self._k] = (sink, self._pool.submit(sink.encode, buf, count))
-            self._k = (self._k + 1) % len(self._bufs)
+            self._run(job)
+            self._raise_failed()
         else:
-            self._pending[self._k] = (None, self._pool.submit(sink.write, buf, count))
-            self._k = (self._k + 1) % len(self._bufs)
+            self._pool.submit(self._run, job)
+        return job.stored
 
-    def _collect(self, i: int, store: bool = True) -> None:
-        got = self._pending[i]
-        if got is not None:
-            self._pending[i] = None
-            sink, fut = got
-            result = fut.result()
-            if sink is not None and store:
-                sink.put(result)
+    def _raise_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self, job: _Batch) -> None:
+        try:
+            buf = job.buf = self._free.pop() if self._free else self._core.OutBuffer(self._capacity)
+            buf.clear()
+            job.writer.write(job.rows, buf)
+            job.size = len(buf)
+            if getattr(job.sink, "pieced", False):
+                job.piece = job.sink.encode(buf, len(job.rows))
+                if not job.sink.needs_ndjson:
+                    self._free.append(buf)
+                    job.buf = None
+        except BaseException as e:
+            job.error = e
+        self._ready[job.seq] = job
+        self._store_ready()
+
+    def _store_ready(self) -> None:
+        # Lock-free hand-off: a thread that cannot take the lock leaves its batch to the
+        # holder, which looks again after releasing it (so no batch is left behind).
+        while self._next in self._ready and self._store_lock.acquire(blocking=False):
+            try:
+                while (job := self._ready.pop(self._next, None)) is not None:
+                    self._store(job)
+                    self._next += 1
+                    self._slots.release()
+                    with self._stored:
+                        self._stored.notify_all()
+            finally:
+                self._store_lock.release()
+
+    def _store(self, job: _Batch) -> None:
+        try:
+            if self._error is None:
+                if job.error is not None:
+                    raise job.error
+                if job.piece is not None:
+                    job.sink.put(job.piece, job.buf)
+                else:
+                    job.sink.write(job.buf, len(job.rows))
+                job.tally.rows += len(job.rows)
+                job.tally.bytes += job.size
+        except BaseException as e:
+            self._error = e
+        finally:
+            if job.buf is not None:
+                self._free.append(job.buf)
+                job.buf = None
+            job.stored.set()
 
     def drain(self, raise_errors: bool = True) -> None:
-        """Wait until the sink has every submitted batch (oldest first, as they were submitted)."""
-        n = len(self._pending)
-        for j in range(n):
-            i = (self._k + j) % n
-            try:
-                self._collect(i, store=raise_errors)
-            except BaseException:
-                if raise_errors:
-                    raise
+        """Wait until every submitted batch is stored (or dropped after an error)."""
+        with self._stored:
+            self._stored.wait_for(lambda: self._next == self._seq)
+        if raise_errors:
+            self._raise_failed()
 
     def __enter__(self) -> Pipeline:
         return self
@@ -380,7 +448,7 @@ class Exporter:
         step = 1 / max(1, len(sources))
         done = 0.0
         # Batches aim at batch_bytes, so a buffer rarely has to grow past this.
-        with Pipeline(self.core, spec.overlap, capacity=2 * spec.batch_bytes) as pipe:
+        with Pipeline(self.core, spec.threads, capacity=2 * spec.batch_bytes) as pipe:
             for rtype in spec.types:
                 roll = RollingWriter(
                     Path(out_dir), rtype, spec.compression, max_bytes=spec.max_file_bytes, chunk=chunk,
@@ -395,6 +463,9 @@ class Exporter:
                             advance = None if progress is None else (
                                 lambda part, base=done: progress(base + step * part))
                             self.write_rows(source, rows, spec, pipe, roll, cancelled, advance)
+                            # Its batches rendered before its pages go (else they fault back in). The
+                            # next source's first batch waits for them anyway: no extra stall.
+                            pipe.drain()
                         done += step
                         if progress is not None:
                             progress(min(done, 1.0))
@@ -412,9 +483,10 @@ class Exporter:
     def write_rows(self, source: Source, rows: np.ndarray, spec: ExportSpec, pipe: Pipeline, sink,
                    cancelled: Callable[[], bool] | None = None,
                    progress: Callable[[float], None] | None = None) -> None:
-        """Render `rows` of one source into `sink` (`write(buf, count)`) through `pipe`.
+        """Render `rows` of one source into `sink` through `pipe` (a RollingWriter, or any
+        sink with `write(buf, count)`: see Pipeline).
 
-        Batch sizes follow the source's NDJSON bytes per row so far (a first batch of
+        Batch sizes follow the source's NDJSON bytes per row (a first batch of
         `_FIRST_BATCH` rows measures it): a batch is about `spec.batch_bytes`, whether
         the source's resources are small Coverages or long inpatient claims, and the
         pipeline's buffers stay that small. Every `spec.release_bytes` of NDJSON the
@@ -423,25 +495,26 @@ class Exporter:
         """
         w = self.writer(source.template, source.rtype, spec.elements)
         tables = self._plan_tables[id(w)]
+        tally = Tally()
         n = min(_FIRST_BATCH, spec.batch_rows)
-        i = rendered = unreleased = 0
+        i = released = 0
         while i < len(rows):
             if cancelled is not None and cancelled():
                 raise ExportError("export cancelled")
             batch = rows[i : i + n]
-            out = pipe.buffer()
-            w.write(batch, out)
-            size = len(out)
-            pipe.submit(sink, out, len(batch))
+            stored = pipe.submit(w, batch, sink, tally)
             i += len(batch)
-            rendered += size
-            unreleased += size
-            if unreleased >= spec.release_bytes:
+            if i == len(batch):
+                # The first batch measures the source's bytes per row; the rest are sized from
+                # it alone, so batch bounds (and so the gzip pieces, the stored bytes and their
+                # digest) are the same in every run, however the threads were timed.
+                stored.wait()
+                n = max(1, min(spec.batch_rows, spec.batch_bytes * tally.rows // max(tally.bytes, 1)))
+            if tally.bytes - released >= spec.release_bytes:
                 release_pages(tables)
-                unreleased = 0
+                released = tally.bytes
             if progress is not None:
                 progress(i / len(rows))
-            n = max(1, min(spec.batch_rows, spec.batch_bytes * i // max(rendered, 1)))
 
     def export(
         self,

@@ -1,7 +1,9 @@
 """NDJSON output files: compressed, digested as stored, rolled over by size, published atomically.
 
 A file is written as `<name>.part`, fsynced, then renamed to `<name>`: a reader
-that lists the directory or a manifest never sees a truncated file.
+that lists the directory or a manifest never sees a truncated file. gzip files are
+put together from independently deflated pieces (compress.encode_piece), so the
+exporter's two threads can both compress; each is still one ordinary gzip member.
 
 Integrity (DESIGN.md "Integrity"): `digest` is the SHA-256 of the bytes as stored and
 sent (the gzip or zstd file), ~19x fewer bytes than the NDJSON. The NDJSON inside is
@@ -20,8 +22,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 import msgspec
+from isal import isal_zlib
 
-from .compress import SUFFIX, new_encoder
+from .compress import GZIP_HEAD, PIECED, SUFFIX, Piece, encode_piece, gzip_tail, new_encoder
 from .streamed import StreamedFile
 
 __all__ = ["FileInfo", "NdjsonFile", "RollingWriter", "write_ndjson", "file_name"]
@@ -46,8 +49,18 @@ def file_name(rtype: str, chunk: int, part: int, compression: str = "identity") 
     return f"{rtype}-{chunk:05d}-{part:03d}.ndjson{SUFFIX[compression]}"
 
 
+# Small writes (a line at a time) are gathered into pieces of about this much NDJSON: a
+# piece per line would compress badly.
+_GATHER = 1 << 20
+
+
 class NdjsonFile:
-    """One output file being written; `close()` publishes it and returns its FileInfo."""
+    """One output file being written; `close()` publishes it and returns its FileInfo.
+
+    Two ways in, not to be mixed: `write(data, count)` from one thread, or the pieces of
+    a parallel pipeline — `encode` (any thread, any order) then `put` of each piece in
+    line order (`compress.PIECED` codecs only).
+    """
 
     def __init__(self, directory: Path, name: str, rtype: str, compression: str, level: int | None = None,
                  *, ndjson_sha256: bool = False, cached: bool = True):
@@ -55,9 +68,14 @@ class NdjsonFile:
         self.name = name
         self.type = rtype
         self.compression = compression
+        self.level = level
         self.final = self.dir / name
         self.tmp = self.dir / (name + ".part")
-        self._enc = new_encoder(compression, level)
+        self.pieced = compression in PIECED
+        self._enc = None if self.pieced else new_encoder(compression, level)
+        self._crc = 0  # gzip: CRC-32 of the NDJSON so far, combined piece by piece
+        self._gathered = bytearray()
+        self._gathered_count = 0
         self._digest = hashlib.sha256()
         # Identity files: the stored digest already is the NDJSON's, never hash twice.
         self._ndjson = hashlib.sha256() if ndjson_sha256 and compression != "identity" else None
@@ -66,39 +84,77 @@ class NdjsonFile:
         self.count = 0
         self.stored = 0
         self._fh: BinaryIO | StreamedFile = open(self.tmp, "wb") if cached else StreamedFile(self.tmp)
+        if compression == "gzip":
+            self._store(GZIP_HEAD)
+
+    @property
+    def needs_ndjson(self) -> bool:
+        """Whether `put` must also be given each piece's NDJSON (to hash it in order)."""
+        return self._ndjson is not None
 
     def write(self, data, count: int) -> None:
         """Append complete NDJSON lines (`count` of them); `data` is any bytes-like."""
-        self.put(self.encode(data, count))
+        if not self.pieced:
+            with memoryview(data) as view:  # released at once: the caller reuses its buffer
+                self._hash_ndjson(view)
+                self.length += view.nbytes
+                chunk = self._enc.compress(view)  # type: ignore[union-attr]
+            self.count += count
+            self._store(chunk)
+            return
+        with memoryview(data) as view:
+            if not self._gathered and view.nbytes >= _GATHER:
+                self.put(self.encode(view, count), view)
+                return
+            self._gathered += view
+        self._gathered_count += count
+        if len(self._gathered) >= _GATHER:
+            self._put_gathered()
 
-    # The two halves of `write`, for a pipeline that compresses on one thread and stores on
-    # another: `encode` calls in line order, then `put` of their results in the same order.
-    def encode(self, data, count: int) -> bytes:
-        """Compress complete NDJSON lines; returns the bytes to `put` (maybe empty)."""
-        with memoryview(data) as view:  # released at once: the buffer is reused
-            if self._ndjson is not None:
-                self._ndjson.update(view)
-            self.length += view.nbytes
-            chunk = self._enc.compress(view)
-        self.count += count
-        return chunk
+    def _put_gathered(self) -> None:
+        if self._gathered:
+            self.put(self.encode(self._gathered, self._gathered_count), self._gathered)
+            self._gathered.clear()
+            self._gathered_count = 0
 
-    def flush(self) -> bytes:
-        """The encoder's last bytes (to `put` before `publish`); no `encode` after it."""
-        return self._enc.flush()
+    def encode(self, data, count: int) -> Piece:
+        """Compress complete NDJSON lines on their own (thread-safe; `put` stores them)."""
+        return encode_piece(self.compression, self.level, data, count)
 
-    def put(self, chunk) -> None:
-        """Digest and store compressed bytes."""
+    def put(self, piece: Piece, ndjson=None) -> None:
+        """Store the next piece; `ndjson` is its uncompressed bytes when `needs_ndjson`."""
+        if self._ndjson is not None:
+            if ndjson is None:
+                raise ValueError(f"{self.name}: the NDJSON checksum needs each piece's NDJSON")
+            self._hash_ndjson(ndjson)
+        if self.compression == "gzip":
+            self._crc = isal_zlib.crc32_combine(self._crc, piece.crc, piece.length)
+        self.length += piece.length
+        self.count += piece.lines
+        self._store(piece.data)
+
+    def _hash_ndjson(self, data) -> None:
+        if self._ndjson is not None:
+            self._ndjson.update(data)
+
+    def _store(self, chunk) -> None:
+        """Digest and write bytes as stored."""
         if chunk:
             self._digest.update(chunk)
             self._fh.write(chunk)
             self.stored += len(chunk)
 
     def close(self) -> FileInfo:
-        self.put(self.flush())
-        return self.publish()
+        """Finish the stream, then publish."""
+        if self.pieced:
+            self._put_gathered()
+            if self.compression == "gzip":
+                self._store(gzip_tail(self._crc, self.length))
+        else:
+            self._store(self._enc.flush())  # type: ignore[union-attr]
+        return self._publish()
 
-    def publish(self) -> FileInfo:
+    def _publish(self) -> FileInfo:
         """fsync, rename into place, describe."""
         self._fh.flush()
         os.fsync(self._fh.fileno())
@@ -122,8 +178,9 @@ class NdjsonFile:
 class RollingWriter:
     """Files of one resource type, rolled over after `max_bytes` of uncompressed NDJSON.
 
-    Names: `file_name(type, chunk, part)`. Rollover happens between writes, so a file
-    ends at a line boundary.
+    Names: `file_name(type, chunk, part)`. Rollover happens between writes (or pieces),
+    so a file ends at a line boundary. A pipeline feeds it as `NdjsonFile` is fed: `write`
+    from one thread, or `encode` on any thread and `put` in order (when `pieced`).
     """
 
     def __init__(
@@ -146,20 +203,15 @@ class RollingWriter:
         self.level = level
         self.ndjson_sha256 = ndjson_sha256
         self.cached = cached
+        self.pieced = compression in PIECED
+        # put() needs each piece's NDJSON to hash it in order (BCDA's checksum of a compressed file).
+        self.needs_ndjson = ndjson_sha256 and compression != "identity"
         self.done: list[FileInfo] = []
         self._cur: NdjsonFile | None = None
         self._parts = 0
         self._open: list[NdjsonFile] = []  # opened, not yet published (abort removes them)
 
-    def write(self, data, count: int) -> None:
-        self.put(self.encode(data, count))
-
-    # `write` in two halves (see NdjsonFile.encode): `encode` runs on the compressing thread,
-    # `put` of its results in the same order on the storing one.
-    def encode(self, data, count: int) -> tuple[NdjsonFile, bytes, bytes | None] | None:
-        """Compress into the current file (opened on demand); at `max_bytes` also flush it."""
-        if count == 0:
-            return None
+    def _file(self) -> NdjsonFile:
         f = self._cur
         if f is None:
             self._parts += 1
@@ -167,27 +219,38 @@ class RollingWriter:
             f = self._cur = NdjsonFile(self.dir, name, self.type, self.compression, self.level,
                                        ndjson_sha256=self.ndjson_sha256, cached=self.cached)
             self._open.append(f)
-        chunk = f.encode(data, count)
-        tail = None
-        if f.length >= self.max_bytes:
-            tail, self._cur = f.flush(), None
-        return f, chunk, tail
+        return f
 
-    def put(self, encoded: tuple[NdjsonFile, bytes, bytes | None] | None) -> None:
-        """Store what `encode` returned; a flushed file is published."""
-        if encoded is None:
-            return
-        f, chunk, tail = encoded
-        f.put(chunk)
-        if tail is not None:
-            f.put(tail)
-            self.done.append(f.publish())
-            self._open.remove(f)
+    def _roll(self, f: NdjsonFile) -> None:
+        if f.length >= self.max_bytes:
+            self._cur = None
+            self._publish(f)
+
+    def _publish(self, f: NdjsonFile) -> None:
+        self.done.append(f.close())
+        self._open.remove(f)
+
+    def write(self, data, count: int) -> None:
+        if count:
+            f = self._file()
+            f.write(data, count)
+            self._roll(f)
+
+    def encode(self, data, count: int) -> Piece:
+        """Compress a batch on its own (any thread); `put` it in order."""
+        return encode_piece(self.compression, self.level, data, count)
+
+    def put(self, piece: Piece, ndjson=None) -> None:
+        """Store the next piece in the current file (opened on demand); rolls over at `max_bytes`."""
+        if piece.lines:
+            f = self._file()
+            f.put(piece, ndjson)
+            self._roll(f)
 
     def close(self) -> list[FileInfo]:
         if self._cur is not None:
             f, self._cur = self._cur, None
-            self.put((f, b"", f.flush()))
+            self._publish(f)
         return self.done
 
     def abort(self) -> None:

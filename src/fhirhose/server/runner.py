@@ -296,7 +296,7 @@ class JobRunner:
             scope=a.scope.for_benes(a.benes[lo:hi]).to_bytes(),
             ndjson_sha256=s.ndjson_sha256,
             organize_by=p.organize_by,
-            overlap=s.workers < (os.cpu_count() or 1),  # a core to spare per worker for its compressor
+            threads=max(1, (os.cpu_count() or 1) // max(1, s.workers)),  # the cores per worker
         )
 
     async def _run(self, claim: Claim) -> None:

@@ -99,9 +99,9 @@ class ChunkTask(msgspec.Struct, frozen=True):
     scope: bytes
     ndjson_sha256: bool = False  # also BCDA's checksum of the uncompressed NDJSON (costly; off by default)
     organize_by: str | None = None  # organizeOutputBy (Bulk Data v3): files of blocks per Patient
-    # Compress on a second thread while the writer renders (ExportSpec.overlap). Worth it only
-    # with a core to spare: with a worker per core it costs ~10 % more CPU in thread hand-offs.
-    overlap: bool = True
+    # Threads that render and compress this chunk (ExportSpec.threads): the cores not
+    # taken by the other workers (with a worker per core, 1: threads would only hand off).
+    threads: int = 2
 
     @property
     def rows(self) -> np.ndarray:
@@ -217,7 +217,7 @@ def export_scoped(task: ChunkTask, out_dir: Path, exporter) -> list[ChunkFile]:
     spec = ExportSpec(
         types=tuple(task.types), since_ms=_ms(task.since) if task.since else None, until_ms=until,
         claim_filters=claim_filters(task.type_filters), compression=task.compression, level=task.level,
-        elements=tuple(task.elements), ndjson_sha256=task.ndjson_sha256, overlap=task.overlap,
+        elements=tuple(task.elements), ndjson_sha256=task.ndjson_sha256, threads=task.threads,
     )
     scope = Scope.from_bytes(task.scope)
     if task.organize_by:
