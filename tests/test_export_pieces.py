@@ -195,3 +195,23 @@ def test_batches_finishing_out_of_order_are_stored_in_order(snapshot, tmp_path, 
         got[out.name] = [(out / f.name).read_bytes() for f in roll.close()]
     first, *rest = got.values()
     assert len(first) > 2 and all(r == first for r in rest)
+
+
+def test_a_file_that_fails_to_close_is_reported_and_leaves_no_part(tmp_path, monkeypatch):
+    """Full files are closed (fsync, rename) on a thread of their own; a failure there is
+    raised by the writer's close, its .part removed, and the files closed fine are listed."""
+    real_close = NdjsonFile.close
+
+    def close(self):
+        if self.name.endswith("-002.ndjson.gz"):
+            raise OSError(28, "No space left on device")
+        return real_close(self)
+
+    monkeypatch.setattr(NdjsonFile, "close", close)
+    roll = RollingWriter(tmp_path, "Patient", "gzip", max_bytes=10)
+    for i in range(3):
+        roll.write(b'{"id":"%d"}\n' % i, 1)  # each write fills a file: three files
+    with pytest.raises(OSError, match="No space"):
+        roll.close()
+    assert sorted(f.name for f in roll.done) == ["Patient-00000-001.ndjson.gz", "Patient-00000-003.ndjson.gz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Patient-00000-001.ndjson.gz", "Patient-00000-003.ndjson.gz"]
