@@ -298,6 +298,14 @@ def _closer() -> ThreadPoolExecutor:
     return _CLOSER
 
 
+def _forget_closer() -> None:
+    global _CLOSER
+    _CLOSER = None  # a forked child has none of its parent's threads: it makes its own
+
+
+os.register_at_fork(after_in_child=_forget_closer)
+
+
 def write_ndjson(path: Path, lines: Iterable[bytes], compression: str, level: int | None = None, *,
                  rtype: str = "", ndjson_sha256: bool = False) -> FileInfo:
     """Write NDJSON `lines` (each without its newline) to `path` through an `NdjsonFile`
