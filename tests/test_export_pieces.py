@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from isal import igzip
 
-from fhirhose import InputError, synth
+from fhirhose import ExportError, InputError, synth
 from fhirhose.export.compress import GZIP_HEAD, encode_piece, gzip_tail
 from fhirhose.export.exporter import Exporter, ExportSpec, Pipeline, Tally
 from fhirhose.export.files import NdjsonFile, RollingWriter, write_ndjson
@@ -215,3 +215,20 @@ def test_a_file_that_fails_to_close_is_reported_and_leaves_no_part(tmp_path, mon
         roll.close()
     assert sorted(f.name for f in roll.done) == ["Patient-00000-001.ndjson.gz", "Patient-00000-003.ndjson.gz"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Patient-00000-001.ndjson.gz", "Patient-00000-003.ndjson.gz"]
+
+
+def test_a_chunk_cancelled_late_leaves_none_of_its_files(snapshot, tmp_path):
+    """Files of the types written before the failure (closing on their own thread, or done)
+    are removed too: a failed chunk leaves nothing behind."""
+    ex = Exporter(snapshot.tables, SOURCES)
+    spec = ExportSpec(batch_bytes=16 << 10, max_file_bytes=64 << 10)
+    published_then = []
+
+    def cancelled() -> bool:  # asked before every batch; the EOBs come last
+        published_then[:] = [p.name for p in tmp_path.iterdir() if not p.name.endswith(".part")]
+        return any(n.startswith("ExplanationOfBenefit") for n in published_then)
+
+    with pytest.raises(ExportError, match="cancelled"):
+        ex.export_chunk(np.arange(BENES), spec, tmp_path, cancelled=cancelled)
+    assert {n.split("-")[0] for n in published_then} >= {"Patient", "Coverage", "ExplanationOfBenefit"}
+    assert list(tmp_path.iterdir()) == []

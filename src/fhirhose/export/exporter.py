@@ -437,8 +437,8 @@ class Exporter:
         returns them in type order.
 
         `since_exempt` beneficiaries get their full history despite `spec.since_ms`;
-        `claim_rule` narrows claims further. On any error (or cancellation) no
-        partial file is left behind. `progress(fraction)` hears how much of the chunk
+        `claim_rule` narrows claims further. On any error (or cancellation) no file of
+        the chunk is left behind. `progress(fraction)` hears how much of the chunk
         is written (each source an equal share, moving batch by batch within it).
         """
         spec.check()
@@ -448,13 +448,15 @@ class Exporter:
         step = 1 / max(1, len(sources))
         done = 0.0
         # Batches aim at batch_bytes, so a buffer rarely has to grow past this.
+        rolls: list[RollingWriter] = []
         with Pipeline(self.core, spec.threads, capacity=2 * spec.batch_bytes) as pipe:
-            for rtype in spec.types:
-                roll = RollingWriter(
-                    Path(out_dir), rtype, spec.compression, max_bytes=spec.max_file_bytes, chunk=chunk,
-                    level=spec.level, ndjson_sha256=spec.ndjson_sha256, cached=spec.cached,
-                )
-                try:
+            try:
+                for rtype in spec.types:
+                    roll = RollingWriter(
+                        Path(out_dir), rtype, spec.compression, max_bytes=spec.max_file_bytes, chunk=chunk,
+                        level=spec.level, ndjson_sha256=spec.ndjson_sha256, cached=spec.cached,
+                    )
+                    rolls.append(roll)
                     for source in self.sources:
                         if source.rtype != rtype:
                             continue
@@ -471,13 +473,18 @@ class Exporter:
                             progress(min(done, 1.0))
                         self.release_pages()  # rows_for read the source's table, the next source reads others
                     pipe.drain()
+                    # Its last file is fsynced while the next type renders: an fsync waits for the
+                    # disk, which a client writing its NDJSON to the same disk keeps busy.
+                    roll.finish()
+                for roll in rolls:  # the chunk is done when every file is durable
                     files.extend(roll.close())
-                except BaseException:
-                    pipe.drain(raise_errors=False)
+            except BaseException:
+                pipe.drain(raise_errors=False)
+                for roll in rolls:  # no file of a failed chunk is left behind
                     roll.abort()
                     for f in roll.done:
                         (Path(out_dir) / f.name).unlink(missing_ok=True)
-                    raise
+                raise
         return files
 
     def write_rows(self, source: Source, rows: np.ndarray, spec: ExportSpec, pipe: Pipeline, sink,

@@ -268,10 +268,15 @@ class RollingWriter:
             f.put(piece, ndjson)
             self._roll(f)
 
-    def close(self) -> list[FileInfo]:
+    def finish(self) -> None:
+        """No more writes: the current file starts closing (on its own thread); `close` waits."""
         if self._cur is not None:
             f, self._cur = self._cur, None
             self._publish(f)
+
+    def close(self) -> list[FileInfo]:
+        """Finish, wait for every file to be published, and list them."""
+        self.finish()
         self._closed()
         return self.done
 
