@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from isal import isal_zlib
 
 from fhirhose import _core_py
 from fhirhose._backend import core as _best
-from fhirhose.export.compress import GZIP_HEAD, PIECED, Piece, encode_piece, gzip_tail, new_encoder
+from fhirhose.export.compress import PIECED, Piece, PieceFrame, encode_piece, new_encoder
 
 if TYPE_CHECKING:  # annotations only (the functions below import these where they run)
     from fhirhose.export.exporter import Exporter, ExportSpec
@@ -112,11 +111,11 @@ class MemorySink:
         self.enc = new_encoder(compression) if compression and not self.pieced else None
         self.sha = hashlib.sha256() if sha else None
         self.digest = hashlib.sha256() if digest else None
+        self.frame = PieceFrame(compression) if compression and self.pieced else None
         self.length = 0
-        self.crc = 0
         self.total = 0  # bytes out of the compressor
-        if compression == "gzip":
-            self._out(GZIP_HEAD)
+        if self.frame is not None:
+            self._out(self.frame.head())
 
     def write(self, data, count: int) -> None:
         if self.pieced:
@@ -135,7 +134,7 @@ class MemorySink:
     def put(self, piece: Piece, ndjson=None) -> None:
         if self.sha is not None:
             self.sha.update(ndjson)
-        self.crc = isal_zlib.crc32_combine(self.crc, piece.crc, piece.length)
+        self.frame.add(piece)  # type: ignore[union-attr]
         self.length += piece.length
         self._out(piece.data)
 
@@ -147,8 +146,8 @@ class MemorySink:
     def close(self) -> int:
         if self.enc is not None:
             self._out(self.enc.flush())
-        elif self.compression == "gzip":
-            self._out(gzip_tail(self.crc, self.length))
+        elif self.frame is not None:
+            self._out(self.frame.tail())
         return self.length
 
 

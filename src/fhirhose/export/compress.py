@@ -24,8 +24,8 @@ from isal import isal_zlib
 
 from ..errors import InputError
 
-__all__ = ["Encoder", "new_encoder", "decoder_for", "SUFFIX", "PIECED", "Piece", "encode_piece", "GZIP_HEAD",
-           "gzip_tail"]
+__all__ = ["Encoder", "new_encoder", "decoder_for", "SUFFIX", "PIECED", "Piece", "PieceFrame", "encode_piece",
+           "GZIP_HEAD", "gzip_tail"]
 
 # Compression names are HTTP Content-Encoding tokens ("identity" = none), so a file's
 # compression is also the coding it is served with; name → file suffix.
@@ -68,6 +68,28 @@ def encode_piece(compression: str, level: int | None, data, count: int) -> Piece
 def gzip_tail(crc: int, length: int) -> bytes:
     """What ends a gzip file of pieces: the final block, CRC-32 and length mod 2**32 (RFC 1952)."""
     return _FINAL + struct.pack("<II", crc & 0xFFFFFFFF, length & 0xFFFFFFFF)
+
+
+class PieceFrame:
+    """What goes around a file's pieces, in order: `head()` before the first, `add(piece)`
+    for each, `tail()` after the last — for gzip its header, then the final block with the
+    CRC-32 and length of all the pieces (combined piece by piece); for identity nothing."""
+
+    def __init__(self, compression: str):
+        self._gzip = compression == "gzip"
+        self._crc = 0
+        self._length = 0
+
+    def head(self) -> bytes:
+        return GZIP_HEAD if self._gzip else b""
+
+    def add(self, piece: Piece) -> None:
+        if self._gzip:
+            self._crc = isal_zlib.crc32_combine(self._crc, piece.crc, piece.length)
+        self._length += piece.length
+
+    def tail(self) -> bytes:
+        return gzip_tail(self._crc, self._length) if self._gzip else b""
 
 
 class Encoder(Protocol):

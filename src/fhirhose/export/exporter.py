@@ -472,9 +472,9 @@ class Exporter:
                         if progress is not None:
                             progress(min(done, 1.0))
                         self.release_pages()  # rows_for read the source's table, the next source reads others
-                    pipe.drain()
-                    # Its last file is fsynced while the next type renders: an fsync waits for the
-                    # disk, which a client writing its NDJSON to the same disk keeps busy.
+                    # Every batch of the type is stored (drained after each source). Its last file
+                    # is fsynced while the next type renders: an fsync waits for the disk, which a
+                    # client writing its NDJSON to the same disk keeps busy.
                     roll.finish()
                 for roll in rolls:  # the chunk is done when every file is durable
                     files.extend(roll.close())

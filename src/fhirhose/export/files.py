@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import msgspec
-from isal import isal_zlib
 
-from .compress import GZIP_HEAD, PIECED, SUFFIX, Piece, encode_piece, gzip_tail, new_encoder
+from .compress import PIECED, SUFFIX, Piece, PieceFrame, encode_piece, new_encoder
 from .streamed import StreamedFile
 
 __all__ = ["FileInfo", "NdjsonFile", "RollingWriter", "write_ndjson", "file_name"]
@@ -48,6 +47,12 @@ def file_name(rtype: str, chunk: int, part: int, compression: str = "identity") 
     """The one naming scheme of output files, offline and served: `Patient-00000-001.ndjson[.gz]`
     (chunk from 0, part within the chunk from 1)."""
     return f"{rtype}-{chunk:05d}-{part:03d}.ndjson{SUFFIX[compression]}"
+
+
+def _hashes_ndjson(compression: str, ndjson_sha256: bool) -> bool:
+    """Whether BCDA's NDJSON checksum needs a hash of its own: an identity file's stored
+    digest already is it, never hash twice."""
+    return ndjson_sha256 and compression != "identity"
 
 
 # Small writes (a line at a time) are gathered into pieces of about this much NDJSON: a
@@ -74,19 +79,18 @@ class NdjsonFile:
         self.tmp = self.dir / (name + ".part")
         self.pieced = compression in PIECED
         self._enc = None if self.pieced else new_encoder(compression, level)
-        self._crc = 0  # gzip: CRC-32 of the NDJSON so far, combined piece by piece
+        self._frame = PieceFrame(compression) if self.pieced else None
         self._gathered = bytearray()
         self._gathered_count = 0
         self._digest = hashlib.sha256()
-        # Identity files: the stored digest already is the NDJSON's, never hash twice.
-        self._ndjson = hashlib.sha256() if ndjson_sha256 and compression != "identity" else None
+        self._ndjson = hashlib.sha256() if _hashes_ndjson(compression, ndjson_sha256) else None
         self._want_ndjson = ndjson_sha256
         self.length = 0
         self.count = 0
         self.stored = 0
         self._fh: BinaryIO | StreamedFile = open(self.tmp, "wb") if cached else StreamedFile(self.tmp)
-        if compression == "gzip":
-            self._store(GZIP_HEAD)
+        if self._frame is not None:
+            self._store(self._frame.head())
 
     @property
     def needs_ndjson(self) -> bool:
@@ -134,8 +138,7 @@ class NdjsonFile:
 
     def _put(self, piece: Piece, ndjson) -> None:
         self._hash_ndjson(ndjson)
-        if self.compression == "gzip":
-            self._crc = isal_zlib.crc32_combine(self._crc, piece.crc, piece.length)
+        self._frame.add(piece)  # type: ignore[union-attr]
         self._store(piece.data)
 
     def _hash_ndjson(self, data) -> None:
@@ -151,10 +154,9 @@ class NdjsonFile:
 
     def close(self) -> FileInfo:
         """Finish the stream, then publish."""
-        if self.pieced:
+        if self._frame is not None:
             self._put_gathered()
-            if self.compression == "gzip":
-                self._store(gzip_tail(self._crc, self.length))
+            self._store(self._frame.tail())
         else:
             self._store(self._enc.flush())  # type: ignore[union-attr]
         return self._publish()
@@ -210,7 +212,7 @@ class RollingWriter:
         self.cached = cached
         self.pieced = compression in PIECED
         # put() needs each piece's NDJSON to hash it in order (BCDA's checksum of a compressed file).
-        self.needs_ndjson = ndjson_sha256 and compression != "identity"
+        self.needs_ndjson = _hashes_ndjson(compression, ndjson_sha256)
         self.done: list[FileInfo] = []
         self._cur: NdjsonFile | None = None
         self._parts = 0
