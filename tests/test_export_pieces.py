@@ -232,3 +232,20 @@ def test_a_chunk_cancelled_late_leaves_none_of_its_files(snapshot, tmp_path):
         ex.export_chunk(np.arange(BENES), spec, tmp_path, cancelled=cancelled)
     assert {n.split("-")[0] for n in published_then} >= {"Patient", "Coverage", "ExplanationOfBenefit"}
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+def test_fsync_false_leaves_the_fsync_to_the_caller(snapshot, tmp_path, monkeypatch, fsync):
+    """`ExportSpec(fsync=False)` (the server's workers: their runner fsyncs before listing)
+    publishes every file without an fsync; the default fsyncs each one before its rename."""
+    import fhirhose.export.files as files_module
+
+    synced: list[int] = []
+    real = files_module.os.fsync
+    monkeypatch.setattr(files_module.os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
+    spec = ExportSpec(max_file_bytes=64 << 10, fsync=fsync)
+    infos = Exporter(snapshot.tables, SOURCES).export_chunk(np.arange(BENES), spec, tmp_path)
+    assert len(infos) > 3 and not list(tmp_path.glob("*.part"))
+    assert len(synced) == (len(infos) if fsync else 0)
+    for i in infos:  # whole files either way
+        assert hashlib.sha256((tmp_path / i.name).read_bytes()).hexdigest() == i.digest

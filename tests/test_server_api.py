@@ -341,6 +341,39 @@ async def test_cancel_expiry_and_failure(tmp_path):
 
 
 @async_test
+async def test_chunk_files_are_fsynced_before_they_are_listed(tmp_path, monkeypatch):
+    """A worker renames its chunk's files into the job folder without an fsync and goes on to
+    its next chunk; the runner fsyncs them and the folder (`sync_chunk`) and only then lists
+    them: every listed file went through it, and a chunk whose fsync fails is never listed."""
+    import errno
+
+    from fhirhose.server import runner
+
+    synced: list[str] = []
+    real = runner.sync_chunk
+
+    def recording(job_dir, placed):
+        real(job_dir, placed)
+        synced.extend(f["stored"] for f in placed)
+
+    monkeypatch.setattr(runner, "sync_chunk", recording)
+    async with running(tmp_path / "d", chunk_size=20) as h:
+        r = await h.kickoff("small-aco", params={"_type": "Patient,Coverage"})
+        manifest = await (await h.wait("small-aco", r.headers["Content-Location"])).json()
+        listed = {o["url"].rsplit("/", 1)[1].partition(".ndjson")[0] for o in manifest["output"]}
+        assert len(listed) >= 4 and listed == {s.partition(".ndjson")[0] for s in synced}
+
+    def failing(job_dir, placed):
+        raise OSError(errno.EIO, "simulated fsync failure")
+
+    monkeypatch.setattr(runner, "sync_chunk", failing)
+    async with running(tmp_path / "e") as h:
+        r = await h.kickoff("small-aco", params={"_type": "Patient"})
+        text = await expect_outcome(await h.wait("small-aco", r.headers["Content-Location"]), 500)
+        assert "simulated fsync failure" in text and "after 2 attempts" in text
+
+
+@async_test
 async def test_a_poll_near_the_end_is_answered_when_the_job_ends(tmp_path, monkeypatch):
     """Retry-After counts whole seconds: a poll of a job about to end waits for the end and gets
     the manifest, instead of a 202 that sends the client away for another second."""

@@ -5,6 +5,8 @@ import json
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fhirhose.errors import InputError, RequestError
 from fhirhose.server.auth import client_address
@@ -211,10 +213,35 @@ def test_retry_after_follows_the_job():
 def test_chunks_fill_every_worker_to_the_last_round():
     from fhirhose.server.runner import plan_chunks
 
-    got = plan_chunks(10_000, 3000, 2)  # 4 chunks of 2,500, not 3,000 + 3,000 + 3,000 + 1,000
-    assert got == [(0, 2500), (2500, 5000), (5000, 7500), (7500, 10_000)]
+    assert plan_chunks(6000, 3000, 2) == [(0, 3000), (3000, 6000)]  # one round: no ramp
+    got = plan_chunks(10_000, 3000, 2)  # a first round of quarter chunks, then 4 of 2,125, not 3,000 + 3,000 + 2,500
+    assert got == [(0, 750), (750, 1500), (1500, 3625), (3625, 5750), (5750, 7875), (7875, 10_000)]
     got = plan_chunks(1001, 100, 2)
-    assert len(got) == 12 and {hi - lo for lo, hi in got} <= {83, 84} and got[-1][1] == 1001
+    assert got[:2] == [(0, 25), (25, 50)] and len(got) == 12
+    assert {hi - lo for lo, hi in got[2:]} <= {95, 96} and got[-1][1] == 1001
     assert plan_chunks(3, 50, 2) == [(0, 2), (2, 3)] and plan_chunks(1, 50, 4) == [(0, 1)]
     assert plan_chunks(0, 50, 2) == []
-    assert plan_chunks(120, 50, 1) == [(0, 50), (50, 100), (100, 120)]
+    assert plan_chunks(120, 50, 1) == [(0, 50), (50, 100), (100, 120)]  # chunks of 12 would only add files
+    assert plan_chunks(250, 100, 1) == [(0, 25), (25, 125), (125, 225), (225, 250)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 5000), st.integers(1, 600), st.integers(1, 8))
+def test_chunks_cover_every_beneficiary_once(n, size, workers):
+    """Contiguous non-empty ranges over [0, n); an export of two rounds or more starts with a
+    round of quarter-size chunks (of 25 or more); the rest are at most `size`, and with several workers a
+    multiple of them (one each when there are fewer beneficiaries left) of equal size ±1."""
+    from fhirhose.server.runner import plan_chunks
+
+    got = plan_chunks(n, size, workers)
+    assert [lo for lo, _ in got] == ([0] + [hi for _, hi in got[:-1]] if n else [])
+    assert not got or got[-1][1] == n
+    assert all(hi > lo for lo, hi in got)
+    first = size // 4
+    ramped = n > size * workers and first >= 25
+    head, rest = (got[:workers], got[workers:]) if ramped else ([], got)
+    assert all(hi - lo == first for lo, hi in head)
+    assert all(hi - lo <= size for lo, hi in rest)
+    if workers > 1 and rest:
+        assert len(rest) % workers == 0 or len(rest) == n - first * len(head)
+        assert max(hi - lo for lo, hi in rest) - min(hi - lo for lo, hi in rest) <= 1

@@ -113,7 +113,7 @@ def export_deleted(exporter, bene_rows: np.ndarray, removed: np.ndarray, spec, s
     if not by_bene:
         return []
     f = NdjsonFile(Path(out_dir), file_name(DELETED_TYPE, chunk, 1, spec.compression), DELETED_TYPE,
-                   spec.compression, spec.level, ndjson_sha256=spec.ndjson_sha256)
+                   spec.compression, spec.level, ndjson_sha256=spec.ndjson_sha256, fsync=spec.fsync)
     try:
         for bene in sorted(by_bene):
             f.write(_encode(DeletedBundle("transaction", by_bene[bene])) + b"\n", 1)

@@ -110,6 +110,9 @@ class ExportSpec(msgspec.Struct, frozen=True):
     # Keep written files in the page cache (a server serves them next); False streams them
     # past it (streamed.StreamedFile), as the offline export does: nobody reads them back soon.
     cached: bool = True
+    # fsync each file before it is renamed into place. False leaves it to the caller, who must
+    # fsync before listing the files: the server's runner does, while the worker goes on.
+    fsync: bool = True
     # Also SHA-256 the uncompressed NDJSON (BCDA's checksum extension). Off by default: it costs
     # more CPU than writer and gzip together; the stored digest + codec check cover the bytes.
     ndjson_sha256: bool = False
@@ -455,6 +458,7 @@ class Exporter:
                     roll = RollingWriter(
                         Path(out_dir), rtype, spec.compression, max_bytes=spec.max_file_bytes, chunk=chunk,
                         level=spec.level, ndjson_sha256=spec.ndjson_sha256, cached=spec.cached,
+                        fsync=spec.fsync,
                     )
                     rolls.append(roll)
                     for source in self.sources:

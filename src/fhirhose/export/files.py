@@ -1,7 +1,8 @@
 """NDJSON output files: compressed, digested as stored, rolled over by size, published atomically.
 
 A file is written as `<name>.part`, fsynced, then renamed to `<name>`: a reader
-that lists the directory or a manifest never sees a truncated file. gzip files are
+that lists the directory or a manifest never sees a truncated file. (With `fsync=False`
+the caller fsyncs before it lists the file: the server's runner does, off the worker's path.) gzip files are
 put together from independently deflated pieces (compress.encode_piece), so the
 exporter's two threads can both compress; each is still one ordinary gzip member.
 
@@ -69,8 +70,9 @@ class NdjsonFile:
     """
 
     def __init__(self, directory: Path, name: str, rtype: str, compression: str, level: int | None = None,
-                 *, ndjson_sha256: bool = False, cached: bool = True):
+                 *, ndjson_sha256: bool = False, cached: bool = True, fsync: bool = True):
         self.dir = Path(directory)
+        self.fsync = fsync
         self.name = name
         self.type = rtype
         self.compression = compression
@@ -162,9 +164,10 @@ class NdjsonFile:
         return self._publish()
 
     def _publish(self) -> FileInfo:
-        """fsync, rename into place, describe."""
+        """fsync (unless the caller will), rename into place, describe."""
         self._fh.flush()
-        os.fsync(self._fh.fileno())
+        if self.fsync:
+            os.fsync(self._fh.fileno())
         self._fh.close()
         os.replace(self.tmp, self.final)
         digest = self._digest.hexdigest()
@@ -201,6 +204,7 @@ class RollingWriter:
         level: int | None = None,
         ndjson_sha256: bool = False,
         cached: bool = True,
+        fsync: bool = True,
     ):
         self.dir = Path(directory)
         self.type = rtype
@@ -210,6 +214,7 @@ class RollingWriter:
         self.level = level
         self.ndjson_sha256 = ndjson_sha256
         self.cached = cached
+        self.fsync = fsync
         self.pieced = compression in PIECED
         # put() needs each piece's NDJSON to hash it in order (BCDA's checksum of a compressed file).
         self.needs_ndjson = _hashes_ndjson(compression, ndjson_sha256)
@@ -225,7 +230,8 @@ class RollingWriter:
             self._parts += 1
             name = file_name(self.type, self.chunk, self._parts, self.compression)
             f = self._cur = NdjsonFile(self.dir, name, self.type, self.compression, self.level,
-                                       ndjson_sha256=self.ndjson_sha256, cached=self.cached)
+                                       ndjson_sha256=self.ndjson_sha256, cached=self.cached,
+                                       fsync=self.fsync)
             self._open.append(f)
         return f
 
@@ -236,7 +242,8 @@ class RollingWriter:
 
     def _publish(self, f: NdjsonFile) -> None:
         # On a thread of its own: closing waits for the file's last writes and fsyncs it
-        # (~4 ms), and the pipeline stores nothing else meanwhile.
+        # (~4 ms; longer while another writer fills the disk), and the pipeline stores
+        # nothing else meanwhile.
         self._open.remove(f)
         self._closing.append((f, _closer().submit(f.close)))
 

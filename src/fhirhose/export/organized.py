@@ -63,7 +63,7 @@ def export_organized(exporter, bene_rows: np.ndarray, spec, out_dir: str | os.Pa
     others = [s for t in spec.types if t != "Patient" for s in exporter.sources if s.rtype == t]
     bene_rows = np.asarray(bene_rows, np.int64)
     roll = RollingWriter(Path(out_dir), "Patient", spec.compression, max_bytes=spec.max_file_bytes, chunk=chunk,
-                         level=spec.level, ndjson_sha256=spec.ndjson_sha256)
+                         level=spec.level, ndjson_sha256=spec.ndjson_sha256, fsync=spec.fsync)
     try:
         for i in range(0, len(bene_rows), block_benes):
             _write_blocks(exporter, bene_rows[i : i + block_benes], spec, patients, others, roll, since_exempt,

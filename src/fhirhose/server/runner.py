@@ -3,8 +3,9 @@
 Any number of runners (API nodes with `--workers N`, `fhirhose worker` nodes) share one
 queue. Each claims a chunk under a lease (`JobDB.claim`: fair across organizations, then
 across an organization's jobs), renews the leases of its chunks every third of the lease,
-and commits a chunk exactly once: the worker process writes, fsyncs and renames the files,
-then `JobDB.finish_chunk` lists them, only while this runner still holds the lease. A node
+and commits a chunk exactly once: the worker process writes and renames the files, this
+runner fsyncs them (on a thread, while the worker runs its next chunk), then
+`JobDB.finish_chunk` lists them, only while this runner still holds the lease. A node
 that dies stops renewing; its chunks are claimed again by another node once their leases
 run out, and the redo writes the same file names, so nothing is listed twice or lost.
 
@@ -37,7 +38,7 @@ from ..access import Scope
 from ..log import JOB_ID, get_logger
 from .db import Claim, FileRow, Job, JobDB
 from .params import ExportParams
-from .worker import ChunkTask, init_worker, run_chunk
+from .worker import ChunkTask, init_worker, run_chunk, sync_chunk
 
 __all__ = ["JobRunner", "RunnerSettings", "RunnerStats", "iso_instant", "plan_chunks", "WAKE_CHANNEL"]
 
@@ -66,14 +67,31 @@ class RunnerSettings(msgspec.Struct, frozen=True):
     warm: bool = False
 
 
+_RAMP = 4  # the first round's chunks are this many times smaller,
+_RAMP_MIN = 25  # when that leaves them at least this many beneficiaries (smaller only adds files)
+
+
 def plan_chunks(n: int, size: int, workers: int) -> list[tuple[int, int]]:
     """[lo, hi) ranges over `n` beneficiaries: about `size` each, their number a multiple of
     `workers` and their sizes equal (±1), so the last round keeps every worker busy instead of
     one chunk running alone while the other cores idle. One worker: chunks of `size`, the
-    last one the rest."""
+    last one the rest.
+
+    An export of two rounds or more starts with a round of quarter-size chunks: its first
+    files are listed sooner, so the client's downloads (and, writing NDJSON, its disk)
+    start working while the rest is exported. Chunks are claimed in order."""
     if n <= 0:
         return []
     size = max(1, size)
+    first = size // _RAMP
+    if n > size * max(1, workers) and first >= _RAMP_MIN:
+        head = [(lo, lo + first) for lo in range(0, first * max(1, workers), first)]
+        rest = head[-1][1]
+        return head + [(lo + rest, hi + rest) for lo, hi in _even_chunks(n - rest, size, workers)]
+    return _even_chunks(n, size, workers)
+
+
+def _even_chunks(n: int, size: int, workers: int) -> list[tuple[int, int]]:
     if workers <= 1:
         return [(lo, min(lo + size, n)) for lo in range(0, n, size)]
     k = -(-n // size)
@@ -303,13 +321,26 @@ class JobRunner:
         job_id, seq = claim.job_id, claim.seq
         JOB_ID.set(job_id)  # this task's log lines name the job
         loop = asyncio.get_running_loop()
+        freed = False
+
+        def free() -> None:  # the worker process is done with this chunk: it may take the next
+            nonlocal freed
+            if not freed:
+                freed = True
+                self._free += 1
+                self._wake.set()
+
         try:
             info = await self._job_info(job_id)
             if info is None:
                 return
             try:
-                placed = await loop.run_in_executor(self._pool_now(), run_chunk,
-                                                    self._task(info, seq, claim.lo, claim.hi))
+                try:
+                    placed = await loop.run_in_executor(self._pool_now(), run_chunk,
+                                                        self._task(info, seq, claim.lo, claim.hi))
+                finally:
+                    free()  # its next chunk runs while this one is fsynced and listed (disk, database)
+                await asyncio.to_thread(sync_chunk, self.job_dir(job_id), placed)  # durable before listed
             except BrokenProcessPool:
                 log.warning("job %s chunk %d: worker pool broke; chunk requeued", job_id, seq)
                 self._pool = None
@@ -346,9 +377,8 @@ class JobRunner:
                     self._info.pop(job_id, None)
         finally:
             self._inflight.pop((job_id, seq), None)
-            self._free += 1
+            free()
             release_free_memory()  # status polls, downloads and DB rows of the chunk freed small blocks
-            self._wake.set()
 
 
 def _notify(c) -> None:

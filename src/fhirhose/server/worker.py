@@ -2,10 +2,12 @@
 
 The parent sends a `ChunkTask` (plain data: the store is opened here, by path, once per
 process). The exporter writes its rolled-over compressed files into a private temporary
-directory; only when it has returned are the files fsynced and renamed into the job
-directory under deterministic names, then the directory is fsynced. The parent registers
-them in the job DB afterwards, so a file that is listed is always complete, and a chunk
-redone after a crash overwrites the same names instead of adding duplicates.
+directory; only when it has returned are they renamed into the job directory under
+deterministic names. The parent then fsyncs them and the directory (`sync_chunk`, on a
+thread of its own, while this worker already runs its next chunk: an fsync waits for the
+disk) and only then registers them in the job DB, so a file that is listed is always
+complete. A file renamed but never listed is not served; a chunk redone after a crash
+overwrites the same names instead of adding duplicates.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
     from ..fhir.source import Source
 
 __all__ = ["init_worker", "ChunkTask", "ChunkFile", "ChunkExporter", "run_chunk", "load_exporter", "fsync_dir",
-           "export_scoped", "export_from_store", "store_exporter", "claim_filters", "warm_up"]
+           "export_scoped", "export_from_store", "store_exporter", "claim_filters", "warm_up", "sync_chunk"]
 
 
 def init_worker(parent: int, every: float = 1.0, warm: str | None = None) -> None:
@@ -137,7 +139,8 @@ def load_exporter(spec: str) -> Callable[[ChunkTask, Path], list[ChunkFile]]:
 
 
 def run_chunk(task: ChunkTask) -> list[dict]:
-    """Run one chunk in this process; returns the placed files as dicts for the job DB."""
+    """Run one chunk in this process; returns the placed files as dicts for the job DB, which
+    lists them only after `sync_chunk` (the files are not fsynced here)."""
     job_dir = Path(task.job_dir)
     # Private to this attempt: a node whose lease ran out may still be writing the same chunk
     # while another redoes it. The final names are shared, and os.replace makes each atomic.
@@ -151,20 +154,31 @@ def run_chunk(task: ChunkTask) -> list[dict]:
         name = file_name(f.type, task.seq, k)  # the offline export's names, less the coding suffix
         stored = name + SUFFIX[f.compression]
         src = tmp / f.name
-        with open(src, "rb") as fh:
-            os.fsync(fh.fileno())
-            digest = f.digest or hashlib.file_digest(fh, "sha256").hexdigest()
+        digest = f.digest
+        if not digest:  # a ChunkExporter that does not digest what it writes
+            with open(src, "rb") as fh:
+                digest = hashlib.file_digest(fh, "sha256").hexdigest()
         stored_length = src.stat().st_size
         os.replace(src, job_dir / stored)
         placed.append(dict(msgspec.structs.asdict(f), name=name, stored=stored, stored_length=stored_length,
                            chunk=task.seq, digest=digest))
-    fsync_dir(job_dir)
     shutil.rmtree(tmp, ignore_errors=True)
     # Give the chunk's freed heap back: the compressor's per-file state and output blocks
     # (below the mmap threshold) otherwise stay resident between live blocks, ~2 MB more per
     # chunk when compression runs on this thread (100,000 beneficiaries: +90 MB per worker).
     release_free_memory()
     return placed
+
+
+def sync_chunk(job_dir: str | os.PathLike, placed: list[dict]) -> None:
+    """fsync a chunk's placed files, then the job directory: before they are listed."""
+    for f in placed:
+        fd = os.open(os.path.join(job_dir, f["stored"]), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    fsync_dir(Path(job_dir))
 
 
 _EXPORTERS: dict[tuple, object] = {}
@@ -218,6 +232,7 @@ def export_scoped(task: ChunkTask, out_dir: Path, exporter) -> list[ChunkFile]:
         types=tuple(task.types), since_ms=_ms(task.since) if task.since else None, until_ms=until,
         claim_filters=claim_filters(task.type_filters), compression=task.compression, level=task.level,
         elements=tuple(task.elements), ndjson_sha256=task.ndjson_sha256, threads=task.threads,
+        fsync=False,  # the runner fsyncs the chunk's files (sync_chunk) before it lists them
     )
     scope = Scope.from_bytes(task.scope)
     if task.organize_by:
