@@ -121,7 +121,24 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-_fsync_file = fsync_dir = fsync_path
+fsync_dir = fsync_path
+
+
+def _settle_file(path: Path) -> None:
+    """fsync a written store file, then drop it from the page cache.
+
+    The writer's page cache holds the file in large folios (on Linux 6.18, up to 2 MB), and
+    a reader's memory map maps a whole folio on its first touch of it: an export touching a
+    hundred columns then held ~300 MB of them per worker process between page releases (100,000
+    beneficiaries), against ~100 MB when the pages come back in through the readers' own
+    faults. Clean after the fsync, the pages drop at once; the first export reads them from disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -231,7 +248,7 @@ class GenerationWriter:
         generation complete)."""
         # fsync is mostly waiting for the disk: overlapping hundreds of them is ~4x faster.
         with ThreadPoolExecutor(max_workers=16) as pool:
-            list(pool.map(_fsync_file, [self.dir / n for n in self.written]))
+            list(pool.map(_settle_file, [self.dir / n for n in self.written]))
         with open(self.dir / MANIFEST, "wb") as f:
             f.write(msgspec.json.encode(manifest))
             f.flush()
