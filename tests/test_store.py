@@ -476,3 +476,37 @@ def test_a_written_generation_leaves_the_page_cache(tmp_path):
     assert sum(_resident_pages(p) for p in data) == 0
     np.load(data[0], mmap_mode="r").sum()  # read back through a mapping, as the exporter does
     assert _resident_pages(data[0]) > 0
+
+
+def test_a_server_worker_lets_old_generations_go(tmp_path, monkeypatch):
+    """A server's export worker keeps the exporters (and snapshot leases) of the last two
+    generations it exported and lets older ones go: loads while the server runs can
+    collect them. (Kept for the worker's life, every generation it ever exported stayed.)"""
+    from collections import OrderedDict
+
+    from fhirhose.fhir.registry import SOURCES
+    from fhirhose.server import worker
+    from fhirhose.store.opener import forget_snapshot
+
+    monkeypatch.setattr(worker, "_EXPORTERS", OrderedDict())
+    store = Store.create(tmp_path / "s", keep=3)
+    gens = [store.load({"bene": benes(A, B), **carrier([(f"{i}", A, f"C{i}", "2024-01-01", "E119")])}, "t", now=T0)
+            for i in range(3)]
+    path = str(store.path)
+
+    def leased() -> set[int]:
+        mine = [p.name.split(".") for p in (store.path / "readers").iterdir()]
+        return {int(g[1:]) for g, pid, *_ in mine if pid == f"p{os.getpid()}"}
+
+    try:
+        first = worker._exporter(path, gens[0], SOURCES)
+        assert worker._exporter(path, gens[0], SOURCES) is first  # a job's chunks reuse it
+        worker._exporter(path, gens[1], SOURCES)
+        assert leased() == set(gens[:2])
+        worker._exporter(path, gens[2], SOURCES)
+        assert leased() == set(gens[1:])  # the oldest let go
+        Store(store.path, keep=1).collect()  # only the current one kept, but what a reader holds
+        assert gens[0] not in store.generations() and set(gens[1:]) <= set(store.generations())
+    finally:
+        for key in list(worker._EXPORTERS):
+            forget_snapshot(key[0], key[1])

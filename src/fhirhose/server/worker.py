@@ -21,6 +21,7 @@ import secrets
 import shutil
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -181,7 +182,13 @@ def sync_chunk(job_dir: str | os.PathLike, placed: list[dict]) -> None:
     fsync_dir(Path(job_dir))
 
 
-_EXPORTERS: dict[tuple, object] = {}
+# This process' exporters, by (store, generation, sources), least recently used first. A
+# job's chunks all read the generation it was planned on; a worker keeps the exporters of
+# the last `_GENERATIONS` it ran and lets older ones go with their snapshots' leases, so
+# the store can collect generations of past loads while the server runs (kept open for
+# the process' life, every generation a worker ever exported stayed on disk).
+_EXPORTERS: OrderedDict[tuple, object] = OrderedDict()
+_GENERATIONS = 2
 
 
 def _ms(instant: str) -> int:
@@ -278,12 +285,18 @@ def export_from_store(task: ChunkTask, out_dir: Path, sources: Sequence[Source])
 def _exporter(store_path: str, generation: int | None, sources: Sequence[Source]):
     """This process' Exporter over one store generation (opened once per process)."""
     from ..export.exporter import Exporter
-    from ..store.opener import shared_snapshot
+    from ..store.opener import forget_snapshot, shared_snapshot
 
     key = (store_path, generation, id(sources))
     ex = _EXPORTERS.get(key)
-    if ex is None:
-        ex = _EXPORTERS[key] = Exporter(shared_snapshot(store_path, generation).tables, sources)
+    if ex is not None:
+        _EXPORTERS.move_to_end(key)
+        return ex
+    ex = _EXPORTERS[key] = Exporter(shared_snapshot(store_path, generation).tables, sources)
+    while len(_EXPORTERS) > _GENERATIONS:
+        (path, gen, _), _old = _EXPORTERS.popitem(last=False)
+        if not any(k[:2] == (path, gen) for k in _EXPORTERS):  # (another template set may share it)
+            forget_snapshot(path, gen)
     return ex
 
 

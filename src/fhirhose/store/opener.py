@@ -1,9 +1,9 @@
 """Store snapshots shared within a process, and a picklable opener for worker pools.
 
 A worker process opens a store generation once, by path, and keeps it (with its
-lease, so the generation cannot be collected under it) for the process' life:
-every chunk it runs afterwards reuses the same memory maps. The server's chunk
-worker and `fhirhose export --workers N` both go through `shared_snapshot`.
+lease, so the generation cannot be collected under it) until it lets it go
+(`forget_snapshot`): every chunk it runs meanwhile reuses the same memory maps. The
+server's chunk worker and `fhirhose export --workers N` both go through `shared_snapshot`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import NamedTuple
 from ..columns import Table
 from .store import Snapshot, Store
 
-__all__ = ["shared_snapshot", "SnapshotOpener"]
+__all__ = ["shared_snapshot", "forget_snapshot", "SnapshotOpener"]
 
 _OPEN: dict[tuple[str, int | None], Snapshot] = {}
 
@@ -28,6 +28,14 @@ def shared_snapshot(path: str | os.PathLike, generation: int | None = None) -> S
     if snap is None:
         snap = _OPEN[key] = Store(path).snapshot(generation)
     return snap
+
+
+def forget_snapshot(path: str | os.PathLike, generation: int | None) -> None:
+    """Close this process' snapshot of `generation` (if open): its lease goes, so a later
+    load may collect the generation; a later `shared_snapshot` of it opens it again."""
+    snap = _OPEN.pop((str(path), generation), None)
+    if snap is not None:
+        snap.close()
 
 
 class SnapshotOpener(NamedTuple):
