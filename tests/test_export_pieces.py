@@ -249,3 +249,42 @@ def test_fsync_false_leaves_the_fsync_to_the_caller(snapshot, tmp_path, monkeypa
     assert len(synced) == (len(infos) if fsync else 0)
     for i in infos:  # whole files either way
         assert hashlib.sha256((tmp_path / i.name).read_bytes()).hexdigest() == i.digest
+
+
+class _InterruptedPool:
+    """A thread pool whose `submit` is interrupted (Ctrl-C lands on the submitting thread)
+    before the batch is queued, or just after."""
+
+    def __init__(self, pool, queue_first: bool):
+        self.pool, self.queue_first = pool, queue_first
+
+    def submit(self, fn, *args):
+        if self.queue_first:
+            self.pool.submit(fn, *args)
+        raise KeyboardInterrupt
+
+    def shutdown(self, wait: bool = True):
+        self.pool.shutdown(wait=wait)
+
+
+@pytest.mark.parametrize("queue_first", [False, True])
+def test_an_interrupt_while_handing_over_a_batch_leaves_a_drain_that_returns(snapshot, tmp_path, queue_first):
+    """`Pipeline.__exit__` drains on the way out of an interrupted export; a batch counted but
+    never handed to a thread must not keep it waiting (the offline export hung on Ctrl-C)."""
+    import threading
+
+    ex = Exporter(snapshot.tables, SOURCES)
+    src = next(s for s in SOURCES if s.rtype == "ExplanationOfBenefit")
+    rows = ex.rows_for(src, np.arange(BENES), ExportSpec())
+    w = ex.writer(src.template, src.rtype)
+    roll = RollingWriter(tmp_path, "ExplanationOfBenefit", "gzip")
+    pipe = Pipeline(ex.core, 2)
+    pipe.submit(w, rows[:2], roll).wait()
+    pipe._pool = _InterruptedPool(pipe._pool, queue_first)
+    with pytest.raises(KeyboardInterrupt):
+        pipe.submit(w, rows[2:4], roll)
+    done = threading.Event()
+    exiting = threading.Thread(target=lambda: (pipe.__exit__(KeyboardInterrupt, None, None), done.set()), daemon=True)
+    exiting.start()
+    assert done.wait(30), "the drain after an interrupted hand-over never returned"
+    roll.abort()

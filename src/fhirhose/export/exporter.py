@@ -178,6 +178,7 @@ class Pipeline:
         self._store_lock = threading.Lock()
         self._stored = threading.Condition()
         self._seq = 0  # next batch submitted
+        self._handed = 0  # batches handed to a thread (or run): what `drain` waits for
         self._next = 0  # next batch stored
         self._error: BaseException | None = None
 
@@ -190,9 +191,13 @@ class Pipeline:
         self._seq += 1
         if self._pool is None:
             self._run(job)
+            self._handed = self._seq
             self._raise_failed()
         else:
             self._pool.submit(self._run, job)
+            # Counted only once handed over: an interrupt (Ctrl-C lands on this thread) before
+            # that must not leave `drain` waiting for a batch no thread has.
+            self._handed = self._seq
         return job.stored
 
     def _raise_failed(self) -> None:
@@ -251,7 +256,7 @@ class Pipeline:
     def drain(self, raise_errors: bool = True) -> None:
         """Wait until every submitted batch is stored (or dropped after an error)."""
         with self._stored:
-            self._stored.wait_for(lambda: self._next == self._seq)
+            self._stored.wait_for(lambda: self._next >= self._handed)
         if raise_errors:
             self._raise_failed()
 
