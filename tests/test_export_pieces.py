@@ -288,3 +288,18 @@ def test_an_interrupt_while_handing_over_a_batch_leaves_a_drain_that_returns(sna
     exiting.start()
     assert done.wait(30), "the drain after an interrupted hand-over never returned"
     roll.abort()
+
+
+def test_file_closing_threads_never_hold_up_the_interpreters_exit(tmp_path):
+    """Files close on daemon threads, each close waited for by its submitter: a thread pool's
+    threads are joined at exit through a registry an interrupt can leave one out of, and the
+    interrupted `fhirhose export` then never exited."""
+    import threading
+
+    roll = RollingWriter(tmp_path, "Patient", "gzip", max_bytes=1)
+    for i in range(4):
+        roll.write(b'{"i":%d}\n' % i, 1)
+    infos = roll.close()
+    assert [i.count for i in infos] == [1, 1, 1, 1]
+    closers = [t for t in threading.enumerate() if t.name.startswith("fhirhose-publish")]
+    assert closers and all(t.daemon for t in closers)
