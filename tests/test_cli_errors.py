@@ -346,7 +346,12 @@ def test_export_interrupted_leaves_nothing_and_reruns(export_store, tmp_path):
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=120)
+    try:
+        stdout, stderr = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # a hung export must not outlive the test (nor leave its pipes to the next)
+        proc.communicate()
+        raise AssertionError("the interrupted export did not exit within 120 s") from None
     assert proc.returncode == 130, stderr
     assert stderr == f"fhirhose export: interrupted; nothing was written to {out}; run the same command again\n"
     assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))
