@@ -2,9 +2,10 @@
 
 A file is written as `<name>.part`, fsynced, then renamed to `<name>`: a reader
 that lists the directory or a manifest never sees a truncated file. (With `fsync=False`
-the caller fsyncs before it lists the file: the server's runner does, off the worker's path.) gzip files are
-put together from independently deflated pieces (compress.encode_piece), so the
-exporter's two threads can both compress; each is still one ordinary gzip member.
+the caller fsyncs before it lists the file: the server's runner does, off the worker's
+path.) gzip files are put together from independently deflated pieces
+(compress.encode_piece), so the exporter's two threads can both compress; each is still
+one ordinary gzip member.
 
 Integrity (DESIGN.md "Integrity"): `digest` is the SHA-256 of the bytes as stored and
 sent (the gzip or zstd file), ~19x fewer bytes than the NDJSON. The NDJSON inside is

@@ -34,7 +34,7 @@ from ..columns import date_to_days
 from ..errors import ExportError
 from ..export.compress import SUFFIX
 from ..export.files import file_name
-from ..store.layout import fsync_dir
+from ..store.layout import fsync_dir, fsync_path
 from .params import TypeFilter
 
 if TYPE_CHECKING:
@@ -174,11 +174,7 @@ def run_chunk(task: ChunkTask) -> list[dict]:
 def sync_chunk(job_dir: str | os.PathLike, placed: list[dict]) -> None:
     """fsync a chunk's placed files, then the job directory: before they are listed."""
     for f in placed:
-        fd = os.open(os.path.join(job_dir, f["stored"]), os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(Path(job_dir) / f["stored"])
     fsync_dir(Path(job_dir))
 
 
