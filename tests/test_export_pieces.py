@@ -37,6 +37,13 @@ def snapshot(tmp_path_factory):
         yield snap
 
 
+def _eob(snapshot):
+    """An exporter of the snapshot, every ExplanationOfBenefit row, and their bound writer."""
+    ex = Exporter(snapshot.tables, SOURCES)
+    src = next(s for s in SOURCES if s.rtype == "ExplanationOfBenefit")
+    return ex, ex.rows_for(src, np.arange(BENES), ExportSpec()), ex.writer(src.template, src.rtype)
+
+
 def _decoders(raw: bytes) -> list[bytes]:
     """The file as stdlib gzip, zlib (wbits 31, one member), ISA-L and gzip(1) read it."""
     one = zlib.decompressobj(31)
@@ -132,10 +139,8 @@ class _Failing:
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_a_failing_batch_stops_the_pipeline_and_later_batches_are_not_stored(snapshot, tmp_path, threads):
-    ex = Exporter(snapshot.tables, SOURCES)
-    src = next(s for s in SOURCES if s.rtype == "ExplanationOfBenefit")
-    rows = ex.rows_for(src, np.arange(BENES), ExportSpec())
-    w = _Failing(ex.writer(src.template, src.rtype), fail_at=3)
+    ex, rows, eob = _eob(snapshot)
+    w = _Failing(eob, fail_at=3)
     roll = RollingWriter(tmp_path, "ExplanationOfBenefit", "gzip")
     tally = Tally()
     with pytest.raises(RuntimeError, match="disk on fire"):
@@ -179,10 +184,7 @@ class _Jittery:
 
 @pytest.mark.parametrize("compression", ["gzip", "zstd"])
 def test_batches_finishing_out_of_order_are_stored_in_order(snapshot, tmp_path, compression):
-    ex = Exporter(snapshot.tables, SOURCES)
-    src = next(s for s in SOURCES if s.rtype == "ExplanationOfBenefit")
-    rows = ex.rows_for(src, np.arange(BENES), ExportSpec())
-    w = ex.writer(src.template, src.rtype)
+    ex, rows, w = _eob(snapshot)
     got = {}
     for threads, writer in ((1, w), (2, _Jittery(w, 1)), (2, _Jittery(w, 2))):
         out = tmp_path / f"{threads}-{id(writer)}"
@@ -273,10 +275,7 @@ def test_an_interrupt_while_handing_over_a_batch_leaves_a_drain_that_returns(sna
     never handed to a thread must not keep it waiting (the offline export hung on Ctrl-C)."""
     import threading
 
-    ex = Exporter(snapshot.tables, SOURCES)
-    src = next(s for s in SOURCES if s.rtype == "ExplanationOfBenefit")
-    rows = ex.rows_for(src, np.arange(BENES), ExportSpec())
-    w = ex.writer(src.template, src.rtype)
+    ex, rows, w = _eob(snapshot)
     roll = RollingWriter(tmp_path, "ExplanationOfBenefit", "gzip")
     pipe = Pipeline(ex.core, 2)
     pipe.submit(w, rows[:2], roll).wait()
