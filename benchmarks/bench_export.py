@@ -57,5 +57,5 @@ def test_core_sha256_gzip(benchmark, synth_store):
 
 @pytest.mark.parametrize("threads", [1, 2], ids=["one core", "two threads"])
 def test_export_chunk(benchmark, synth_store, tmp_path, threads):
-    name = W.EXPORT_OVERLAP if threads > 1 else W.EXPORT_ONE
+    name = W.EXPORT_TWO if threads > 1 else W.EXPORT_ONE
     _run(benchmark, synth_store, name, synth_store.export, tmp_path / "out", threads)

@@ -11,7 +11,7 @@ feeds it). The ratio `ISA-L alone wall / export wall` is issue 12's offline targ
 after `--warmup` untimed exports (default 1: the store in the page cache, as for every
 export after the first; this VM's first run after other work is often 10-25 % slower);
 the machine's load average is printed beside them, since a second busy core is what the
-export's overlapped compressor needs. Results merge into benchmarks/results/offline.json.
+export's second thread needs. Results merge into benchmarks/results/offline.json.
 """
 
 from __future__ import annotations

@@ -333,8 +333,8 @@ EXPORT_GZIP = "store → core + gzip"
 EXPORT_SHA = "store → core + sha256"
 EXPORT_SINK = "store → core + sha256 + gzip"
 EXPORT_ONE = "store → export_chunk gzip, one core"
-EXPORT_OVERLAP = "store → export_chunk gzip, two threads"
-EXPORT_PASSES = (EXPORT_SELECT, EXPORT_CORE, EXPORT_GZIP, EXPORT_SHA, EXPORT_SINK, EXPORT_ONE, EXPORT_OVERLAP)
+EXPORT_TWO = "store → export_chunk gzip, two threads"
+EXPORT_PASSES = (EXPORT_SELECT, EXPORT_CORE, EXPORT_GZIP, EXPORT_SHA, EXPORT_SINK, EXPORT_ONE, EXPORT_TWO)
 
 # name → median CPU seconds of this process (all its threads). A shared machine
 # stretches wall time by the time spent waiting for a core; CPU time it does not.
